@@ -1,0 +1,1 @@
+"""Asset identification: software inventory (lockfiles, package databases, SBOMs, binaries)."""

@@ -1,0 +1,1 @@
+"""The small core every capability builds on: models, errors, settings."""

@@ -1,0 +1,321 @@
+"""The nouns of Tianmu (see DESIGN.md): what every capability reads and produces.
+
+These are plain frozen dataclasses, independent of the store, so that engines can be used and tested
+without a database. The store maps them to rows; reports render them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Asset",
+    "AssetKind",
+    "Component",
+    "Event",
+    "Finding",
+    "FindingKind",
+    "Incident",
+    "Indicator",
+    "IndicatorType",
+    "Location",
+    "Service",
+    "Severity",
+    "TriageStatus",
+    "Unresolved",
+    "Assessment",
+    "finding_fingerprint",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every timestamp Tianmu stores is UTC."""
+    return datetime.now(UTC)
+
+
+class Severity(StrEnum):
+    """Severity of a finding, ordered from most to least severe."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used for sorting and for `--fail-on` thresholds."""
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, threshold: Severity) -> bool:
+        return self.rank >= threshold.rank
+
+    @classmethod
+    def from_cvss_score(cls, score: float | None) -> Severity:
+        """Qualitative rating of CVSS v3/v4 (FIRST's table); no score means we cannot tell: medium."""
+        if score is None:
+            return cls.MEDIUM
+        if score >= 9.0:
+            return cls.CRITICAL
+        if score >= 7.0:
+            return cls.HIGH
+        if score >= 4.0:
+            return cls.MEDIUM
+        if score > 0.0:
+            return cls.LOW
+        return cls.INFO
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        """Accept the names advisories use (`moderate`, `important`, `informational`...)."""
+        key = text.strip().lower()
+        aliases = {"moderate": "medium", "important": "high", "informational": "info", "none": "info"}
+        key = aliases.get(key, key)
+        return cls(key)
+
+
+_SEVERITY_RANK = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+    Severity.INFO: 0,
+}
+
+
+class FindingKind(StrEnum):
+    VULNERABILITY = "vulnerability"
+    MALWARE = "malware"
+    DETECTION = "detection"
+    INTEL = "intel"
+    EXPOSURE = "exposure"
+    MISCONFIGURATION = "misconfiguration"
+
+
+class TriageStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+
+
+class AssetKind(StrEnum):
+    HOST = "host"
+    WEBSITE = "website"
+    DOMAIN = "domain"
+    REPOSITORY = "repository"
+    DIRECTORY = "directory"
+    IMAGE = "image"
+
+
+class IndicatorType(StrEnum):
+    IP = "ip"
+    CIDR = "cidr"
+    DOMAIN = "domain"
+    URL = "url"
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was read: a file (relative to the assessed root when possible) and a 1-based line."""
+
+    path: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A thing we protect."""
+
+    name: str
+    """Stable name: a path, host name, URL or domain. Unique per tenant and kind."""
+    kind: AssetKind
+    tenant: str = "default"
+    criticality: int = 3
+    """1 (lab box) to 5 (crown jewels); feeds the risk score."""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A piece of software found on an asset."""
+
+    name: str
+    """The name as its ecosystem writes it (not normalised: normalising is the matcher's job)."""
+    version: str
+    ecosystem: str
+    """OSV ecosystem name: PyPI, npm, Go, crates.io, Packagist, RubyGems, Maven, Debian, Alpine..."""
+    purl: str
+    location: Location | None = None
+    source_name: str | None = None
+    """For OS packages: the source package advisories are written against (dpkg `Source:`)."""
+    distro_release: str | None = None
+    """For OS packages: the distribution release (e.g. `12` for Debian bookworm), when known."""
+    direct: bool | None = None
+    """True for a dependency the project names itself, False for a transitive one, None if unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A dependency we saw but cannot pin to one version (e.g. `django>=3` in requirements.txt).
+
+    Reported to the user, never silently dropped: a vulnerability scan over it would be a guess.
+    """
+
+    name: str
+    ecosystem: str
+    requirement: str
+    location: Location
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A listening network service on an asset."""
+
+    address: str
+    port: int
+    transport: str = "tcp"
+    service: str | None = None
+    product: str | None = None
+    version: str | None = None
+    cpe: str | None = None
+    banner: str | None = None
+    tls: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One log record, with Sigma/ECS field names, its raw form, and where it came from."""
+
+    fields: dict[str, Any]
+    raw: str
+    origin: Location
+    timestamp: datetime | None = None
+    source_type: str = "generic"
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """An indicator of compromise."""
+
+    type: IndicatorType
+    value: str
+    sources: tuple[str, ...] = ()
+    confidence: int = 50
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    labels: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Finding:
+    """The one output of every engine.
+
+    `fingerprint` identifies the problem, not the sighting: the same flaw in the same component at the same
+    place on the same asset has the same fingerprint whenever it is found again, so the store can keep
+    its triage status and only move `last_seen`.
+    """
+
+    kind: FindingKind
+    rule_id: str
+    """The advisory, rule or signature that fired (primary id)."""
+    title: str
+    severity: Severity
+    asset: Asset
+    score: float | None = None
+    """Numeric severity (CVSS base score for vulnerabilities)."""
+    summary: str = ""
+    component: Component | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific details (for vulnerabilities: fixed_versions, kev, epss...)."""
+    status: TriageStatus = TriageStatus.OPEN
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return finding_fingerprint(self)
+
+
+def finding_fingerprint(finding: Finding) -> str:
+    """SHA-256 over what makes a finding the same problem.
+
+    Included: tenant, asset, kind, rule id and, when there is a component, its ecosystem, name, version
+    and file. Excluded: severity, score, texts and timestamps, which change when advisories are updated
+    without the problem being a different one. The line is left out too: adding a line above a pin must
+    not reopen a triaged finding.
+    """
+    comp = finding.component
+    key: dict[str, Any] = {
+        "tenant": finding.asset.tenant,
+        "asset": [finding.asset.kind.value, finding.asset.name],
+        "kind": finding.kind.value,
+        "rule": finding.rule_id,
+    }
+    if comp is not None:
+        key["component"] = [
+            comp.ecosystem,
+            comp.name,
+            comp.version,
+            comp.location.path if comp.location else None,
+        ]
+    if "fingerprint_extra" in finding.evidence:
+        key["extra"] = finding.evidence["fingerprint_extra"]
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(slots=True)
+class Incident:
+    """Findings and events correlated into one story."""
+
+    title: str
+    tenant: str = "default"
+    severity: Severity = Severity.MEDIUM
+    stage: str | None = None
+    """Kill-chain stage (ATT&CK tactic) reached."""
+    status: TriageStatus = TriageStatus.OPEN
+    finding_fingerprints: list[str] = field(default_factory=list)
+    assets: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass(slots=True)
+class Assessment:
+    """One run of `tianmu assess`: what was looked at, what was found, what could not be read."""
+
+    target: str
+    asset: Asset
+    started: datetime
+    finished: datetime | None = None
+    components: list[Component] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Inputs that could not be read, as `path:line: message`."""
+    files_read: int = 0
+    knowledge_bases: list[dict[str, Any]] = field(default_factory=list)
+    """`tianmu kb status` rows at the time of the run: which data the verdicts rest on."""
+    engines: list[str] = field(default_factory=list)
