@@ -1,0 +1,300 @@
+"""Saving and reading the organisation's data: assets, their components, assessments and findings.
+
+The fingerprint rule lives here in practice: a finding whose fingerprint is already stored for the tenant
+is the same problem found again, so only `last_seen`, the texts that advisories may have improved
+(severity, score, summary, data) and the assessment link move; `first_seen` and the triage status stay.
+A resolved finding that is found again is reopened, because the problem came back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from tianmu import __version__
+from tianmu.core.models import (
+    Asset,
+    AssetKind,
+    Assessment,
+    Component,
+    Finding,
+    FindingKind,
+    Location,
+    Severity,
+    TriageStatus,
+    utcnow,
+)
+from tianmu.store.database import Store
+from tianmu.store.schema import assessments, assets, components, findings
+
+__all__ = ["SaveResult", "StoredFinding", "count_assessments", "list_findings", "save_assessment", "set_status", "upsert_asset"]
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    assessment_id: int
+    asset_id: int
+    new_findings: int
+    seen_again: int
+    reopened: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFinding:
+    id: int
+    finding: Finding
+
+
+def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
+    row = conn.execute(
+        select(assets.c.id).where(
+            and_(assets.c.tenant == asset.tenant, assets.c.kind == asset.kind.value, assets.c.name == asset.name)
+        )
+    ).first()
+    if row is not None:
+        conn.execute(update(assets).where(assets.c.id == row.id).values(last_seen=now))
+        return int(row.id)
+    result = conn.execute(
+        insert(assets).values(
+            tenant=asset.tenant,
+            kind=asset.kind.value,
+            name=asset.name,
+            criticality=asset.criticality,
+            tags=list(asset.tags),
+            first_seen=now,
+            last_seen=now,
+        )
+    )
+    assert result.inserted_primary_key is not None
+    return int(result.inserted_primary_key[0])
+
+
+def _component_json(component: Component | None) -> dict[str, Any] | None:
+    if component is None:
+        return None
+    return {
+        "name": component.name,
+        "version": component.version,
+        "ecosystem": component.ecosystem,
+        "purl": component.purl,
+        "path": component.location.path if component.location else None,
+        "line": component.location.line if component.location else None,
+        "source_name": component.source_name,
+        "distro_release": component.distro_release,
+        "direct": component.direct,
+    }
+
+
+def _component_from_json(data: dict[str, Any] | None) -> Component | None:
+    if not data:
+        return None
+    location = Location(data["path"], data.get("line")) if data.get("path") else None
+    return Component(
+        name=data["name"],
+        version=data["version"],
+        ecosystem=data["ecosystem"],
+        purl=data["purl"],
+        location=location,
+        source_name=data.get("source_name"),
+        distro_release=data.get("distro_release"),
+        direct=data.get("direct"),
+    )
+
+
+def save_assessment(store: Store, assessment: Assessment) -> SaveResult:
+    """Store one assessment in a single transaction and fold its findings into the tenant's findings.
+
+    On return, the Finding objects carry the stored first_seen, last_seen and triage status, so what the
+    user is shown is what the database holds.
+    """
+    now = assessment.finished or utcnow()
+    tenant = assessment.asset.tenant
+    with store.begin() as conn:
+        asset_id = upsert_asset(conn, assessment.asset, now)
+        # Components are a snapshot of the asset as it is now: the previous inventory is replaced.
+        conn.execute(delete(components).where(components.c.asset_id == asset_id))
+        rows = [
+            {
+                "tenant": tenant,
+                "asset_id": asset_id,
+                "purl": c.purl,
+                "name": c.name,
+                "version": c.version,
+                "ecosystem": c.ecosystem,
+                "path": c.location.path if c.location else None,
+                "line": c.location.line if c.location else None,
+                "source_name": c.source_name,
+                "seen_at": now,
+            }
+            for c in assessment.components
+        ]
+        for start in range(0, len(rows), _CHUNK):
+            conn.execute(insert(components), rows[start : start + _CHUNK])
+
+        result = conn.execute(
+            insert(assessments).values(
+                tenant=tenant,
+                asset_id=asset_id,
+                target=assessment.target,
+                started=assessment.started,
+                finished=now,
+                tianmu_version=__version__,
+                component_count=len(assessment.components),
+                finding_counts={},
+                errors=list(assessment.errors),
+            )
+        )
+        assert result.inserted_primary_key is not None
+        assessment_id = int(result.inserted_primary_key[0])
+        new, again, reopened = _merge_findings(conn, tenant, asset_id, assessment_id, assessment.findings, now)
+        # The posture row should count what is open after triage was carried over, not before.
+        open_counts = Counter(f.severity.value for f in assessment.findings if f.status is TriageStatus.OPEN)
+        conn.execute(
+            update(assessments)
+            .where(assessments.c.id == assessment_id)
+            .values(finding_counts=dict(open_counts))
+        )
+    return SaveResult(assessment_id, asset_id, new, again, reopened)
+
+
+def _merge_findings(
+    conn: Connection,
+    tenant: str,
+    asset_id: int,
+    assessment_id: int,
+    found: Sequence[Finding],
+    now: datetime,
+) -> tuple[int, int, int]:
+    by_fingerprint: dict[str, Finding] = {}
+    for finding in found:
+        by_fingerprint.setdefault(finding.fingerprint, finding)
+    existing: dict[str, Any] = {}
+    keys = list(by_fingerprint)
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        query = select(
+            findings.c.id, findings.c.fingerprint, findings.c.status, findings.c.first_seen
+        ).where(and_(findings.c.tenant == tenant, findings.c.fingerprint.in_(chunk)))
+        for row in conn.execute(query):
+            existing[row.fingerprint] = row
+
+    new_rows: list[dict[str, Any]] = []
+    new = again = reopened = 0
+    for fingerprint, finding in by_fingerprint.items():
+        values = {
+            "kind": finding.kind.value,
+            "rule_id": finding.rule_id,
+            "title": finding.title,
+            "severity": finding.severity.value,
+            "score": finding.score,
+            "summary": finding.summary,
+            "component": _component_json(finding.component),
+            "evidence": finding.evidence,
+            "aliases": list(finding.aliases),
+            "references": list(finding.references),
+            "techniques": list(finding.techniques),
+            "data": finding.data,
+            "last_seen": now,
+            "last_assessment_id": assessment_id,
+        }
+        stored = existing.get(fingerprint)
+        if stored is None:
+            new += 1
+            finding.first_seen = finding.last_seen = now
+            new_rows.append(
+                {
+                    **values,
+                    "tenant": tenant,
+                    "fingerprint": fingerprint,
+                    "asset_id": asset_id,
+                    "status": finding.status.value,
+                    "first_seen": now,
+                }
+            )
+            continue
+        again += 1
+        status = TriageStatus(stored.status)
+        if status is TriageStatus.RESOLVED:
+            status = TriageStatus.OPEN
+            reopened += 1
+        values["status"] = status.value
+        conn.execute(update(findings).where(findings.c.id == stored.id).values(**values))
+        finding.status = status
+        finding.first_seen = stored.first_seen
+        finding.last_seen = now
+    for start in range(0, len(new_rows), _CHUNK):
+        conn.execute(insert(findings), new_rows[start : start + _CHUNK])
+    return new, again, reopened
+
+
+def set_status(store: Store, tenant: str, fingerprint: str, status: TriageStatus) -> bool:
+    """Triage one finding; False when the tenant has no finding with that fingerprint."""
+    with store.begin() as conn:
+        result = conn.execute(
+            update(findings)
+            .where(and_(findings.c.tenant == tenant, findings.c.fingerprint == fingerprint))
+            .values(status=status.value)
+        )
+    return bool(result.rowcount)
+
+
+def list_findings(
+    store: Store,
+    tenant: str,
+    *,
+    kinds: Iterable[FindingKind] | None = None,
+    min_severity: Severity | None = None,
+    statuses: Iterable[TriageStatus] | None = None,
+    limit: int | None = None,
+) -> list[StoredFinding]:
+    query = (
+        select(findings, assets.c.name.label("asset_name"), assets.c.kind.label("asset_kind"))
+        .join(assets, assets.c.id == findings.c.asset_id)
+        .where(findings.c.tenant == tenant)
+    )
+    if kinds is not None:
+        query = query.where(findings.c.kind.in_([k.value for k in kinds]))
+    if statuses is not None:
+        query = query.where(findings.c.status.in_([s.value for s in statuses]))
+    if min_severity is not None:
+        allowed = [s.value for s in Severity if s.at_least(min_severity)]
+        query = query.where(findings.c.severity.in_(allowed))
+    query = query.order_by(findings.c.last_seen.desc(), findings.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    out: list[StoredFinding] = []
+    with store.connect() as conn:
+        for row in conn.execute(query):
+            asset = Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant)
+            finding = Finding(
+                kind=FindingKind(row.kind),
+                rule_id=row.rule_id,
+                title=row.title,
+                severity=Severity(row.severity),
+                asset=asset,
+                score=row.score,
+                summary=row.summary,
+                component=_component_from_json(row.component),
+                evidence=row.evidence or {},
+                aliases=tuple(row.aliases or ()),
+                references=tuple(row.references or ()),
+                techniques=tuple(row.techniques or ()),
+                data=row.data or {},
+                status=TriageStatus(row.status),
+                first_seen=row.first_seen,
+                last_seen=row.last_seen,
+            )
+            out.append(StoredFinding(int(row.id), finding))
+    return out
+
+
+def count_assessments(store: Store, tenant: str) -> int:
+    with store.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(assessments).where(assessments.c.tenant == tenant)).scalar_one())
