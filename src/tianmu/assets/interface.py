@@ -10,7 +10,14 @@ from pathlib import Path
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Unresolved
 
-__all__ = ["Extractor", "InventoryResult"]
+__all__ = ["DEFAULT_MAX_BYTES", "Extracted", "Extractor", "InventoryResult"]
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""Text inventory files larger than this are refused (checked with stat, before reading)."""
+
+Extracted = Component | Unresolved | InputError
+"""What `Extractor.extract` yields. A yielded InputError is a problem that does not stop the file
+(an include that cannot be read, an unsupported variant); a raised one stops it."""
 
 
 @dataclass(slots=True)
@@ -37,5 +44,15 @@ class Extractor(ABC):
     def matches(self, relpath: Path) -> bool: ...
 
     @abstractmethod
-    def extract(self, path: Path, display_path: str) -> Iterator[Component | Unresolved]:
+    def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         """Yield what the file holds. Raise ParseError(message, display_path, line) on malformed input."""
+
+    # Additions for the scanner (defaults keep the original contract: a name match is enough).
+    max_bytes: int | None = DEFAULT_MAX_BYTES
+    """Refuse files larger than this (None: no limit, for extractors that never read a whole file)."""
+    sniff_bytes: int = 0
+    """When > 0, the scanner reads this many leading bytes and extracts only if `accepts(head)`."""
+
+    def accepts(self, head: bytes) -> bool:
+        """Content check after a name match, for generic names (`bom.json`) and binaries."""
+        return True

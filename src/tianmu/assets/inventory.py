@@ -1,0 +1,201 @@
+"""Software inventory of a directory tree or a single file: `scan_inventory`.
+
+The walk is a generator over `os.scandir` (one directory listing in memory at a time), never follows
+symlinked directories (so symlink loops cannot trap it), and skips VCS and cache folders. Each file is
+offered to the extractors by name; a problem with one file becomes an InputError in the result and the
+walk goes on. Nothing an input contains should surface as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from tianmu.assets.interface import Extractor, InventoryResult
+from tianmu.assets.registry import default_extractors
+from tianmu.core.errors import InputError
+from tianmu.core.models import Component, Unresolved
+
+__all__ = ["SKIP_DIRS", "scan_inventory"]
+
+SKIP_DIRS = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+)
+# Pseudo filesystems of a live system: endless or device-backed files, never inventory.
+_SKIP_AT_SYSTEM_ROOT = frozenset({"proc", "sys", "dev"})
+
+
+def scan_inventory(
+    root: Path,
+    *,
+    progress: Callable[[str], None] | None = None,
+    extractors: Sequence[Extractor] | None = None,
+) -> InventoryResult:
+    """Inventory the software under `root` (a directory or one file).
+
+    Locations are relative to `root` (posix separators); for a single file, its name. `progress` is
+    called with that relative path for every file an extractor reads. Exact duplicates (same ecosystem,
+    name, version and file) are reported once. When an extractor fails part-way through a file, what it
+    yielded before the failure is kept and the failure is reported as an error.
+    """
+    root = Path(root)
+    chosen = list(default_extractors() if extractors is None else extractors)
+    result = InventoryResult(root=str(root))
+    seen_components: set[tuple[str, str, str, str | None]] = set()
+    seen_unresolved: set[tuple[str, str, str, str, int | None]] = set()
+    seen_errors: set[str] = set()
+
+    def add(item: Component | Unresolved | InputError, display: str) -> None:
+        if isinstance(item, Component):
+            key = (item.ecosystem, item.name, item.version, item.location.path if item.location else None)
+            if key not in seen_components:
+                seen_components.add(key)
+                result.components.append(item)
+        elif isinstance(item, Unresolved):
+            ukey = (item.ecosystem, item.name, item.requirement, item.location.path, item.location.line)
+            if ukey not in seen_unresolved:
+                seen_unresolved.add(ukey)
+                result.unresolved.append(item)
+        else:
+            if not item.path:
+                item.path = display
+            if str(item) not in seen_errors:
+                seen_errors.add(str(item))
+                result.errors.append(item)
+
+    if not root.exists() and not root.is_symlink():
+        result.errors.append(InputError("no such file or directory", str(root)))
+        return result
+    if root.is_dir():
+        walk: Iterator[tuple[Path, str, Path] | InputError] = _walk(root)
+    else:
+        walk = iter([(root, root.name, Path(os.path.abspath(root)))])
+    for entry in walk:
+        if isinstance(entry, InputError):
+            result.errors.append(entry)
+            continue
+        path, display, match_path = entry
+        if _scan_file(path, display, match_path, chosen, progress, add):
+            result.files_read += 1
+    return result
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str, Path] | InputError]:
+    """(path, display path, path for name matching), depth first, each directory sorted by name."""
+    real_root = os.path.realpath(root)
+    at_system_root = real_root == os.path.abspath(os.sep)
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield InputError(f"cannot list directory: {exc.strerror or exc}", rel or ".")
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for item in entries:
+            relpath = f"{rel}/{item.name}" if rel else item.name
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    if item.name in SKIP_DIRS or (rel == "node_modules" and item.name == ".cache"):
+                        continue
+                    if at_system_root and not rel and item.name in _SKIP_AT_SYSTEM_ROOT:
+                        continue
+                    subdirs.append((item.path, relpath))
+                elif item.is_file(follow_symlinks=True):
+                    # A symlinked file is read only if it stays inside the tree: in an unpacked image,
+                    # an absolute link would otherwise read the scanning host's own files.
+                    if item.is_symlink() and not _inside(os.path.realpath(item.path), real_root):
+                        continue
+                    yield Path(item.path), relpath, Path(relpath)
+            except OSError:
+                continue  # vanished or unreadable entry metadata: nothing to inventory there
+        stack.extend(reversed(subdirs))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _scan_file(
+    path: Path,
+    display: str,
+    match_path: Path,
+    extractors: Sequence[Extractor],
+    progress: Callable[[str], None] | None,
+    add: Callable[[Component | Unresolved | InputError, str], None],
+) -> bool:
+    """Run the matching extractors on one file; True when at least one read it without error."""
+    matched = [x for x in extractors if x.matches(match_path)]
+    if not matched:
+        return False
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        head = b""
+        sniff = max((x.sniff_bytes for x in matched), default=0)
+        if sniff:
+            with path.open("rb") as handle:
+                head = handle.read(sniff)
+    except OSError as exc:
+        add(InputError(f"cannot read file: {exc.strerror or exc}", display), display)
+        return False
+    runnable = [x for x in matched if not x.sniff_bytes or x.accepts(head[: x.sniff_bytes])]
+    if not runnable:
+        return False
+    if progress is not None:
+        progress(display)
+    succeeded = False
+    for extractor in runnable:
+        if extractor.max_bytes is not None and info.st_size > extractor.max_bytes:
+            add(
+                InputError(
+                    f"file too large for {extractor.name} "
+                    f"({info.st_size} bytes; limit {extractor.max_bytes})",
+                    display,
+                ),
+                display,
+            )
+            continue
+        produced = _run(extractor, path, display, add)
+        # A sniffed binary that holds nothing (an ELF without Go build info) is not an inventory file.
+        if produced is not None and (produced or not extractor.sniff_bytes):
+            succeeded = True
+    return succeeded
+
+
+def _run(
+    extractor: Extractor,
+    path: Path,
+    display: str,
+    add: Callable[[Component | Unresolved | InputError, str], None],
+) -> int | None:
+    """Number of items the extractor yielded, or None when it failed (the failure is added)."""
+    count = 0
+    try:
+        for item in extractor.extract(path, display):
+            add(item, display)
+            count += 1
+    except InputError as exc:
+        exc.path = display if not exc.path or exc.path == str(path) else exc.path
+        add(exc, display)
+    except OSError as exc:
+        add(InputError(f"cannot read file: {exc.strerror or exc}", display), display)
+    except UnicodeDecodeError:
+        add(InputError("not valid UTF-8 text", display), display)
+    except (MemoryError, RecursionError) as exc:
+        add(
+            InputError(
+                f"{extractor.name}: input too large or too deeply nested ({type(exc).__name__})", display
+            ),
+            display,
+        )
+    except Exception as exc:  # an extractor bug must not end the scan; report it against the file
+        add(InputError(f"{extractor.name} failed: {type(exc).__name__}: {exc}", display), display)
+    else:
+        return count
+    return None
