@@ -46,7 +46,7 @@ def test_driver_and_rules(assessment: Assessment) -> None:
     driver = run["tool"]["driver"]
     assert driver["name"] == "Tianmu"
     assert driver["version"] == tianmu.__version__
-    assert driver["informationUri"].startswith("https://")
+    assert "informationUri" not in driver  # no public home yet: better absent than invented
     rules = {rule["id"]: rule for rule in driver["rules"]}
     assert list(rules) == list(dict.fromkeys(f.rule_id for f in assessment.findings))
     sqli = rules["PYSEC-2021-111"]

@@ -16,7 +16,6 @@ from typing import Any
 from tianmu.core.models import Finding, FindingKind, Location, Severity
 
 __all__ = [
-    "TIANMU_URI",
     "VulnDetails",
     "advisory_url",
     "finding_location",
@@ -28,8 +27,6 @@ __all__ = [
     "vuln_details",
 ]
 
-TIANMU_URI = "https://github.com/tianmu-security/tianmu"
-"""Where the tool documents itself (SARIF `informationUri`, CycloneDX tool reference)."""
 
 # Prefixes of ids that osv.dev serves under /vulnerability/<id>: the OSV ecosystem databases and the
 # distribution feeds it mirrors. A CVE goes to NVD instead, because that is the record of reference.

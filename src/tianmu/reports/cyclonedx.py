@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
-from cyclonedx.model import ExternalReference, ExternalReferenceType, Property, XsUri
+from cyclonedx.model import Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component as CdxComponent
 from cyclonedx.model.component import ComponentType
@@ -36,7 +36,7 @@ from packageurl import PackageURL
 import tianmu
 from tianmu.core.models import Assessment, AssetKind, Component, Finding, FindingKind
 
-from ._common import TIANMU_URI, advisory_url, iso, vuln_details
+from ._common import advisory_url, iso, vuln_details
 
 __all__ = ["assessment_to_bom", "component_ref", "render_cyclonedx"]
 
@@ -189,7 +189,6 @@ def assessment_to_bom(assessment: Assessment) -> Bom:
         version=tianmu.__version__,
         type=ComponentType.APPLICATION,
         bom_ref=f"tool:tianmu@{tianmu.__version__}",
-        external_references=[ExternalReference(type=ExternalReferenceType.WEBSITE, url=XsUri(TIANMU_URI))],
     )
     metadata = BomMetaData(
         timestamp=assessment.finished or assessment.started,

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import tianmu
 from tianmu.core.models import Assessment, AssetKind, Finding, FindingKind, Location, Severity
 
-from ._common import TIANMU_URI, advisory_url, finding_location, iso, jsonable, vuln_details
+from ._common import advisory_url, finding_location, iso, jsonable, vuln_details
 
 __all__ = ["SARIF_SCHEMA_URI", "assessment_to_sarif", "render_sarif"]
 
@@ -215,7 +215,6 @@ def assessment_to_sarif(assessment: Assessment) -> dict[str, Any]:
                 "name": "Tianmu",
                 "version": tianmu.__version__,
                 "semanticVersion": tianmu.__version__,
-                "informationUri": TIANMU_URI,
                 "rules": rules,
             }
         },
