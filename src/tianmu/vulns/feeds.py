@@ -1,0 +1,158 @@
+"""CISA KEV and FIRST EPSS: reading the published files and syncing their tables.
+
+KEV comes as JSON (`known_exploited_vulnerabilities.json`: `catalogVersion`, `vulnerabilities`) or as
+the CSV with the same columns; EPSS as `epss_scores-YYYY-MM-DD.csv[.gz]` whose first line is a
+`#model_version:...,score_date:...` comment followed by `cve,epss,percentile` rows.
+
+Both are whole-catalogue snapshots: a sync compares the new rows with the table and writes only the
+difference (rows added, changed, gone), so `added/updated/removed` in the report mean something and a
+daily EPSS refresh does not rewrite rows whose score did not move.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, select
+
+from tianmu.core.errors import KnowledgeBaseError, ParseError
+from tianmu.store.schema import epss_scores, kev_entries
+from tianmu.vulns._sql import delete_in, insert_rows
+
+__all__ = ["FeedData", "read_epss", "read_kev_csv", "read_kev_json", "sync_table"]
+
+_KEV_FIELDS = {
+    "cve_id": "cveID",
+    "vendor": "vendorProject",
+    "product": "product",
+    "name": "vulnerabilityName",
+    "date_added": "dateAdded",
+    "due_date": "dueDate",
+    "ransomware": "knownRansomwareCampaignUse",
+    "required_action": "requiredAction",
+    "notes": "notes",
+}
+
+
+class FeedData:
+    """Rows read from a feed file, its version label, and the per-line errors met on the way."""
+
+    def __init__(self, rows: list[dict[str, Any]], version: str | None, errors: list[str]) -> None:
+        self.rows = rows
+        self.version = version
+        self.errors = errors
+
+
+def _kev_row(item: dict[str, Any]) -> dict[str, Any]:
+    row = {
+        column: (str(item[key]) if item.get(key) not in (None, "") else None)
+        for column, key in _KEV_FIELDS.items()
+    }
+    row["cve_id"] = str(item["cveID"]).strip().upper()
+    return row
+
+
+def read_kev_json(path: Path) -> FeedData:
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise KnowledgeBaseError(str(ParseError(f"invalid JSON: {exc.msg}", str(path), exc.lineno))) from exc
+    items = data.get("vulnerabilities") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise KnowledgeBaseError(f"{path}: not a KEV catalogue (no `vulnerabilities` list)")
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not item.get("cveID"):
+            errors.append(f"{path.name}: vulnerabilities[{index}]: entry without a cveID")
+            continue
+        rows.append(_kev_row(item))
+    version = data.get("catalogVersion")
+    return FeedData(rows, str(version) if version else None, errors)
+
+
+def read_kev_csv(path: Path) -> FeedData:
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    latest = ""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "cveID" not in reader.fieldnames:
+            raise KnowledgeBaseError(f"{path}: not a KEV CSV (no cveID column)")
+        for item in reader:
+            if not item.get("cveID"):
+                errors.append(str(ParseError("row without a cveID", path.name, reader.line_num)))
+                continue
+            rows.append(_kev_row(item))
+            latest = max(latest, item.get("dateAdded") or "")
+    # The CSV has no catalogue version; the newest dateAdded is the closest thing (and matches the JSON's).
+    return FeedData(rows, latest.replace("-", ".") or None, errors)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="")
+
+
+def read_epss(path: Path) -> FeedData:
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    meta: dict[str, str] = {}
+    try:
+        with _open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith("#"):
+                    for part in line.lstrip("#").split(","):
+                        key, _sep, value = part.partition(":")
+                        meta[key.strip()] = value.strip()
+                    continue
+                fields = line.split(",")
+                if fields[0].lower() == "cve":
+                    continue  # the header
+                try:
+                    cve, score, percentile = fields[0].strip().upper(), float(fields[1]), float(fields[2])
+                except (IndexError, ValueError):
+                    errors.append(
+                        str(ParseError(f"not a `cve,epss,percentile` row: {line[:80]!r}", path.name, number))
+                    )
+                    continue
+                rows.append({"cve_id": cve, "score": score, "percentile": percentile, "score_date": None})
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise KnowledgeBaseError(f"{path}: cannot read EPSS scores: {exc}") from exc
+    score_date = meta.get("score_date")
+    for row in rows:
+        row["score_date"] = score_date
+    model = meta.get("model_version")
+    version = ",".join(filter(None, [model, score_date])) or None
+    return FeedData(rows, version, errors)
+
+
+def sync_table(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
+    """Make `table` hold exactly `rows` (keyed by `cve_id`); returns (added, updated, removed)."""
+    key = table.c.cve_id
+    columns = [c.name for c in table.columns]
+    wanted = {row["cve_id"]: tuple(row.get(c) for c in columns) for row in rows}
+    existing = {r[0]: tuple(r) for r in conn.execute(select(*[table.c[c] for c in columns])).all()}
+    added = [k for k in wanted if k not in existing]
+    changed = [k for k in wanted if k in existing and existing[k] != wanted[k]]
+    removed = [k for k in existing if k not in wanted]
+    delete_in(conn, key, changed + removed)
+    by_key = {row["cve_id"]: row for row in rows}
+    insert_rows(conn, table, [{c: by_key[k].get(c) for c in columns} for k in added + changed])
+    return len(added), len(changed), len(removed)
+
+
+KEV_TABLE = kev_entries
+EPSS_TABLE = epss_scores

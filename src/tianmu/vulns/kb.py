@@ -1,0 +1,460 @@
+"""The vulnerability knowledge base: import (offline), update (online), status.
+
+`import_path` recognises what it is given by content, not name:
+
+| input                                             | kind  | source name                           |
+| ------------------------------------------------- | ----- | ------------------------------------- |
+| OSV zip (`all.zip`; records at the root or below) | osv   | `osv:<Ecosystem>` or `osv:<label>`    |
+| directory of OSV `.json`/`.yaml`/`.yml` (recursive)| osv   | `osv:<Ecosystem>` or `osv:<label>`    |
+| one OSV JSON/YAML file                            | osv   | `osv:file:<file stem>`                |
+| CISA KEV JSON (`catalogVersion`/`vulnerabilities`) | kev   | `kev`                                 |
+| CISA KEV CSV (`cveID,vendorProject,...`)          | kev   | `kev`                                 |
+| FIRST EPSS CSV, plain or gzipped                  | epss  | `epss`                                |
+
+Source names. A zip or directory is a *collection* and is authoritative for its source: records of
+that source missing from a new copy are deleted (withdrawn from the feed). When one ecosystem is
+common to all its records (every osv.dev per-ecosystem `all.zip`: a GHSA record in the PyPI zip may
+also name npm packages, but every record names a PyPI one), the source is `osv:<Ecosystem>`; any other
+collection is one source named after it, `osv:<label>` (the directory name, or the
+zip's stem — its parent directory's name when the stem is `all`). A single file is additive: it is its
+own source `osv:file:<stem>` so it can never delete the records of a collection.
+
+An advisory id is stored once (the `advisories` primary key). When two sources carry the same id
+(GHSA records appear in several ecosystem zips), the first import keeps it; a later source with
+*different* content takes it over, and with identical content leaves it where it is.
+
+Incremental: an import whose digest (sha256 of the file; for a directory, of its sorted record
+hashes) equals a stored source's digest is skipped at once with status "unchanged". Otherwise each
+record's `content_hash` (sha256 of its bytes — `modified` is unusable, the Go data has it zeroed) is
+compared: new ones are inserted, changed ones replaced (with their affected and alias rows), and gone
+ones deleted. Malformed records are reported (`file:line: message`) and skipped; an existing record
+whose file turned malformed is kept rather than deleted, when its id can be read from the file name.
+Withdrawn records are stored (the matcher ignores them), so their history stays visible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy import update as sql_update
+
+from tianmu.core.errors import InputError, KnowledgeBaseError
+from tianmu.core.models import utcnow
+from tianmu.store.database import Store
+from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
+from tianmu.vulns import feeds
+from tianmu.vulns._sql import delete_in, insert_rows, select_in, upsert_row
+from tianmu.vulns.osv import ParsedRecord, blob_hash, iter_blobs, parse_blob, parse_record
+
+__all__ = [
+    "DEFAULT_SOURCES",
+    "ImportReport",
+    "KbStatus",
+    "Progress",
+    "detect_kind",
+    "import_path",
+    "kb_status",
+    "source_url",
+    "update",
+]
+
+Progress = Callable[[str], None]
+Fetch = Callable[[str], Path]
+
+OSV_BUCKET = "https://osv-vulnerabilities.storage.googleapis.com"
+KEV_URL = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
+EPSS_URL = "https://epss.empiricalsecurity.com/epss_scores-current.csv.gz"
+DEFAULT_SOURCES = (
+    "osv:PyPI",
+    "osv:npm",
+    "osv:Go",
+    "osv:Maven",
+    "osv:crates.io",
+    "osv:RubyGems",
+    "osv:Packagist",
+    "osv:NuGet",
+    "kev",
+    "epss",
+)
+
+
+@dataclass(slots=True)
+class ImportReport:
+    source: str
+    kind: str
+    origin: str
+    status: str
+    """`imported` (new source), `updated`, `unchanged`; `failed` only from `update()` (download error)."""
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    errors: list[str] = field(default_factory=list)
+    record_count: int = 0
+    digest: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class KbStatus:
+    name: str
+    kind: str
+    origin: str
+    digest: str
+    version: str | None
+    record_count: int
+    imported_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the time as ISO 8601), for reports and the API."""
+        return {**asdict(self), "imported_at": self.imported_at.isoformat()}
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def detect_kind(path: Path) -> str:
+    """`osv`, `kev-json`, `kev-csv` or `epss`, judged from the content (names only break ties)."""
+    if path.is_dir() or zipfile.is_zipfile(path):
+        return "osv"
+    with path.open("rb") as handle:
+        head = handle.read(65536)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(4096)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
+    first = text.split("\n", 1)[0].strip().lower()
+    if first.startswith("#model_version") or first.startswith("cve,epss"):
+        return "epss"
+    if first.startswith("cveid,") or ("cveid" in first and "vendorproject" in first):
+        return "kev-csv"
+    if text.startswith("{") and '"catalogVersion"' in text and '"vulnerabilities"' in text:
+        return "kev-json"
+    if text.startswith(("{", "[")) or path.suffix.lower() in (".yaml", ".yml"):
+        return "osv"
+    raise KnowledgeBaseError(f"{path}: not an OSV, KEV or EPSS file")
+
+
+def import_path(
+    store: Store, path: str | Path, *, progress: Progress | None = None, source: str | None = None
+) -> list[ImportReport]:
+    """Import one file or directory into the knowledge base (see the module docstring).
+
+    `source` overrides the OSV source name (`update()` passes `osv:<Ecosystem>` for what it downloads).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise KnowledgeBaseError(f"{path}: no such file or directory")
+    kind = detect_kind(path)
+    note = progress or (lambda _msg: None)
+    if kind == "osv":
+        return [_import_osv(store, path, note, source)]
+    return [_import_feed(store, path, kind, note)]
+
+
+def _stored_digest(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(kb_sources.c.digest).where(kb_sources.c.name == name)).scalar_one_or_none()
+
+
+def _import_feed(store: Store, path: Path, kind: str, note: Progress) -> ImportReport:
+    source = "epss" if kind == "epss" else "kev"
+    digest = _file_digest(path)
+    with store.connect() as conn:
+        previous = _stored_digest(conn, source)
+        if previous == digest:
+            count = conn.execute(
+                select(kb_sources.c.record_count).where(kb_sources.c.name == source)
+            ).scalar()
+            note(f"{source}: unchanged")
+            return ImportReport(
+                source, source, str(path), "unchanged", record_count=int(count or 0), digest=digest
+            )
+    reader = {"epss": feeds.read_epss, "kev-json": feeds.read_kev_json, "kev-csv": feeds.read_kev_csv}[kind]
+    data = reader(path)
+    if not data.rows:
+        raise KnowledgeBaseError(f"{path}: no {source} entries could be read")
+    table = feeds.EPSS_TABLE if source == "epss" else feeds.KEV_TABLE
+    note(f"{source}: writing {len(data.rows)} entries")
+    with store.begin() as conn:
+        added, changed, removed = feeds.sync_table(conn, table, data.rows)
+        _save_source(
+            conn,
+            source,
+            source,
+            str(path),
+            digest,
+            data.version,
+            len(data.rows),
+            {"errors": len(data.errors)},
+        )
+    status = "imported" if previous is None else ("updated" if added or changed or removed else "unchanged")
+    return ImportReport(
+        source, source, str(path), status, added, changed, removed, data.errors, len(data.rows), digest
+    )
+
+
+def _save_source(
+    conn: Connection,
+    name: str,
+    kind: str,
+    origin: str,
+    digest: str,
+    version: str | None,
+    count: int,
+    details: dict[str, Any],
+) -> None:
+    row = {
+        "name": name,
+        "kind": kind,
+        "origin": origin,
+        "digest": digest,
+        "version": version,
+        "record_count": count,
+        "imported_at": utcnow(),
+        "details": details,
+    }
+    upsert_row(conn, kb_sources, kb_sources.c.name, row)
+
+
+def _label(path: Path) -> str:
+    if path.is_dir():
+        return path.resolve().name
+    return path.resolve().parent.name if path.stem.lower() == "all" else path.stem
+
+
+def _read_records(path: Path, note: Progress) -> tuple[str, dict[str, ParsedRecord], list[str], set[str]]:
+    """Parse every record: (digest, records by id, errors, ids guessed from the names of bad files)."""
+    records: dict[str, ParsedRecord] = {}
+    errors: list[str] = []
+    unreadable: set[str] = set()
+    hashes: list[str] = []
+    for name, blob in iter_blobs(path):
+        digest = blob_hash(blob)
+        hashes.append(digest)
+        try:
+            items = parse_blob(name, blob)
+            for item in items:
+                # A file holding several records: each gets its own hash so one edit updates one record.
+                item_hash = digest if len(items) == 1 else blob_hash(repr(sorted(item.items())).encode())
+                parsed = parse_record(item, name, item_hash)
+                if parsed.id in records:
+                    errors.append(f"{name}: duplicate id {parsed.id} (first copy kept)")
+                    continue
+                records[parsed.id] = parsed
+        except InputError as exc:
+            errors.append(str(exc))
+            unreadable.add(Path(name).stem)
+        if len(hashes) % 2000 == 0:
+            note(f"read {len(hashes)} files")
+    if path.is_dir():
+        total = hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
+    else:
+        total = _file_digest(path)
+    return total, records, errors, unreadable
+
+
+def _osv_source_name(path: Path, records: dict[str, ParsedRecord]) -> str:
+    if not path.is_dir() and not zipfile.is_zipfile(path):
+        return f"osv:file:{path.stem}"
+    # The ecosystem every record is about: osv.dev's PyPI zip also carries the npm entries of GHSA
+    # records that affect both, but each of its records affects PyPI.
+    sets = [r.ecosystems for r in records.values() if r.ecosystems]
+    common = set.intersection(*sets) if sets else set()
+    if len(common) == 1:
+        return f"osv:{next(iter(common))}"
+    return f"osv:{_label(path)}"
+
+
+def _import_osv(store: Store, path: Path, note: Progress, source: str | None = None) -> ImportReport:
+    origin = str(path)
+    if not path.is_dir():
+        digest = _file_digest(path)
+        with store.connect() as conn:
+            row = conn.execute(
+                select(kb_sources.c.name, kb_sources.c.record_count).where(
+                    kb_sources.c.kind == "osv", kb_sources.c.digest == digest
+                )
+            ).first()
+        if row is not None:
+            note(f"{row.name}: unchanged")
+            return ImportReport(
+                row.name, "osv", origin, "unchanged", record_count=row.record_count, digest=digest
+            )
+    digest, records, errors, unreadable = _read_records(path, note)
+    if not records:
+        detail = f": {errors[0]}" if errors else ""
+        raise KnowledgeBaseError(f"{path}: no OSV record could be read ({len(errors)} errors){detail}")
+    ecosystems = set().union(*(r.ecosystems for r in records.values()))
+    if source is None:
+        source = _osv_source_name(path, records)
+    with store.begin() as conn:
+        previous = _stored_digest(conn, source)
+        if previous == digest:
+            note(f"{source}: unchanged")
+            return ImportReport(
+                source, "osv", origin, "unchanged", errors=errors, record_count=len(records), digest=digest
+            )
+        owned = dict(
+            conn.execute(
+                select(advisories.c.id, advisories.c.content_hash).where(advisories.c.source == source)
+            ).all()
+        )
+        foreign = {
+            r.id: r.content_hash
+            for r in select_in(
+                conn,
+                [advisories.c.id, advisories.c.content_hash],
+                advisories.c.id,
+                [i for i in records if i not in owned],
+            )
+        }
+        new = [r for i, r in records.items() if i not in owned and i not in foreign]
+        changed = [
+            r
+            for i, r in records.items()
+            if (i in owned and owned[i] != r.content_hash) or (i in foreign and foreign[i] != r.content_hash)
+        ]
+        is_collection = not source.startswith("osv:file:")
+        removed = [i for i in owned if i not in records and i not in unreadable] if is_collection else []
+        note(f"{source}: {len(new)} new, {len(changed)} changed, {len(removed)} removed")
+        gone = [r.id for r in changed] + removed
+        delete_in(conn, affected_packages.c.advisory_id, gone)
+        delete_in(conn, advisory_aliases.c.advisory_id, gone)
+        delete_in(conn, advisories.c.id, gone)
+        write = new + changed
+        insert_rows(conn, advisories, [{**r.advisory, "source": source} for r in write])
+        insert_rows(conn, affected_packages, [row for r in write for row in r.affected])
+        insert_rows(
+            conn, advisory_aliases, [{"alias": a, "advisory_id": r.id} for r in write for a in r.aliases]
+        )
+        version = _feed_version(records.values())
+        details = {"errors": len(errors), "ecosystems": sorted(ecosystems)}
+        _save_source(conn, source, "osv", origin, digest, version, len(records), details)
+    status = "imported" if previous is None else "updated" if new or changed or removed else "unchanged"
+    return ImportReport(
+        source, "osv", origin, status, len(new), len(changed), len(removed), errors, len(records), digest
+    )
+
+
+def _feed_version(records: Any) -> str | None:
+    """Newest `modified` time, or newest `published` when `modified` is zeroed (Go's repository copy)."""
+    modified = max((r.advisory["modified"] or "" for r in records), default="")
+    if modified and not modified.startswith("0001-"):
+        return str(modified)
+    published = max((r.advisory["published"] or "" for r in records), default="")
+    return str(published) or None
+
+
+def kb_status(store: Store) -> list[KbStatus]:
+    """One row per imported source, by name."""
+    with store.connect() as conn:
+        rows = conn.execute(select(kb_sources).order_by(kb_sources.c.name)).all()
+    return [
+        KbStatus(r.name, r.kind, r.origin, r.digest, r.version, int(r.record_count), r.imported_at)
+        for r in rows
+    ]
+
+
+def source_url(source: str) -> str:
+    """The official download URL of a source name (`osv:<Ecosystem>`, `kev`, `epss`)."""
+    if source == "kev":
+        return KEV_URL
+    if source == "epss":
+        return EPSS_URL
+    if source.startswith("osv:") and source.count(":") == 1:
+        ecosystem = urllib.parse.quote(source[4:], safe="")
+        return f"{OSV_BUCKET}/{ecosystem}/all.zip"
+    raise KnowledgeBaseError(
+        f"unknown knowledge-base source {source!r} (expected osv:<Ecosystem>, kev or epss)"
+    )
+
+
+def download_to(directory: Path, *, timeout: float = 120.0) -> Fetch:
+    """A fetcher that downloads a URL into a temporary file under `directory` (urllib, no extra deps)."""
+
+    def fetch(url: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(Path(url.rsplit("/", 1)[-1]).suffixes) or ".bin"
+        descriptor, name = tempfile.mkstemp(dir=directory, prefix="kb-", suffix=suffix)
+        target = Path(name)
+        request = urllib.request.Request(url, headers={"User-Agent": "tianmu-kb-update"})
+        try:
+            with (
+                os.fdopen(descriptor, "wb") as handle,
+                urllib.request.urlopen(request, timeout=timeout) as response,
+            ):
+                shutil.copyfileobj(response, handle, 1 << 20)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    return fetch
+
+
+def update(
+    store: Store,
+    *,
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    fetch: Fetch | None = None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> list[ImportReport]:
+    """Download each source from its official URL and import it; one report per source.
+
+    `fetch(url) -> path` is injectable (tests serve fixtures from a local HTTP server). The default
+    downloads with urllib into `data_dir/downloads` (or the system temp dir) and deletes the file after
+    the import. A source that cannot be downloaded or imported gets a report with status `failed` and
+    the reason in `errors`; the other sources still go ahead.
+    """
+    own_fetch = fetch is None
+    base = Path(data_dir) if data_dir is not None else Path(tempfile.gettempdir()) / "tianmu"
+    fetcher = fetch or download_to(base / "downloads")
+    note = progress or (lambda _msg: None)
+    reports: list[ImportReport] = []
+    for source in sources:
+        url = source_url(source)
+        note(f"{source}: downloading {url}")
+        downloaded: Path | None = None
+        try:
+            downloaded = fetcher(url)
+            name = source if source.startswith("osv:") else None
+            for report in import_path(store, downloaded, progress=progress, source=name):
+                report.origin = url
+                reports.append(report)
+        except (OSError, KnowledgeBaseError, ValueError) as exc:
+            reports.append(
+                ImportReport(source, source.split(":", 1)[0], url, "failed", errors=[f"{url}: {exc}"])
+            )
+        finally:
+            if own_fetch and downloaded is not None:
+                downloaded.unlink(missing_ok=True)
+    with store.begin() as conn:
+        for report in reports:
+            if report.status != "failed":
+                # Record the URL, not the temporary file it went through.
+                conn.execute(
+                    sql_update(kb_sources)
+                    .where(kb_sources.c.name == report.source)
+                    .values(origin=report.origin)
+                )
+    return reports
