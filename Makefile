@@ -1,0 +1,44 @@
+# One entry point for people and CI. Everything a fresh machine needs is installed from here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_HOME ?= $(CURDIR)/.demo-home
+
+.PHONY: install demo test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# constraints.txt pins every package to the versions CI tested; pyproject.toml states the ranges.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	rm -rf $(DEMO_HOME)
+	TIANMU_HOME=$(DEMO_HOME) $(BIN)/tianmu kb import demo/kb
+	TIANMU_HOME=$(DEMO_HOME) $(BIN)/tianmu kb status
+	TIANMU_HOME=$(DEMO_HOME) $(BIN)/tianmu assess demo/target --format html --output demo-report.html --fail-on none
+	@echo "HTML situation report: $(CURDIR)/demo-report.html"
+
+lint: install
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: install lint
+	$(BIN)/pytest -n 2 -q
+
+bench: install
+	$(BIN)/python bench/bench_vulns.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) demo-report.html .mypy_cache .ruff_cache .pytest_cache

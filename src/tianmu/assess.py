@@ -1,0 +1,96 @@
+"""`assess`: the one function that chains the roles — inventory → engines → store.
+
+The CLI, the API and the job runners call this; none of them holds assessment logic of its own.
+Engines are listed in `ENGINES`; each takes the inventory and returns findings, so a capability added
+later (malware, intel...) plugs in here without touching the callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tianmu.assets.interface import InventoryResult
+from tianmu.assets.inventory import scan_inventory
+from tianmu.core.errors import InputError
+from tianmu.core.models import Assessment, Asset, AssetKind, Finding, utcnow
+from tianmu.store.database import Store
+from tianmu.store.repository import save_assessment
+from tianmu.vulns.engine import VulnMatcher, sort_findings
+from tianmu.vulns.kb import kb_status
+
+__all__ = ["ENGINES", "AssessOptions", "assess", "asset_for_path"]
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    store: Store
+    root: Path
+    asset: Asset
+    inventory: InventoryResult
+
+
+def _vulnerability_engine(ctx: EngineContext) -> list[Finding]:
+    return VulnMatcher(ctx.store).match(ctx.inventory.components, ctx.asset)
+
+
+ENGINES: dict[str, Callable[[EngineContext], list[Finding]]] = {
+    "vulnerability": _vulnerability_engine,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AssessOptions:
+    tenant: str = "default"
+    engines: tuple[str, ...] = field(default_factory=lambda: tuple(ENGINES))
+    save: bool = True
+    """False for read-only runs (`tianmu inventory`/`vulns` as pure queries)."""
+
+
+def asset_for_path(path: Path, tenant: str) -> Asset:
+    resolved = path.resolve()
+    kind = AssetKind.REPOSITORY if (resolved / ".git").exists() else AssetKind.DIRECTORY
+    return Asset(name=str(resolved), kind=kind, tenant=tenant)
+
+
+def assess(
+    store: Store,
+    path: Path,
+    options: AssessOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Assessment:
+    """Inventory `path`, run the engines, store the results, and return what was found.
+
+    Raises InputError when the path does not exist. Unreadable or malformed files inside it are not
+    errors of the assessment: they are listed in `Assessment.errors` and the rest is assessed.
+    """
+    options = options or AssessOptions()
+    if not path.exists():
+        raise InputError("no such file or directory", str(path))
+    started = utcnow()
+    asset = asset_for_path(path, options.tenant)
+    inventory = scan_inventory(path, progress=progress)
+    ctx = EngineContext(store=store, root=path, asset=asset, inventory=inventory)
+    findings: list[Finding] = []
+    for name in options.engines:
+        findings.extend(ENGINES[name](ctx))
+    result = Assessment(
+        target=str(path),
+        asset=asset,
+        started=started,
+        components=inventory.components,
+        unresolved=inventory.unresolved,
+        findings=sort_findings(findings),
+        errors=[str(error) for error in inventory.errors],
+        files_read=inventory.files_read,
+        knowledge_bases=[status.as_dict() for status in kb_status(store)],
+        engines=list(options.engines),
+    )
+    result.finished = utcnow()
+    if options.save:
+        save_assessment(store, result)
+    return result

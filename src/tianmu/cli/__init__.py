@@ -1,0 +1,1 @@
+"""The `tianmu` command line: thin Typer commands over the library."""

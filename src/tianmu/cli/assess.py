@@ -1,0 +1,208 @@
+"""`tianmu assess`, `inventory`, `vulns`: look at a directory or system and say what is there."""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tianmu.assess import AssessOptions, assess
+from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
+from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.core.errors import InputError
+from tianmu.core.models import Assessment, FindingKind, Severity
+from tianmu.reports import render
+
+__all__ = ["register"]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
+    CYCLONEDX = "cyclonedx"
+    HTML = "html"
+
+
+class FailOn(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+    NONE = "none"
+
+
+PathArg = Annotated[
+    Path, typer.Argument(help="Directory, file or mounted system root to assess.", show_default=False)
+]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")
+]
+FailOnOpt = Annotated[
+    FailOn,
+    typer.Option(help="Exit 1 when an open finding is at or above this severity ('none': never)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+_SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+_TABLE_LIMIT = 40
+
+
+def _run(path: Path, *, save: bool) -> Assessment:
+    with open_default_store() as store, progress_reporter("Reading inventory") as advance:
+        result = assess(store, path, AssessOptions(tenant=settings().tenant, save=save), progress=advance)
+    for error in result.errors:
+        err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
+    if result.errors and result.files_read == 0:
+        # Nothing could be read at all: the verdict would be empty for the wrong reason.
+        raise InputError(f"none of the {len(result.errors)} inventory file(s) could be read", str(path))
+    if not result.knowledge_bases or not any(kb.get("kind") == "osv" for kb in result.knowledge_bases):
+        err_console.print(
+            "[yellow]warning:[/] the vulnerability database is empty: run `tianmu kb import PATH` "
+            "or `tianmu kb update` first, or no vulnerability can be found.",
+            markup=True,
+        )
+    return result
+
+
+def _emit(result: Assessment, fmt: OutputFormat, output: Path | None) -> None:
+    if fmt is OutputFormat.TABLE:
+        if output is not None:
+            raise InputError("--output needs a file format (json, sarif, cyclonedx or html), not table")
+        print_summary(result)
+        return
+    text = render(result, fmt.value)
+    if output is None:
+        out_console.file.write(text if text.endswith("\n") else text + "\n")
+        return
+    # stdout is free when the report goes to a file: show the person the summary there.
+    print_summary(result)
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the report: {exc.strerror}", str(output)) from exc
+    err_console.print(f"{fmt.value} report written to {output}")
+
+
+def _exit_code(result: Assessment, fail_on: FailOn) -> ExitCode:
+    if fail_on is FailOn.NONE:
+        return ExitCode.OK
+    threshold = Severity(fail_on.value)
+    failing = [f for f in result.findings if f.status.value == "open" and f.severity.at_least(threshold)]
+    return ExitCode.FINDINGS if failing else ExitCode.OK
+
+
+def print_summary(result: Assessment) -> None:
+    """The situation summary a person reads at the terminal."""
+    console = out_console
+    by_severity = Counter(f.severity for f in result.findings)
+    kev = sum(1 for f in result.findings if f.data.get("kev"))
+    ecosystems = Counter(c.ecosystem for c in result.components)
+    console.rule(f"[bold]Tianmu situation summary[/] — {result.target}")
+    console.print(
+        f"Components: [bold]{len(result.components)}[/] from {result.files_read} inventory file(s)"
+        + (f" ({', '.join(f'{k} {v}' for k, v in ecosystems.most_common())})" if ecosystems else "")
+    )
+    if result.unresolved:
+        console.print(
+            f"Unresolved dependencies (no exact version, not checked): [bold]{len(result.unresolved)}[/]"
+        )
+    if result.errors:
+        console.print(f"Inputs that could not be read: [bold yellow]{len(result.errors)}[/]")
+    parts = [
+        f"[{_SEVERITY_STYLE[s]}]{by_severity.get(s, 0)} {s.value}[/]"
+        for s in Severity
+        if by_severity.get(s, 0)
+    ]
+    console.print(f"Findings: [bold]{len(result.findings)}[/]" + (f" — {', '.join(parts)}" if parts else ""))
+    if kev:
+        console.print(f"[bold red]Known exploited (CISA KEV): {kev}[/] — fix these first")
+    if not result.findings:
+        console.print("[green]No known vulnerability affects the components found.[/]")
+        return
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    for column in ("Severity", "Advisory", "Package", "Installed", "Fixed in", "Where", "KEV", "EPSS"):
+        table.add_column(column, overflow="fold")
+    for finding in result.findings[:_TABLE_LIMIT]:
+        comp = finding.component
+        epss = finding.data.get("epss")
+        table.add_row(
+            f"[{_SEVERITY_STYLE[finding.severity]}]{finding.severity.value}[/]",
+            finding.rule_id,
+            comp.name if comp else finding.asset.name,
+            comp.version if comp else "",
+            ", ".join(finding.data.get("fixed_versions") or []) or "—",
+            str(comp.location) if comp and comp.location else "",
+            "[bold red]yes[/]" if finding.data.get("kev") else "",
+            f"{epss:.1%}" if isinstance(epss, float) else "",
+        )
+    console.print(table)
+    if len(result.findings) > _TABLE_LIMIT:
+        console.print(
+            f"… and {len(result.findings) - _TABLE_LIMIT} more: use --format html or json for the whole list."
+        )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("assess")
+    @cli_errors
+    def assess_command(
+        path: PathArg,
+        fmt: FormatOpt = OutputFormat.TABLE,
+        output: OutputOpt = None,
+        fail_on: FailOnOpt = FailOn.INFO,
+    ) -> None:
+        """Inventory PATH, run every engine, store the results and report them."""
+        result = _run(path, save=True)
+        _emit(result, fmt, output)
+        raise typer.Exit(_exit_code(result, fail_on))
+
+    @app.command("inventory")
+    @cli_errors
+    def inventory_command(path: PathArg, json: JsonOpt = False) -> None:
+        """List the software components found under PATH (nothing is stored)."""
+        with open_default_store() as store, progress_reporter("Reading inventory") as advance:
+            options = AssessOptions(tenant=settings().tenant, engines=(), save=False)
+            result = assess(store, path, options, progress=advance)
+        for error in result.errors:
+            err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
+        if json:
+            _emit(result, OutputFormat.JSON, None)
+        else:
+            table = Table(header_style="bold")
+            for column in ("Ecosystem", "Name", "Version", "Where", "purl"):
+                table.add_column(column, overflow="fold")
+            for comp in result.components:
+                table.add_row(comp.ecosystem, comp.name, comp.version, str(comp.location or ""), comp.purl)
+            out_console.print(table)
+            for item in result.unresolved:
+                out_console.print(
+                    f"[yellow]unresolved:[/] {item.location}: {item.requirement} ({item.reason})"
+                )
+        if result.errors and result.files_read == 0:
+            raise typer.Exit(ExitCode.USAGE)
+
+    @app.command("vulns")
+    @cli_errors
+    def vulns_command(
+        path: PathArg,
+        json: JsonOpt = False,
+        fail_on: FailOnOpt = FailOn.INFO,
+    ) -> None:
+        """Only the vulnerability part of `assess`: known vulnerabilities of the components under PATH."""
+        result = _run(path, save=False)
+        result.findings = [f for f in result.findings if f.kind is FindingKind.VULNERABILITY]
+        _emit(result, OutputFormat.JSON if json else OutputFormat.TABLE, None)
+        raise typer.Exit(_exit_code(result, fail_on))

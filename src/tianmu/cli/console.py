@@ -1,0 +1,49 @@
+"""Terminal plumbing shared by the commands: consoles, progress, exit codes, error reporting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+__all__ = ["ExitCode", "err_console", "out_console", "progress_reporter"]
+
+# Results go to stdout so they can be piped; everything for the person at the terminal goes to stderr.
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FINDINGS = 1
+    """Findings at or above --fail-on."""
+    USAGE = 2
+    """Bad usage or input that could not be read at all."""
+
+
+@contextmanager
+def progress_reporter(description: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
+    """A callback that advances a Rich progress bar on a terminal, and does nothing elsewhere."""
+    if not err_console.is_terminal:
+        yield lambda _item: None
+        return
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
+    columns += [MofNCompleteColumn()] if total else [TextColumn("{task.completed} files")]
+    columns += [TimeElapsedColumn(), TextColumn("[dim]{task.fields[item]}")]
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(description, total=total, item="")
+
+        def advance(item: str) -> None:
+            progress.update(task, advance=1, item=item[-60:])
+
+        yield advance

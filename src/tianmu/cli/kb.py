@@ -1,0 +1,132 @@
+"""`tianmu kb`: the knowledge bases — import (offline first), update (online), status."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
+from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.vulns.kb import DEFAULT_SOURCES, ImportReport, import_path, kb_status, update
+
+__all__ = ["register"]
+
+
+def _print_reports(reports: list[ImportReport], as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {
+                "source": r.source,
+                "kind": r.kind,
+                "origin": r.origin,
+                "status": r.status,
+                "added": r.added,
+                "updated": r.updated,
+                "removed": r.removed,
+                "record_count": r.record_count,
+                "digest": r.digest,
+                "errors": r.errors,
+            }
+            for r in reports
+        ]
+        out_console.file.write(jsonlib.dumps(rows, indent=2) + "\n")
+        return
+    for r in reports:
+        for error in r.errors:
+            err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
+    table = Table(header_style="bold")
+    for column in ("Source", "Status", "Records", "Added", "Updated", "Removed", "Errors"):
+        table.add_column(column)
+    for r in reports:
+        style = "red" if r.status == "failed" else "green" if r.status != "unchanged" else "dim"
+        table.add_row(
+            r.source,
+            f"[{style}]{r.status}[/]",
+            str(r.record_count),
+            str(r.added),
+            str(r.updated),
+            str(r.removed),
+            str(len(r.errors)),
+        )
+    out_console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Knowledge bases: vulnerability advisories, KEV, EPSS.", no_args_is_help=True)
+    app.add_typer(group, name="kb")
+
+    @group.command("import")
+    @cli_errors
+    def import_command(
+        paths: Annotated[
+            list[Path],
+            typer.Argument(help="OSV all.zip, OSV JSON/YAML files or folders, CISA KEV JSON/CSV, EPSS CSV."),
+        ],
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Import knowledge-base files (offline). Re-importing unchanged data changes nothing."""
+        reports: list[ImportReport] = []
+        with open_default_store() as store, progress_reporter("Importing") as advance:
+            for path in paths:
+                reports.extend(import_path(store, path, progress=advance))
+        _print_reports(reports, json)
+        if reports and all(r.record_count == 0 and r.errors for r in reports):
+            raise typer.Exit(ExitCode.USAGE)
+
+    @group.command("update")
+    @cli_errors
+    def update_command(
+        source: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--source", "-s", help=f"Sources to update (default: {', '.join(DEFAULT_SOURCES)})."
+            ),
+        ] = None,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Download the official sources (osv.dev, CISA KEV, FIRST EPSS) and import them."""
+        with open_default_store() as store, progress_reporter("Updating") as advance:
+            reports = update(
+                store,
+                sources=tuple(source) if source else DEFAULT_SOURCES,
+                data_dir=settings().home,
+                progress=advance,
+            )
+        _print_reports(reports, json)
+        if any(r.status == "failed" for r in reports):
+            raise typer.Exit(ExitCode.USAGE)
+
+    @group.command("status")
+    @cli_errors
+    def status_command(
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Per source: kind, records, import date, digest."""
+        with open_default_store() as store:
+            rows = kb_status(store)
+        if json:
+            out_console.file.write(jsonlib.dumps([r.as_dict() for r in rows], indent=2) + "\n")
+            return
+        if not rows:
+            out_console.print(
+                "No knowledge base imported yet: `tianmu kb import PATH` or `tianmu kb update`."
+            )
+            return
+        table = Table(header_style="bold")
+        for column in ("Source", "Kind", "Records", "Version", "Imported", "Digest", "From"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(
+                r.name,
+                r.kind,
+                str(r.record_count),
+                r.version or "",
+                r.imported_at.strftime("%Y-%m-%d %H:%M UTC"),
+                r.digest[:16],
+                r.origin,
+            )
+        out_console.print(table)
