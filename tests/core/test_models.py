@@ -27,8 +27,15 @@ def finding(**changes: object) -> Finding:
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(9.8, Severity.CRITICAL), (9.0, Severity.CRITICAL), (7.5, Severity.HIGH), (4.0, Severity.MEDIUM),
-     (3.9, Severity.LOW), (0.0, Severity.INFO), (None, Severity.MEDIUM)],
+    [
+        (9.8, Severity.CRITICAL),
+        (9.0, Severity.CRITICAL),
+        (7.5, Severity.HIGH),
+        (4.0, Severity.MEDIUM),
+        (3.9, Severity.LOW),
+        (0.0, Severity.INFO),
+        (None, Severity.MEDIUM),
+    ],
 )
 def test_cvss_rating(score: float | None, expected: Severity) -> None:
     assert Severity.from_cvss_score(score) is expected

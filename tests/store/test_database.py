@@ -41,7 +41,9 @@ def test_bad_url_is_a_config_error() -> None:
 def test_reopening_an_existing_database_keeps_data(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     with Store(url) as store, store.begin() as conn:
-        conn.execute(text("INSERT INTO epss_scores (cve_id, score, percentile) VALUES ('CVE-2021-1', 0.5, 0.9)"))
+        conn.execute(
+            text("INSERT INTO epss_scores (cve_id, score, percentile) VALUES ('CVE-2021-1', 0.5, 0.9)")
+        )
     with Store(url) as store, store.connect() as conn:
         assert conn.execute(text("SELECT score FROM epss_scores")).scalar() == 0.5
 

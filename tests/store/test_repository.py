@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import inspect, select
 
 from tianmu.core.models import (
+    Assessment,
     Asset,
     AssetKind,
-    Assessment,
     Component,
     Finding,
     FindingKind,
@@ -52,7 +52,9 @@ def vuln(rule_id: str, component: Component, severity: Severity = Severity.HIGH)
     )
 
 
-def assessment(*found: Finding, comps: tuple[Component, ...] = (DJANGO, REQUESTS), minutes: int = 0) -> Assessment:
+def assessment(
+    *found: Finding, comps: tuple[Component, ...] = (DJANGO, REQUESTS), minutes: int = 0
+) -> Assessment:
     started = utcnow() + timedelta(minutes=minutes)
     return Assessment(
         target="/srv/shop",
@@ -144,7 +146,9 @@ def test_components_are_a_snapshot_and_assessments_are_history(store: Store) -> 
 def test_filters(store: Store) -> None:
     save_assessment(
         store,
-        assessment(vuln("PYSEC-2021-98", DJANGO, Severity.CRITICAL), vuln("PYSEC-2018-28", REQUESTS, Severity.LOW)),
+        assessment(
+            vuln("PYSEC-2021-98", DJANGO, Severity.CRITICAL), vuln("PYSEC-2018-28", REQUESTS, Severity.LOW)
+        ),
     )
     high = list_findings(store, "default", min_severity=Severity.HIGH)
     assert [s.finding.rule_id for s in high] == ["PYSEC-2021-98"]

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "Assessment",
     "Asset",
     "AssetKind",
     "Component",
@@ -28,7 +29,6 @@ __all__ = [
     "Severity",
     "TriageStatus",
     "Unresolved",
-    "Assessment",
     "finding_fingerprint",
     "utcnow",
 ]

@@ -48,7 +48,9 @@ class Store:
             if migrate:
                 self.migrate()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(
+                f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {exc}"
+            ) from exc
 
     @property
     def safe_url(self) -> str:

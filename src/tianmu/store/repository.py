@@ -18,9 +18,9 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from tianmu import __version__
 from tianmu.core.models import (
+    Assessment,
     Asset,
     AssetKind,
-    Assessment,
     Component,
     Finding,
     FindingKind,
@@ -32,7 +32,15 @@ from tianmu.core.models import (
 from tianmu.store.database import Store
 from tianmu.store.schema import assessments, assets, components, findings
 
-__all__ = ["SaveResult", "StoredFinding", "count_assessments", "list_findings", "save_assessment", "set_status", "upsert_asset"]
+__all__ = [
+    "SaveResult",
+    "StoredFinding",
+    "count_assessments",
+    "list_findings",
+    "save_assessment",
+    "set_status",
+    "upsert_asset",
+]
 
 _CHUNK = 500
 
@@ -55,7 +63,11 @@ class StoredFinding:
 def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
     row = conn.execute(
         select(assets.c.id).where(
-            and_(assets.c.tenant == asset.tenant, assets.c.kind == asset.kind.value, assets.c.name == asset.name)
+            and_(
+                assets.c.tenant == asset.tenant,
+                assets.c.kind == asset.kind.value,
+                assets.c.name == asset.name,
+            )
         )
     ).first()
     if row is not None:
@@ -153,7 +165,9 @@ def save_assessment(store: Store, assessment: Assessment) -> SaveResult:
         )
         assert result.inserted_primary_key is not None
         assessment_id = int(result.inserted_primary_key[0])
-        new, again, reopened = _merge_findings(conn, tenant, asset_id, assessment_id, assessment.findings, now)
+        new, again, reopened = _merge_findings(
+            conn, tenant, asset_id, assessment_id, assessment.findings, now
+        )
         # The posture row should count what is open after triage was carried over, not before.
         open_counts = Counter(f.severity.value for f in assessment.findings if f.status is TriageStatus.OPEN)
         conn.execute(
@@ -179,9 +193,9 @@ def _merge_findings(
     keys = list(by_fingerprint)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        query = select(
-            findings.c.id, findings.c.fingerprint, findings.c.status, findings.c.first_seen
-        ).where(and_(findings.c.tenant == tenant, findings.c.fingerprint.in_(chunk)))
+        query = select(findings.c.id, findings.c.fingerprint, findings.c.status, findings.c.first_seen).where(
+            and_(findings.c.tenant == tenant, findings.c.fingerprint.in_(chunk))
+        )
         for row in conn.execute(query):
             existing[row.fingerprint] = row
 
@@ -297,4 +311,8 @@ def list_findings(
 
 def count_assessments(store: Store, tenant: str) -> int:
     with store.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(assessments).where(assessments.c.tenant == tenant)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(assessments).where(assessments.c.tenant == tenant)
+            ).scalar_one()
+        )
