@@ -184,3 +184,27 @@ def test_kev_csv_matches_json(store: Store, tmp_path: Path) -> None:
 def test_missing_path(store: Store, tmp_path: Path) -> None:
     with pytest.raises(KnowledgeBaseError, match="no such file"):
         import_path(store, tmp_path / "nope.zip")
+
+
+def test_bundle_folder_imports_each_knowledge_base_on_its_own(store: Store, tmp_path: Path) -> None:
+    bundle = tmp_path / "kb"
+    (bundle / "osv" / "PyPI").mkdir(parents=True)
+    (bundle / "osv" / "Go").mkdir(parents=True)
+    (bundle / "kev").mkdir()
+    shutil.copy(OSV_DIR / "PYSEC-2020-102.json", bundle / "osv" / "PyPI")
+    shutil.copy(OSV_DIR / "GO-2022-0535.json", bundle / "osv" / "Go")
+    shutil.copy(FIXTURES / "kev.json", bundle / "kev" / "known_exploited_vulnerabilities.json")
+
+    reports = import_path(store, bundle)
+    assert sorted(r.source for r in reports) == ["kev", "osv:Go", "osv:PyPI"]
+    assert all(not r.errors for r in reports)
+    assert {row.name for row in kb_status(store)} == {"kev", "osv:Go", "osv:PyPI"}
+
+
+def test_advisory_tree_without_bundle_markers_is_one_collection(store: Store, tmp_path: Path) -> None:
+    tree = tmp_path / "advisories" / "2020" / "07"
+    tree.mkdir(parents=True)
+    shutil.copy(OSV_DIR / "PYSEC-2020-102.json", tree)
+    (reports,) = [import_path(store, tmp_path / "advisories")]
+    assert [r.source for r in reports] == ["osv:PyPI"]
+    assert reports[0].record_count == 1

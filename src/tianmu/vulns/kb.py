@@ -57,7 +57,14 @@ from tianmu.store.database import Store
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
 from tianmu.vulns import feeds
 from tianmu.vulns._sql import delete_in, insert_rows, select_in, upsert_row
-from tianmu.vulns.osv import ParsedRecord, blob_hash, iter_blobs, parse_blob, parse_record
+from tianmu.vulns.osv import (
+    ParsedRecord,
+    blob_hash,
+    canonical_ecosystem,
+    iter_blobs,
+    parse_blob,
+    parse_record,
+)
 
 __all__ = [
     "DEFAULT_SOURCES",
@@ -164,11 +171,46 @@ def import_path(
     path = Path(path)
     if not path.exists():
         raise KnowledgeBaseError(f"{path}: no such file or directory")
+    if path.is_dir() and source is None and _is_bundle(path):
+        reports: list[ImportReport] = []
+        for child in sorted(path.iterdir()):
+            if child.is_dir() or child.suffix.lower() in _FEED_OR_RECORD_SUFFIXES:
+                reports.extend(import_path(store, child, progress=progress))
+        return reports
     kind = detect_kind(path)
     note = progress or (lambda _msg: None)
     if kind == "osv":
         return [_import_osv(store, path, note, source)]
     return [_import_feed(store, path, kind, note)]
+
+
+_FEED_OR_RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".gz", ".zip")
+_BUNDLE_FOLDERS = frozenset({"osv", "kev", "epss"})
+
+
+def _is_bundle(path: Path) -> bool:
+    """A folder of knowledge bases (`osv/PyPI/`, `osv/Go/`, `kev/...json`) rather than one collection.
+
+    It is a bundle when no OSV record sits directly in it and it visibly holds several knowledge bases:
+    a KEV/EPSS file or an OSV zip, or subfolders named after OSV ecosystems or `osv`/`kev`/`epss`. Then
+    each subfolder and file is imported on its own, so each ecosystem keeps its own source name and a
+    KEV or EPSS file is read as a feed instead of failing as a malformed advisory. Any other folder (an
+    advisory-database tree of year/month folders, say) stays one collection, read recursively.
+    """
+    marked = False
+    for child in path.iterdir():
+        if child.is_dir():
+            name = child.name.lower()
+            marked = marked or name in _BUNDLE_FOLDERS or canonical_ecosystem(name) != name.strip()
+        elif child.suffix.lower() in _FEED_OR_RECORD_SUFFIXES:
+            try:
+                kind = detect_kind(child)
+            except (KnowledgeBaseError, OSError):
+                continue
+            if kind == "osv" and not zipfile.is_zipfile(child):
+                return False
+            marked = True
+    return marked
 
 
 def _stored_digest(conn: Connection, name: str) -> str | None:
