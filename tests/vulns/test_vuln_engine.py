@@ -76,7 +76,16 @@ def test_name_normalisation_and_invalid_versions(kb: Store) -> None:
     m = VulnMatcher(kb)
     assert ids(m.match([comp("Zope_Interface", "2.0.0-final")], ASSET)) == {"PYSEC-2024-1"}
     assert m.match([comp("zope.interface", "2.0.0")], ASSET) == []
-    assert ids(m.match([comp("JINJA2", "2.10.1")], ASSET)) == {"PYSEC-2021-66"}
+    assert ids(m.match([comp("JINJA2", "2.10")], ASSET)) == {"PYSEC-2021-66"}
+
+
+def test_enumerated_versions_decide_over_ranges(kb: Store) -> None:
+    """PYSEC-2021-66 lists 2.10 and 2.11.2 only; its range (0 to 2.11.3) would also take in 2.10.1."""
+    m = VulnMatcher(kb)
+    (listed,) = m.match([comp("jinja2", "2.11.2")], ASSET)
+    assert listed.data["matched_by"] == "versions"
+    assert listed.data["fixed_versions"] == ["2.11.3"]  # the range still gives the upgrade target
+    assert m.match([comp("jinja2", "2.10.1")], ASSET) == []
 
 
 def test_semver_ecosystems_and_database_severity(kb: Store) -> None:

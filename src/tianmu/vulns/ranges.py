@@ -4,11 +4,21 @@ An `affected[]` entry is turned into a `CompiledAffected`: its enumerated `versi
 `ECOSYSTEM`/`SEMVER` range as events pre-parsed into version keys and sorted. Evaluating a version is
 then a few tuple/object comparisons:
 
-    affected  ⇔  version ∈ versions  ∨  ∃ range: before_limits(v) ∧ timeline(v) ends "vulnerable"
+    affected  ⇔  version ∈ versions                                        (when versions are listed)
+    affected  ⇔  ∃ range: before_limits(v) ∧ timeline(v) ends "vulnerable"   (when they are not)
 
 where the timeline walks the sorted events: `introduced` (`"0"` = before everything) switches on when
 v ≥ it, `fixed` switches off when v ≥ it (exclusive bound), `last_affected` switches off when v > it
 (inclusive bound), and `limit` events (if any; `*` = infinity) require v < at least one of them.
+
+ENUMERATION_RULE. When an entry enumerates `versions`, that list decides and the ranges only give the
+upgrade targets. The schema's evaluation is "in the list or in a range", but the lists osv.dev
+publishes are those same ranges already evaluated against the registry's real release history with the
+ecosystem's own ordering, and where the two disagree the list is the more precise statement: the ranges
+(often derived from commits) are looser across backport branches and pre-releases. Measured on the
+shared PyPI data, 2,145 (package, version, advisory) triples lie in a range but not in the list; by the
+list those releases are not affected, and reporting them would flag fixed backports. Entries without a
+list (39 PyPI records, all Go records, hand-written advisories) are matched on their ranges.
 
 Skipped ranges, counted in `skipped_ranges` and never guessed at:
 - `GIT` ranges: commit graphs need the repository. Ecosystem records (PyPI) also enumerate the
@@ -127,6 +137,9 @@ class CompiledAffected:
         """Whether `version` is affected, how, and which fixed versions lie above it."""
         in_list = version in self.versions or canonical_version(self.ecosystem, version) in self.versions
         hit_ranges: list[tuple[CompiledRange, Any]] = []
+        if self.versions and not in_list:
+            # An enumerated list is authoritative: see ENUMERATION_RULE in the module docstring.
+            return None
         for rng in self.ranges:
             key = version_key(self.ecosystem, version, rng.range_type)
             if key is not None and rng.contains(key):
