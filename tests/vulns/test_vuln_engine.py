@@ -153,3 +153,8 @@ def test_ranking_kev_first_then_severity_then_epss(kb: Store) -> None:
     ]
     assert sort_findings(list(reversed(findings))) == findings
     assert m.last_stats["findings"] == 5
+
+
+def test_pep440_equal_versions_match_the_enumeration(kb: Store) -> None:
+    """`2.10.0` is PEP 440-equal to the listed `2.10`: the pin installs the same release."""
+    assert ids(VulnMatcher(kb).match([comp("Jinja2", "2.10.0")], ASSET)) == {"PYSEC-2021-66"}

@@ -33,6 +33,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.utils import canonicalize_version
+
 from tianmu.vulns.versions import supports_ordering, version_key
 
 __all__ = ["CompiledAffected", "CompiledRange", "RangeMatch", "canonical_version"]
@@ -45,12 +47,13 @@ _KINDS = {"introduced": _INTRODUCED, "fixed": _FIXED, "last_affected": _LAST_AFF
 def canonical_version(ecosystem: str, version: str) -> str:
     """The spelling used for `versions`-list membership.
 
-    Exact strings, except that PyPI versions compare in PEP 440 normal form (`1.0-rc1` is `1.0rc1`) and
+    Exact strings, except that PyPI versions compare in PEP 440 normal form (`1.0-rc1` is `1.0rc1`,
+    `3.2.0` is `3.2`) and
     Go versions without their `v` (the Go database writes `1.2.3`, `go.mod` writes `v1.2.3`).
     """
     if ecosystem == "PyPI":
-        key = version_key("PyPI", version)
-        return str(key) if key is not None else version
+        # PEP 440 equality: `3.2.0` is `3.2`, `1.0-rc1` is `1.0rc1` (a `Django==3.2.0` pin installs 3.2).
+        return canonicalize_version(version) if version_key("PyPI", version) is not None else version
     if ecosystem == "Go" and version[:1] == "v":
         return version[1:]
     return version
