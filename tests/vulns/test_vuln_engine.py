@@ -64,7 +64,8 @@ def test_kev_join_and_title_from_details(kb: Store) -> None:
         "required_action": "Apply updates per vendor instructions.",
     }
     assert f.data["epss"] == pytest.approx(0.97461)
-    assert (f.severity, f.data["severity_source"]) == (Severity.MEDIUM, "unknown")
+    # No CVSS in the record, but CISA lists CVE-2020-11651 as exploited: at least high.
+    assert (f.severity, f.data["severity_source"]) == (Severity.HIGH, "kev")
     assert f.data["fixed_versions"] == ["3000.2"]
 
 

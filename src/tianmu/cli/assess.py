@@ -57,7 +57,7 @@ _SEVERITY_STYLE = {
     Severity.LOW: "cyan",
     Severity.INFO: "dim",
 }
-_TABLE_LIMIT = 40
+_TABLE_LIMIT = 30
 
 
 def _run(path: Path, *, save: bool) -> Assessment:

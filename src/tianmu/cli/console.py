@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -18,8 +20,17 @@ from rich.progress import (
 
 __all__ = ["ExitCode", "err_console", "out_console", "progress_reporter"]
 
+
 # Results go to stdout so they can be piped; everything for the person at the terminal goes to stderr.
-out_console = Console(highlight=False, soft_wrap=True)
+def _width() -> int | None:
+    # Piped or captured output (CI logs, `make demo`) would otherwise be cut to 80 columns and fold
+    # every advisory id; a terminal, or an explicit COLUMNS, still decides for itself.
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 160
+
+
+out_console = Console(highlight=False, soft_wrap=True, width=_width())
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

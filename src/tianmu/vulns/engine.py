@@ -260,7 +260,7 @@ class _Group:
     published: str | None
 
 
-_SOURCE_RANK = {"cvss": 2, "database_specific": 1, "unknown": 0}
+_SOURCE_RANK = {"cvss": 2, "database_specific": 1, "unknown": 0, "kev": 0}
 
 
 class _GroupCache:
@@ -300,6 +300,10 @@ class _GroupCache:
                 "ransomware": kev_hit.ransomware,
                 "required_action": kev_hit.required_action,
             }
+        if kev_hit is not None and not severity.at_least(Severity.HIGH):
+            # Exploited in the wild (CISA's catalogue) outweighs a missing or modest base score: many
+            # PYSEC records carry no CVSS at all, and "medium" would bury a flaw that is being used.
+            severity, source = Severity.HIGH, "kev"
         return _Group(
             ids=ids,
             aliases=tuple(sorted(every - {ids[0]})),
@@ -340,8 +344,8 @@ def _finding(
         "advisories": list(group.ids),
         "published": group.published,
     }
-    if group.severity_source == "unknown":
-        data["severity_source"] = "unknown"
+    if group.severity_source in ("unknown", "kev"):
+        data["severity_source"] = group.severity_source
     return Finding(
         kind=FindingKind.VULNERABILITY,
         rule_id=group.ids[0],
