@@ -65,6 +65,21 @@ def _human(moment: datetime | None) -> str:
     return aware.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _human_text(value: object, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A datetime or an ISO 8601 text, short, in UTC; anything else (a catalogue version) as is."""
+    moment: datetime | None = value if isinstance(value, datetime) else None
+    text = str(value or "")
+    if moment is None and "T" in text:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return text
+    if moment is None:
+        return text
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.strftime(fmt)
+
+
 def _ordinal(value: float) -> str:
     """EPSS percentile 0.9996 -> "99th": floored, because "100th" would claim the very top."""
     n = min(int(value * 100), 99)
@@ -224,11 +239,9 @@ def view_model(assessment: Assessment) -> dict[str, Any]:
             {
                 "name": str(kb.get("name", "")),
                 "kind": str(kb.get("kind") or ""),
-                "version": str(kb.get("version") or ""),
+                "version": _human_text(kb.get("version"), "%Y-%m-%d"),
                 "records": kb.get("record_count"),
-                "imported_at": _human(kb["imported_at"])
-                if isinstance(kb.get("imported_at"), datetime)
-                else str(kb.get("imported_at") or ""),
+                "imported_at": _human_text(kb.get("imported_at")),
                 "origin": str(kb.get("origin") or ""),
                 "digest": str(kb.get("digest") or ""),
             }

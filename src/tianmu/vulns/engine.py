@@ -286,7 +286,7 @@ class _GroupCache:
         )
         summary = next((r.summary for r in records if r.summary), "")
         details = next((r.details for r in records if r.details), "")
-        title = summary or (details.strip().splitlines()[0] if details.strip() else ids[0])
+        title = summary or _first_sentence(details) or ids[0]
         cve_ids = sorted(v for v in every if v.upper().startswith("CVE-"))
         kev_hit = next((self.kev[c] for c in cve_ids if c in self.kev), None)
         epss_rows = [self.epss[c] for c in cve_ids if c in self.epss]
@@ -319,6 +319,14 @@ class _GroupCache:
             epss_percentile=None if best is None else float(best.percentile),
             published=records[0].published,
         )
+
+
+def _first_sentence(text: str, limit: int = 140) -> str:
+    """A title from a details text when the record has no summary (most PYSEC records): one line."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    end = line.find(". ")
+    sentence = line[: end + 1] if 0 < end < limit else line
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
 def _finding(
