@@ -1,4 +1,4 @@
-module example.com/northwind/gateway
+module example.com/shop/gateway
 
 go 1.20
 
