@@ -37,8 +37,10 @@ format: install
 test: install lint
 	$(BIN)/pytest -n 2 -q
 
+# Every bench/bench_*.py, one after another (they measure; running two at once would skew both).
+# A benchmark that compares against a peer tool (yara, clamscan, nmap, openssl) installs it itself.
 bench: install
-	$(BIN)/python bench/bench_vulns.py
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) demo-report.html .mypy_cache .ruff_cache .pytest_cache

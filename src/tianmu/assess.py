@@ -15,22 +15,35 @@ from tianmu.assets.interface import InventoryResult
 from tianmu.assets.inventory import scan_inventory
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, utcnow
+from tianmu.knowledge import kb_status
 from tianmu.store.database import Store
 from tianmu.store.repository import save_assessment
 from tianmu.vulns.engine import VulnMatcher, sort_findings
-from tianmu.vulns.kb import kb_status
 
 __all__ = ["ENGINES", "AssessOptions", "assess", "asset_for_path"]
 
 ProgressCallback = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EngineContext:
+    """What an engine gets. Engines run in `ENGINES` order; `earlier` holds the findings of those before.
+
+    An engine that cannot run (its knowledge base was never imported) returns no findings and says why
+    in `notes`, which the summary shows; it does not fail the assessment.
+    """
+
     store: Store
     root: Path
     asset: Asset
     inventory: InventoryResult
+    home: Path | None = None
+    """The data directory (compiled rule caches, quarantine); None when the caller has none."""
+    earlier: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Inputs an engine could not read, as `path:line: message` (merged into the assessment's errors)."""
+    notes: list[str] = field(default_factory=list)
+    progress: ProgressCallback | None = None
 
 
 def _vulnerability_engine(ctx: EngineContext) -> list[Finding]:
@@ -48,6 +61,8 @@ class AssessOptions:
     engines: tuple[str, ...] = field(default_factory=lambda: tuple(ENGINES))
     save: bool = True
     """False for read-only runs (`tianmu inventory`/`vulns` as pure queries)."""
+    home: Path | None = None
+    """The data directory (`Settings.home`), for engines that keep files there."""
 
 
 def asset_for_path(path: Path, tenant: str) -> Asset:
@@ -74,9 +89,12 @@ def assess(
     started = utcnow()
     asset = asset_for_path(path, options.tenant)
     inventory = scan_inventory(path, progress=progress)
-    ctx = EngineContext(store=store, root=path, asset=asset, inventory=inventory)
+    ctx = EngineContext(
+        store=store, root=path, asset=asset, inventory=inventory, home=options.home, progress=progress
+    )
     findings: list[Finding] = []
     for name in options.engines:
+        ctx.earlier = list(findings)
         findings.extend(ENGINES[name](ctx))
     result = Assessment(
         target=str(path),
@@ -85,7 +103,8 @@ def assess(
         components=inventory.components,
         unresolved=inventory.unresolved,
         findings=sort_findings(findings),
-        errors=[str(error) for error in inventory.errors],
+        errors=[str(error) for error in inventory.errors] + ctx.errors,
+        notes=ctx.notes,
         files_read=inventory.files_read,
         knowledge_bases=[status.as_dict() for status in kb_status(store)],
         engines=list(options.engines),

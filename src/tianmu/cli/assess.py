@@ -14,8 +14,9 @@ from tianmu.assess import AssessOptions, assess
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
-from tianmu.core.models import Assessment, FindingKind, Severity
+from tianmu.core.models import Assessment, Finding, FindingKind, Severity
 from tianmu.reports import render
+from tianmu.reports._common import finding_location
 
 __all__ = ["register"]
 
@@ -62,7 +63,12 @@ _TABLE_LIMIT = 30
 
 def _run(path: Path, *, save: bool) -> Assessment:
     with open_default_store() as store, progress_reporter("Reading inventory") as advance:
-        result = assess(store, path, AssessOptions(tenant=settings().tenant, save=save), progress=advance)
+        result = assess(
+            store,
+            path,
+            AssessOptions(tenant=settings().tenant, save=save, home=settings().home),
+            progress=advance,
+        )
     for error in result.errors:
         err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
     if result.errors and result.files_read == 0:
@@ -129,13 +135,28 @@ def print_summary(result: Assessment) -> None:
     console.print(f"Findings: [bold]{len(result.findings)}[/]" + (f" — {', '.join(parts)}" if parts else ""))
     if kev:
         console.print(f"[bold red]Known exploited (CISA KEV): {kev}[/] — fix these first")
-    if not result.findings:
+    for note in result.notes:
+        console.print(f"[dim]note:[/] {note}", highlight=False)
+    vulns = [f for f in result.findings if f.kind is FindingKind.VULNERABILITY]
+    others = [f for f in result.findings if f.kind is not FindingKind.VULNERABILITY]
+    if not vulns and result.components:
         console.print("[green]No known vulnerability affects the components found.[/]")
-        return
-    table = Table(show_lines=False, header_style="bold", expand=False)
+    if vulns:
+        _print_vulnerabilities(vulns)
+    if others:
+        _print_other_findings(others)
+
+
+def _more(shown: int, total: int) -> None:
+    if total > shown:
+        out_console.print(f"… and {total - shown} more: use --format html or json for the whole list.")
+
+
+def _print_vulnerabilities(findings: list[Finding]) -> None:
+    table = Table(show_lines=False, header_style="bold", expand=False, title="Vulnerabilities")
     for column in ("Severity", "Advisory", "Package", "Installed", "Fixed in", "Where", "KEV", "EPSS"):
         table.add_column(column, overflow="fold")
-    for finding in result.findings[:_TABLE_LIMIT]:
+    for finding in findings[:_TABLE_LIMIT]:
         comp = finding.component
         epss = finding.data.get("epss")
         table.add_row(
@@ -148,11 +169,27 @@ def print_summary(result: Assessment) -> None:
             "[bold red]yes[/]" if finding.data.get("kev") else "",
             f"{epss:.1%}" if isinstance(epss, float) else "",
         )
-    console.print(table)
-    if len(result.findings) > _TABLE_LIMIT:
-        console.print(
-            f"… and {len(result.findings) - _TABLE_LIMIT} more: use --format html or json for the whole list."
+    out_console.print(table)
+    _more(_TABLE_LIMIT, len(findings))
+
+
+def _print_other_findings(findings: list[Finding]) -> None:
+    """Malware, detections, intel hits, exposures: one table, most severe first."""
+    table = Table(show_lines=False, header_style="bold", expand=False, title="Other findings")
+    for column in ("Severity", "Kind", "Rule", "Title", "Where"):
+        table.add_column(column, overflow="fold")
+    ranked = sorted(findings, key=lambda f: -f.severity.rank)
+    for finding in ranked[:_TABLE_LIMIT]:
+        where = finding_location(finding)
+        table.add_row(
+            f"[{_SEVERITY_STYLE[finding.severity]}]{finding.severity.value}[/]",
+            finding.kind.value,
+            finding.rule_id,
+            finding.title,
+            str(where) if where else finding.asset.name,
         )
+    out_console.print(table)
+    _more(_TABLE_LIMIT, len(findings))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
-from tianmu.vulns.kb import DEFAULT_SOURCES, ImportReport, import_path, kb_status, update
+from tianmu.core.knowledge import ImportReport, KbContext
+from tianmu.knowledge import default_sources, import_any, kb_status, update_sources
 
 __all__ = ["register"]
 
@@ -56,7 +57,10 @@ def _print_reports(reports: list[ImportReport], as_json: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Knowledge bases: vulnerability advisories, KEV, EPSS.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Knowledge bases: vulnerability advisories (OSV, KEV, EPSS) and every other capability's data.",
+        no_args_is_help=True,
+    )
     app.add_typer(group, name="kb")
 
     @group.command("import")
@@ -64,15 +68,19 @@ def register(app: typer.Typer) -> None:
     def import_command(
         paths: Annotated[
             list[Path],
-            typer.Argument(help="OSV all.zip, OSV JSON/YAML files or folders, CISA KEV JSON/CSV, EPSS CSV."),
+            typer.Argument(
+                help="Knowledge-base files or folders (OSV all.zip or records, CISA KEV, EPSS...), "
+                "or a bundle folder holding several (osv/, kev/...)."
+            ),
         ],
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Import knowledge-base files (offline). Re-importing unchanged data changes nothing."""
         reports: list[ImportReport] = []
         with open_default_store() as store, progress_reporter("Importing") as advance:
+            ctx = KbContext(store=store, home=settings().home, progress=advance)
             for path in paths:
-                reports.extend(import_path(store, path, progress=advance))
+                reports.extend(import_any(ctx, path))
         _print_reports(reports, json)
         if reports and all(r.record_count == 0 and r.errors for r in reports):
             raise typer.Exit(ExitCode.USAGE)
@@ -83,19 +91,15 @@ def register(app: typer.Typer) -> None:
         source: Annotated[
             list[str] | None,
             typer.Option(
-                "--source", "-s", help=f"Sources to update (default: {', '.join(DEFAULT_SOURCES)})."
+                "--source", "-s", help=f"Sources to update (default: {', '.join(default_sources())})."
             ),
         ] = None,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
-        """Download the official sources (osv.dev, CISA KEV, FIRST EPSS) and import them."""
+        """Download the official sources (osv.dev, CISA KEV, FIRST EPSS...) and import them."""
         with open_default_store() as store, progress_reporter("Updating") as advance:
-            reports = update(
-                store,
-                sources=tuple(source) if source else DEFAULT_SOURCES,
-                data_dir=settings().home,
-                progress=advance,
-            )
+            ctx = KbContext(store=store, home=settings().home, progress=advance)
+            reports = update_sources(ctx, source)
         _print_reports(reports, json)
         if any(r.status == "failed" for r in reports):
             raise typer.Exit(ExitCode.USAGE)

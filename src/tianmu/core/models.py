@@ -319,3 +319,5 @@ class Assessment:
     knowledge_bases: list[dict[str, Any]] = field(default_factory=list)
     """`tianmu kb status` rows at the time of the run: which data the verdicts rest on."""
     engines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the engines want the user to know (e.g. `malware: no signatures imported, scan skipped`)."""

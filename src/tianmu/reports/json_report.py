@@ -101,7 +101,13 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         rest = {k: v for k, v in finding.data.items() if k not in _FLATTENED}
         out["data"] = jsonable(rest)
     else:
-        out["data"] = jsonable(finding.data)
+        # Each engine's headline details (a detection's `rule`, `event`, `fields`; a malware hit's
+        # `file`, `matches`) are documented fields of that kind, so they are lifted to the top level
+        # too — without ever shadowing a common field.
+        data = jsonable(finding.data)
+        for key, value in data.items():
+            out.setdefault(key, value)
+        out["data"] = data
     return out
 
 
@@ -131,6 +137,7 @@ def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
             "files_read": assessment.files_read,
         },
         "engines": list(assessment.engines),
+        "notes": list(assessment.notes),
         "knowledge_bases": [jsonable(kb) for kb in assessment.knowledge_bases],
         "components": [component_to_dict(c) for c in assessment.components],
         "unresolved": [unresolved_to_dict(u) for u in assessment.unresolved],

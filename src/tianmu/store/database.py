@@ -66,7 +66,7 @@ class Store:
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -43,8 +43,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy import update as sql_update
 
 from tianmu.core.errors import InputError, KnowledgeBaseError
+from tianmu.core.knowledge import ImportReport, KbContext, KbStatus
 from tianmu.core.models import utcnow
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
@@ -71,6 +70,7 @@ __all__ = [
     "ImportReport",
     "KbStatus",
     "Progress",
+    "VulnKnowledgeBase",
     "detect_kind",
     "import_path",
     "kb_status",
@@ -96,39 +96,6 @@ DEFAULT_SOURCES = (
     "kev",
     "epss",
 )
-
-
-@dataclass(slots=True)
-class ImportReport:
-    source: str
-    kind: str
-    origin: str
-    status: str
-    """`imported` (new source), `updated`, `unchanged`; `failed` only from `update()` (download error)."""
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    errors: list[str] = field(default_factory=list)
-    record_count: int = 0
-    digest: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class KbStatus:
-    name: str
-    kind: str
-    origin: str
-    digest: str
-    version: str | None
-    record_count: int
-    imported_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (the time as ISO 8601), for reports and the API."""
-        return {**asdict(self), "imported_at": self.imported_at.isoformat()}
 
 
 def _file_digest(path: Path) -> str:
@@ -407,13 +374,10 @@ def _feed_version(records: Any) -> str | None:
 
 
 def kb_status(store: Store) -> list[KbStatus]:
-    """One row per imported source, by name."""
-    with store.connect() as conn:
-        rows = conn.execute(select(kb_sources).order_by(kb_sources.c.name)).all()
-    return [
-        KbStatus(r.name, r.kind, r.origin, r.digest, r.version, int(r.record_count), r.imported_at)
-        for r in rows
-    ]
+    """One row per imported source (of every knowledge base), by name."""
+    from tianmu.knowledge import kb_status as every_status
+
+    return every_status(store)
 
 
 def source_url(source: str) -> str:
@@ -500,3 +464,27 @@ def update(
                     .values(origin=report.origin)
                 )
     return reports
+
+
+class VulnKnowledgeBase:
+    """The vulnerability knowledge base as `tianmu kb` sees it (see `tianmu.core.knowledge`)."""
+
+    name = "vulns"
+    bundle_folders: frozenset[str] = _BUNDLE_FOLDERS
+    default_sources: tuple[str, ...] = DEFAULT_SOURCES
+
+    def claims(self, path: Path) -> bool:
+        try:
+            detect_kind(path)
+        except (KnowledgeBaseError, OSError):
+            return False
+        return True
+
+    def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
+        return import_path(ctx.store, path, progress=ctx.progress)
+
+    def handles_source(self, source: str) -> bool:
+        return source in ("kev", "epss") or (source.startswith("osv:") and source.count(":") == 1)
+
+    def update(self, ctx: KbContext, sources: Sequence[str]) -> list[ImportReport]:
+        return update(ctx.store, sources=sources, data_dir=ctx.home, progress=ctx.progress)
