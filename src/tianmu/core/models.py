@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "ENTITY_TYPES",
     "Assessment",
     "Asset",
     "AssetKind",
@@ -222,9 +223,26 @@ class Indicator:
     techniques: tuple[str, ...] = ()
 
 
+ENTITY_TYPES = ("ip", "user", "host", "hash", "domain", "url", "process", "file")
+"""Entity types that link findings into incidents and traces (see `Finding.evidence`)."""
+
+
 @dataclass(slots=True)
 class Finding:
     """The one output of every engine.
+
+    Evidence conventions shared by every engine, so that reports, correlation and tracing can read any
+    finding without knowing the engine that made it:
+
+    - `evidence["path"]` (and `"line"` or `"record"`): where the evidence is, relative to the assessed
+      root when possible; `evidence["sha256"]` for a file.
+    - `evidence["time"]`: ISO 8601 UTC time of the event the finding rests on (log record time, file
+      modification time), when there is one.
+    - `evidence["entities"]`: `{type: [values]}` with types from `ENTITY_TYPES` — the source and
+      destination IPs, user names, host names, file hashes (sha256), domains, URLs, process images
+      and file paths the finding involves. Values are normalised (lower-case domains and hashes).
+    - `evidence["fingerprint_extra"]`: what, beyond tenant, asset, kind and rule, makes two sightings
+      different problems (e.g. the file path for malware, the source IP for a brute force).
 
     `fingerprint` identifies the problem, not the sighting: the same flaw in the same component at the same
     place on the same asset has the same fingerprint whenever it is found again, so the store can keep
