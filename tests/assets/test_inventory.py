@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,16 +150,46 @@ def test_unreadable_file_simulated(messy_tree: Path, monkeypatch: pytest.MonkeyP
     assert ("PyPI", "requests", "2.19.1") in names(result.components)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file_chmod(tmp_path: Path) -> None:
+    """A file whose mode forbids reading is reported; the rest of the tree is still read.
+
+    Root reads any file whatever its mode, and CI runs as root: there the scan runs in a child process
+    whose capability bounding set lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (util-linux
+    `setpriv`), so the kernel refuses the read exactly as it would for an ordinary user.
+    """
     lock = tmp_path / "Cargo.lock"
     lock.write_text("version = 3\n")
+    (tmp_path / "requirements.txt").write_text("requests==2.19.1\n")
     lock.chmod(0)
     try:
-        result = scan_inventory(tmp_path)
+        if os.geteuid() != 0:
+            result = scan_inventory(tmp_path)
+            errors = [str(e) for e in result.errors]
+            found = {(c.name, c.version) for c in result.components}
+        else:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root and util-linux setpriv is missing: cannot drop DAC override")
+            code = (
+                "import json, sys\n"
+                "from tianmu.assets.inventory import scan_inventory\n"
+                "r = scan_inventory(sys.argv[1])\n"
+                "pairs = [[c.name, c.version] for c in r.components]\n"
+                "print(json.dumps([[str(e) for e in r.errors], pairs]))\n"
+            )
+            drop = "--bounding-set=-dac_override,-dac_read_search"
+            child = subprocess.run(
+                [setpriv, drop, "--", sys.executable, "-c", code, str(tmp_path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            errors, pairs = json.loads(child.stdout)
+            found = {tuple(p) for p in pairs}
     finally:
         lock.chmod(0o644)
-    assert [str(e) for e in result.errors] == ["Cargo.lock: cannot read file: Permission denied"]
+    assert errors == ["Cargo.lock: cannot read file: Permission denied"]
+    assert ("requests", "2.19.1") in found
 
 
 def test_extractor_bug_is_an_error_not_a_traceback(tmp_path: Path) -> None:
