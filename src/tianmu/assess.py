@@ -17,7 +17,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, utcnow
 from tianmu.knowledge import kb_status
 from tianmu.store.database import Store
-from tianmu.store.repository import save_assessment
+from tianmu.store.repository import SaveHook, save_assessment
 from tianmu.vulns.engine import VulnMatcher, sort_findings
 
 __all__ = ["ENGINES", "AssessOptions", "assess", "asset_for_path"]
@@ -63,6 +63,8 @@ class AssessOptions:
     """False for read-only runs (`tianmu inventory`/`vulns` as pure queries)."""
     home: Path | None = None
     """The data directory (`Settings.home`), for engines that keep files there."""
+    save_hook: SaveHook | None = None
+    """Runs inside the transaction that stores the assessment (see `save_assessment`)."""
 
 
 def asset_for_path(path: Path, tenant: str) -> Asset:
@@ -111,5 +113,5 @@ def assess(
     )
     result.finished = utcnow()
     if options.save:
-        save_assessment(store, result)
+        save_assessment(store, result, also=options.save_hook)
     return result

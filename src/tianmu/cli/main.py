@@ -70,6 +70,10 @@ def _register_commands() -> None:
     kb.register(app)
     findings.register(app)
 
+    from tianmu.cli import jobs
+
+    jobs.register(app)
+
 
 _register_commands()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,19 @@ class Settings:
     database_url: str
     """SQLAlchemy URL; SQLite in `home` unless TIANMU_DATABASE_URL says otherwise."""
     tenant: str = "default"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker for `tianmu worker` (Redis or RabbitMQ `amqp://` URL): TIANMU_BROKER_URL."""
+    job_queue: str = "tianmu"
+    """Broker queue the workers listen on (TIANMU_JOB_QUEUE): one per environment sharing a broker."""
+    job_lease_seconds: float = 60.0
+    """How long a worker holds a job without renewing; a job whose lease passes is run again elsewhere."""
+    kb_update_hours: float = 0.0
+    """Period of the scheduled `kb update` job (0: off): TIANMU_KB_UPDATE_HOURS."""
+    reassess_hours: float = 0.0
+    """Period of the scheduled re-assessment of registered path assets (0: off): TIANMU_REASSESS_HOURS."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home_text = env.get("TIANMU_HOME") or str(Path.home() / ".local" / "share" / "tianmu")
         home = Path(home_text).expanduser()
@@ -31,8 +42,30 @@ class Settings:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         tenant = env.get("TIANMU_TENANT") or "default"
-        return cls(home=home, database_url=url, tenant=tenant)
+        return cls(
+            home=home,
+            database_url=url,
+            tenant=tenant,
+            broker_url=env.get("TIANMU_BROKER_URL") or "redis://127.0.0.1:6379/0",
+            job_queue=env.get("TIANMU_JOB_QUEUE") or "tianmu",
+            job_lease_seconds=_positive(env, "TIANMU_JOB_LEASE_SECONDS", 60.0),
+            kb_update_hours=_positive(env, "TIANMU_KB_UPDATE_HOURS", 0.0, allow_zero=True),
+            reassess_hours=_positive(env, "TIANMU_REASSESS_HOURS", 0.0, allow_zero=True),
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'at least 0' if allow_zero else 'above 0'}, not {text!r}")
+    return value

@@ -9,7 +9,7 @@ A resolved finding that is found again is reopened, because the problem came bac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from tianmu.store.database import Store
 from tianmu.store.schema import assessments, assets, components, findings
 
 __all__ = [
+    "SaveHook",
     "SaveResult",
     "StoredFinding",
     "count_assessments",
@@ -120,11 +121,16 @@ def _component_from_json(data: dict[str, Any] | None) -> Component | None:
     )
 
 
-def save_assessment(store: Store, assessment: Assessment) -> SaveResult:
+SaveHook = Callable[[Connection, "SaveResult"], None]
+
+
+def save_assessment(store: Store, assessment: Assessment, *, also: SaveHook | None = None) -> SaveResult:
     """Store one assessment in a single transaction and fold its findings into the tenant's findings.
 
     On return, the Finding objects carry the stored first_seen, last_seen and triage status, so what the
-    user is shown is what the database holds.
+    user is shown is what the database holds. `also(conn, result)` runs inside the same transaction
+    before it commits: a job marks itself done there, so an assessment is stored once per job even
+    when a worker dies between the two (an exception from `also` rolls the whole save back).
     """
     now = assessment.finished or utcnow()
     tenant = assessment.asset.tenant
@@ -175,7 +181,10 @@ def save_assessment(store: Store, assessment: Assessment) -> SaveResult:
             .where(assessments.c.id == assessment_id)
             .values(finding_counts=dict(open_counts))
         )
-    return SaveResult(assessment_id, asset_id, new, again, reopened)
+        saved = SaveResult(assessment_id, asset_id, new, again, reopened)
+        if also is not None:
+            also(conn, saved)
+    return saved
 
 
 def _merge_findings(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -31,12 +33,22 @@ __all__ = [
     "affected_packages",
     "assessments",
     "assets",
+    "attack_tactics",
+    "attack_techniques",
     "components",
     "epss_scores",
     "findings",
+    "intel_indicators",
+    "intel_objects",
+    "jobs",
     "kb_sources",
     "kev_entries",
+    "malware_hashes",
+    "malware_rule_files",
     "metadata",
+    "situation_alert_state",
+    "situation_incidents",
+    "situation_posture",
 ]
 
 naming_convention = {
@@ -217,4 +229,231 @@ epss_scores = Table(
     Column("score", Float, nullable=False),
     Column("percentile", Float, nullable=False),
     Column("score_date", String(32)),
+)
+
+# --- jobs (tianmu.jobs; Alembic branch "jobs") -----------------------------------------------------------
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("params", JSON, nullable=False, default=dict),
+    Column("status", String(16), nullable=False),
+    # queued → running → done | failed | cancelled; see tianmu.jobs.models.JobStatus.
+    Column("idempotency_key", String(256)),
+    # Submitting the same key twice returns the first job instead of queueing a second one.
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(256)),
+    Column("lease_until", TZ),
+    # A running job whose lease has passed lost its worker: the reaper queues it again.
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("progress", Text, nullable=False, default=""),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("created", TZ, nullable=False),
+    Column("started", TZ),
+    Column("finished", TZ),
+    Column("submitted_by", String(256)),
+    UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+    Index("ix_jobs_tenant_created", "tenant", "created"),
+    Index("ix_jobs_status_lease", "status", "lease_until"),
+)
+
+# --- threat intelligence (tianmu.intel; Alembic branch "intel") -------------------------------------------
+
+intel_indicators = Table(
+    "intel_indicators",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(128), nullable=False),
+    # A `kb_sources` name: `maltrail:malware`, `stix:<feed>`, `misp:<feed>`, `list:<file>`...
+    Column("type", String(16), nullable=False),
+    Column("value", String(2048), nullable=False),
+    # Canonical (tianmu.intel.normalize); one row per (source, type, value), sources merged on look-up.
+    Column("exact", Boolean, nullable=False, default=False),
+    Column("confidence", Integer, nullable=False, default=50),
+    Column("valid_from", TZ),
+    Column("valid_until", TZ),
+    Column("labels", JSON, nullable=False, default=list),
+    Column("techniques", JSON, nullable=False, default=list),
+    Column("malware", JSON, nullable=False, default=list),
+    Column("actors", JSON, nullable=False, default=list),
+    Column("references", JSON, nullable=False, default=list),
+    Column("description", Text, nullable=False, default=""),
+    Column("origin", String(2048), nullable=False, default=""),
+    # Where the source states it (`file:line`, a STIX object id): provenance for every hit.
+    Index("ix_intel_indicators_type_value", "type", "value"),
+    Index("ix_intel_indicators_source", "source"),
+)
+
+intel_objects = Table(
+    "intel_objects",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("name", String(512)),
+    Column("data", JSON, nullable=False),
+    # STIX context objects (malware, threat-actor, attack-pattern, relationship...) as imported.
+)
+
+attack_techniques = Table(
+    "attack_techniques",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    # T1059, T1059.001
+    Column("name", String(256), nullable=False),
+    Column("tactics", JSON, nullable=False, default=list),
+    # Tactic short names (`execution`), as the kill-chain phases of the technique say.
+    Column("parent_id", String(16)),
+    Column("url", String(512)),
+    Column("deprecated", Boolean, nullable=False, default=False),
+)
+
+attack_tactics = Table(
+    "attack_tactics",
+    metadata,
+    Column("shortname", String(64), primary_key=True),
+    Column("id", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    # Order in the enterprise matrix (reconnaissance first, impact last): the kill-chain order.
+)
+
+# --- situation (tianmu.situation; Alembic branch "situation") ------------------------------------------
+
+situation_incidents = Table(
+    "situation_incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("key", String(32), nullable=False),
+    # `INC-` + 12 hex digits: the id users type; stable across re-correlation.
+    Column("title", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("stage", String(32)),
+    Column("status", String(32), nullable=False, default="open"),
+    Column("assignee", String(256)),
+    Column("tactics", JSON, nullable=False, default=list),
+    Column("assets", JSON, nullable=False, default=list),
+    Column("sources", JSON, nullable=False, default=list),
+    Column("entities", JSON, nullable=False, default=dict),
+    Column("finding_fingerprints", JSON, nullable=False, default=list),
+    Column("timeline", JSON, nullable=False, default=list),
+    Column("first_seen", TZ),
+    Column("last_seen", TZ),
+    Column("updated", TZ, nullable=False),
+    UniqueConstraint("tenant", "key", name="uq_situation_incidents_tenant_key"),
+    Index("ix_situation_incidents_tenant_last_seen", "tenant", "last_seen"),
+    Index("ix_situation_incidents_tenant_status", "tenant", "status"),
+)
+
+situation_posture = Table(
+    "situation_posture",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("assessment_id", Integer, ForeignKey("assessments.id", ondelete="SET NULL")),
+    Column("taken_at", TZ, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("open_findings", Integer, nullable=False, default=0),
+    Column("open_incidents", Integer, nullable=False, default=0),
+    Column("drivers", JSON, nullable=False, default=dict),
+    Column("assets", JSON, nullable=False, default=list),
+    # [{name, kind, score, level}] at that moment, so per-asset trends can be drawn too.
+    Index("ix_situation_posture_tenant_taken_at", "tenant", "taken_at"),
+)
+
+situation_alert_state = Table(
+    "situation_alert_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("subject", String(256), nullable=False),
+    # What the alert is about: an incident key, `kev:<fingerprint>`, `finding:<fingerprint>`.
+    Column("state", String(256), nullable=False),
+    # The last state delivered; an alert is sent again only when the state differs.
+    Column("delivered_at", TZ, nullable=False),
+    Column("channels", JSON, nullable=False, default=list),
+    UniqueConstraint("tenant", "rule", "subject", name="uq_situation_alert_state_tenant_rule_subject"),
+)
+
+# --- malware (tianmu.malware; Alembic branch "malware") --------------------------------------------------
+
+malware_rule_files = Table(
+    "malware_rule_files",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    # kb_sources.name of the import it belongs to (`yara:signature-base`, `clamav:main`...).
+    Column("path", String(1024), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    # `yara` as imported, or `ndb`/`mdb` when translated from ClamAV signatures.
+    Column("digest", String(64), nullable=False),
+    Column("rule_count", Integer, nullable=False, default=0),
+    Column("text", Text, nullable=False),
+)
+
+malware_hashes = Table(
+    "malware_hashes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("algorithm", String(8), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("size", BigInteger),
+    # File size the signature requires (ClamAV hdb/hsb); NULL for any size.
+    Column("name", Text, nullable=False),
+    Column("origin", String(1024), nullable=False),
+    Index("ix_malware_hashes_source", "source"),
+)
+
+# --- network (assets/network: discovered services and the scan audit trail) -----------------------------
+
+services = Table(
+    "services",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("asset_id", Integer, ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False, default="tcp"),
+    Column("state", String(16), nullable=False, default="open"),
+    # `open` while the last scan that covered the port found it open, `closed` once one did not.
+    Column("service", String(64)),
+    Column("product", String(256)),
+    Column("version", String(128)),
+    Column("cpe", String(512)),
+    Column("banner", Text),
+    Column("tls", JSON),
+    Column("info", JSON, nullable=False, default=dict),
+    Column("first_seen", TZ, nullable=False),
+    Column("last_seen", TZ, nullable=False),
+    Column("closed_at", TZ),
+    UniqueConstraint("tenant", "address", "port", "transport", name="uq_services_tenant_address_port"),
+    Index("ix_services_tenant_asset", "tenant", "asset_id"),
+    Index("ix_services_tenant_state", "tenant", "state"),
+)
+
+scan_audit = Table(
+    "scan_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(32), nullable=False),
+    # `discover`, `web`, `domain`: which kind of outbound traffic was sent.
+    Column("started", TZ, nullable=False),
+    Column("finished", TZ),
+    Column("targets", JSON, nullable=False, default=list),
+    Column("ports", Text),
+    Column("authorized", Integer, nullable=False, default=0),
+    # 1 when the user passed --i-am-authorized (targets outside private ranges were allowed).
+    Column("engine", String(32)),
+    Column("summary", JSON, nullable=False, default=dict),
+    Index("ix_scan_audit_tenant_started", "tenant", "started"),
 )

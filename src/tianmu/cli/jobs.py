@@ -1,0 +1,197 @@
+"""`tianmu worker` and `tianmu jobs`: run work on Celery workers, submit it, follow it, cancel it."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tianmu.cli.console import ExitCode, err_console, out_console
+from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.core.errors import InputError
+from tianmu.jobs import JOB_KINDS, InProcessRunner, JobStatus, cancel, get_job, list_jobs, submit_job
+from tianmu.jobs.models import Job
+
+__all__ = ["register"]
+
+
+class RunnerChoice(StrEnum):
+    CELERY = "celery"
+    LOCAL = "local"
+
+
+class Pool(StrEnum):
+    PREFORK = "prefork"
+    SOLO = "solo"
+    THREADS = "threads"
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param expects KEY=VALUE, got {pair!r}")
+        params[key.strip()] = value
+    return params
+
+
+def _print_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        out_console.file.write(jsonlib.dumps(job.as_dict(), indent=2) + "\n")
+        return
+    out_console.print(f"[bold]{job.id}[/] {job.kind} — {job.status.value}", highlight=False)
+    for label, value in (
+        ("params", jsonlib.dumps(job.params)),
+        ("attempts", str(job.attempts)),
+        ("worker", job.worker or ""),
+        ("progress", job.progress),
+        ("result", jsonlib.dumps(job.result) if job.result is not None else ""),
+        ("error", job.error or ""),
+    ):
+        if value:
+            out_console.print(f"  {label}: {value}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    @cli_errors
+    def worker_command(
+        concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once (default: CPU count).")] = 0,
+        pool: Annotated[Pool, typer.Option(help="Celery pool: processes, one in-line, or threads.")] = (
+            Pool.PREFORK
+        ),
+        beat: Annotated[bool, typer.Option(help="Also run the scheduler for periodic jobs.")] = False,
+        reap_interval: Annotated[
+            float, typer.Option(help="Seconds between checks for jobs whose worker died.")
+        ] = 10.0,
+        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    ) -> None:
+        """Run jobs sent through the broker (TIANMU_BROKER_URL) against the shared database."""
+        from tianmu.jobs.celery_app import create_celery, start_housekeeping
+
+        config = settings()
+        with open_default_store():
+            pass  # migrate (and fail clearly) before the worker starts taking messages
+        app_ = create_celery(config)
+        stop = start_housekeeping(app_, config, reap_interval)
+        argv = ["worker", f"--pool={pool.value}", f"--loglevel={loglevel}", "--without-gossip"]
+        argv += ["--without-mingle", "--without-heartbeat"]
+        if concurrency:
+            argv.append(f"--concurrency={concurrency}")
+        if beat:
+            config.home.mkdir(parents=True, exist_ok=True)
+            argv += ["--beat", f"--schedule={config.home / 'celerybeat-schedule'}"]
+        try:
+            app_.worker_main(argv=argv)
+        finally:
+            stop.set()
+
+    group = typer.Typer(help="Jobs: submit work to the runners, follow it, cancel it.", no_args_is_help=True)
+    app.add_typer(group, name="jobs")
+
+    @group.command("kinds")
+    def kinds_command() -> None:
+        """The kinds of job there are."""
+        for kind in JOB_KINDS.values():
+            out_console.print(f"[bold]{kind.name}[/]  {kind.description}", highlight=False)
+
+    @group.command("submit")
+    @cli_errors
+    def submit_command(
+        kind: Annotated[str, typer.Argument(help="Job kind (see `tianmu jobs kinds`).")],
+        param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE")] = None,
+        key: Annotated[str | None, typer.Option(help="Idempotency key: the same key is one job.")] = None,
+        runner: Annotated[
+            RunnerChoice, typer.Option(help="celery: send to `tianmu worker`s; local: run it here, now.")
+        ] = RunnerChoice.CELERY,
+        wait: Annotated[bool, typer.Option(help="Wait until the job has ended.")] = False,
+        timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Queue a job; with --wait, follow it to its end (exit 1 if it failed)."""
+        config = settings()
+        params = _parse_params(param or [])
+        with open_default_store() as store:
+            if runner is RunnerChoice.LOCAL:
+                local = InProcessRunner(store, config, workers=1)
+                job, _created = submit_job(
+                    store, local, kind, params, tenant=config.tenant, idempotency_key=key, submitted_by="cli"
+                )
+                if job.id in local.futures:
+                    local.wait(job.id)
+                local.shutdown()
+            else:
+                from tianmu.jobs.celery_app import CeleryRunner, create_celery
+
+                celery = CeleryRunner(create_celery(config))
+                job, _created = submit_job(
+                    store, celery, kind, params, tenant=config.tenant, idempotency_key=key, submitted_by="cli"
+                )
+                if wait:
+                    deadline = time.monotonic() + timeout
+                    while not JobStatus(job.status).finished and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                        job = get_job(store, job.id) or job
+            final = get_job(store, job.id) or job
+        _print_job(final, json)
+        if final.status is JobStatus.FAILED:
+            raise typer.Exit(ExitCode.FINDINGS)
+        if (wait or runner is RunnerChoice.LOCAL) and not final.status.finished:
+            err_console.print(f"[yellow]job {final.id} has not ended yet ({final.status.value})[/]")
+            raise typer.Exit(ExitCode.FINDINGS)
+
+    @group.command("list")
+    @cli_errors
+    def list_command(
+        status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this state.")] = None,
+        kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """The tenant's jobs, newest first."""
+        with open_default_store() as store:
+            rows = list_jobs(store, settings().tenant, status=status, kind=kind, limit=limit)
+        if json:
+            out_console.file.write(jsonlib.dumps([j.as_dict() for j in rows], indent=2) + "\n")
+            return
+        table = Table(header_style="bold")
+        for column in ("Id", "Kind", "Status", "Attempts", "Created", "Progress / error"):
+            table.add_column(column, overflow="fold")
+        for job in rows:
+            table.add_row(
+                job.id,
+                job.kind,
+                job.status.value,
+                str(job.attempts),
+                job.created.strftime("%Y-%m-%d %H:%M:%S"),
+                job.error or job.progress,
+            )
+        out_console.print(table)
+
+    @group.command("show")
+    @cli_errors
+    def show_command(
+        job_id: str,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """One job: parameters, state, progress, result or error."""
+        with open_default_store() as store:
+            job = get_job(store, job_id, settings().tenant)
+        if job is None:
+            raise InputError(f"no job {job_id}")
+        _print_job(job, json)
+
+    @group.command("cancel")
+    @cli_errors
+    def cancel_command(job_id: str) -> None:
+        """Cancel a queued job, or ask a running one to stop at its next step."""
+        with open_default_store() as store:
+            job = cancel(store, job_id, settings().tenant)
+        out_console.print(
+            f"{job.id}: {'cancelled' if job.status is JobStatus.CANCELLED else 'cancellation requested'}"
+        )

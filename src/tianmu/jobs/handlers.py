@@ -1,0 +1,199 @@
+"""The kinds of job Tianmu runs, each a thin call into the library (the same calls the CLI makes).
+
+`JOB_KINDS` maps a kind to its `JobKind`: a parameter check run at submission (so a bad request is
+refused before it is queued) and the handler run by a worker. A handler gets a `JobContext`: the
+store, the settings, the job, `progress()` (which also raises JobCancelled when a cancel was asked),
+and `complete_in(conn)`, which marks the job done inside a transaction of the handler's own so that
+its effects and the `done` mark commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from tianmu.core.config import Settings
+from tianmu.core.errors import InputError
+from tianmu.core.knowledge import KbContext
+from tianmu.core.models import AssetKind
+from tianmu.jobs import queue
+from tianmu.jobs.models import Job, JobCancelled
+from tianmu.store.database import Store
+from tianmu.store.repository import SaveResult
+from tianmu.store.schema import assets
+
+__all__ = ["JOB_KINDS", "JobContext", "JobKind", "validate_params"]
+
+
+@dataclass(slots=True)
+class JobContext:
+    store: Store
+    settings: Settings
+    job: Job
+    lease: timedelta
+    dispatch: Callable[[str], None]
+    """Hands a newly queued job id to the runner that runs this one (in-process pool or Celery)."""
+    completed: bool = False
+    """True once the handler marked the job done in its own transaction (`complete_in`)."""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self, message: str) -> None:
+        """Record progress and renew the lease; raises JobCancelled when a cancel was requested."""
+        if queue.renew(self.store, self.job, self.lease, message):
+            raise JobCancelled(self.job.id)
+
+    def complete_in(self, conn: Connection, result: dict[str, Any]) -> None:
+        queue.complete(conn, self.job, result)
+        self.completed = True
+        self.result = result
+
+
+Handler = Callable[[JobContext], dict[str, Any]]
+Validator = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    name: str
+    description: str
+    validate: Validator
+    run: Handler
+
+
+def _require_path(params: dict[str, Any]) -> dict[str, Any]:
+    path = params.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise InputError("parameter `path` is required: the file or folder to work on, as the worker sees it")
+    return {"path": path}
+
+
+def _assess_params(params: dict[str, Any]) -> dict[str, Any]:
+    from tianmu.assess import ENGINES
+
+    checked = _require_path({"path": params.get("path")})
+    engines = params.get("engines")
+    if engines is not None:
+        if isinstance(engines, str):
+            engines = [e.strip() for e in engines.split(",") if e.strip()]
+        unknown = [e for e in engines if e not in ENGINES] if isinstance(engines, list) else [str(engines)]
+        if unknown:
+            raise InputError(f"unknown engine(s) {', '.join(unknown)} (known: {', '.join(ENGINES)})")
+        checked["engines"] = engines
+    extra = sorted(set(params) - {"path", "engines"})
+    if extra:
+        raise InputError(f"unknown parameter(s) for assess: {', '.join(extra)}")
+    return checked
+
+
+def _no_params(params: dict[str, Any]) -> dict[str, Any]:
+    if params:
+        raise InputError(f"this job takes no parameters, got: {', '.join(sorted(params))}")
+    return {}
+
+
+def _sources(params: dict[str, Any]) -> dict[str, Any]:
+    sources = params.get("sources") or []
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",") if s.strip()]
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise InputError("parameter `sources` must be a list of source names (osv:PyPI, kev, epss...)")
+    return {"sources": sources}
+
+
+def _run_assess(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.assess import AssessOptions, assess
+
+    path = Path(ctx.job.params["path"])
+
+    def finish(conn: Connection, saved: SaveResult) -> None:
+        ctx.complete_in(
+            conn,
+            {
+                "assessment_id": saved.assessment_id,
+                "asset_id": saved.asset_id,
+                "new_findings": saved.new_findings,
+                "seen_again": saved.seen_again,
+                "reopened": saved.reopened,
+            },
+        )
+
+    options = AssessOptions(tenant=ctx.job.tenant, home=ctx.settings.home, save_hook=finish)
+    if "engines" in ctx.job.params:
+        options = replace(options, engines=tuple(ctx.job.params["engines"]))
+    result = assess(ctx.store, path, options, progress=ctx.progress)
+    summary = dict(ctx.result)
+    summary.update({"components": len(result.components), "findings": len(result.findings)})
+    return summary
+
+
+def _run_kb_import(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.knowledge import import_any
+
+    kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
+    reports = import_any(kb, Path(ctx.job.params["path"]))
+    return {"reports": [r.as_dict() for r in reports]}
+
+
+def _run_kb_update(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.knowledge import update_sources
+
+    kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
+    reports = update_sources(kb, ctx.job.params.get("sources") or None)
+    return {"reports": [r.as_dict() for r in reports]}
+
+
+def _run_reassess(ctx: JobContext) -> dict[str, Any]:
+    """Queue an assessment of every directory/repository asset of the tenant that still exists."""
+    with ctx.store.connect() as conn:
+        names = conn.execute(
+            select(assets.c.name).where(
+                assets.c.tenant == ctx.job.tenant,
+                assets.c.kind.in_([AssetKind.DIRECTORY.value, AssetKind.REPOSITORY.value]),
+            )
+        ).scalars()
+        paths = sorted(name for name in names if Path(name).exists())
+    queued = []
+    for path in paths:
+        # One re-assessment per asset per scheduling job, however often this job itself is retried.
+        job, created = queue.submit(
+            ctx.store,
+            "assess",
+            {"path": path},
+            tenant=ctx.job.tenant,
+            idempotency_key=f"reassess:{ctx.job.id}:{path}",
+            submitted_by=f"job:{ctx.job.id}",
+        )
+        queued.append(job.id)
+        if created:
+            ctx.dispatch(job.id)
+    return {"queued": queued}
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind("assess", "Assess a path: inventory and every engine, stored.", _assess_params, _run_assess),
+        JobKind(
+            "kb_import", "Import knowledge-base files or a bundle folder.", _require_path, _run_kb_import
+        ),
+        JobKind(
+            "kb_update", "Download and import the official knowledge-base sources.", _sources, _run_kb_update
+        ),
+        JobKind(
+            "reassess", "Queue a re-assessment of every registered path asset.", _no_params, _run_reassess
+        ),
+    )
+}
+
+
+def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the handler will read them; InputError names what is wrong."""
+    spec = JOB_KINDS.get(kind)
+    if spec is None:
+        raise InputError(f"unknown job kind {kind!r} (known: {', '.join(sorted(JOB_KINDS))})")
+    return spec.validate(params)
