@@ -1,0 +1,179 @@
+"""JSON logs (one object per line, or one JSON array of objects) and CSV logs, with an optional field map.
+
+A JSON record is read by what it is: a Suricata EVE event, a journald export record, a web access record
+(nginx/Apache JSON log formats) or any other object, flattened with dotted keys. `field_map` renames
+fields after that (`{"src": "src_ip"}`), so a site's own JSON or CSV logs can meet Sigma field names.
+
+JSON arrays are decoded one element at a time (`raw_decode` over a sliding buffer), so a large
+pretty-printed array is read in bounded memory and each record keeps the line it starts on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from tianmu.core.models import Event, Location
+from tianmu.detect._common import ReadStats, flatten, parse_iso_time
+from tianmu.detect.journald import is_journal_record, journal_fields
+from tianmu.detect.suricata import is_eve_record, suricata_fields
+from tianmu.detect.web import json_access_fields
+
+__all__ = ["classify_record", "iter_json_array", "read_csv", "read_json_records", "record_event"]
+
+_WEB_HINTS = frozenset(
+    {"remote_addr", "request", "http_user_agent", "request_uri", "status", "cs-method", "c-ip"}
+)
+_TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "date", "datetime", "eventtime")
+
+
+def classify_record(record: Mapping[str, Any]) -> str:
+    """`suricata`, `journald`, `webserver` or `json`."""
+    if is_eve_record(dict(record)):
+        return "suricata"
+    if is_journal_record(dict(record)):
+        return "journald"
+    keys = set(record)
+    if len(keys & _WEB_HINTS) >= 2:
+        return "webserver"
+    return "json"
+
+
+def _generic_time(fields: Mapping[str, Any]) -> datetime | None:
+    lowered = {key.lower(): value for key, value in fields.items()}
+    for key in _TIME_KEYS:
+        value = lowered.get(key)
+        if isinstance(value, str):
+            when = parse_iso_time(value)
+            if when:
+                return when
+    return None
+
+
+def record_event(
+    record: dict[str, Any],
+    raw: str,
+    location: Location,
+    field_map: Mapping[str, str] | None,
+    kind: str | None = None,
+) -> Event:
+    kind = kind or classify_record(record)
+    if kind == "suricata":
+        fields, when = suricata_fields(record)
+    elif kind == "journald":
+        fields, when = journal_fields(record)
+    elif kind == "webserver":
+        fields, when = json_access_fields(record)
+    else:
+        fields = flatten(record)
+        when = None
+    if field_map:
+        fields = {field_map.get(key, key): value for key, value in fields.items()}
+    if when is None:
+        when = _generic_time(fields)
+    return Event(fields=fields, raw=raw, origin=location, timestamp=when, source_type=kind)
+
+
+def iter_json_array(stream: BinaryIO, path: str, stats: ReadStats) -> Iterator[tuple[int, str, Any]]:
+    """(line, raw text, value) of each element of a top-level JSON array, in bounded memory."""
+    decoder = json.JSONDecoder()
+    text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    buffer = ""
+    line = 1
+    started = False
+    eof = False
+    while True:
+        # Keep enough text in the buffer for one whole element; read more when a decode runs out.
+        stripped = buffer.lstrip()
+        line += buffer[: len(buffer) - len(stripped)].count("\n")
+        buffer = stripped
+        if not started:
+            if not buffer and not eof:
+                chunk = text_stream.read(1 << 16)
+                eof = not chunk
+                buffer += chunk
+                continue
+            if not buffer.startswith("["):
+                stats.malformed(path, line, "JSON array expected")
+                return
+            buffer = buffer[1:]
+            started = True
+            continue
+        if buffer.startswith(","):
+            buffer = buffer[1:]
+            continue
+        if buffer.startswith("]"):
+            return
+        if not buffer:
+            if eof:
+                stats.malformed(path, line, "JSON array is not closed")
+                return
+            chunk = text_stream.read(1 << 16)
+            eof = not chunk
+            buffer += chunk
+            continue
+        try:
+            value, end = decoder.raw_decode(buffer)
+        except ValueError as exc:
+            if not eof:
+                chunk = text_stream.read(1 << 16)
+                eof = not chunk
+                buffer += chunk
+                continue
+            stats.malformed(path, line, f"invalid JSON: {exc}")
+            return
+        raw = buffer[:end]
+        yield line, raw, value
+        line += raw.count("\n")
+        buffer = buffer[end:]
+
+
+def read_json_records(
+    records: Iterable[tuple[int, str, Any]], path: str, stats: ReadStats, field_map: Mapping[str, str] | None
+) -> Iterator[Event]:
+    for number, raw, value in records:
+        if not isinstance(value, dict):
+            stats.malformed(path, number, "not a JSON object")
+            continue
+        yield record_event(value, raw, Location(path, number), field_map)
+
+
+def json_lines(
+    lines: Iterable[tuple[int, str]], path: str, stats: ReadStats
+) -> Iterator[tuple[int, str, Any]]:
+    for number, text in lines:
+        try:
+            yield number, text, json.loads(text)
+        except ValueError as exc:
+            stats.malformed(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+
+
+def read_csv(
+    lines: Iterable[tuple[int, str]], path: str, stats: ReadStats, field_map: Mapping[str, str] | None
+) -> Iterator[Event]:
+    """CSV with a header row; each row an event named by the header (then by `field_map`)."""
+    header: list[str] | None = None
+    for number, text in lines:
+        try:
+            row = next(csv.reader([text]))
+        except csv.Error as exc:
+            stats.malformed(path, number, f"bad CSV: {exc}")
+            continue
+        if header is None:
+            header = [field_map.get(name, name) if field_map else name for name in row]
+            continue
+        if len(row) != len(header):
+            stats.malformed(path, number, f"{len(row)} columns where the header has {len(header)}")
+            continue
+        fields = {name: value for name, value in zip(header, row, strict=True) if value != ""}
+        yield Event(
+            fields=fields,
+            raw=text,
+            origin=Location(path, number),
+            timestamp=_generic_time(fields),
+            source_type="csv",
+        )

@@ -1,0 +1,346 @@
+"""Opening log inputs: transparent gz/bz2/xz/zip, format detection from content, and `iter_events`.
+
+`iter_events(path)` is the one public way to read logs: a file or a directory of them (recursively), each
+file's format judged from its first bytes, compressed files and zip members opened transparently. Each
+Event keeps its origin: `Location(path, line)` for text formats, `Location(path, record)` for EVTX, with
+`archive.zip!member` as the path of a zip member.
+
+Formats (`FORMATS`, also the values of `--format`): evtx, syslog, auditd, journald, webserver (access
+log lines), webserver-json, suricata, json (JSON lines or a JSON array, each record classified on its
+own), csv.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import lzma
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from tianmu.core.errors import InputError
+from tianmu.core.models import Event
+from tianmu.detect._common import ReadStats, iter_lines
+from tianmu.detect.auditd import AUDIT_LINE, read_auditd
+from tianmu.detect.evtx import EVTX_MAGIC, read_evtx
+from tianmu.detect.journald import read_journald
+from tianmu.detect.jsonlines import iter_json_array, json_lines, read_csv, read_json_records
+from tianmu.detect.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
+from tianmu.detect.web import (
+    ACCESS_LINE,
+    APACHE_ERROR_LINE,
+    NGINX_ERROR_LINE,
+    read_access_log,
+    read_error_log,
+    read_json_access_log,
+)
+
+__all__ = ["FORMATS", "detect_format", "find_log_files", "iter_events", "open_members"]
+
+FORMATS = (
+    "evtx",
+    "syslog",
+    "auditd",
+    "journald",
+    "webserver",
+    "webserver-json",
+    "webserver-error",
+    "suricata",
+    "json",
+    "csv",
+)
+
+_SKIP_DIRS = frozenset(
+    {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache"}
+)
+_MAX_SPOOL = 64 << 20
+_SNIFF_LINES = 20
+
+
+def _decompressor(head: bytes) -> Callable[[BinaryIO], BinaryIO] | None:
+    if head[:2] == b"\x1f\x8b":
+        return lambda raw: gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if head[:3] == b"BZh":
+        return lambda raw: bz2.BZ2File(raw)  # type: ignore[return-value]
+    if head[:6] == b"\xfd7zXZ\x00":
+        return lambda raw: lzma.LZMAFile(raw)  # type: ignore[return-value]
+    return None
+
+
+def open_members(path: Path, stack: ExitStack) -> Iterator[tuple[str, BinaryIO]]:
+    """(display path, decompressed binary stream) of a file: itself, or each member of a zip."""
+    raw: BinaryIO = stack.enter_context(path.open("rb"))
+    head = raw.read(8)
+    raw.seek(0)
+    if head[:4] == b"PK\x03\x04":
+        archive = stack.enter_context(zipfile.ZipFile(raw))
+        for info in archive.infolist():
+            if not info.is_dir():
+                yield f"{path}!{info.filename}", stack.enter_context(archive.open(info))
+        return
+    opener = _decompressor(head)
+    yield str(path), stack.enter_context(opener(raw)) if opener else raw  # type: ignore[arg-type]
+
+
+def _sniff_text(lines: list[str]) -> str | None:
+    votes: dict[str, int] = {}
+    for text in lines:
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        kind = None
+        if APACHE_ERROR_LINE.match(stripped) or NGINX_ERROR_LINE.match(stripped):
+            kind = "webserver-error"
+        elif stripped.startswith("{"):
+            kind = "json"
+        elif AUDIT_LINE.match(stripped):
+            kind = "auditd"
+        elif RFC5424.match(stripped) or ISO_SYSLOG.match(stripped) or RFC3164.match(stripped):
+            kind = "syslog"
+        elif ACCESS_LINE.match(
+            stripped[1:-1] if stripped.startswith('"') and stripped.endswith('"') else stripped
+        ):
+            kind = "webserver"
+        if kind:
+            votes[kind] = votes.get(kind, 0) + 1
+    if not votes:
+        return _sniff_csv(lines)
+    return max(votes.items(), key=lambda item: item[1])[0]
+
+
+def _sniff_csv(lines: list[str]) -> str | None:
+    """CSV only when it looks like a table: a header and at least two rows of the same width (>= 3)."""
+    rows = [row for row in csv.reader(line for line in lines if line.strip())]
+    if len(rows) < 3 or len(rows[0]) < 3:
+        return None
+    width = len(rows[0])
+    return "csv" if all(len(row) == width for row in rows[1:-1] or rows[1:]) else None
+
+
+def detect_format(head: bytes) -> str | None:
+    """The format of a log from its first bytes (decompressed), or None when it is none we read."""
+    if head.startswith(EVTX_MAGIC):
+        return "evtx"
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    stripped = text.lstrip()
+    if re.match(r"\[\s*[{\]]", stripped):
+        return "json"
+    if head[:4096].count(b"\x00") > 16:  # binary; a few NULs do occur in real text logs
+        return None
+    lines = re.split(r"\r\n|\r|\n", text)[:_SNIFF_LINES]
+    if len(head) >= 65536 and len(lines) > 1:
+        lines = lines[:-1]  # the last one is probably cut
+    return _sniff_text(lines)
+
+
+def _peek(stream: BinaryIO, size: int = 65536) -> tuple[bytes, BinaryIO]:
+    """The first bytes of a stream, and a stream that still yields them."""
+    head = stream.read(size)
+    if stream.seekable():
+        stream.seek(0)
+        return head, stream
+    return head, _Prefixed(head, stream)  # type: ignore[return-value]
+
+
+class _Prefixed(io.RawIOBase):
+    """A non-seekable stream (a decompressor) with the bytes already read put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _reference_time(path: Path) -> datetime:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return datetime.now(UTC)
+
+
+def _read_stream(
+    stream: BinaryIO,
+    name: str,
+    fmt: str,
+    stats: ReadStats,
+    reference: datetime,
+    field_map: Mapping[str, str] | None,
+) -> Iterator[Event]:
+    if fmt == "evtx":
+        if isinstance(stream, io.BufferedReader) and stream.seekable():
+            yield from read_evtx(stream.name, name, stats)
+            return
+        # The parser wants a seekable file: spool a decompressed or archived EVTX (they are small).
+        with tempfile.SpooledTemporaryFile(_MAX_SPOOL) as spool:
+            while block := stream.read(1 << 20):
+                spool.write(block)
+            spool.seek(0)
+            yield from read_evtx(spool, name, stats)  # type: ignore[arg-type]
+        return
+    if fmt in ("json", "suricata") and _first_char(stream) == "[":
+        yield from read_json_records(iter_json_array(stream, name, stats), name, stats, field_map)
+        return
+    buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedIOBase) else stream  # type: ignore[arg-type]
+    lines = iter_lines(buffered)  # type: ignore[arg-type]
+    if fmt == "syslog":
+        yield from read_syslog(lines, name, stats, reference=reference)
+    elif fmt == "auditd":
+        yield from read_auditd(lines, name, stats)
+    elif fmt == "journald":
+        yield from read_journald(lines, name, stats)
+    elif fmt == "webserver":
+        yield from read_access_log(lines, name, stats)
+    elif fmt == "webserver-json":
+        yield from read_json_access_log(lines, name, stats)
+    elif fmt in ("json", "suricata"):
+        yield from read_json_records(json_lines(lines, name, stats), name, stats, field_map)
+    elif fmt == "webserver-error":
+        yield from read_error_log(lines, name, stats)
+    elif fmt == "csv":
+        yield from read_csv(lines, name, stats, field_map)
+    else:
+        raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", name)
+
+
+def _first_char(stream: BinaryIO) -> str:
+    head = stream.peek(64) if hasattr(stream, "peek") else b""
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")[:1]
+
+
+def iter_file_events(
+    path: Path,
+    stats: ReadStats,
+    fmt: str | None = None,
+    field_map: Mapping[str, str] | None = None,
+    *,
+    strict: bool = True,
+) -> Iterator[Event]:
+    """Events of one file (each zip member on its own). `strict`: an unknown format is an error."""
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", str(path))
+    reference = _reference_time(path)
+    with ExitStack() as stack:
+        try:
+            members = list(open_members(path, stack))
+        except (OSError, zipfile.BadZipFile) as exc:
+            stats.malformed(str(path), None, f"cannot open: {exc}")
+            return
+        for name, stream in members:
+            try:
+                head, stream = _peek(stream)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                stats.malformed(name, None, f"cannot read: {exc}")
+                continue
+            kind = fmt or detect_format(head)
+            if kind is None:
+                if strict:
+                    stats.malformed(name, None, "not a log format Tianmu reads")
+                else:
+                    stats.skipped_files.append(f"{name}: not a log format Tianmu reads")
+                continue
+            stats.files += 1
+            buffered: BinaryIO = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+            try:
+                for event in _read_stream(buffered, name, kind, stats, reference, field_map):
+                    stats.events += 1
+                    yield event
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+                stats.malformed(name, None, f"read stopped: {exc}")
+
+
+_LOG_SUFFIXES = frozenset(
+    {
+        ".log",
+        ".evtx",
+        ".json",
+        ".jsonl",
+        ".ndjson",
+        ".txt",
+        ".csv",
+        ".gz",
+        ".bz2",
+        ".xz",
+        ".zip",
+        ".eve",
+        ".audit",
+    }
+)
+_LOG_NAMES = re.compile(r"(log|messages|secure|syslog|auth|audit|access|error|eve|journal)", re.IGNORECASE)
+
+
+_DOC_NAMES = re.compile(
+    r"^(readme|license|licence|copying|notice|authors|changelog)([.-].*)?$", re.IGNORECASE
+)
+
+
+def _is_documentation(name: str) -> bool:
+    return bool(_DOC_NAMES.match(name)) or name.lower().endswith(
+        (".md", ".rst", ".html", ".py", ".yml", ".yaml")
+    )
+
+
+def find_log_files(root: Path, *, all_files: bool = False) -> Iterator[Path]:
+    """Files under `root` that may be logs (by name; the content decides later), sorted, symlinks not followed.
+
+    With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does); `assess` passes
+    False so that source trees are not sniffed file by file.
+    """
+    if root.is_file():
+        yield root
+        return
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        for name in sorted(files):
+            candidate = Path(directory) / name
+            if candidate.is_symlink() or not candidate.is_file():
+                continue
+            rotated = re.sub(r"(\.\d+)+$", "", name)  # auth.log.1, messages.2.gz
+            suffix = Path(rotated).suffix.lower()
+            if _is_documentation(rotated):
+                continue
+            if all_files or suffix in _LOG_SUFFIXES or _LOG_NAMES.search(rotated) or not suffix:
+                yield candidate
+
+
+def iter_events(
+    path: Path,
+    *,
+    fmt: str | None = None,
+    field_map: Mapping[str, str] | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Event]:
+    """Every event of a log file or of the log files in a directory (see the module docstring).
+
+    Malformed records are counted in `stats` (with `path:line: reason`) and skipped. In a directory,
+    files that are no log format are passed over and listed in `stats.skipped_files`.
+    Raises InputError when `path` does not exist or `fmt` is unknown.
+    """
+    stats = stats if stats is not None else ReadStats()
+    if not path.exists():
+        raise InputError("no such file or directory", str(path))
+    if path.is_dir():
+        for file in find_log_files(path, all_files=True):
+            yield from iter_file_events(file, stats, fmt, field_map, strict=False)
+        return
+    yield from iter_file_events(path, stats, fmt, field_map, strict=True)
