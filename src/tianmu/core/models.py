@@ -318,6 +318,13 @@ class Incident:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    id: str = ""
+    """Stable per tenant (`INC-` + 12 hex digits), kept when incidents merge or the store reloads them."""
+    assignee: str | None = None
+    tactics: list[str] = field(default_factory=list)
+    """ATT&CK tactics (short names) reached, in kill-chain order."""
+    entities: dict[str, list[str]] = field(default_factory=dict)
+    """`{type: [values]}` over `ENTITY_TYPES` (plus `asset`) that tie the findings together."""
 
 
 @dataclass(slots=True)
@@ -339,3 +346,7 @@ class Assessment:
     engines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What the engines want the user to know (e.g. `malware: no signatures imported, scan skipped`)."""
+    risk: dict[str, Any] | None = None
+    """The situation step's risk report (`RiskReport.as_dict()`), with the posture history."""
+    incidents: list[Incident] = field(default_factory=list)
+    """Incidents the assessment's findings belong to (situation step)."""

@@ -1,0 +1,131 @@
+"""Situation awareness on top of the findings every engine produces (see docs/situation.md, docs/risk.md).
+
+Public surface:
+
+- `correlate(findings) -> list[Incident]` and the streaming `Correlator`; `update_incidents(store, ...)`
+  folds new findings into the stored incidents.
+- `score_findings(findings, assets) -> RiskReport` (0–100 per finding, asset and tenant, with factors);
+  `record_posture` / `posture_history` keep the trend; `insurance_summary` the expected exposure.
+- `trace(store, tenant, value)`: the time-ordered story of an IP, user, hash or host.
+- `export_bundle` / `verify_bundle`: signed evidence bundles (SM3 manifest, SM2 signature).
+- `alerts`: rules and channels (webhook, syslog, email) with retries and deduplication.
+- `update_situation(store, assessment, ...)`: the step `tianmu.assess` runs after the engines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tianmu.core.models import Assessment, TriageStatus
+from tianmu.store.database import Store
+
+from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate, finding_time
+from .evidence import BundleReport, export_bundle, load_signer, verify_bundle
+from .insurance import InsuranceSummary, insurance_summary
+from .repository import (
+    PosturePoint,
+    find_incident,
+    load_assets,
+    load_incidents,
+    open_findings,
+    posture_history,
+    record_posture,
+    set_incident,
+    update_incidents,
+)
+from .risk import AssetRisk, Factor, FindingRisk, RiskReport, score_finding, score_findings
+from .tactics import TACTICS, finding_tactics, intel_technique_resolver
+from .trace import TraceStory, trace
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "TACTICS",
+    "AssetRisk",
+    "BundleReport",
+    "Correlator",
+    "Factor",
+    "FindingRisk",
+    "IncidentChange",
+    "InsuranceSummary",
+    "PosturePoint",
+    "RiskReport",
+    "TraceStory",
+    "correlate",
+    "export_bundle",
+    "find_incident",
+    "finding_tactics",
+    "finding_time",
+    "insurance_summary",
+    "intel_technique_resolver",
+    "load_assets",
+    "load_incidents",
+    "load_signer",
+    "open_findings",
+    "posture_history",
+    "record_posture",
+    "score_finding",
+    "score_findings",
+    "set_incident",
+    "trace",
+    "update_incidents",
+    "update_situation",
+    "verify_bundle",
+]
+
+_ACTIVE = (TriageStatus.OPEN, TriageStatus.ACKNOWLEDGED)
+
+
+def update_situation(
+    store: Store, assessment: Assessment, *, assessment_id: int | None = None, home: Path | None = None
+) -> None:
+    """Incidents, risk and posture after an assessment; fills `assessment.incidents` and `.risk`.
+
+    With `assessment_id` (the assessment was saved) the work is against the store: the findings join the
+    tenant's stored incidents, the tenant's risk is scored over all its open findings, a posture point is
+    recorded, and alert rules in `home/alerts.toml` (when present) are run. Without it, the same is
+    computed for this assessment's findings alone and nothing is written.
+    """
+    tenant = assessment.asset.tenant
+    resolver = intel_technique_resolver(store)
+    if assessment_id is None:
+        assessment.incidents = correlate(assessment.findings, tenant=tenant, resolver=resolver)
+        report = score_findings(assessment.findings, [assessment.asset], tenant=tenant)
+        summary = insurance_summary(assessment.findings, [assessment.asset], resolver=resolver)
+    else:
+        update_incidents(store, tenant, assessment.findings, resolver=resolver)
+        mine = {f.fingerprint for f in assessment.findings}
+        assessment.incidents = [
+            i for i in load_incidents(store, tenant) if mine & set(i.finding_fingerprints)
+        ]
+        assets = load_assets(store, tenant)
+        current = open_findings(store, tenant)
+        report = score_findings(current, assets, tenant=tenant)
+        active = load_incidents(store, tenant, statuses=_ACTIVE)
+        record_posture(store, report, assessment_id=assessment_id, open_incidents=len(active))
+        report.history = [point.as_dict() for point in posture_history(store, tenant)]
+        summary = insurance_summary(current, assets, resolver=resolver)
+        if home is not None and (home / "alerts.toml").is_file():
+            _run_configured_alerts(store, assessment, home / "alerts.toml", active, current, assets)
+    assessment.risk = report.as_dict() | {"insurance": summary.as_dict()}
+
+
+def _run_configured_alerts(
+    store: Store, assessment: Assessment, config_path: Path, incidents: list, findings: list, assets: list
+) -> None:
+    from tianmu.core.errors import InputError
+
+    from .alerts import load_config, run_alerts
+
+    try:
+        config = load_config(config_path)
+    except InputError as exc:
+        assessment.notes.append(f"alerts: not sent: {exc}")
+        return
+    results = run_alerts(
+        store, assessment.asset.tenant, config, incidents=incidents, findings=findings, assets=assets
+    )
+    failed = [r for r in results if not r.ok]
+    if results:
+        assessment.notes.append(f"alerts: {len(results) - len(failed)} delivered, {len(failed)} failed")
+    for result in failed:
+        assessment.notes.append(f"alerts: {result.channel}: {result.error}")

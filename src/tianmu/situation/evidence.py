@@ -1,0 +1,455 @@
+"""Evidence bundles: one zip per incident, with a manifest of SM3 digests and a signature over it.
+
+A bundle holds the incident, its findings, the raw records they rest on (log lines, EVTX records as
+XML, the event a detection kept) and file samples (the quarantined copy when there is one, else the
+file itself when its SHA-256 still matches), plus
+
+- `manifest.json`: every other member's name, size and SM3 digest, the incident id and what could not
+  be collected and why;
+- `signature.json`: an SM2 signature (GB/T 32918, via `tianmu.gmcrypto`) over the exact manifest bytes
+  and the signer's public key; Ed25519 (via `cryptography`) when SM2 is unavailable on the machine.
+
+The zip is written deterministically (members stored uncompressed, fixed timestamps and attributes), so
+`verify_bundle` can rebuild the archive from its members and require the very same bytes: *any* changed
+byte fails — in a member, the manifest, the signature or the zip headers. A bundle proves who signed it
+only if the verifier pins the public key (`trusted_key`): an attacker can re-sign a forged bundle with
+a key of their own, so `tianmu evidence verify --key` is what an investigator uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tianmu.core.errors import InputError, TianmuError
+from tianmu.core.models import Finding, Incident, utcnow
+
+__all__ = ["BundleReport", "EvidenceSigner", "export_bundle", "load_signer", "verify_bundle"]
+
+FORMAT = "tianmu-evidence/1"
+MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"
+MAX_SAMPLE = 64 * 1024 * 1024
+"""Larger files are named in the manifest's `missing` list instead of copied."""
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _sm3(data: bytes) -> str:
+    from tianmu.gmcrypto import digest
+
+    return digest(data).hex()
+
+
+# --- signing --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSigner:
+    """A private key and what the bundle says about it."""
+
+    algorithm: str
+    """`SM2` or `Ed25519`."""
+    private_pem: bytes
+    public_pem: bytes
+
+    def sign(self, data: bytes) -> bytes:
+        if self.algorithm == "SM2":
+            from tianmu.gmcrypto import sign
+            from tianmu.gmcrypto.sm2 import load_private_key
+
+            return sign(load_private_key(self.private_pem, source="evidence key"), data)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        key = load_pem_private_key(self.private_pem, password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        return key.sign(data)
+
+
+def _sm2_available() -> bool:
+    try:
+        from tianmu.gmcrypto import generate_key
+
+        generate_key()
+    except Exception:  # no OpenSSL 3 libcrypto with SM2, or gmcrypto absent: fall back to Ed25519
+        return False
+    return True
+
+
+def load_signer(home: Path) -> EvidenceSigner:
+    """The installation's evidence key from `home/keys/`, created (mode 0600) on first use."""
+    keys = home / "keys"
+    sm2_path, ed_path = keys / "evidence-sm2.pem", keys / "evidence-ed25519.pem"
+    try:
+        if sm2_path.exists() or (not ed_path.exists() and _sm2_available()):
+            from tianmu.gmcrypto import generate_key
+            from tianmu.gmcrypto.sm2 import load_private_key
+
+            if not sm2_path.exists():
+                _write_private(sm2_path, generate_key().to_pem())
+            pem = sm2_path.read_bytes()
+            return EvidenceSigner("SM2", pem, load_private_key(pem, source=str(sm2_path)).public_key.to_pem())
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if not ed_path.exists():
+            fresh = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            _write_private(ed_path, fresh)
+        pem = ed_path.read_bytes()
+        key = serialization.load_pem_private_key(pem, password=None)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return EvidenceSigner("Ed25519", pem, public)
+    except OSError as exc:
+        raise InputError(
+            f"cannot read or create the evidence signing key: {exc.strerror}", str(keys)
+        ) from exc
+
+
+def _write_private(path: Path, pem: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+def _verify_signature(algorithm: str, public_pem: bytes, data: bytes, signature: bytes) -> bool:
+    try:
+        if algorithm == "SM2":
+            from tianmu.gmcrypto import verify
+            from tianmu.gmcrypto.sm2 import load_public_key
+
+            return bool(verify(load_public_key(public_pem, source="bundle"), data, signature))
+        if algorithm == "Ed25519":
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            key = load_pem_public_key(public_pem)
+            if not isinstance(key, Ed25519PublicKey):
+                return False
+            try:
+                key.verify(signature, data)
+            except InvalidSignature:
+                return False
+            return True
+    except (TianmuError, ValueError):
+        return False
+    return False
+
+
+# --- writing --------------------------------------------------------------------------------------------
+
+
+def _zip_bytes(members: Sequence[tuple[str, bytes]]) -> bytes:
+    """The canonical archive of these members: stored, fixed time and attributes, in the given order."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _resolve(path: str, finding: Finding, roots: Sequence[Path]) -> Path | None:
+    candidate = Path(path)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    bases = list(roots)
+    if finding.asset.kind.value in ("directory", "repository"):
+        bases.append(Path(finding.asset.name))
+    for base in bases:
+        full = base / candidate
+        if full.is_file():
+            return full
+    return None
+
+
+def _line(path: Path, number: int) -> bytes | None:
+    with path.open("rb") as handle:
+        for index, raw in enumerate(handle, start=1):
+            if index == number:
+                return raw
+    return None
+
+
+def _evtx_record(path: Path, record: int) -> bytes | None:
+    from evtx import PyEvtxParser
+
+    for item in PyEvtxParser(str(path)).records():
+        if int(item["event_record_id"]) == record:
+            return str(item["data"]).encode()
+    return None
+
+
+def _quarantined(sha256: str, quarantine: Path | None) -> Path | None:
+    if quarantine is None or not quarantine.is_dir():
+        return None
+    for candidate in sorted(quarantine.rglob(f"*{sha256}*")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _finding_dict(finding: Finding) -> dict[str, Any]:
+    # Imported here: reports import the situation package, so a module-level import would be circular.
+    from tianmu.reports.json_report import finding_to_dict
+
+    return finding_to_dict(finding)
+
+
+def _collect(
+    finding: Finding, index: int, roots: Sequence[Path], quarantine: Path | None
+) -> tuple[list[tuple[str, bytes]], list[dict[str, str]]]:
+    members: list[tuple[str, bytes]] = []
+    missing: list[dict[str, str]] = []
+    fp = finding.fingerprint[:12]
+    evidence = finding.evidence
+    prefix = f"records/{index:03d}-{fp}"
+
+    def miss(reason: str) -> None:
+        missing.append({"fingerprint": finding.fingerprint, "reason": reason})
+
+    path_text = evidence.get("path")
+    source = _resolve(str(path_text), finding, roots) if path_text else None
+    try:
+        if (
+            source is not None
+            and isinstance(evidence.get("record"), int)
+            and source.suffix.lower() == ".evtx"
+        ):
+            data = _evtx_record(source, int(evidence["record"]))
+            if data is None:
+                miss(f"{path_text}: record {evidence['record']} not found")
+            else:
+                members.append((f"{prefix}.evtx-record-{evidence['record']}.xml", data))
+        elif source is not None and isinstance(evidence.get("line"), int):
+            data = _line(source, int(evidence["line"]))
+            if data is None:
+                miss(f"{path_text}: line {evidence['line']} no longer exists")
+            else:
+                members.append((f"{prefix}.line-{evidence['line']}.log", data))
+        elif path_text and finding.kind.value != "malware":
+            miss(f"{path_text}: not found under the given roots")
+    except OSError as exc:
+        miss(f"{path_text}: {exc.strerror}")
+    event = finding.data.get("event") if isinstance(finding.data.get("event"), dict) else None
+    raw = finding.data.get("raw") or (event or {}).get("raw")
+    if isinstance(raw, str) and raw:
+        members.append((f"{prefix}.event.txt", raw.encode()))
+    sha256 = evidence.get("sha256")
+    if finding.kind.value == "malware" and isinstance(sha256, str):
+        sample = _quarantined(sha256, quarantine)
+        name = f"samples/{sha256}.quarantined" if sample is not None else f"samples/{sha256}.bin"
+        if sample is None and source is not None:
+            import hashlib
+
+            if (
+                source.stat().st_size <= MAX_SAMPLE
+                and hashlib.sha256(source.read_bytes()).hexdigest() == sha256
+            ):
+                sample = source
+        if sample is None:
+            miss(f"sample {sha256}: neither quarantined nor present with that hash")
+        elif sample.stat().st_size > MAX_SAMPLE:
+            miss(f"sample {sha256}: larger than {MAX_SAMPLE} bytes")
+        else:
+            members.append((name, sample.read_bytes()))
+    return members, missing
+
+
+def export_bundle(
+    incident: Incident,
+    findings: Iterable[Finding],
+    output: Path,
+    signer: EvidenceSigner,
+    *,
+    roots: Sequence[Path] = (),
+    quarantine: Path | None = None,
+) -> dict[str, Any]:
+    """Write the incident's bundle to `output`; returns the manifest.
+
+    `findings` are the incident's findings (others are ignored); `roots` are folders relative evidence
+    paths are resolved against (besides a directory asset's own root).
+    """
+    wanted = set(incident.finding_fingerprints)
+    chosen = [f for f in findings if f.fingerprint in wanted]
+    order = {fp: i for i, fp in enumerate(incident.finding_fingerprints)}
+    chosen.sort(key=lambda f: order[f.fingerprint])
+    members: list[tuple[str, bytes]] = []
+    missing: list[dict[str, str]] = []
+    incident_doc = {
+        "id": incident.id,
+        "tenant": incident.tenant,
+        "title": incident.title,
+        "severity": incident.severity.value,
+        "stage": incident.stage,
+        "status": incident.status.value,
+        "assignee": incident.assignee,
+        "tactics": incident.tactics,
+        "assets": incident.assets,
+        "sources": incident.sources,
+        "entities": incident.entities,
+        "first_seen": incident.first_seen.isoformat() if incident.first_seen else None,
+        "last_seen": incident.last_seen.isoformat() if incident.last_seen else None,
+        "timeline": incident.timeline,
+    }
+    members.append(("incident.json", json.dumps(incident_doc, indent=2, ensure_ascii=False).encode()))
+    members.append(
+        (
+            "findings.json",
+            json.dumps([_finding_dict(f) for f in chosen], indent=2, ensure_ascii=False).encode(),
+        )
+    )
+    seen_names: set[str] = set()
+    for index, finding in enumerate(chosen, start=1):
+        got, lost = _collect(finding, index, roots, quarantine)
+        for name, data in got:
+            if name not in seen_names:
+                seen_names.add(name)
+                members.append((name, data))
+        missing.extend(lost)
+    for fp in sorted(wanted - {f.fingerprint for f in chosen}):
+        missing.append({"fingerprint": fp, "reason": "finding not in the store any more"})
+    manifest = {
+        "format": FORMAT,
+        "incident": incident.id,
+        "tenant": incident.tenant,
+        "created": utcnow().isoformat(),
+        "digest": "SM3",
+        "files": [{"name": name, "size": len(data), "sm3": _sm3(data)} for name, data in members],
+        "missing": missing,
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+    signature = {
+        "algorithm": signer.algorithm,
+        "public_key": signer.public_pem.decode(),
+        "key_id": _sm3(signer.public_pem)[:16],
+        "signature": base64.b64encode(signer.sign(manifest_bytes)).decode(),
+    }
+    members.append((MANIFEST, manifest_bytes))
+    members.append((SIGNATURE, json.dumps(signature, indent=2).encode()))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(_zip_bytes(members))
+    except OSError as exc:
+        raise InputError(f"cannot write the bundle: {exc.strerror}", str(output)) from exc
+    return manifest
+
+
+# --- verifying ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BundleReport:
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    algorithm: str | None = None
+    key_id: str | None = None
+    incident: str | None = None
+    files: int = 0
+    missing: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "algorithm": self.algorithm,
+            "key_id": self.key_id,
+            "incident": self.incident,
+            "files": self.files,
+            "missing": self.missing,
+        }
+
+
+def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleReport:
+    """Check signature, digests, completeness and byte-exact form; problems are listed, not raised."""
+    report = BundleReport(ok=False)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the bundle: {exc.strerror}", str(path)) from exc
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        report.problems.append(f"not a readable zip archive: {exc}")
+        return report
+    contents = dict(members)
+    if len(contents) != len(members):
+        report.problems.append("duplicate member names")
+    if MANIFEST not in contents or SIGNATURE not in contents:
+        report.problems.append(f"{MANIFEST} or {SIGNATURE} is missing")
+        return report
+    try:
+        manifest = json.loads(contents[MANIFEST])
+        signature = json.loads(contents[SIGNATURE])
+        algorithm = str(signature["algorithm"])
+        public_pem = str(signature["public_key"]).encode()
+        raw_signature = base64.b64decode(signature["signature"], validate=True)
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        report.problems.append(f"manifest or signature unreadable: {exc}")
+        return report
+    report.algorithm, report.key_id = algorithm, str(signature.get("key_id", ""))
+    report.incident = manifest.get("incident") if isinstance(manifest, dict) else None
+    report.missing = list(manifest.get("missing", [])) if isinstance(manifest, dict) else []
+    if not _verify_signature(algorithm, public_pem, contents[MANIFEST], raw_signature):
+        report.problems.append("the signature does not match the manifest")
+    if trusted_key is not None and not _same_key(algorithm, trusted_key, public_pem):
+        report.problems.append("signed with a key other than the trusted one")
+    listed: set[str] = set()
+    for entry in files if isinstance(files, list) else []:
+        name = str(entry.get("name"))
+        listed.add(name)
+        data = contents.get(name)
+        if data is None:
+            report.problems.append(f"{name}: listed in the manifest but absent")
+        elif len(data) != entry.get("size") or _sm3(data) != entry.get("sm3"):
+            report.problems.append(f"{name}: content differs from its SM3 digest in the manifest")
+    for name in contents:
+        if name not in listed and name not in (MANIFEST, SIGNATURE):
+            report.problems.append(f"{name}: not listed in the manifest")
+    if _zip_bytes(members) != blob:
+        report.problems.append("the archive is not byte-for-byte the one Tianmu wrote (headers changed)")
+    report.files = len(listed)
+    report.ok = not report.problems
+    return report
+
+
+def _same_key(algorithm: str, trusted: bytes, public_pem: bytes) -> bool:
+    """Compare keys, not PEM texts (the trusted copy may be DER or a private key file of ours)."""
+    try:
+        if algorithm == "SM2":
+            from tianmu.gmcrypto.sm2 import load_private_key, load_public_key
+
+            mine = (
+                load_private_key(trusted, source="trusted key").public_key
+                if b"PRIVATE KEY" in trusted
+                else load_public_key(trusted, source="trusted key")
+            )
+            return bool(mine == load_public_key(public_pem, source="bundle"))
+        from cryptography.hazmat.primitives import serialization
+
+        if b"PRIVATE KEY" in trusted:
+            pub = serialization.load_pem_private_key(trusted, password=None).public_key()
+        else:
+            pub = serialization.load_pem_public_key(trusted)
+        theirs = serialization.load_pem_public_key(public_pem)
+        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return bool(pub.public_bytes(*fmt) == theirs.public_bytes(*fmt))
+    except (TianmuError, ValueError, TypeError):
+        return False

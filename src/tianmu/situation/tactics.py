@@ -1,0 +1,168 @@
+"""ATT&CK Enterprise tactics in kill-chain order, and which tactics a finding shows.
+
+The order is a fact of the ATT&CK Enterprise matrix (the `x_mitre_tactic_refs` of its matrix object):
+reconnaissance first, impact last. Correlation uses it to place findings on the kill chain and to name
+an incident's stage: the furthest tactic its evidence reaches.
+
+A finding's tactics come, in order of trust, from
+
+1. ATT&CK tactic tags in its data (Sigma rules carry `attack.persistence`, `attack.credential_access`),
+2. its techniques mapped through the intel knowledge base (`tianmu.intel.technique_info`), when that base
+   exists and knows the technique, or through a resolver the caller passes in.
+
+A technique that belongs to several tactics (T1078 Valid Accounts is initial access, persistence,
+privilege escalation and defense evasion) counts only as the earliest of them when nothing else says
+which: the stage must not claim more progress than the evidence proves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from tianmu.core.models import Finding
+
+__all__ = [
+    "TACTICS",
+    "TACTIC_NAMES",
+    "TechniqueResolver",
+    "finding_tactics",
+    "intel_technique_resolver",
+    "normalise_tactic",
+    "tactic_index",
+]
+
+TACTICS: tuple[str, ...] = (
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+)
+"""ATT&CK Enterprise tactic short names, in kill-chain order."""
+
+TACTIC_NAMES: dict[str, str] = {
+    "reconnaissance": "Reconnaissance",
+    "resource-development": "Resource Development",
+    "initial-access": "Initial Access",
+    "execution": "Execution",
+    "persistence": "Persistence",
+    "privilege-escalation": "Privilege Escalation",
+    "defense-evasion": "Defense Evasion",
+    "credential-access": "Credential Access",
+    "discovery": "Discovery",
+    "lateral-movement": "Lateral Movement",
+    "collection": "Collection",
+    "command-and-control": "Command and Control",
+    "exfiltration": "Exfiltration",
+    "impact": "Impact",
+}
+
+_INDEX = {name: i for i, name in enumerate(TACTICS)}
+_TECHNIQUE = re.compile(r"^t\d{4}(?:\.\d{3})?$", re.IGNORECASE)
+
+TechniqueResolver = Callable[[str], Sequence[str]]
+"""Technique id (`T1110`, `T1110.001`) → its tactics' short names; empty when unknown."""
+
+
+def normalise_tactic(text: str) -> str | None:
+    """`attack.credential_access`, `Credential Access`, `credential-access` → `credential-access`."""
+    key = text.strip().lower()
+    if key.startswith("attack."):
+        key = key[len("attack.") :]
+    key = key.replace("_", "-").replace(" ", "-")
+    return key if key in _INDEX else None
+
+
+def tactic_index(tactic: str) -> int:
+    """Position on the kill chain (0 = reconnaissance); unknown tactics sort last."""
+    return _INDEX.get(tactic, len(TACTICS))
+
+
+def _tags(data: Mapping[str, Any]) -> Iterable[str]:
+    # Detection engines keep the rule's tags at `data["tags"]` or inside `data["rule"]`; intel hits keep
+    # an indicator's ATT&CK labels at `data["tactics"]`. Read all of them, ignore non-strings.
+    for holder in (data, data.get("rule"), data.get("indicator")):
+        if not isinstance(holder, Mapping):
+            continue
+        for key in ("tags", "tactics", "labels"):
+            values = holder.get(key)
+            if isinstance(values, str):
+                values = [values]
+            if isinstance(values, list | tuple):
+                yield from (v for v in values if isinstance(v, str))
+
+
+def _techniques(finding: Finding) -> list[str]:
+    found = [t.upper() for t in finding.techniques if _TECHNIQUE.match(t)]
+    for tag in _tags(finding.data):
+        key = tag.lower().removeprefix("attack.")
+        if _TECHNIQUE.match(key):
+            found.append(key.upper())
+    return list(dict.fromkeys(found))
+
+
+def finding_tactics(finding: Finding, resolver: TechniqueResolver | None = None) -> list[str]:
+    """The tactics the finding shows, in kill-chain order (see the module docstring for the rules)."""
+    tactics = {t for t in (normalise_tactic(tag) for tag in _tags(finding.data)) if t is not None}
+    if not tactics and resolver is not None:
+        for technique in _techniques(finding):
+            mapped = [t for t in (normalise_tactic(x) for x in resolver(technique)) if t is not None]
+            if not mapped and "." in technique:
+                parent = technique.split(".", 1)[0]
+                mapped = [t for t in (normalise_tactic(x) for x in resolver(parent)) if t is not None]
+            if mapped:
+                tactics.add(min(mapped, key=tactic_index))
+    return sorted(tactics, key=tactic_index)
+
+
+def _tactics_of(info: object) -> list[str]:
+    if not isinstance(info, Mapping):
+        return []
+    value = info.get("tactic_shortnames") or info.get("tactics") or []
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list | tuple) else []
+
+
+def intel_technique_resolver(store: object) -> TechniqueResolver | None:
+    """A resolver over the intel capability's ATT&CK base, or None when that capability is absent.
+
+    `technique_info(store, ids)` answers `{id: {"tactic_shortnames": [...], ...}}` and `{}` when the
+    ATT&CK base was never imported. Lookups are cached: an incident replays the same few techniques.
+    """
+    info_fn: Callable[..., Any] | None = None
+    try:
+        from tianmu import intel
+
+        info_fn = getattr(intel, "technique_info", None)
+        if info_fn is None:
+            from tianmu.intel import attack
+
+            info_fn = getattr(attack, "technique_info", None)
+    except ImportError:
+        return None
+    if info_fn is None:
+        return None
+    lookup = info_fn
+    cache: dict[str, list[str]] = {}
+
+    def resolve(technique: str) -> list[str]:
+        if technique not in cache:
+            try:
+                answer = lookup(store, [technique])
+            except Exception:  # another capability's failure must not stop correlation: "unknown"
+                answer = {}
+            info = answer.get(technique.upper()) if isinstance(answer, Mapping) else None
+            cache[technique] = _tactics_of(info)
+        return cache[technique]
+
+    return resolve

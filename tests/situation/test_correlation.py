@@ -1,0 +1,172 @@
+"""Correlation: the intrusion scenario becomes one incident at stage persistence, noise stays apart."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from tianmu.core.models import Finding, FindingKind, Severity, TriageStatus
+from tianmu.situation import Correlator, correlate
+from tianmu.situation.correlation import incident_state
+from tianmu.situation.tactics import TACTICS, finding_tactics, normalise_tactic
+
+from .scenario import ATTACKER, MALWARE_SHA256, WEB01, scenario_findings
+
+
+def test_tactic_order_is_the_enterprise_kill_chain() -> None:
+    assert TACTICS[0] == "reconnaissance" and TACTICS[-1] == "impact"
+    assert len(TACTICS) == 14
+    assert TACTICS.index("initial-access") < TACTICS.index("persistence") < TACTICS.index("credential-access")
+    assert normalise_tactic("attack.credential_access") == "credential-access"
+    assert normalise_tactic("Command and Control") == "command-and-control"
+    assert normalise_tactic("attack.t1110") is None
+
+
+def test_tactics_from_tags_then_techniques_through_a_resolver() -> None:
+    brute, login = scenario_findings()[1:3]
+    assert finding_tactics(brute) == ["credential-access"]
+    untagged = Finding(FindingKind.DETECTION, "x", "x", Severity.LOW, WEB01, techniques=("T1078.003",))
+    assert finding_tactics(untagged) == []
+    table = {"T1078": ["defense-evasion", "persistence", "privilege-escalation", "initial-access"]}
+    # A multi-tactic technique counts as its earliest tactic; a sub-technique falls back to its parent.
+    assert finding_tactics(untagged, lambda t: table.get(t, [])) == ["initial-access"]
+    assert finding_tactics(login, lambda t: ["impact"]) == ["initial-access"]  # tags win over techniques
+
+
+def test_scenario_is_one_incident_at_persistence_with_its_timeline() -> None:
+    incidents = correlate(scenario_findings())
+    assert len(incidents) == 3
+    main = incidents[0]
+    assert main.stage == "persistence"
+    assert main.tactics == ["initial-access", "persistence", "credential-access"]
+    assert main.severity is Severity.CRITICAL  # the Mirai sample
+    assert main.assets == ["web01"]
+    assert main.sources == [ATTACKER]
+    assert main.title == "Persistence on web01 from 203.0.113.45"
+    assert [e["rule_id"] for e in main.timeline] == [
+        "intel:ip:203.0.113.45",
+        "sigma:ssh-brute-force",
+        "sigma:ssh-login-after-failures",
+        "sigma:linux-useradd",
+        "yara:Linux_Trojan_Mirai",
+    ]
+    assert [e["time"][11:19] for e in main.timeline] == [
+        "03:12:05",
+        "03:14:02",
+        "03:15:40",
+        "03:18:02",
+        "03:21:30",
+    ]
+    assert main.entities["user"] == ["root", "admin", "deploy", "backup2"]
+    assert main.entities["hash"] == [MALWARE_SHA256]
+    assert main.first_seen is not None and main.first_seen.isoformat() == "2026-11-20T03:12:05+00:00"
+    assert main.last_seen is not None and main.last_seen.isoformat() == "2026-11-20T03:21:30+00:00"
+    assert main.id.startswith("INC-") and len(main.id) == 16
+
+    db, scan = incidents[1], incidents[2]
+    assert db.assets == ["db01"] and db.stage == "credential-access" and db.sources == ["192.0.2.77"]
+    assert db.severity is Severity.MEDIUM
+    assert scan.assets == ["web01"] and scan.stage == "discovery" and scan.sources == ["198.51.100.23"]
+
+
+def test_order_of_arrival_does_not_change_the_result() -> None:
+    expected = [(i.id, i.stage, i.finding_fingerprints) for i in correlate(scenario_findings())]
+    for seed in range(5):
+        shuffled = scenario_findings()
+        random.Random(seed).shuffle(shuffled)
+        correlator = Correlator()
+        for finding in shuffled:  # one at a time: streaming, not a sorted batch
+            correlator.add(finding)
+        got = sorted((i.stage, i.finding_fingerprints) for i in correlator.incidents)
+        assert got == sorted((stage, fps) for _, stage, fps in expected)
+
+
+def test_streaming_updates_report_state_changes_and_merges() -> None:
+    intel, brute, login, useradd, malware = scenario_findings()[:5]
+    correlator = Correlator()
+    first = correlator.add(intel)
+    assert first is not None and first.created and first.incident.stage is None
+    change = correlator.add(brute)
+    assert change is not None and not change.created and change.state_changed
+    assert change.incident.stage == "credential-access"
+    # The login turns the brute force into a way in: the stage is initial access, not further.
+    change = correlator.add(login)
+    assert change is not None and change.incident.stage == "initial-access"
+    change = correlator.add(useradd)
+    assert change is not None and change.incident.stage == "persistence" and change.state_changed
+    before = incident_state(change.incident)
+    assert correlator.add(useradd) is None  # the same finding again changes nothing
+    change = correlator.add(malware)
+    assert change is not None and change.state_changed and incident_state(change.incident) != before
+    assert len(correlator.incidents) == 1
+
+
+def test_a_finding_linking_two_incidents_merges_them_into_the_older() -> None:
+    intel, brute, _login, useradd, _malware = scenario_findings()[:5]
+    other_asset = WEB01.__class__("bastion", WEB01.kind)
+    hop = Finding(
+        FindingKind.DETECTION,
+        "sigma:ssh-from-bastion",
+        "SSH from the bastion",
+        Severity.LOW,
+        other_asset,
+        evidence={"time": "2026-11-20T03:30:00+00:00", "entities": {"ip": ["10.0.0.5"]}},
+    )
+    bridge = Finding(
+        FindingKind.DETECTION,
+        "sigma:bridge",
+        "Attacker IP on the bastion",
+        Severity.LOW,
+        other_asset,
+        evidence={"time": "2026-11-20T03:31:00+00:00", "entities": {"ip": [ATTACKER, "10.0.0.5"]}},
+    )
+    correlator = Correlator()
+    correlator.add_all([intel, brute, useradd])
+    separate = correlator.add(hop)
+    assert separate is not None and separate.created
+    older = correlator.incidents[0].id
+    change = correlator.add(bridge)
+    assert change is not None and change.incident.id == older and change.merged == [separate.incident.id]
+    assert len(correlator.incidents) == 1
+    assert change.incident.assets == ["web01", "bastion"]
+
+
+def test_users_link_only_on_the_same_host_and_windows_bound_incidents() -> None:
+    a = Finding(
+        FindingKind.DETECTION,
+        "r1",
+        "t",
+        Severity.LOW,
+        WEB01,
+        evidence={"time": "2026-11-20T01:00:00+00:00", "entities": {"user": ["root"]}},
+    )
+    b = Finding(
+        FindingKind.DETECTION,
+        "r2",
+        "t",
+        Severity.LOW,
+        WEB01.__class__("other", WEB01.kind),
+        evidence={"time": "2026-11-20T01:05:00+00:00", "entities": {"user": ["root"]}},
+    )
+    assert len(correlate([a, b])) == 2
+    late = Finding(
+        FindingKind.DETECTION,
+        "r3",
+        "t",
+        Severity.LOW,
+        WEB01,
+        evidence={"time": "2026-11-21T02:00:01+00:00", "entities": {"user": ["root"]}},
+    )
+    assert len(correlate([a, late])) == 2
+    assert len(correlate([a, late], window=timedelta(hours=26))) == 1
+
+
+def test_vulnerabilities_are_not_incidents_and_resolved_incidents_reopen() -> None:
+    vuln = Finding(FindingKind.VULNERABILITY, "CVE-2024-6387", "regreSSHion", Severity.HIGH, WEB01)
+    assert correlate([vuln]) == []
+    intel, brute = scenario_findings()[:2]
+    correlator = Correlator()
+    correlator.add(intel)
+    correlator.incidents[0].status = TriageStatus.RESOLVED
+    change = correlator.add(brute)
+    assert change is not None and change.incident.status is TriageStatus.OPEN and change.state_changed
