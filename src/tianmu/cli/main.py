@@ -74,6 +74,10 @@ def _register_commands() -> None:
 
     jobs.register(app)
 
+    from tianmu.cli import discover
+
+    discover.register(app)
+
 
 _register_commands()
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -124,6 +125,8 @@ findings = Table(
     Column("rule_id", String(256), nullable=False),
     Column("title", Text, nullable=False),
     Column("severity", String(16), nullable=False),
+    Column("severity_rank", SmallInteger, nullable=False, server_default="0"),
+    # Severity.rank (critical 4 … info 0): lets "most severe first" pages come straight from an index.
     Column("score", Float),
     Column("summary", Text, nullable=False, default=""),
     Column("component", JSON),
@@ -140,6 +143,10 @@ findings = Table(
     Index("ix_findings_tenant_severity", "tenant", "severity"),
     Index("ix_findings_tenant_kind_status", "tenant", "kind", "status"),
     Index("ix_findings_tenant_last_seen", "tenant", "last_seen"),
+    # The dashboard's and API's pages (revision 0002): newest or most severe first, per status or asset.
+    Index("ix_findings_tenant_status_last_seen", "tenant", "status", "last_seen", "id"),
+    Index("ix_findings_tenant_status_rank", "tenant", "status", "severity_rank", "last_seen", "id"),
+    Index("ix_findings_tenant_asset_last_seen", "tenant", "asset_id", "last_seen", "id"),
 )
 
 # --- knowledge bases (shared by all tenants) -------------------------------------------------------------
@@ -456,4 +463,156 @@ scan_audit = Table(
     Column("engine", String(32)),
     Column("summary", JSON, nullable=False, default=dict),
     Index("ix_scan_audit_tenant_started", "tenant", "started"),
+)
+
+# --- identity (tianmu.identity; Alembic branch "identity") ----------------------------------------------
+# Sealed secrets (TOTP seeds, tenant CA keys) are stored as base64 text of SM4-GCM `seal` output.
+
+identity_tenants = Table(
+    "identity_tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("policy", JSON, nullable=False, default=dict),
+    Column("ca_certs", Text),
+    # PEM bundle of the CAs trusted for SM2 certificate login.
+    Column("ca_key_sealed", Text),
+    # The Tianmu-managed tenant CA's private key, when Tianmu issues the certificates itself.
+    Column("created_at", TZ, nullable=False),
+)
+
+identity_users = Table(
+    "identity_users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(64), ForeignKey("identity_tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("display_name", String(256), nullable=False, default=""),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text),
+    Column("totp_sealed", Text),
+    Column("totp_last_step", BigInteger, nullable=False, default=0),
+    # The last accepted TOTP time step: a code is never accepted twice.
+    Column("failed_count", Integer, nullable=False, default=0),
+    Column("locked_until", TZ),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", TZ, nullable=False),
+    UniqueConstraint("tenant", "username", name="uq_identity_users_tenant_username"),
+)
+
+identity_passkeys = Table(
+    "identity_passkeys",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    # base64url credential id
+    Column("tenant", String(64), nullable=False),
+    Column("user_id", String(36), ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False, default=""),
+    Column("public_key", Text, nullable=False),
+    # base64url COSE key
+    Column("sign_count", BigInteger, nullable=False, default=0),
+    Column("transports", JSON, nullable=False, default=list),
+    Column("backed_up", Boolean, nullable=False, default=False),
+    Column("created_at", TZ, nullable=False),
+    Column("last_used_at", TZ),
+    Index("ix_identity_passkeys_tenant_user", "tenant", "user_id"),
+)
+
+identity_revoked_certs = Table(
+    "identity_revoked_certs",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("serial", String(64), primary_key=True),
+    # hex serial number of a revoked login certificate
+    Column("reason", Text, nullable=False, default=""),
+    Column("revoked_at", TZ, nullable=False),
+)
+
+identity_tokens = Table(
+    "identity_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("user_id", String(36), ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    # SM3 of the secret part; the secret itself is shown once and never stored.
+    Column("scopes", JSON, nullable=False, default=list),
+    Column("created_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("last_used_at", TZ),
+    Column("revoked_at", TZ),
+    Index("ix_identity_tokens_tenant_user", "tenant", "user_id"),
+)
+
+identity_sessions = Table(
+    "identity_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # SM3 of the cookie's secret
+    Column("tenant", String(64), nullable=False),
+    Column("user_id", String(36), ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False),
+    Column("factors", JSON, nullable=False, default=list),
+    Column("created_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("revoked_at", TZ),
+    Column("client", String(256), nullable=False, default=""),
+    Index("ix_identity_sessions_tenant_user", "tenant", "user_id"),
+)
+
+identity_challenges = Table(
+    "identity_challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # SM3 of the handle given to the client
+    Column("tenant", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    # login (factors gathered so far), passkey-register, passkey-login, cert-login
+    Column("user_id", String(36)),
+    Column("challenge", Text, nullable=False),
+    Column("state", JSON, nullable=False, default=dict),
+    Column("expires_at", TZ, nullable=False),
+)
+
+identity_attempts = Table(
+    "identity_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("subject", String(256), nullable=False),
+    # `ip:<address>` or `user:<id>`: what the rate limit counts
+    Column("at", TZ, nullable=False),
+    Column("success", Boolean, nullable=False),
+    Index("ix_identity_attempts_tenant_subject_at", "tenant", "subject", "at"),
+)
+
+identity_audit = Table(
+    "identity_audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    # ISO 8601 text exactly as hashed (a database must not reformat what the chain covers)
+    Column("tenant", String(64), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False, default=""),
+    Column("outcome", String(16), nullable=False),
+    Column("details", Text, nullable=False),
+    # canonical JSON text, as hashed
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_identity_audit_tenant_seq", "tenant", "seq"),
+)
+
+identity_audit_checkpoints = Table(
+    "identity_audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    # base64 DER SM2 signature over "tianmu-audit-checkpoint|seq|entry_hash|at"
+    Column("public_key", Text, nullable=False),
+    # PEM of the platform key that signed it
 )

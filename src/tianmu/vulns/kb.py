@@ -10,6 +10,7 @@
 | CISA KEV JSON (`catalogVersion`/`vulnerabilities`) | kev   | `kev`                                 |
 | CISA KEV CSV (`cveID,vendorProject,...`)          | kev   | `kev`                                 |
 | FIRST EPSS CSV, plain or gzipped                  | epss  | `epss`                                |
+| NVD CVE JSON 2.0 file or folder (see `nvd.py`)    | nvd   | `nvd:file:<stem>`, `nvd:<folder>`     |
 
 Source names. A zip or directory is a *collection* and is authoritative for its source: records of
 that source missing from a new copy are deleted (withdrawn from the feed). When one ecosystem is
@@ -54,7 +55,7 @@ from tianmu.core.knowledge import ImportReport, KbContext, KbStatus
 from tianmu.core.models import utcnow
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
-from tianmu.vulns import feeds
+from tianmu.vulns import feeds, nvd
 from tianmu.vulns._sql import delete_in, insert_rows, select_in, upsert_row
 from tianmu.vulns.osv import (
     ParsedRecord,
@@ -107,7 +108,9 @@ def _file_digest(path: Path) -> str:
 
 
 def detect_kind(path: Path) -> str:
-    """`osv`, `kev-json`, `kev-csv` or `epss`, judged from the content (names only break ties)."""
+    """`osv`, `kev-json`, `kev-csv`, `epss` or `nvd`, judged from the content (names only break ties)."""
+    if nvd.is_nvd(path):
+        return "nvd"
     if path.is_dir() or zipfile.is_zipfile(path):
         return "osv"
     with path.open("rb") as handle:
@@ -148,11 +151,13 @@ def import_path(
     note = progress or (lambda _msg: None)
     if kind == "osv":
         return [_import_osv(store, path, note, source)]
+    if kind == "nvd":
+        return [nvd.import_nvd(store, path, note)]
     return [_import_feed(store, path, kind, note)]
 
 
 _FEED_OR_RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".gz", ".zip")
-_BUNDLE_FOLDERS = frozenset({"osv", "kev", "epss"})
+_BUNDLE_FOLDERS = frozenset({"osv", "kev", "epss", "nvd"})
 
 
 def _is_bundle(path: Path) -> bool:

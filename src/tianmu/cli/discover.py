@@ -1,0 +1,185 @@
+"""`tianmu discover`: hosts and services on the network, fingerprinted, stored, diffed, audited."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
+from tianmu.assets.network.engine import Progress as StageProgress
+from tianmu.assets.network.probes import ProbeOptions
+from tianmu.assets.network.targets import parse_ports
+from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
+from tianmu.cli.console import ExitCode, err_console, out_console
+from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.core.models import Finding, Severity
+
+__all__ = ["exit_code_for", "register", "stage_progress"]
+
+
+class Engine(StrEnum):
+    BUILTIN = "builtin"
+    NMAP = "nmap"
+
+
+@contextmanager
+def stage_progress(totals: dict[str, int]) -> Iterator[StageProgress | None]:
+    """A Rich bar per stage on a terminal; nothing elsewhere."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks = {name: bar.add_task(name, total=total or None) for name, total in totals.items()}
+
+        def advance(stage: str, n: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=None)
+            bar.update(tasks[stage], advance=n)
+
+        yield advance
+
+
+def exit_code_for(findings: list[Finding], fail_on: FailOn) -> ExitCode:
+    if fail_on is FailOn.NONE:
+        return ExitCode.OK
+    threshold = Severity(fail_on.value)
+    return ExitCode.FINDINGS if any(f.severity.at_least(threshold) for f in findings) else ExitCode.OK
+
+
+def print_findings(findings: list[Finding]) -> None:
+    if not findings:
+        out_console.print("[green]No finding.[/]")
+        return
+    table = Table(header_style="bold", title="Findings")
+    for column in ("Severity", "Kind", "Rule", "Title"):
+        table.add_column(column, overflow="fold")
+    for f in findings:
+        table.add_row(
+            f"[{_SEVERITY_STYLE[f.severity]}]{f.severity.value}[/]", f.kind.value, f.rule_id, f.title
+        )
+    out_console.print(table)
+
+
+def _print(result: DiscoveryResult) -> None:
+    table = Table(header_style="bold", title=f"Services ({result.engine} engine)")
+    for column in ("Host", "Port", "Service", "Product", "Version", "CPE", "TLS"):
+        table.add_column(column, overflow="fold")
+    for host in result.hosts:
+        name = f"{host.hostname} ({host.address})" if host.hostname else host.address
+        for svc in host.services:
+            cert = (svc.tls or {}).get("certificate") or {}
+            tls = ""
+            if svc.tls:
+                tls = f"{svc.tls.get('version')} {cert.get('key_type', '')}"
+                if cert.get("expired"):
+                    tls += " [red]expired[/]"
+                elif cert.get("self_signed"):
+                    tls += " [yellow]self-signed[/]"
+            table.add_row(
+                name,
+                f"{svc.port}/{svc.transport}",
+                svc.service or "",
+                svc.product or "",
+                svc.version or "",
+                svc.cpe or "",
+                tls,
+            )
+    out_console.print(table)
+    for host in result.hosts:
+        if host.diff and not host.diff.first_scan and (host.diff.appeared or host.diff.disappeared):
+            out_console.print(
+                f"{host.address}: opened since the last scan: {host.diff.appeared or 'none'}; "
+                f"closed: {host.diff.disappeared or 'none'}"
+            )
+    open_ports = sum(len(h.services) for h in result.hosts)
+    out_console.print(
+        f"{len(result.hosts)} host(s), {result.ports_scanned} port(s) probed, {open_ports} open, "
+        f"in {result.elapsed:.2f} s"
+    )
+    print_findings(result.findings)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("discover")
+    @cli_errors
+    def discover_command(
+        targets: Annotated[
+            list[str], typer.Argument(help="IPs, CIDRs (10.0.0.0/24), ranges (10.0.0.1-20), host names.")
+        ],
+        ports: Annotated[
+            str, typer.Option("--ports", "-p", help="22,80,8000-8100; `top`; `-` or `all` for 1-65535.")
+        ] = "top",
+        rate: Annotated[
+            float | None, typer.Option("--rate", help="Connection attempts per second (global).")
+        ] = None,
+        timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a handshake.")] = 1.5,
+        retries: Annotated[
+            int, typer.Option("--retries", help="Extra attempts for a port that did not answer.")
+        ] = 1,
+        per_host: Annotated[int, typer.Option("--per-host", help="Attempts in flight per host.")] = 1024,
+        engine: Annotated[
+            Engine, typer.Option("--engine", help="builtin (default) or nmap (drives nmap -sT -sV).")
+        ] = Engine.BUILTIN,
+        fingerprint: Annotated[
+            bool, typer.Option("--fingerprint/--no-fingerprint", help="Identify services and versions.")
+        ] = True,
+        authorized: Annotated[
+            bool,
+            typer.Option(
+                "--i-am-authorized",
+                help="Allow targets outside private/loopback ranges: only networks you may scan.",
+            ),
+        ] = False,
+        save: Annotated[
+            bool, typer.Option("--save/--no-save", help="Record hosts, services and findings in the store.")
+        ] = True,
+        fail_on: Annotated[
+            FailOn, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")
+        ] = FailOn.NONE,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Find open TCP ports, identify the services behind them, and report exposures."""
+        port_count = len(parse_ports(ports))
+        options = DiscoverOptions(
+            ports=ports,
+            rate=rate,
+            timeout=timeout,
+            retries=retries,
+            per_host=per_host,
+            engine=engine.value,
+            fingerprint=fingerprint,
+            authorized=authorized,
+            tenant=settings().tenant,
+            save=save,
+            probe=ProbeOptions(),
+        )
+        with open_default_store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
+            result = discover(store, targets, options, progress=advance)
+        if result.self_connects:
+            err_console.print(f"[dim]note:[/] {result.self_connects} loopback self-connect(s) ignored")
+        if json:
+            out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
+        else:
+            _print(result)
+        raise typer.Exit(exit_code_for(result.findings, fail_on))
