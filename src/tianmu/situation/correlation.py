@@ -17,10 +17,10 @@ The rules, documented in docs/situation.md:
 - The timeline is ordered by evidence time, then kill-chain order. The stage is the furthest ATT&CK
   tactic reached (see `tactics`); what happened before the first initial-access evidence counts at
   most as initial access, since the attacker was still outside (the brute force that preceded a
-  successful login was the way in, not progress beyond it). Severity is the worst finding's, at least high once the attacker
-  is inside (a tactic only an insider shows — execution, persistence, privilege escalation, defense
-  evasion, lateral movement, collection, command and control — or initial access followed by more) and
-  critical at exfiltration or impact.
+  successful login was the way in, not progress beyond it). Severity is the worst finding's, at least
+  high once the attacker is inside (a tactic only an insider shows — execution, persistence, privilege
+  escalation, defense evasion, lateral movement, collection, command and control — or initial access
+  followed by more) and critical at exfiltration or impact.
 - A resolved incident that gets a new finding is reopened; status and assignee are otherwise kept.
 """
 
