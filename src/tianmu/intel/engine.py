@@ -1,0 +1,560 @@
+"""The intel matcher: events, log text, file hashes and network peers against the indicator index.
+
+No loop runs over indicators. Text is scanned once by one regular expression that picks out URLs,
+host names, IPv4 addresses and hex digests (after lower-casing and refanging, so `hxxp://Evil[.]com`
+and `EVIL.COM` are seen as `http://evil.com`); each candidate costs one or a few set probes in the
+built index (`tianmu.intel.index`). Log text is scanned a block of lines at a time, and the line of a
+hit is found by counting newlines only when there is a hit.
+
+Every hit becomes a `Finding` of kind `intel`, one per (indicator, file): the first sighting gives
+the evidence line and time, later ones raise the count. Expired or not-yet-valid indicators do not hit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity, utcnow
+from tianmu.intel.index import IntelIndex, load_index
+from tianmu.intel.models import IntelRecord
+from tianmu.intel.normalize import NormalizeError, classify, refang
+from tianmu.store.database import Store
+from tianmu.store.schema import intel_indicators
+
+__all__ = ["IntelMatcher", "Sighting", "severity_for"]
+
+_CANDIDATES = re.compile(
+    r"(?:https?|ftp)://[^\s\"'<>\\^`{|}]+"
+    r"|(?<![\w.-])(?:[a-z0-9_][a-z0-9_-]{0,62}\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])"
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)"
+    r"|(?<!\w)[0-9a-f]{32,128}(?!\w)"
+)
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
+_EMAIL = re.compile(r"[a-z0-9._%+-]+@(?:[a-z0-9-]+\.)+[a-z]{2,63}")
+_DEFANGED = ("[.]", "(.)", "{.}", "[dot]", "(dot)", "hxxp", "[:]", "[@]")
+_TRAILING = ".,;:!?)]}'\""
+_DEFAULT_PORT = {"http": ":80", "https": ":443", "ftp": ":21"}
+_BLOCK = 2000
+
+# Event fields (Sigma / ECS / Suricata names) holding one typed value each.
+_IP_FIELDS = (
+    "src_ip", "dst_ip", "dest_ip", "SourceIp", "DestinationIp", "c-ip", "s-ip", "IpAddress", "SourceAddress",
+    "DestAddress", "ClientIP", "source.ip", "destination.ip", "client.ip", "remote_addr", "rhost",
+)  # fmt: skip
+_DOMAIN_FIELDS = (
+    "query", "QueryName", "cs-host", "DestinationHostname", "dns.rrname", "http.hostname", "tls.sni",
+    "url.domain", "destination.domain", "dns.question.name", "r-dns",
+)  # fmt: skip
+_URL_FIELDS = ("url", "http.url", "c-uri", "cs-uri", "url.full", "cs-referer", "http.http_refer")
+_UA_FIELDS = ("cs-user-agent", "c-useragent", "cs(User-Agent)", "http.http_user_agent", "user_agent.original")
+_HASH_FIELDS = ("Hashes", "md5", "sha1", "sha256", "file.hash.md5", "file.hash.sha1", "file.hash.sha256")
+_ENTITY = {
+    "ip": "ip",
+    "cidr": "ip",
+    "domain": "domain",
+    "url": "url",
+    "email": "user",
+    "user-agent": "process",
+}
+
+
+def severity_for(record: IntelRecord) -> Severity:
+    """High from confidence 80, medium from 50, low from 25; scanner and "suspicious" lists stay low."""
+    noisy = any(label in ("mass-scanner", "suspicious") for label in record.labels)
+    if record.confidence >= 80 and not noisy:
+        return Severity.HIGH
+    if record.confidence >= 50 and not noisy:
+        return Severity.MEDIUM
+    return Severity.LOW if record.confidence >= 25 else Severity.INFO
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """An indicator seen: its type and canonical value, the text observed, and the field it was in."""
+
+    type: str
+    indicator: str
+    observed: str
+    field: str = "text"
+    line: int | None = None
+
+
+@dataclass(slots=True)
+class _Hit:
+    record: IntelRecord
+    sighting: Sighting
+    path: str
+    line: int | None
+    record_no: int | None
+    time: datetime | None
+    excerpt: str
+    entities: dict[str, list[str]] = field(default_factory=dict)
+    count: int = 1
+    last_line: int | None = None
+
+
+class IntelMatcher:
+    """Matches values, text, events and earlier findings against the intel base of a store."""
+
+    def __init__(self, store: Store, index: IntelIndex, now: datetime | None = None) -> None:
+        self.store = store
+        self.index = index
+        self.now = now or utcnow()
+        self._records: dict[tuple[str, str], IntelRecord | None] = {}
+        self._has_v6 = bool(index.networks6) or any(":" in ip for ip in index.ips)
+
+    @classmethod
+    def open(cls, store: Store, home: Path | None = None, now: datetime | None = None) -> IntelMatcher:
+        return cls(store, load_index(store, home), now)
+
+    # --- records (provenance, every source merged) -----------------------------------------------------
+
+    def record(self, kind: str, value: str, *, include_expired: bool = False) -> IntelRecord | None:
+        """The merged record of an indicator; None when unknown (or, by default, expired everywhere)."""
+        key = (kind, value)
+        if key not in self._records:
+            self._records[key] = self._load_record(kind, value)
+        found = self._records[key]
+        if found is None or include_expired:
+            return found
+        if found.expired(self.now) or (found.valid_from is not None and found.valid_from > self.now):
+            return None
+        return found
+
+    def _load_record(self, kind: str, value: str) -> IntelRecord | None:
+        query = select(intel_indicators).where(
+            intel_indicators.c.type == kind, intel_indicators.c.value == value
+        )
+        with self.store.connect() as conn:
+            rows = conn.execute(query.order_by(intel_indicators.c.source)).all()
+        if not rows:
+            return None
+        # Still-valid sources decide validity: one expired feed must not hide another's live entry.
+        live = [r for r in rows if not _expired(r.valid_until, self.now)] or rows
+
+        def union(name: str) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(v for r in rows for v in (getattr(r, name) or [])))
+
+        untils = [_aware(r.valid_until) for r in live]
+        froms = [_aware(r.valid_from) for r in live]
+        return IntelRecord(
+            type=kind,
+            value=value,
+            sources=tuple(r.source for r in rows),
+            confidence=max(r.confidence for r in live),
+            exact=all(r.exact for r in rows),
+            valid_from=None if any(f is None for f in froms) else min(f for f in froms if f),
+            valid_until=None if any(u is None for u in untils) else max(u for u in untils if u),
+            labels=union("labels"),
+            techniques=union("techniques"),
+            malware=union("malware"),
+            actors=union("actors"),
+            description=next((r.description for r in rows if r.description), ""),
+            references=union("references"),
+            origins=tuple(r.origin for r in rows if r.origin),
+        )
+
+    # --- typed values ------------------------------------------------------------------------------------
+
+    def probe(self, kind: str, value: str) -> tuple[str, str] | None:
+        """(indicator type, indicator) for one normalised observed value, via the index only."""
+        index = self.index
+        if kind == "ip":
+            return index.match_ip(value)
+        if kind == "domain":
+            return index.match_domain(value)
+        if kind == "url":
+            found = index.match_url_key(value.split("://", 1)[-1].lower())
+            return ("url", found) if found else None
+        if kind in ("md5", "sha1", "sha256", "sha512"):
+            return (kind, value) if value in index.hashes else None
+        if kind == "email":
+            return ("email", value) if value in index.emails else None
+        if kind == "user-agent":
+            return ("user-agent", value) if value in index.user_agents else None
+        return None
+
+    def match_values(self, values: Iterable[tuple[str, str]]) -> list[Sighting]:
+        """Typed observations `(field, value)`: the field name says the type (see `_FIELD_KINDS`), an
+        unknown field name means "guess the type from the value". A URL is also matched by its host.
+        """
+        found: dict[tuple[str, str], Sighting] = {}
+        for name, raw in values:
+            for kind, value in _observations(name, raw):
+                hit = self.probe(kind, value)
+                if hit and hit not in found and self.record(*hit):
+                    found[hit] = Sighting(hit[0], hit[1], value, name)
+        return list(found.values())
+
+    def lookup(self, value: str) -> list[IntelRecord]:
+        """Every indicator a value hits: `evil.com` itself, the parent domain of `a.evil.com`, the CIDR
+        of an address, a URL and its host. Expired indicators are included (their validity says so).
+        """
+        records: list[IntelRecord] = []
+        for kind, canonical in _observations("value", value):
+            hit = self.probe(kind, canonical)
+            if hit:
+                record = self.record(*hit, include_expired=True)
+                if record is not None and record not in records:
+                    records.append(record)
+        return records
+
+    # --- free text ---------------------------------------------------------------------------------------
+
+    def scan_text(self, text: str) -> list[Sighting]:
+        """Indicators in free text (one log line, a message, an analyst note), once each."""
+        found: dict[tuple[str, str], Sighting] = {}
+        for sighting in self._scan(text):
+            key = (sighting.type, sighting.indicator)
+            if key not in found and self.record(sighting.type, sighting.indicator):
+                found[key] = sighting
+        return list(found.values())
+
+    def scan_lines(self, lines: Sequence[str], first_line: int = 1) -> Iterator[Sighting]:
+        """Sightings with their line number, scanning blocks of lines at once (the fast path for logs)."""
+        for start in range(0, len(lines), _BLOCK):
+            block = "\n".join(lines[start : start + _BLOCK])
+            line, position = first_line + start, 0
+            for sighting in self._scan(block, with_position=True):
+                assert sighting.line is not None  # the offset, with with_position
+                line += block.count("\n", position, sighting.line)
+                position = sighting.line
+                if self.record(sighting.type, sighting.indicator):
+                    yield Sighting(sighting.type, sighting.indicator, sighting.observed, sighting.field, line)
+
+    def _scan(self, text: str, with_position: bool = False) -> Iterator[Sighting]:
+        low = text.lower()
+        if any(marker in low for marker in _DEFANGED):
+            # Refanging never adds or removes a newline, so line counting stays right.
+            low = refang(low)
+        index = self.index
+        domains, exact, ips, hashes = index.domains, index.exact_domains, index.ips, index.hashes
+        cidrs = bool(index.networks4)
+        for match in _CANDIDATES.finditer(low):
+            token = match.group()
+            hit: tuple[str, str] | None = None
+            first = token[0]
+            if "://" in token:
+                token = token.rstrip(_TRAILING)
+                hit = self._match_url_text(token)
+            elif first.isdigit() and token.count(".") == 3 and token.replace(".", "").isdigit():
+                hit = ("ip", token) if token in ips else (index.match_ip(token) if cidrs else None)
+            elif "." not in token:
+                hit = (
+                    (_HASH_BY_LENGTH[len(token)], token)
+                    if token in hashes and len(token) in _HASH_BY_LENGTH
+                    else None
+                )
+            elif token in exact:
+                hit = ("domain", token)
+            else:
+                name = token
+                while True:
+                    if name in domains:
+                        hit = ("domain", name)
+                        break
+                    dot = name.find(".")
+                    if dot < 0:
+                        break
+                    name = name[dot + 1 :]
+            if hit is not None:
+                yield Sighting(hit[0], hit[1], token, "text", match.start() if with_position else None)
+        if index.emails and "@" in low:
+            for match in _EMAIL.finditer(low):
+                if match.group() in index.emails:
+                    yield Sighting(
+                        "email",
+                        match.group(),
+                        match.group(),
+                        "text",
+                        match.start() if with_position else None,
+                    )
+        if self._has_v6 and ("::" in low or low.count(":") >= 7):
+            for match in _IPV6.finditer(low):
+                try:
+                    kind, value = classify(match.group())
+                except NormalizeError:
+                    continue
+                hit = index.match_ip(value) if kind == "ip" else None
+                if hit:
+                    yield Sighting(hit[0], hit[1], value, "text", match.start() if with_position else None)
+
+    def _match_url_text(self, url: str) -> tuple[str, str] | None:
+        scheme, _, rest = url.partition("://")
+        rest = rest.split("#", 1)[0]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        netloc, path = rest[:cut], rest[cut:]
+        host = netloc.rpartition("@")[2]
+        default = _DEFAULT_PORT.get(scheme)
+        if default and host.endswith(default):
+            host = host[: -len(default)]
+        if not path.startswith("/"):
+            path = "/" + path
+        key = host + path
+        found = self.index.match_url_key(key)
+        if found:
+            return "url", found
+        bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if bare.replace(".", "").isdigit():
+            return self.index.match_ip(bare)
+        return self.index.match_domain(bare.strip("[]"))
+
+    # --- events and findings -----------------------------------------------------------------------------
+
+    def event_sightings(self, event: Event) -> list[Sighting]:
+        """What an event hits: its typed fields first (so the field is named), then its raw text."""
+        fields = event.fields
+        values: list[tuple[str, str]] = []
+        for name in _ALL_FIELDS:
+            value = fields.get(name)
+            if value not in (None, "", "-"):
+                values.append((name, str(value)))
+        host = fields.get("cs-host")
+        uri = fields.get("cs-uri") or fields.get("c-uri")
+        if host and uri and str(uri).startswith("/"):
+            values.append(("cs-host+cs-uri", f"http://{host}{uri}"))
+        found = {(s.type, s.indicator): s for s in self.match_values(values)}
+        for sighting in self.scan_text(event.raw):
+            found.setdefault((sighting.type, sighting.indicator), sighting)
+        return list(found.values())
+
+    def match_events(self, events: Iterable[Event], asset: Asset) -> Iterator[Finding]:
+        """One finding per (indicator, file) over the events, with the first sighting as evidence."""
+        hits = _Hits()
+        for event in events:
+            for sighting in self.event_sightings(event):
+                record = self.record(sighting.type, sighting.indicator)
+                if record is not None:
+                    origin = event.origin
+                    entities = _event_entities(event.fields)
+                    hits.add(
+                        record, sighting, origin.path, origin.line, None, event.timestamp, event.raw, entities
+                    )
+        yield from hits.findings(asset)
+
+    def match_lines(self, lines: Iterable[str], path: str, asset: Asset) -> Iterator[Finding]:
+        """Plain text lines of one file (when no log reader understands it), streamed in blocks."""
+        hits = _Hits()
+        block: list[str] = []
+        first = 1
+        for line in lines:
+            block.append(line.rstrip("\r\n"))
+            if len(block) >= _BLOCK * 10:
+                self._hit_lines(hits, block, first, path)
+                first += len(block)
+                block = []
+        self._hit_lines(hits, block, first, path)
+        yield from hits.findings(asset)
+
+    def _hit_lines(self, hits: _Hits, block: list[str], first: int, path: str) -> None:
+        for sighting in self.scan_lines(block, first):
+            record = self.record(sighting.type, sighting.indicator)
+            if record is not None and sighting.line is not None:
+                hits.add(record, sighting, path, sighting.line, None, None, block[sighting.line - first], {})
+
+    def match_findings(self, findings: Iterable[Finding], asset: Asset) -> Iterator[Finding]:
+        """Earlier findings' file hashes (malware scan) and entities (network peers, hosts, URLs)."""
+        hits = _Hits()
+        for finding in findings:
+            if finding.kind == FindingKind.INTEL:
+                continue
+            evidence = finding.evidence
+            values = [(k, str(evidence[k])) for k in ("sha256", "sha1", "md5") if evidence.get(k)]
+            entities = evidence.get("entities") or {}
+            for kind in ("ip", "domain", "url", "hash", "host"):
+                values += [(kind, str(v)) for v in entities.get(kind, [])]
+            for sighting in self.match_values(values):
+                record = self.record(sighting.type, sighting.indicator)
+                if record is not None:
+                    where = str(evidence.get("path", finding.asset.name))
+                    time = _parse_time(evidence.get("time"))
+                    copied = {k: list(v) for k, v in entities.items()}
+                    hits.add(
+                        record,
+                        sighting,
+                        where,
+                        evidence.get("line"),
+                        evidence.get("record"),
+                        time,
+                        "",
+                        copied,
+                    )
+        yield from hits.findings(asset)
+
+
+_HASH_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+_FIELD_KINDS: dict[str, str] = {
+    **{f: "ip" for f in _IP_FIELDS},
+    **{f: "domain" for f in _DOMAIN_FIELDS},
+    **{f: "url" for f in _URL_FIELDS},
+    **{f: "user-agent" for f in _UA_FIELDS},
+    **{f: "hashes" for f in _HASH_FIELDS},
+    "ip": "ip",
+    "domain": "domain",
+    "host": "domain",
+    "hash": "hashes",
+}
+_ALL_FIELDS = _IP_FIELDS + _DOMAIN_FIELDS + _URL_FIELDS + _UA_FIELDS + _HASH_FIELDS
+
+
+def _observations(name: str, raw: str) -> list[tuple[str, str]]:
+    """Normalised (type, value) pairs an observed field value stands for."""
+    kind = _FIELD_KINDS.get(name)
+    text = raw.strip()
+    try:
+        if kind == "user-agent":
+            return [("user-agent", text)]
+        if kind == "hashes":
+            # Sysmon writes `SHA1=...,MD5=...,SHA256=...,IMPHASH=...`.
+            parts = (
+                [p.split("=", 1)[-1] for p in text.replace(";", ",").split(",")] if "=" in text else [text]
+            )
+            return [
+                (_HASH_BY_LENGTH[len(p)], p.lower())
+                for p in (q.strip() for q in parts)
+                if len(p) in _HASH_BY_LENGTH
+            ]
+        if kind == "domain":
+            text = text.rstrip(".")
+        if kind == "url" and text.startswith("/"):
+            return []  # a path alone (cs-uri): matched with its host (cs-host+cs-uri) or not at all
+        guessed, value = classify(text)
+    except NormalizeError:
+        return []
+    if guessed in ("md5", "sha1", "sha256", "sha512") and kind not in (None, "hashes"):
+        return []
+    pairs = [(guessed, value)]
+    if guessed == "url":
+        host = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]")
+        pairs.append(("ip", host) if host.replace(".", "").isdigit() or ":" in host else ("domain", host))
+    if guessed == "email":
+        pairs.append(("domain", value.rsplit("@", 1)[1]))
+    if guessed == "cidr":
+        return []
+    return pairs
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        from datetime import UTC
+
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _expired(until: datetime | None, now: datetime) -> bool:
+    aware = _aware(until)
+    return aware is not None and aware <= now
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _event_entities(fields: dict[str, Any]) -> dict[str, list[str]]:
+    entities: dict[str, list[str]] = {}
+    for name in _IP_FIELDS:
+        value = fields.get(name)
+        if value and value != "-":
+            entities.setdefault("ip", [])
+            if str(value) not in entities["ip"]:
+                entities["ip"].append(str(value))
+    for name, kind in (("User", "user"), ("user", "user"), ("Image", "process"), ("TargetFilename", "file")):
+        if fields.get(name):
+            entities.setdefault(kind, []).append(str(fields[name]))
+    return entities
+
+
+class _Hits:
+    """Sightings grouped by (indicator, path): one finding each."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str, str], _Hit] = {}
+
+    def add(
+        self,
+        record: IntelRecord,
+        sighting: Sighting,
+        path: str,
+        line: int | None,
+        record_no: int | None,
+        time: datetime | None,
+        raw: str,
+        entities: dict[str, list[str]],
+    ) -> None:
+        key = (record.type, record.value, path)
+        known = self.by_key.get(key)
+        if known is not None:
+            known.count += 1
+            known.last_line = line
+            return
+        self.by_key[key] = _Hit(record, sighting, path, line, record_no, time, raw[:500], entities)
+
+    def findings(self, asset: Asset) -> Iterator[Finding]:
+        for hit in self.by_key.values():
+            yield _finding(hit, asset)
+
+
+def _finding(hit: _Hit, asset: Asset) -> Finding:
+    record, sighting = hit.record, hit.sighting
+    entities = {k: list(v) for k, v in hit.entities.items()}
+    entity = "hash" if record.type in _HASH_BY_LENGTH.values() else _ENTITY.get(record.type, "domain")
+    observed = sighting.observed
+    if entity not in entities or observed not in entities[entity]:
+        entities.setdefault(entity, []).append(observed)
+    about = ", ".join(record.malware or record.actors) or ", ".join(record.sources)
+    evidence: dict[str, Any] = {
+        "path": hit.path,
+        "entities": entities,
+        "fingerprint_extra": f"{record.type}:{record.value}@{hit.path}",
+        "indicator": {"type": record.type, "value": record.value},
+        "observed": sighting.observed,
+        "field": sighting.field,
+        "sightings": hit.count,
+    }
+    if hit.line is not None:
+        evidence["line"] = hit.line
+    if hit.record_no is not None:
+        evidence["record"] = hit.record_no
+    if hit.time is not None:
+        evidence["time"] = _aware(hit.time).isoformat()  # type: ignore[union-attr]
+    if hit.last_line is not None and hit.last_line != hit.line:
+        evidence["last_line"] = hit.last_line
+    if hit.excerpt:
+        evidence["excerpt"] = hit.excerpt
+    return Finding(
+        kind=FindingKind.INTEL,
+        rule_id=f"intel:{record.type}:{record.value}",
+        title=f"Known-bad {record.type} {record.value} ({about})",
+        severity=severity_for(record),
+        asset=asset,
+        score=round(record.confidence / 10, 1),
+        summary=record.description or f"{record.value} is listed by {', '.join(record.sources)}.",
+        evidence=evidence,
+        references=record.references,
+        techniques=record.techniques,
+        data={
+            "sources": list(record.sources),
+            "confidence": record.confidence,
+            "malware": list(record.malware),
+            "actors": list(record.actors),
+            "labels": list(record.labels),
+            "valid_until": record.valid_until.isoformat() if record.valid_until else None,
+            "origins": list(record.origins[:10]),
+        },
+    )

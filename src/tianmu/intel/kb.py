@@ -1,0 +1,401 @@
+"""The threat-intelligence knowledge base: import feeds (offline first), pull TAXII, keep ATT&CK, status.
+
+`import_feed` recognises what it is given by content (the file name only where the format itself goes
+by names, as LOKI's IOC files do):
+
+| input                                              | format         | source name(s)                     |
+| -------------------------------------------------- | -------------- | ---------------------------------- |
+| ATT&CK enterprise bundle (`.json`/`.json.gz`)      | attack         | `attack:enterprise`                |
+| STIX 2.x bundle (`.json`)                          | stix           | `stix:<file stem>`                 |
+| MISP feed folder (`manifest.json` + events)        | misp           | `misp:<folder>`                    |
+| maltrail `trails/static` folder or trail file      | maltrail       | `maltrail:<part>`                  |
+| signature-base `iocs/` folder or LOKI IOC file     | signature-base | `signature-base:<c2|hash>`         |
+| `.csv`                                             | csv            | `csv:<file stem>`                  |
+| anything else: one indicator per line              | list           | `list:<file stem>`                 |
+| a folder of any of these                           | each child     | each child's                       |
+
+Each source is a `kb_sources` row of kind `intel` (ATT&CK: `attack`) with its digest, so re-importing
+unchanged data is recognised at once, and a changed file replaces its source's indicators (a feed is
+authoritative for what it lists). A TAXII collection is additive instead: each pull adds what was added
+after the previous one. Indicators are stored one row per (source, type, value), duplicates within a
+source merged; `lookup` merges every source of a value. After an import the matching index is rebuilt
+(see `tianmu.intel.index`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from tianmu.core.errors import KnowledgeBaseError
+from tianmu.core.knowledge import ImportReport, KbContext
+from tianmu.core.models import utcnow
+from tianmu.intel import attack, lists, misp, stix
+from tianmu.intel.index import INTEL_KIND, load_index
+from tianmu.intel.models import FeedResult, IntelEntry, merge_entries
+from tianmu.store.database import Store
+from tianmu.store.schema import intel_indicators, intel_objects, kb_sources
+from tianmu.vulns._sql import insert_rows, upsert_row
+
+__all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
+
+FORMATS = ("attack", "stix", "misp", "maltrail", "signature-base", "csv", "list")
+ATTACK_SOURCE = "attack:enterprise"
+_MAX_VALUE = 2048
+_SKIP_NAMES = frozenset(
+    {"license", "license.txt", "readme", "readme.md", "readme.txt", "copying", "feeds.md"}
+)
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _input_digest(path: Path) -> str:
+    if path.is_file():
+        return _file_digest(path)
+    sha = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        sha.update(f"{file.relative_to(path)}\t{_file_digest(file)}\n".encode())
+    return sha.hexdigest()
+
+
+def detect_format(path: Path) -> str | None:
+    """The feed format of a file or folder, or None for a folder of several feeds."""
+    if path.is_dir():
+        if misp.is_misp_feed(path):
+            return "misp"
+        if lists.is_signature_base(path):
+            return "signature-base"
+        if lists.is_maltrail(path):
+            return "maltrail"
+        return None
+    if attack.is_attack_bundle(path):
+        return "attack"
+    if stix.is_stix_bundle(path):
+        return "stix"
+    if lists.is_signature_base(path):
+        return "signature-base"
+    if lists.is_maltrail(path):
+        return "maltrail"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    return "list"
+
+
+def _read(
+    path: Path,
+    fmt: str,
+    source: str | None,
+    confidence: int | None,
+    columns: dict[str, str] | None,
+    kind: str | None,
+    exact: bool,
+) -> list[FeedResult]:
+    if fmt == "stix":
+        return [stix.read_stix_bundle(path, source, confidence or 50)]
+    if fmt == "misp":
+        return [misp.read_misp_feed(path, source, confidence or 50)]
+    if fmt == "maltrail":
+        results = lists.read_maltrail(path)
+    elif fmt == "signature-base":
+        results = lists.read_signature_base(path)
+    elif fmt == "csv":
+        results = [lists.read_csv(path, source or f"csv:{path.stem}", confidence or 50, columns, kind=kind)]
+    elif fmt == "list":
+        results = [
+            lists.read_plain(path, source or f"list:{path.stem}", confidence or 50, kind=kind, exact=exact)
+        ]
+    else:
+        raise KnowledgeBaseError(
+            f"{path}: unknown intel format {fmt!r} (expected one of {', '.join(FORMATS)})"
+        )
+    for result in results:
+        if source and len(results) == 1:
+            result.source = source
+        if confidence is not None and fmt in ("maltrail", "signature-base"):
+            for entry in result.entries:
+                entry.confidence = confidence
+    return results
+
+
+def import_feed(
+    store: Store,
+    path: Path,
+    *,
+    home: Path | None = None,
+    fmt: str | None = None,
+    source: str | None = None,
+    confidence: int | None = None,
+    columns: dict[str, str] | None = None,
+    kind: str | None = None,
+    exact: bool = False,
+    progress: Any = None,
+    rebuild_index: bool = True,
+) -> list[ImportReport]:
+    """Import one feed file or folder (see the module docstring); one report per source."""
+    if not path.exists():
+        raise KnowledgeBaseError(f"{path}: no such file or directory")
+    note = progress or (lambda _message: None)
+    fmt = fmt or detect_format(path)
+    reports: list[ImportReport] = []
+    if fmt is None:
+        for child in sorted(path.iterdir()):
+            if (
+                child.name.startswith(".")
+                or child.name.lower() in _SKIP_NAMES
+                or child.suffix.lower() == ".md"
+            ):
+                continue
+            reports += import_feed(
+                store, child, home=home, confidence=confidence, progress=progress, rebuild_index=False
+            )
+    elif fmt == "attack":
+        reports.append(_import_attack(store, path, note))
+    else:
+        digest = _input_digest(path)
+        unchanged = _unchanged(store, path, digest)
+        if unchanged:
+            note(f"{path.name}: unchanged")
+            return unchanged
+        note(f"{path.name}: reading {fmt}")
+        for result in _read(path, fmt, source, confidence, columns, kind, exact):
+            note(f"{result.source}: storing {len(result.entries)} indicators")
+            reports.append(store_feed(store, result, str(path), digest))
+    if rebuild_index and any(r.kind == INTEL_KIND and r.status != "unchanged" for r in reports):
+        note("building the intel index")
+        load_index(store, home, rebuild=True)
+    return reports
+
+
+def _unchanged(store: Store, path: Path, digest: str) -> list[ImportReport]:
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(kb_sources).where(kb_sources.c.kind == INTEL_KIND, kb_sources.c.origin == str(path))
+        ).all()
+    same = [r for r in rows if (r.details or {}).get("input_digest") == digest]
+    return [
+        ImportReport(r.name, INTEL_KIND, r.origin, "unchanged", record_count=r.record_count, digest=r.digest)
+        for r in same
+    ]
+
+
+def _entry_row(source: str, entry: IntelEntry) -> dict[str, Any]:
+    return {
+        "source": source,
+        "type": entry.type,
+        "value": entry.value,
+        "exact": entry.exact,
+        "confidence": max(0, min(100, entry.confidence)),
+        "valid_from": entry.valid_from,
+        "valid_until": entry.valid_until,
+        "labels": entry.labels,
+        "techniques": entry.techniques,
+        "malware": entry.malware,
+        "actors": entry.actors,
+        "references": entry.references,
+        "description": entry.description[:4000],
+        "origin": entry.origin[-_MAX_VALUE:],
+    }
+
+
+def _stored_entries(conn: Connection, source: str) -> list[IntelEntry]:
+    rows = conn.execute(select(intel_indicators).where(intel_indicators.c.source == source)).all()
+    return [
+        IntelEntry(
+            type=r.type,
+            value=r.value,
+            confidence=r.confidence,
+            exact=r.exact,
+            valid_from=r.valid_from,
+            valid_until=r.valid_until,
+            labels=list(r.labels),
+            techniques=list(r.techniques),
+            malware=list(r.malware),
+            actors=list(r.actors),
+            description=r.description,
+            references=list(r.references),
+            origin=r.origin,
+        )
+        for r in rows
+    ]
+
+
+def store_feed(
+    store: Store, result: FeedResult, origin: str, input_digest: str, *, additive: bool = False
+) -> ImportReport:
+    """Write one source's indicators and context objects; `additive` keeps what the source had before."""
+    errors = list(result.errors)
+    entries = []
+    for entry in result.entries:
+        if len(entry.value) > _MAX_VALUE:
+            errors.append(f"{entry.origin}: indicator longer than {_MAX_VALUE} characters, skipped")
+        else:
+            entries.append(entry)
+    merged = merge_entries(entries)
+    source = result.source
+    with store.begin() as conn:
+        previous = conn.execute(select(kb_sources.c.digest).where(kb_sources.c.name == source)).scalar()
+        old_keys = set(
+            conn.execute(
+                select(intel_indicators.c.type, intel_indicators.c.value).where(
+                    intel_indicators.c.source == source
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if additive:
+            for key, entry in merge_entries(_stored_entries(conn, source)).items():
+                if key in merged:
+                    entry.merge(merged[key])
+                merged[key] = entry
+        conn.execute(delete(intel_indicators).where(intel_indicators.c.source == source))
+        insert_rows(conn, intel_indicators, [_entry_row(source, e) for e in merged.values()])
+        if not additive:
+            conn.execute(delete(intel_objects).where(intel_objects.c.source == source))
+        objects = {str(o["id"]): o for o in result.objects if o.get("id")}
+        if additive and objects:
+            conn.execute(
+                delete(intel_objects).where(
+                    intel_objects.c.source == source, intel_objects.c.id.in_(list(objects))
+                )
+            )
+        insert_rows(
+            conn,
+            intel_objects,
+            [
+                {
+                    "source": source,
+                    "id": i,
+                    "type": o["type"],
+                    "name": str(o.get("name") or "")[:512] or None,
+                    "data": o,
+                }
+                for i, o in objects.items()
+            ],
+        )
+        new_keys = set(merged)
+        content = hashlib.sha256(f"{input_digest}\t{source}".encode()).hexdigest()
+        details = {
+            "format": result.kind,
+            "input_digest": input_digest,
+            "errors": len(errors),
+            "skipped": result.skipped,
+            "objects": len(objects),
+        }
+        upsert_row(
+            conn,
+            kb_sources,
+            kb_sources.c.name,
+            {
+                "name": source,
+                "kind": INTEL_KIND,
+                "origin": origin,
+                "digest": content,
+                "version": result.version,
+                "record_count": len(merged),
+                "imported_at": utcnow(),
+                "details": details,
+            },
+        )
+    added = len(new_keys - old_keys)
+    removed = len(old_keys - new_keys)
+    status = "imported" if previous is None else "updated"
+    return ImportReport(
+        source,
+        INTEL_KIND,
+        origin,
+        status,
+        added,
+        len(new_keys & old_keys),
+        removed,
+        errors,
+        len(merged),
+        content,
+    )
+
+
+def _import_attack(store: Store, path: Path, note: Any) -> ImportReport:
+    digest = _file_digest(path)
+    with store.connect() as conn:
+        row = conn.execute(select(kb_sources).where(kb_sources.c.name == ATTACK_SOURCE)).first()
+    if row is not None and row.digest == digest:
+        note("ATT&CK: unchanged")
+        return ImportReport(
+            ATTACK_SOURCE, "attack", str(path), "unchanged", record_count=row.record_count, digest=digest
+        )
+    note("ATT&CK: reading the enterprise bundle")
+    data = attack.read_attack_bundle(path)
+    attack.save_attack(store, data)
+    with store.begin() as conn:
+        upsert_row(
+            conn,
+            kb_sources,
+            kb_sources.c.name,
+            {
+                "name": ATTACK_SOURCE,
+                "kind": "attack",
+                "origin": str(path),
+                "digest": digest,
+                "version": data.version,
+                "record_count": len(data.techniques),
+                "imported_at": utcnow(),
+                "details": {"tactics": len(data.tactics), "errors": len(data.errors)},
+            },
+        )
+    status = "imported" if row is None else "updated"
+    return ImportReport(
+        ATTACK_SOURCE,
+        "attack",
+        str(path),
+        status,
+        errors=data.errors,
+        record_count=len(data.techniques),
+        digest=digest,
+    )
+
+
+class IntelKnowledgeBase:
+    """Threat intelligence and ATT&CK as `tianmu kb` sees them (see `tianmu.core.knowledge`)."""
+
+    name = "intel"
+    bundle_folders: frozenset[str] = frozenset({"intel", "attack"})
+    default_sources: tuple[str, ...] = ()
+
+    def claims(self, path: Path) -> bool:
+        try:
+            if path.is_dir():
+                return detect_format(path) is not None
+            return (
+                attack.is_attack_bundle(path)
+                or stix.is_stix_bundle(path)
+                or lists.is_maltrail(path)
+                or (lists.is_signature_base(path))
+            )
+        except OSError:
+            return False
+
+    def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
+        return import_feed(ctx.store, path, home=ctx.home, progress=ctx.progress)
+
+    def handles_source(self, source: str) -> bool:
+        return source.startswith("taxii:")
+
+    def update(self, ctx: KbContext, sources: Sequence[str]) -> list[ImportReport]:
+        """`taxii:<collection URL>`: pull what was added since the last pull (see `tianmu.intel.taxii`)."""
+        from tianmu.intel.taxii import pull_into
+
+        reports: list[ImportReport] = []
+        for source in sources:
+            url = source.split(":", 1)[1]
+            reports.append(pull_into(ctx.store, url, home=ctx.home, progress=ctx.progress))
+        return reports

@@ -1,0 +1,280 @@
+"""Readers of line-oriented feeds: plain IOC lists, CSV with a column map, maltrail trails, LOKI IOC files.
+
+| input                                   | kind           | source name                        |
+| --------------------------------------- | -------------- | ---------------------------------- |
+| one indicator per line (`#` comments)   | list           | `list:<file stem>` (or as given)    |
+| CSV with a header and a column map      | csv            | `csv:<file stem>` (or as given)     |
+| maltrail `trails/static` folder         | maltrail       | `maltrail:<malware|malicious|...>` |
+| signature-base `iocs/` (LOKI) files     | signature-base | `signature-base:<c2|hash>`         |
+
+A line that is not an indicator is reported as `path:line: message`; the other lines are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from tianmu.intel.models import FeedResult, IntelEntry
+from tianmu.intel.normalize import NormalizeError, classify, normalize
+
+__all__ = [
+    "MALTRAIL_CONFIDENCE",
+    "is_maltrail",
+    "is_signature_base",
+    "read_csv",
+    "read_maltrail",
+    "read_plain",
+    "read_signature_base",
+]
+
+MALTRAIL_CONFIDENCE = {"malware": 80, "malicious": 70, "suspicious": 40, "mass_scanner": 30}
+"""Default confidence per maltrail part: named malware infrastructure is surer than a scanner list."""
+SIGNATURE_BASE_CONFIDENCE = 75
+_MALTRAIL_MARK = "maltrail developers"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            yield number, line.strip()
+
+
+def _entry(kind: str | None, text: str, confidence: int, origin: str) -> IntelEntry:
+    itype, value = normalize(kind, text) if kind else classify(text)
+    return IntelEntry(type=itype, value=value, confidence=confidence, origin=origin)
+
+
+def read_plain(
+    path: Path, source: str, confidence: int = 50, *, kind: str | None = None, exact: bool = False
+) -> FeedResult:
+    """One indicator per line; text after the first blank is its description; `#` starts a comment."""
+    result = FeedResult(source=source, kind="list")
+    for number, line in _lines(path):
+        if not line or line.startswith(("#", "//", ";")):
+            continue
+        value, _, rest = line.partition(" ")
+        try:
+            entry = _entry(kind, value, confidence, f"{path}:{number}")
+        except NormalizeError as exc:
+            result.errors.append(f"{path}:{number}: {exc}")
+            continue
+        entry.exact = exact
+        entry.description = rest.strip().lstrip("#").strip()
+        result.entries.append(entry)
+    return result
+
+
+CSV_FIELDS = (
+    "value",
+    "type",
+    "confidence",
+    "valid_from",
+    "valid_until",
+    "description",
+    "labels",
+    "malware",
+    "actor",
+    "technique",
+    "exact",
+)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+
+def read_csv(
+    path: Path,
+    source: str,
+    confidence: int = 50,
+    columns: dict[str, str] | None = None,
+    *,
+    kind: str | None = None,
+) -> FeedResult:
+    """CSV with a header row. `columns` maps our fields (CSV_FIELDS) to header names; by default each
+    field is read from the column of the same name. Lists (labels, malware...) are `|`-separated.
+    """
+    mapping = {name: name for name in CSV_FIELDS} | (columns or {})
+    unknown = set(mapping) - set(CSV_FIELDS)
+    if unknown:
+        raise NormalizeError(f"unknown column-map field(s): {', '.join(sorted(unknown))}")
+    result = FeedResult(source=source, kind="csv")
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        if mapping["value"] not in header:
+            result.errors.append(f"{path}:1: no column {mapping['value']!r} for the indicator value")
+            return result
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+
+            def cell(name: str, row: dict[str, str | None] = row) -> str:
+                return (row.get(mapping[name]) or "").strip()
+
+            try:
+                value = cell("value")
+                if not value:
+                    raise NormalizeError("empty indicator value")
+                row_kind = cell("type").lower() or kind
+                entry = _entry(row_kind, value, confidence, where)
+                if cell("confidence"):
+                    entry.confidence = max(0, min(100, int(float(cell("confidence")))))
+                if cell("valid_from"):
+                    entry.valid_from = _parse_time(cell("valid_from"))
+                if cell("valid_until"):
+                    entry.valid_until = _parse_time(cell("valid_until"))
+            except ValueError as exc:
+                result.errors.append(f"{where}: {exc}")
+                continue
+            entry.description = cell("description")
+            entry.exact = cell("exact").lower() in ("1", "true", "yes", "exact")
+            entry.labels = [v.strip() for v in cell("labels").split("|") if v.strip()]
+            entry.malware = [v.strip() for v in cell("malware").split("|") if v.strip()]
+            entry.actors = [v.strip() for v in cell("actor").split("|") if v.strip()]
+            entry.techniques = [v.strip().upper() for v in cell("technique").split("|") if v.strip()]
+            result.entries.append(entry)
+    return result
+
+
+# --- maltrail -----------------------------------------------------------------------------------------
+
+
+def is_maltrail(path: Path) -> bool:
+    """A maltrail `trails/static` folder (or one of its parts), or one trail file, by its header."""
+    if path.is_dir():
+        return any((path / part).is_dir() for part in ("malware", "malicious", "suspicious")) or (
+            any(p.suffix == ".txt" for p in path.iterdir()) and _has_maltrail_header(next(path.glob("*.txt")))
+        )
+    return path.suffix == ".txt" and _has_maltrail_header(path)
+
+
+def _has_maltrail_header(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return _MALTRAIL_MARK in handle.read(400).lower()
+    except OSError:
+        return False
+
+
+def _maltrail_part(path: Path) -> str:
+    for part in ("malware", "malicious", "suspicious"):
+        if part in path.parts:
+            return part
+    return "mass_scanner" if path.stem.startswith("mass_scanner") else "suspicious"
+
+
+def read_maltrail(path: Path) -> list[FeedResult]:
+    """Every trail file under `path`, one result per maltrail part (malware, malicious...).
+
+    The file name is the threat maltrail reports (for `malware/` the malware family); `# Aliases:` lines
+    add its other names, `# Reference:` lines become references of the trails below them.
+    """
+    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    results: dict[str, FeedResult] = {}
+    for file in files:
+        if file.name.lower() in ("license.txt", "readme.txt"):
+            continue
+        part = _maltrail_part(file)
+        result = results.setdefault(part, FeedResult(source=f"maltrail:{part}", kind="maltrail"))
+        _read_trail_file(file, part, result)
+    return list(results.values())
+
+
+def _read_trail_file(file: Path, part: str, result: FeedResult) -> None:
+    name = file.stem
+    confidence = MALTRAIL_CONFIDENCE[part]
+    names = [name]
+    reference = ""
+    for number, line in _lines(file):
+        if not line:
+            continue
+        if line.startswith("#"):
+            comment = line.lstrip("#").strip()
+            if comment.lower().startswith("aliases:"):
+                aliases = [a.strip() for a in comment.split(":", 1)[1].split(",")]
+                names = [name] + [a for a in aliases if a and a.lower() != name.lower()]
+            elif comment.lower().startswith("reference:"):
+                reference = comment.split(":", 1)[1].strip()
+            continue
+        try:
+            entry = _entry(None, line, confidence, f"{file}:{number}")
+        except NormalizeError as exc:
+            result.errors.append(f"{file}:{number}: {exc}")
+            continue
+        if part == "malware":
+            entry.malware = list(names)
+            entry.labels = ["malware"]
+        else:
+            entry.labels = [part.replace("_", "-"), name]
+        if reference:
+            entry.references = [reference]
+        result.entries.append(entry)
+
+
+# --- signature-base (LOKI) ----------------------------------------------------------------------------
+
+_SIGBASE_KINDS = {"c2-iocs": "c2", "hash-iocs": "hash", "filename-iocs": "filename", "keywords": "keywords"}
+
+
+def is_signature_base(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "c2-iocs.txt").is_file() or (path / "hash-iocs.txt").is_file()
+    return any(path.name.startswith(prefix) for prefix in ("c2-iocs", "hash-iocs"))
+
+
+_SCORE = re.compile(r"^\d{1,3}$")
+
+
+def read_signature_base(path: Path) -> list[FeedResult]:
+    """LOKI IOC files: `c2-iocs*.txt` (`value[;score]`) and `hash-iocs*.txt` (`hash;[score;]comment`).
+
+    LOKI chooses the list type from the file name, so do we. `#` lines are comments; the last one above
+    an entry names the campaign or report it comes from and becomes its description. Filename regexes
+    and keywords are not network or file indicators and are counted as skipped.
+    """
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    results: list[FeedResult] = []
+    for file in files:
+        kind = next((k for prefix, k in _SIGBASE_KINDS.items() if file.name.startswith(prefix)), None)
+        if kind is None:
+            continue
+        result = FeedResult(source=f"signature-base:{kind}", kind="signature-base")
+        if kind in ("filename", "keywords"):
+            result.skipped = sum(1 for _, line in _lines(file) if line and not line.startswith("#"))
+        else:
+            _read_loki_file(file, kind, result)
+        results.append(result)
+    return results
+
+
+def _read_loki_file(file: Path, kind: str, result: FeedResult) -> None:
+    heading = ""
+    for number, line in _lines(file):
+        if not line:
+            continue
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            continue
+        fields = line.split(";")
+        value = fields[0].strip()
+        confidence = SIGNATURE_BASE_CONFIDENCE
+        comment = heading
+        rest = fields[1:]
+        if rest and _SCORE.match(rest[0].strip()):
+            confidence = min(100, int(rest[0]))
+            rest = rest[1:]
+        if rest and kind == "hash":
+            # Comments may themselves contain `;`: everything after the score is the comment.
+            comment = ";".join(rest).strip()
+        try:
+            entry = _entry("hash" if kind == "hash" else None, value, confidence, f"{file}:{number}")
+        except NormalizeError as exc:
+            result.errors.append(f"{file}:{number}: {exc}")
+            continue
+        entry.description = comment
+        entry.labels = ["c2"] if kind == "c2" else []
+        result.entries.append(entry)
