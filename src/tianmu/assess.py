@@ -50,8 +50,24 @@ def _vulnerability_engine(ctx: EngineContext) -> list[Finding]:
     return VulnMatcher(ctx.store).match(ctx.inventory.components, ctx.asset)
 
 
+def _malware_engine(ctx: EngineContext) -> list[Finding]:
+    from tianmu.malware.engine import assess_malware
+
+    return assess_malware(
+        ctx.store, ctx.root, ctx.asset, home=ctx.home, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
+    )
+
+
+def _intel_engine(ctx: EngineContext) -> list[Finding]:
+    from tianmu.intel.assessment import assess_engine
+
+    return assess_engine(ctx)
+
+
 ENGINES: dict[str, Callable[[EngineContext], list[Finding]]] = {
     "vulnerability": _vulnerability_engine,
+    "malware": _malware_engine,
+    "intel": _intel_engine,
 }
 
 

@@ -78,6 +78,14 @@ def _register_commands() -> None:
 
     discover.register(app)
 
+    from tianmu.cli import malware
+
+    malware.register(app)
+
+    from tianmu.cli import intel
+
+    intel.register(app)
+
 
 _register_commands()
 
