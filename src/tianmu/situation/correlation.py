@@ -91,7 +91,8 @@ def _parse_time(value: object) -> datetime | None:
 
 def finding_time(finding: Finding) -> datetime | None:
     """When the finding's event happened: evidence time, else when Tianmu first saw it."""
-    return _parse_time(finding.evidence.get("time")) or finding.first_seen or finding.last_seen
+    evidence = _parse_time(finding.evidence.get("time"))
+    return evidence or _parse_time(finding.first_seen) or _parse_time(finding.last_seen)
 
 
 def _entities(evidence: Mapping[str, Any]) -> dict[str, list[str]]:

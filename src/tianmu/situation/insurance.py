@@ -6,7 +6,8 @@ answers from the findings, with every assumption written here and in docs/risk.m
 - Each open finding gets an annual probability of leading to a loss, p:
   - a vulnerability with an EPSS probability (30-day) → 1 − (1 − EPSS)¹² ; listed in KEV → at least
     0.3; neither → by severity (critical 0.10, high 0.05, medium 0.02, low 0.005, info 0);
-  - internet-facing exposure keeps p; an asset tagged internal halves it;
+  - internet-facing exposure keeps p; an asset tagged internal halves it (not for observed
+    activity below: that is already happening);
   - observed activity (detection, malware, intel hit) → 0.9 for high and critical, 0.5 for medium,
     0.2 below: it is already happening;
   - misconfiguration and exposure findings → by severity, as a vulnerability without EPSS.

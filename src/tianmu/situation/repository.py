@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -58,6 +58,13 @@ def _row_values(incident: Incident, now: datetime) -> dict[str, Any]:
     }
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything Tianmu stores is UTC.
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _from_row(row: Any) -> Incident:
     return Incident(
         title=row.title,
@@ -69,8 +76,8 @@ def _from_row(row: Any) -> Incident:
         assets=list(row.assets or []),
         sources=list(row.sources or []),
         timeline=list(row.timeline or []),
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
+        first_seen=_aware(row.first_seen),
+        last_seen=_aware(row.last_seen),
         id=row.key,
         assignee=row.assignee,
         tactics=list(row.tactics or []),
@@ -270,7 +277,14 @@ def posture_history(store: Store, tenant: str, *, limit: int = 50) -> list[Postu
     with store.connect() as conn:
         rows = list(conn.execute(query))
     return [
-        PosturePoint(r.taken_at, r.score, r.level, r.open_findings, r.open_incidents, r.assessment_id)
+        PosturePoint(
+            _aware(r.taken_at) or utcnow(),
+            r.score,
+            r.level,
+            r.open_findings,
+            r.open_incidents,
+            r.assessment_id,
+        )
         for r in reversed(rows)
     ]
 

@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, or_, select
@@ -44,6 +44,7 @@ from .repository import load_assets, load_incidents
 __all__ = ["TraceItem", "TraceStory", "entity_types", "trace"]
 
 TRACE_TYPES = ("ip", "user", "hash", "host")
+_SOURCE_ORDER = {"asset": 0, "incident": 1, "finding": 2, "event": 3}
 _HEX = re.compile(r"^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 
 
@@ -238,7 +239,7 @@ def trace(
         if _involves(incident, text, kinds, fingerprints):
             story.items.append(
                 TraceItem(
-                    incident.first_seen,
+                    _aware(incident.first_seen),
                     "incident",
                     incident.title,
                     incident.severity.value,
@@ -262,8 +263,15 @@ def trace(
                     detail={"source_type": event.source_type},
                 )
             )
-    story.items.sort(key=lambda i: (i.time is not None, i.time.isoformat() if i.time else "", i.source))
+    far = datetime.min.replace(tzinfo=UTC)
+    story.items.sort(key=lambda i: (_aware(i.time) or far, _SOURCE_ORDER[i.source]))
     return story
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _involves(incident: Incident, value: str, kinds: tuple[str, ...], fingerprints: set[str]) -> bool:
