@@ -216,6 +216,7 @@ def _merge_findings(
             "rule_id": finding.rule_id,
             "title": finding.title,
             "severity": finding.severity.value,
+            "severity_rank": finding.severity.rank,
             "score": finding.score,
             "summary": finding.summary,
             "component": _component_json(finding.component),
