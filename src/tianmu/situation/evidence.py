@@ -23,6 +23,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,7 +386,19 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
             members = [(info.filename, archive.read(info)) for info in archive.infolist()]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    # A damaged archive can fail in any of zipfile's ways (a flipped flag bit claims encryption or
+    # patched data): each one means "not the bundle that was signed".
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ) as exc:
         report.problems.append(f"not a readable zip archive: {exc}")
         return report
     contents = dict(members)
