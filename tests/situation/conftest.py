@@ -27,7 +27,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
     state = HttpReceiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
             if len(state.requests) <= state.fail_first:
@@ -119,7 +119,7 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
     state = SmtpReceiver(0)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             state.attempts += 1
             if state.attempts <= state.fail_first:
                 return "451 4.3.0 Try again later"

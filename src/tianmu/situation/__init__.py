@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tianmu.core.models import Assessment, TriageStatus
+from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatus
 from tianmu.store.database import Store
 
 from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate, finding_time
@@ -110,7 +110,12 @@ def update_situation(
 
 
 def _run_configured_alerts(
-    store: Store, assessment: Assessment, config_path: Path, incidents: list, findings: list, assets: list
+    store: Store,
+    assessment: Assessment,
+    config_path: Path,
+    incidents: list[Incident],
+    findings: list[Finding],
+    assets: list[Asset],
 ) -> None:
     from tianmu.core.errors import InputError
 

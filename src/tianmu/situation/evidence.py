@@ -191,7 +191,7 @@ def _evtx_record(path: Path, record: int) -> bytes | None:
     from evtx import PyEvtxParser
 
     for item in PyEvtxParser(str(path)).records():
-        if int(item["event_record_id"]) == record:
+        if item is not None and int(item["event_record_id"]) == record:
             return str(item["data"]).encode()
     return None
 

@@ -322,11 +322,11 @@ def score_findings(
         known.setdefault(_asset_key(asset), asset)
         for factor in risk.factors:
             if factor.effect > 1.0:
-                key = factor.name if factor.name != "exposure" else "internet-facing"
-                drivers[key] = drivers.get(key, 0) + 1
+                driver = factor.name if factor.name != "exposure" else "internet-facing"
+                drivers[driver] = drivers.get(driver, 0) + 1
     asset_risks: list[AssetRisk] = []
-    for key, risks in per_asset.items():
-        asset = known[key]
+    for asset_key, risks in per_asset.items():
+        asset = known[asset_key]
         risks.sort(key=lambda r: -r.score)
         score = combine(r.score for r in risks)
         asset_risks.append(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, or_, select
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import (
@@ -164,7 +164,7 @@ def _store_findings(store: Store, tenant: str, value: str, types: tuple[str, ...
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     # A coarse SQL pre-filter (the value appears in the evidence JSON, or is the asset's name), then the
     # exact test in Python: JSON containment queries differ between SQLite and PostgreSQL.
-    condition = cast(findings.c.evidence, Text).ilike(f"%{escaped}%", escape="\\")
+    condition: ColumnElement[bool] = cast(findings.c.evidence, Text).ilike(f"%{escaped}%", escape="\\")
     if "host" in types:
         condition = or_(condition, assets.c.name.ilike(escaped, escape="\\"))
     query = (
