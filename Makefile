@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install static demo test lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,21 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The dashboard's browser libraries come from npm at build time (pinned by web/package-lock.json) and
+# are served from the package's static folder: the dashboard never loads anything from a CDN.
+VENDOR := src/tianmu/service/web/static/vendor
+$(VENDOR)/.installed: web/package.json web/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp web/node_modules/chart.js/dist/chart.umd.min.js web/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp web/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js.LICENSE.md
+	cp web/node_modules/htmx.org/LICENSE $(VENDOR)/htmx.LICENSE
+	touch $@
+
+static: $(VENDOR)/.installed
+
+install: $(STAMP) $(VENDOR)/.installed
 
 demo: install
 	rm -rf $(DEMO_HOME)
@@ -43,4 +57,4 @@ bench: install
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_HOME) demo-report.html .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_HOME) demo-report.html web/node_modules $(VENDOR) .mypy_cache .ruff_cache .pytest_cache
