@@ -1,0 +1,442 @@
+"""Sigma conditions → a small picklable plan → closures; and the literals a rule cannot match without.
+
+pySigma parses the rule (modifiers applied: `contains`, `all`, `base64offset`, `windash`, `cidr`,
+`re`...) into a condition tree of field/value leaves. `plan_rule` turns that tree into *plan* nodes
+(tuples of strings, numbers and regex sources: cheap to pickle, so the compiled rule base is cached on
+disk) and `build` turns a plan into nested closures, once per rule at load time. Matching an event is
+then calling one closure over the event's *view*: field names lower-cased (SQL column names and most
+Sigma engines compare them case-insensitively), values as strings, lower-cased for the case-insensitive
+comparisons Sigma specifies, original for `cased` and regular expressions.
+
+Leaves over the same field that a rule ORs together (`Image|endswith: [list of 40 names]`) are merged
+into one test: a frozenset look-up for equality, one `str.endswith(tuple)` for suffixes, one regex for
+glob patterns.
+
+`required_literals(plan)` gives a set of lower-case strings of which at least one must occur in the
+event's values for the rule to match, or None when no such set exists (a `not`, an `exists`, a number
+comparison...). The engine feeds all rules' sets to one Aho-Corasick automaton and evaluates only the
+rules whose literals occur in the event (plus the few without a set).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sre_constants
+import sre_parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+)
+
+__all__ = [
+    "CompiledCorrelation",
+    "CompiledRule",
+    "techniques_of",
+    "Plan", "UnsupportedRule", "View", "build", "plan_condition", "plan_fields", "required_literals"]
+
+Plan = tuple[Any, ...]
+View = tuple[Mapping[str, str], Mapping[str, str]]
+"""(lower-cased values, original values), both keyed by lower-cased field name."""
+Matcher = Callable[[View], bool]
+
+_MIN_LITERAL = 3
+"""Shorter literals select too little to be worth a place in the automaton."""
+
+
+class UnsupportedRule(Exception):
+    """A rule uses something this engine cannot evaluate; the message says what."""
+
+
+# --- pySigma tree → plan ------------------------------------------------------------------------------
+
+
+def _string_plan(field: str | None, value: SigmaString) -> Plan:
+    cased = isinstance(value, SigmaCasedString)
+    parts: list[Any] = []
+    for part in value.s:
+        if isinstance(part, Placeholder):
+            raise UnsupportedRule(f"placeholder %{part.name}% is not expanded")
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        elif part is not None and part != "":
+            parts.append(part)
+    norm = (lambda text: text) if cased else str.lower
+    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
+    if field is None:
+        # A keyword is a full-text search: it may occur anywhere in a value.
+        parts = [multi, *(parts or [""]), multi]
+        parts = [p for i, p in enumerate(parts) if not (p is multi and i and parts[i - 1] is multi) and p != ""]
+    suffix = "_cased" if cased else ""
+    if not parts:
+        return ("str", field, "eq" + suffix, ("",))
+    if all(isinstance(p, str) for p in parts):
+        return ("str", field, "eq" + suffix, (norm(parts[0]),))
+    if parts == [multi]:
+        return ("exists", field, True)
+    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
+        return ("str", field, "suffix" + suffix, (norm(parts[1]),))
+    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
+        return ("str", field, "prefix" + suffix, (norm(parts[0]),))
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
+        return ("str", field, "contains" + suffix, (norm(parts[1]),))
+    pattern = "".join(
+        ".*" if p is multi else "." if p is single else re.escape(norm(p)) for p in parts if p is not None
+    )
+    literal = max((norm(p) for p in parts if isinstance(p, str)), key=len, default="")
+    return ("glob" + suffix, field, (pattern,), (literal,))
+
+
+def _value_plan(field: str | None, value: Any) -> Plan:
+    if isinstance(value, SigmaExpansion):
+        return ("or", tuple(_value_plan(field, item) for item in value.values))
+    if isinstance(value, SigmaString):
+        return _string_plan(field, value)
+    if isinstance(value, SigmaTimestampPart):
+        raise UnsupportedRule("timestamp-part modifiers (minute, hour, day...) are not supported")
+    if isinstance(value, SigmaBool):
+        return ("str", field, "eq", ("true", "1") if value.boolean else ("false", "0"))
+    if isinstance(value, SigmaNumber):
+        return ("str", field, "contains" if field is None else "eq", (str(value.number).lower(),))
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= {
+                SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+                SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+                SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+            }[flag]
+        source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
+        try:
+            re.compile(source, flags)
+        except re.error as exc:
+            raise UnsupportedRule(f"regular expression {source!r} is not valid in Python: {exc}") from exc
+        return ("re", field, source, flags)
+    if field is None:
+        raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
+    if isinstance(value, SigmaNull):
+        return ("exists", field, False)
+    if isinstance(value, SigmaExists):
+        return ("exists", field, value.exists)
+    if isinstance(value, SigmaCIDRExpression):
+        return ("cidr", field, (str(value.network),))
+    if isinstance(value, SigmaCompareExpression):
+        ops = {CompareOperators.LT: "lt", CompareOperators.LTE: "lte", CompareOperators.GT: "gt", CompareOperators.GTE: "gte"}
+        return ("cmp", field, ops[value.op], float(value.number.number))
+    if isinstance(value, SigmaFieldReference):
+        kind = "contains" if value.starts_with and value.ends_with else "prefix" if value.starts_with else "suffix" if value.ends_with else "eq"
+        return ("fieldref", field, value.field.lower(), kind)
+    raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+
+def plan_condition(node: Any) -> Plan:
+    """A parsed pySigma condition (rule.detection.parsed_condition[i].parsed) to a plan."""
+    if isinstance(node, ConditionAND):
+        return _simplify(("and", tuple(plan_condition(arg) for arg in node.args)))
+    if isinstance(node, ConditionOR):
+        return _simplify(("or", tuple(plan_condition(arg) for arg in node.args)))
+    if isinstance(node, ConditionNOT):
+        return ("not", plan_condition(node.args[0]))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _value_plan(node.field.lower() if node.field else None, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _value_plan(None, node.value)
+    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def _simplify(plan: Plan) -> Plan:
+    """Flatten nested and/or; merge OR-ed string tests of one field and kind into one test."""
+    op, children = plan[0], plan[1]
+    flat: list[Plan] = []
+    for child in children:
+        if child[0] == op:
+            flat.extend(child[1])
+        else:
+            flat.append(child)
+    if op == "or":
+        merged: dict[tuple[Any, ...], list[str]] = {}
+        rest: list[Plan] = []
+        for child in flat:
+            if child[0] == "str":
+                merged.setdefault((child[1], child[2]), []).extend(child[3])
+            else:
+                rest.append(child)
+        flat = [("str", field, kind, tuple(dict.fromkeys(values))) for (field, kind), values in merged.items()]
+        flat += rest
+    if len(flat) == 1:
+        return flat[0]
+    return (op, tuple(flat))
+
+
+def plan_fields(plan: Plan, out: set[str] | None = None) -> set[str]:
+    """Field names (lower-case) a plan reads."""
+    out = set() if out is None else out
+    if plan[0] in ("and", "or"):
+        for child in plan[1]:
+            plan_fields(child, out)
+    elif plan[0] == "not":
+        plan_fields(plan[1], out)
+    elif plan[0] in ("str", "glob", "glob_cased", "re", "exists", "cidr", "cmp", "fieldref") and plan[1]:
+        out.add(plan[1])
+        if plan[0] == "fieldref":
+            out.add(plan[2])
+    return out
+
+
+# --- required literals ----------------------------------------------------------------------------------
+
+
+def _regex_literal(source: str, flags: int) -> str | None:
+    """The longest literal run a regex must contain (lower-cased), when its top level is a sequence."""
+    try:
+        parsed = sre_parse.parse(source, flags)
+    except (re.error, sre_constants.error, RecursionError):
+        return None
+    best = ""
+    run: list[str] = []
+    for op, arg in parsed:
+        if op is sre_constants.LITERAL:
+            run.append(chr(arg))
+            continue
+        best = max(best, "".join(run), key=len)
+        run = []
+        if op is sre_constants.BRANCH:
+            return None
+    best = max(best, "".join(run), key=len)
+    return best.lower() if best else None
+
+
+def required_literals(plan: Plan) -> frozenset[str] | None:
+    """Lower-case strings one of which must occur in some value of an event the plan matches; or None."""
+    op = plan[0]
+    if op == "str":
+        kind, values = plan[2], plan[3]
+        lits = [v.lower() for v in values]
+        if kind.startswith("eq") and "" in lits:
+            return None
+        if any(len(lit) < _MIN_LITERAL for lit in lits):
+            return None
+        return frozenset(lits)
+    if op in ("glob", "glob_cased"):
+        lits = [lit.lower() for lit in plan[3]]
+        return None if any(len(lit) < _MIN_LITERAL for lit in lits) else frozenset(lits)
+    if op == "re":
+        literal = _regex_literal(plan[2], plan[3])
+        return frozenset({literal}) if literal and len(literal) >= _MIN_LITERAL else None
+    if op == "or":
+        union: set[str] = set()
+        for child in plan[1]:
+            lits = required_literals(child)
+            if lits is None:
+                return None
+            union |= lits
+        return frozenset(union)
+    if op == "and":
+        options = [lits for child in plan[1] if (lits := required_literals(child)) is not None]
+        if not options:
+            return None
+        # The most selective: longest shortest literal, then the fewest literals.
+        return max(options, key=lambda lits: (min(map(len, lits)), -len(lits)))
+    return None
+
+
+# --- plan → closures ------------------------------------------------------------------------------------
+
+
+def _any_value(view: View, test: Callable[[str], bool], original: bool) -> bool:
+    values = view[1] if original else view[0]
+    return any(test(value) for value in values.values())
+
+
+def _leaf(field: str | None, test: Callable[[str], bool], original: bool = False) -> Matcher:
+    index = 1 if original else 0
+    if field is None:
+        return lambda view: _any_value(view, test, original)
+
+    def match(view: View) -> bool:
+        value = view[index].get(field)
+        return value is not None and test(value)
+
+    return match
+
+
+def _string_test(kind: str, values: tuple[str, ...]) -> Callable[[str], bool]:
+    base = kind.removesuffix("_cased")
+    if base == "eq":
+        if len(values) == 1:
+            only = values[0]
+            return lambda v: v == only
+        members = frozenset(values)
+        return members.__contains__
+    if base == "prefix":
+        return lambda v: v.startswith(values)
+    if base == "suffix":
+        return lambda v: v.endswith(values)
+    if len(values) == 1:
+        only = values[0]
+        return lambda v: only in v
+    return lambda v: any(item in v for item in values)
+
+
+def _compare(op: str, number: float) -> Callable[[str], bool]:
+    def test(value: str) -> bool:
+        try:
+            actual = float(value)
+        except ValueError:
+            return False
+        if op == "lt":
+            return actual < number
+        if op == "lte":
+            return actual <= number
+        if op == "gt":
+            return actual > number
+        return actual >= number
+
+    return test
+
+
+def _cidr(networks: tuple[str, ...]) -> Callable[[str], bool]:
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def test(value: str) -> bool:
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            return False
+        return any(address.version == net.version and address in net for net in nets)
+
+    return test
+
+
+def build(plan: Plan) -> Matcher:
+    """Closures for a plan (see the module docstring)."""
+    op = plan[0]
+    if op == "and":
+        parts = [build(child) for child in plan[1]]
+        if len(parts) == 2:
+            first, second = parts
+            return lambda view: first(view) and second(view)
+        return lambda view: all(part(view) for part in parts)
+    if op == "or":
+        parts = [build(child) for child in plan[1]]
+        return lambda view: any(part(view) for part in parts)
+    if op == "not":
+        inner = build(plan[1])
+        return lambda view: not inner(view)
+    if op == "str":
+        return _leaf(plan[1], _string_test(plan[2], plan[3]), original=plan[2].endswith("_cased"))
+    if op in ("glob", "glob_cased"):
+        compiled = re.compile("|".join(f"(?:{p})" for p in plan[2]), re.DOTALL)
+        return _leaf(plan[1], lambda v: compiled.fullmatch(v) is not None, original=op == "glob_cased")
+    if op == "re":
+        regex = re.compile(plan[2], plan[3])
+        return _leaf(plan[1], lambda v: regex.search(v) is not None, original=True)
+    if op == "exists":
+        field, wanted = plan[1], plan[2]
+        return lambda view: (field in view[0]) is wanted
+    if op == "cidr":
+        return _leaf(plan[1], _cidr(plan[2]))
+    if op == "cmp":
+        return _leaf(plan[1], _compare(plan[2], plan[3]))
+    if op == "fieldref":
+        field, other, kind = plan[1], plan[2], plan[3]
+
+        def match(view: View) -> bool:
+            left, right = view[0].get(field), view[0].get(other)
+            if left is None or right is None:
+                return False
+            if kind == "eq":
+                return left == right
+            if kind == "prefix":
+                return left.startswith(right)
+            if kind == "suffix":
+                return left.endswith(right)
+            return right in left
+
+        return match
+    raise UnsupportedRule(f"unknown plan node {op!r}")
+
+
+# --- compiled rules -------------------------------------------------------------------------------------
+
+_TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+
+
+def techniques_of(tags: list[str]) -> tuple[str, ...]:
+    """ATT&CK technique ids from `attack.tNNNN[.NNN]` tags."""
+    found = (_TECHNIQUE.match(tag) for tag in tags)
+    return tuple(dict.fromkeys(match.group(1).upper() for match in found if match))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One detection rule, ready to build (picklable: it is what the on-disk cache holds)."""
+
+    id: str
+    title: str
+    level: str
+    logsource: dict[str, str | None]
+    plan: Plan
+    literals: frozenset[str] | None
+    fields: tuple[str, ...]
+    path: str
+    name: str | None = None
+    status: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    output: bool = True
+    """False for base rules of a correlation that do not `generate` alerts of their own."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCorrelation:
+    """One Sigma correlation rule over the matches of the rules it references."""
+
+    id: str
+    title: str
+    level: str
+    type: str
+    rule_ids: tuple[str, ...]
+    group_by: tuple[str, ...]
+    timespan: float
+    op: str
+    count: float
+    count_high: float | None
+    value_field: str | None
+    aliases: dict[str, dict[str, str]]
+    """alias → {rule id → field name in that rule's events}."""
+    path: str
+    name: str | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    techniques: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    output: bool = True
+    """False when another correlation refers to it without `generate: true`."""

@@ -1,0 +1,382 @@
+"""The detection engine: compiled rules in, events in, findings of kind `detection` out.
+
+Per event: (1) the event's kind (EVTX channel and event id, syslog program...) selects, from a cache,
+the rules of the log sources it belongs to and an Aho-Corasick automaton over those rules' required
+literals; (2) one pass of that automaton over the event's lower-cased values picks the candidate rules;
+(3) only candidates (and the few rules without required literals) run their compiled closures. Most rules
+are never evaluated for most events.
+
+`detect_paths` runs files in parallel across processes (fork: workers inherit the compiled detector),
+then correlates the sightings of all files in time order and returns findings sorted by time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ahocorasick_rs
+
+from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity
+from tianmu.detect._common import ReadStats
+from tianmu.detect.compiler import CompiledCorrelation, CompiledRule, Matcher, View, build
+from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
+from tianmu.detect.kb import RuleBase
+from tianmu.detect.logsource import event_source, rule_applies, sources_of
+from tianmu.detect.sources import find_log_files, iter_file_events
+
+__all__ = ["DetectResult", "Detector", "detect_paths", "event_entities", "severity_of"]
+
+_LEVELS = {
+    "critical": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "medium": Severity.MEDIUM,
+    "low": Severity.LOW,
+    "informational": Severity.INFO,
+}
+
+
+def severity_of(level: str) -> Severity:
+    return _LEVELS.get(level.lower(), Severity.MEDIUM)
+
+
+@dataclass(slots=True)
+class _KindPlan:
+    automaton: Any
+    pattern_rules: list[tuple[int, ...]]
+    always: tuple[int, ...]
+
+
+class Detector:
+    """Compiled matchers of a rule base; one per process, reused for every event."""
+
+    def __init__(self, base: RuleBase) -> None:
+        self.rules: list[CompiledRule] = base.rules
+        self.correlations: list[CompiledCorrelation] = base.correlations
+        self._matchers: list[Matcher] = [build(rule.plan) for rule in base.rules]
+        self._plans: dict[tuple[Any, ...], _KindPlan] = {}
+        # Fields each base rule's sightings must carry for the correlations that count it.
+        self.sighting_fields: dict[str, set[str]] = {}
+        correlation_ids = {c.id for c in base.correlations}
+        for corr in base.correlations:
+            for rule_id in corr.rule_ids:
+                wanted = self.sighting_fields.setdefault(rule_id, set())
+                for name in corr.group_by:
+                    wanted.add(corr.aliases.get(name, {}).get(rule_id, name).lower())
+                if corr.value_field:
+                    wanted.add(corr.value_field.lower())
+        self.correlated = {rule_id for rule_id in self.sighting_fields if rule_id not in correlation_ids}
+        self.evaluations = 0
+
+    def _plan(self, key: tuple[Any, ...]) -> _KindPlan:
+        source = sources_of(key)
+        by_literal: dict[str, list[int]] = {}
+        always: list[int] = []
+        for index, rule in enumerate(self.rules):
+            if not rule_applies(rule.logsource, source):
+                continue
+            if rule.literals is None:
+                always.append(index)
+            else:
+                for literal in rule.literals:
+                    by_literal.setdefault(literal, []).append(index)
+        patterns = list(by_literal)
+        automaton = ahocorasick_rs.AhoCorasick(patterns) if patterns else None
+        plan = _KindPlan(automaton, [tuple(by_literal[p]) for p in patterns], tuple(always))
+        self._plans[key] = plan
+        return plan
+
+    def match(self, event: Event) -> tuple[list[int], View]:
+        """Indexes of the rules that match, and the event's view (for the matched fields)."""
+        low: dict[str, str] = {}
+        orig: dict[str, str] = {}
+        for name, value in event.fields.items():
+            text = value if type(value) is str else str(value)
+            key = name.lower()
+            orig[key] = text
+            low[key] = text.lower()
+        kind = event_source(event)
+        plan = self._plans.get(kind) or self._plan(kind)
+        candidates = set(plan.always)
+        if plan.automaton is not None:
+            haystack = "\n".join(low.values())
+            rules = plan.pattern_rules
+            for index in {m[0] for m in plan.automaton.find_matches_as_indexes(haystack, overlapping=True)}:
+                candidates.update(rules[index])
+        view = (low, orig)
+        self.evaluations += len(candidates)
+        matchers = self._matchers
+        return [index for index in sorted(candidates) if matchers[index](view)], view
+
+
+# --- findings ---------------------------------------------------------------------------------------------
+
+_IP_FIELDS = (
+    "src_ip", "dest_ip", "c-ip", "ipaddress", "sourceip", "destinationip", "rhost", "src", "dst",
+    "client_ip", "clientaddress", "sourceaddress", "destaddress", "addr",
+)  # fmt: skip
+_USER_FIELDS = (
+    "user", "target_user", "targetusername", "subjectusername", "cs-username", "accountname", "username",
+    "acct", "auid_name",
+)  # fmt: skip
+_HOST_FIELDS = ("host", "computer", "workstation", "workstationname", "_hostname", "hostname", "node")
+_DOMAIN_FIELDS = ("queryname", "dns.rrname", "http.hostname", "tls.sni", "cs-host", "destinationhostname")
+_PROCESS_FIELDS = ("image", "parentimage", "newprocessname", "exe")
+_FILE_FIELDS = ("targetfilename", "imageloaded", "objectname")
+_HASH = re.compile(r"(?:SHA256|SHA1|MD5|IMPHASH)=([0-9A-Fa-f]{32,64})")
+_EMPTY = frozenset({"", "-", "::", "0.0.0.0", "n/a", "none", "null"})
+
+
+def _ip(value: str) -> str | None:
+    text = value.strip().strip("[]")
+    for candidate in (text, text.rsplit(":", 1)[0] if text.count(":") == 1 else text):
+        try:
+            return str(ipaddress.ip_address(candidate.removeprefix("::ffff:")))
+        except ValueError:
+            continue
+    return None
+
+
+def event_entities(orig: dict[str, str]) -> dict[str, list[str]]:
+    """Entities (Finding evidence convention) named in an event's fields."""
+    found: dict[str, list[str]] = {}
+
+    def add(kind: str, value: str | None) -> None:
+        if value and value.lower() not in _EMPTY:
+            bucket = found.setdefault(kind, [])
+            if value not in bucket:
+                bucket.append(value)
+
+    for name in _IP_FIELDS:
+        if name in orig:
+            add("ip", _ip(orig[name]))
+    for name in _USER_FIELDS:
+        add("user", orig.get(name))
+    for name in _HOST_FIELDS:
+        add("host", orig.get(name))
+    for name in _DOMAIN_FIELDS:
+        value = orig.get(name)
+        add("domain", value.lower().rstrip(".") if value else None)
+    for name in _PROCESS_FIELDS:
+        add("process", orig.get(name))
+    for name in _FILE_FIELDS:
+        add("file", orig.get(name))
+    for name in ("hashes", "hash", "sha256", "md5", "sha1"):
+        value = orig.get(name)
+        if value:
+            for digest in _HASH.findall(value) or ([value] if re.fullmatch(r"[0-9A-Fa-f]{32,64}", value) else []):
+                add("hash", digest.lower())
+    if "http.url" in orig or "cs-uri" in orig:
+        add("url", orig.get("http.url") or orig.get("cs-uri"))
+    return found
+
+
+def _relative(path: str, root: Path | None) -> str:
+    if root is None:
+        return path
+    base = str(root)
+    if path == base:
+        return Path(path).name
+    prefix = base.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def _evidence_pointer(event: Event, root: Path | None) -> dict[str, Any]:
+    pointer: dict[str, Any] = {"path": _relative(event.origin.path, root)}
+    pointer["record" if event.source_type == "evtx" else "line"] = event.origin.line
+    pointer["time"] = event.timestamp.isoformat() if event.timestamp else None
+    return pointer
+
+
+def rule_finding(rule: CompiledRule, event: Event, view: View, asset: Asset, root: Path | None) -> Finding:
+    orig = view[1]
+    pointer = _evidence_pointer(event, root)
+    entities = event_entities(dict(orig))
+    names = {name.lower(): name for name in event.fields}
+    matched = {names[f]: event.fields[names[f]] for f in rule.fields if f in names}
+    place = {"path": pointer["path"], "record": event.origin.line}
+    return Finding(
+        kind=FindingKind.DETECTION,
+        rule_id=rule.id,
+        title=rule.title,
+        severity=severity_of(rule.level),
+        asset=asset,
+        summary=rule.description,
+        evidence={**pointer, "entities": entities, "fingerprint_extra": place},
+        references=rule.references,
+        techniques=rule.techniques,
+        data={
+            "rule": {"id": rule.id, "title": rule.title, "level": rule.level, "path": rule.path},
+            "attack": list(rule.techniques),
+            "event": {"path": pointer["path"], "record": event.origin.line, "time": pointer["time"]},
+            "fields": matched,
+            "source_type": event.source_type,
+        },
+    )
+
+
+def correlation_finding(hit: CorrelationHit, asset: Asset) -> Finding:
+    corr = hit.correlation
+    evidence = [item for s in hit.sightings for item in s.evidence]
+    last = evidence[-1] if evidence else {}
+    entities: dict[str, list[str]] = {}
+    for s in hit.sightings:
+        for kind, values in s.entities.items():
+            bucket = entities.setdefault(kind, [])
+            bucket.extend(v for v in values if v not in bucket)
+    time = datetime.fromtimestamp(hit.time, UTC).isoformat()
+    return Finding(
+        kind=FindingKind.DETECTION,
+        rule_id=corr.id,
+        title=corr.title,
+        severity=severity_of(corr.level),
+        asset=asset,
+        summary=corr.description,
+        evidence={
+            "path": last.get("path"),
+            "record" if "record" in last else "line": last.get("record", last.get("line")),
+            "time": time,
+            "entities": entities,
+            "fingerprint_extra": {"group": hit.group},
+        },
+        references=corr.references,
+        techniques=corr.techniques,
+        data={
+            "rule": {"id": corr.id, "title": corr.title, "level": corr.level, "path": corr.path},
+            "attack": list(corr.techniques),
+            "event": {"path": last.get("path"), "record": last.get("record", last.get("line")), "time": time},
+            "fields": dict(hit.group),
+            "correlation": {"type": corr.type, "count": hit.count, "events": evidence[:100]},
+        },
+    )
+
+
+# --- running over files -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DetectResult:
+    findings: list[Finding] = field(default_factory=list)
+    stats: ReadStats = field(default_factory=ReadStats)
+    sightings: list[Sighting] = field(default_factory=list)
+    evaluations: int = 0
+    untimed_sightings: int = 0
+
+
+def _scan(
+    detector: Detector, events: Iterable[Event], asset: Asset, root: Path | None, result: DetectResult
+) -> None:
+    rules = detector.rules
+    for event in events:
+        hits, view = detector.match(event)
+        for index in hits:
+            rule = rules[index]
+            if rule.output:
+                result.findings.append(rule_finding(rule, event, view, asset, root))
+            wanted = detector.sighting_fields.get(rule.id)
+            if wanted is not None:
+                if event.timestamp is None:
+                    result.untimed_sightings += 1
+                    continue
+                orig = view[1]
+                pointer = _evidence_pointer(event, root)
+                result.sightings.append(
+                    Sighting(
+                        rule.id,
+                        event.timestamp.timestamp(),
+                        {name: orig[name] for name in wanted if name in orig},
+                        (pointer,),
+                        event_entities(dict(orig)),
+                    )
+                )
+
+
+_WORKER: dict[str, Any] = {}
+"""Per worker process: the detector inherited at fork and the run's options (never shared back)."""
+
+
+def _scan_file(path: Path) -> DetectResult:
+    detector: Detector = _WORKER["detector"]
+    result = DetectResult()
+    before = detector.evaluations
+    events = iter_file_events(path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=_WORKER["strict"])
+    _scan(detector, events, _WORKER["asset"], _WORKER["root"], result)
+    result.evaluations = detector.evaluations - before
+    return result
+
+
+def detect_paths(
+    detector: Detector,
+    paths: Sequence[Path],
+    asset: Asset,
+    *,
+    root: Path | None = None,
+    fmt: str | None = None,
+    field_map: dict[str, str] | None = None,
+    workers: int | None = None,
+    all_files: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> DetectResult:
+    """Run the detector over log files and folders; correlate; findings sorted by event time."""
+    files: list[tuple[Path, bool]] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend((file, False) for file in find_log_files(path, all_files=all_files))
+        else:
+            files.append((path, True))
+    workers = workers if workers is not None else min(len(files), os.cpu_count() or 1)
+    total = DetectResult()
+    _WORKER.update(detector=detector, fmt=fmt, field_map=field_map, asset=asset, root=root)
+    try:
+        parts: Iterator[DetectResult]
+        if workers > 1 and len(files) > 1 and "fork" in _start_methods():
+            import multiprocessing
+
+            context = multiprocessing.get_context("fork")
+            strict_files = [file for file, strict in files if strict]
+            loose = [file for file, strict in files if not strict]
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            with pool:
+                _WORKER["strict"] = True
+                parts = iter(list(pool.map(_scan_file, strict_files, chunksize=1)))
+                merged = list(parts)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool2:
+                _WORKER["strict"] = False
+                merged += list(pool2.map(_scan_file, loose, chunksize=1))
+            parts = iter(merged)
+        else:
+            parts = (_scan_one(file, strict) for file, strict in files)
+        for part in parts:
+            total.findings.extend(part.findings)
+            total.sightings.extend(part.sightings)
+            total.stats.merge(part.stats)
+            total.evaluations += part.evaluations
+            total.untimed_sightings += part.untimed_sightings
+            if progress is not None:
+                progress(str(part.stats.files))
+    finally:
+        _WORKER.clear()
+    hits = correlate(detector.correlations, total.sightings)
+    for hit in hits:
+        if hit.correlation.output:
+            total.findings.append(correlation_finding(hit, asset))
+    total.findings.sort(key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id))
+    return total
+
+
+def _scan_one(path: Path, strict: bool) -> DetectResult:
+    _WORKER["strict"] = strict
+    return _scan_file(path)
+
+
+def _start_methods() -> list[str]:
+    import multiprocessing
+
+    return multiprocessing.get_all_start_methods()
