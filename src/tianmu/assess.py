@@ -17,6 +17,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, utcnow
 from tianmu.knowledge import kb_status
 from tianmu.store.database import Store
+from tianmu.situation import update_situation
 from tianmu.store.repository import SaveHook, save_assessment
 from tianmu.vulns.engine import VulnMatcher, sort_findings
 
@@ -128,6 +129,7 @@ def assess(
         engines=list(options.engines),
     )
     result.finished = utcnow()
-    if options.save:
-        save_assessment(store, result, also=options.save_hook)
+    saved = save_assessment(store, result, also=options.save_hook) if options.save else None
+    # Situation after the engines and the store, so incidents and risk see the stored triage state.
+    update_situation(store, result, assessment_id=saved.assessment_id if saved else None, home=options.home)
     return result

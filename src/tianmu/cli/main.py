@@ -74,9 +74,10 @@ def _register_commands() -> None:
 
     jobs.register(app)
 
-    from tianmu.cli import discover
+    from tianmu.cli import discover, websec
 
     discover.register(app)
+    websec.register(app)
 
     from tianmu.cli import malware
 
@@ -85,6 +86,10 @@ def _register_commands() -> None:
     from tianmu.cli import intel
 
     intel.register(app)
+
+    from tianmu.cli import situation
+
+    situation.register(app)
 
 
 _register_commands()
