@@ -56,7 +56,7 @@ def is_attack_bundle(path: Path) -> bool:
     except OSError:
         return False
     text = head.decode("utf-8", errors="replace")
-    return '"bundle"' in text and ("mitre-attack" in text or "x-mitre-" in text)
+    return '"bundle"' in text and ("x_mitre_" in text or "x-mitre-" in text)
 
 
 class AttackData:

@@ -244,22 +244,23 @@ def store_feed(
     source = result.source
     with store.begin() as conn:
         previous = conn.execute(select(kb_sources.c.digest).where(kb_sources.c.name == source)).scalar()
-        old_keys = set(
-            conn.execute(
-                select(intel_indicators.c.type, intel_indicators.c.value).where(
-                    intel_indicators.c.source == source
-                )
-            )
-            .tuples()
-            .all()
+        keys = select(intel_indicators.c.type, intel_indicators.c.value).where(
+            intel_indicators.c.source == source
         )
+        old_keys = {(kind, value) for kind, value in conn.execute(keys)}
         if additive:
             for key, entry in merge_entries(_stored_entries(conn, source)).items():
                 if key in merged:
                     entry.merge(merged[key])
                 merged[key] = entry
         conn.execute(delete(intel_indicators).where(intel_indicators.c.source == source))
-        insert_rows(conn, intel_indicators, [_entry_row(source, e) for e in merged.values()])
+        batch: list[dict[str, Any]] = []
+        for entry in merged.values():
+            batch.append(_entry_row(source, entry))
+            if len(batch) >= 5000:
+                insert_rows(conn, intel_indicators, batch)
+                batch = []
+        insert_rows(conn, intel_indicators, batch)
         if not additive:
             conn.execute(delete(intel_objects).where(intel_objects.c.source == source))
         objects = {str(o["id"]): o for o in result.objects if o.get("id")}

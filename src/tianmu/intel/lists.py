@@ -35,6 +35,10 @@ MALTRAIL_CONFIDENCE = {"malware": 80, "malicious": 70, "suspicious": 40, "mass_s
 """Default confidence per maltrail part: named malware infrastructure is surer than a scanner list."""
 SIGNATURE_BASE_CONFIDENCE = 75
 _MALTRAIL_MARK = "maltrail developers"
+_REGEX_CHARS = frozenset("\\[]*(){}^$|+")
+_NONE: list[str] = []
+_INLINE_COMMENT = re.compile(r"\s+#")
+_BRACKETED_IP = re.compile(r"^\[[0-9a-fA-F:.]+\](:\d+)?$")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -188,7 +192,8 @@ def _read_trail_file(file: Path, part: str, result: FeedResult) -> None:
     name = file.stem
     confidence = MALTRAIL_CONFIDENCE[part]
     names = [name]
-    reference = ""
+    labels = ["malware"] if part == "malware" else [part.replace("_", "-"), name]
+    references: list[str] = []
     for number, line in _lines(file):
         if not line:
             continue
@@ -198,20 +203,25 @@ def _read_trail_file(file: Path, part: str, result: FeedResult) -> None:
                 aliases = [a.strip() for a in comment.split(":", 1)[1].split(",")]
                 names = [name] + [a for a in aliases if a and a.lower() != name.lower()]
             elif comment.lower().startswith("reference:"):
-                reference = comment.split(":", 1)[1].strip()
+                references = [comment.split(":", 1)[1].strip()]
+            continue
+        trail = _INLINE_COMMENT.split(line, 1)[0].strip()
+        if trail.startswith("/") or (
+            any(c in trail for c in _REGEX_CHARS) and not _BRACKETED_IP.match(trail)
+        ):
+            # Path-only trails (`/pay_or_leak/`) and regular-expression trails are maltrail's own
+            # HTTP-request heuristics, not indicators of a host, address or URL.
+            result.skipped += 1
             continue
         try:
-            entry = _entry(None, line, confidence, f"{file}:{number}")
+            entry = _entry(None, trail, confidence, f"{file}:{number}")
         except NormalizeError as exc:
             result.errors.append(f"{file}:{number}: {exc}")
             continue
-        if part == "malware":
-            entry.malware = list(names)
-            entry.labels = ["malware"]
-        else:
-            entry.labels = [part.replace("_", "-"), name]
-        if reference:
-            entry.references = [reference]
+        # One list per file, shared by its entries: `IntelEntry.merge` never mutates a list in place.
+        entry.malware = names if part == "malware" else _NONE
+        entry.labels = labels
+        entry.references = references
         result.entries.append(entry)
 
 

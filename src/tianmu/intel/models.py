@@ -45,7 +45,10 @@ class IntelEntry:
         self.exact = self.exact and other.exact
         for name in ("labels", "techniques", "malware", "actors", "references"):
             mine: list[str] = getattr(self, name)
-            mine.extend(v for v in getattr(other, name) if v not in mine)
+            extra = [v for v in getattr(other, name) if v not in mine]
+            if extra:
+                # A new list: readers may share one list between many entries (all trails of a file).
+                setattr(self, name, mine + extra)
         if other.valid_until is None or (self.valid_until and other.valid_until > self.valid_until):
             self.valid_until = other.valid_until
         if not self.description:

@@ -74,7 +74,7 @@ _REFANGED = {
 def _refang_one(match: re.Match[str]) -> str:
     text = match.group(0)
     if text[0] in "hH":
-        return "http" + match.group(1)
+        return "http" + match.group(1).lower()
     return _REFANGED[text.lower()]
 
 
@@ -86,6 +86,7 @@ def refang(text: str) -> str:
 
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_ONION = re.compile(r"^[a-z2-7]{16,}$|^[a-z0-9]{16,}$")
 
 
 def normalize_domain(value: str) -> str:
@@ -101,6 +102,8 @@ def normalize_domain(value: str) -> str:
         except idna.IDNAError as exc:
             raise NormalizeError(f"not a valid internationalised domain name: {value!r} ({exc})") from exc
     labels = text.split(".")
+    if labels[-1] == "onion" and len(labels) >= 2 and _ONION.match(labels[-2]):
+        return text  # Tor v3 addresses are 56 characters, longer than a DNS label may be
     if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise NormalizeError(f"not a domain name: {value!r}")
     return text
@@ -198,7 +201,8 @@ def url_key(url: str) -> str:
 
 
 def _looks_like_ip(text: str) -> bool:
-    return ":" in text or text.replace(".", "").isdigit()
+    """IPv6 (two colons or more), or dotted digits with an optional `:port`."""
+    return text.count(":") >= 2 or text.split(":", 1)[0].replace(".", "").isdigit()
 
 
 def normalize(kind: str, value: str) -> tuple[str, str]:
