@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from tianmu.core.knowledge import ImportReport
@@ -66,7 +68,7 @@ def pull_collection(
     from taxii2client.common import _HTTPConnection
     from taxii2client.v21 import Collection, as_pages
 
-    connection = _HTTPConnection(user=user, password=password)
+    connection = _HTTPConnection(user=user, password=password, version="2.1")
     last_seen: list[str] = []
 
     def remember(response: Any, *_args: Any, **_kwargs: Any) -> None:
@@ -91,6 +93,7 @@ def pull_into(
     password: str | None = None,
     confidence: int = 50,
     progress: Any = None,
+    per_request: int = _PAGE,
 ) -> ImportReport:
     """Pull a collection (from where the last pull stopped) into the source `taxii:<url>`."""
     from tianmu.intel.kb import store_feed
@@ -103,7 +106,9 @@ def pull_into(
     objects: list[dict[str, Any]] = []
     newest = added_after
     try:
-        for page, last in pull_collection(url, added_after=added_after, user=user, password=password):
+        for page, last in pull_collection(
+            url, added_after=added_after, user=user, password=password, per_request=per_request
+        ):
             objects.extend(page)
             newest = last or newest
             note(f"{source}: {len(objects)} objects")
@@ -173,11 +178,8 @@ def indicator_object(row: Any, created: datetime) -> dict[str, Any]:
     return obj
 
 
-def create_taxii_app(store: Store, title: str = "Tianmu threat intelligence") -> Any:
+def create_taxii_app(store: Store, title: str = "Tianmu threat intelligence") -> FastAPI:
     """A read-only TAXII 2.1 server (FastAPI) over the stored indicators: one collection, all sources."""
-    from fastapi import FastAPI, HTTPException, Query, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None)
 
     def taxii(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -1,0 +1,95 @@
+"""TAXII 2.1 end to end: Tianmu's read-only endpoint served by uvicorn on 127.0.0.1, pulled with paging."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from tianmu.intel.engine import IntelMatcher
+from tianmu.intel.kb import import_feed
+from tianmu.intel.taxii import COLLECTION_ID, MEDIA_TYPE, create_taxii_app, pull_into
+from tianmu.store.database import Store
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(loaded: Store) -> Iterator[str]:
+    port = _free_port()
+    config = uvicorn.Config(create_taxii_app(loaded), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not instance.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the TAXII test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_discovery_and_collections(server: str) -> None:
+    discovery = httpx.get(f"{server}/taxii2/", headers={"Accept": MEDIA_TYPE})
+    assert discovery.headers["content-type"].startswith("application/taxii+json")
+    root = discovery.json()["default"]
+    collections = httpx.get(f"{root}collections/").json()["collections"]
+    assert [c["id"] for c in collections] == [COLLECTION_ID]
+    assert collections[0]["can_write"] is False
+    assert httpx.get(f"{root}collections/nope/objects/").status_code == 404
+
+
+@pytest.fixture
+def client_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'client.db'}")
+    yield store
+    store.close()
+
+
+def test_pull_pages_and_then_only_what_was_added(
+    loaded: Store, server: str, client_store: Store, tmp_path: Path, home: Path
+) -> None:
+    sqlite_store = client_store
+    url = f"{server}/taxii2/api/collections/{COLLECTION_ID}/"
+    client_home = tmp_path / "client-home"
+    first = pull_into(sqlite_store, url, home=client_home, per_request=4)
+    assert first.status == "imported", first.errors
+    assert first.record_count >= 20  # every source's indicators, several pages of four
+    matcher = IntelMatcher.open(sqlite_store, client_home)
+    [record] = matcher.lookup("a.nightowl-c2.example")
+    assert record.sources == (f"taxii:{url.rstrip('/')}",) and record.confidence == 90
+    assert matcher.lookup("198.51.100.9")[0].value == "198.51.100.0/25"
+    assert matcher.scan_text("ua NightOwl/2.1") == []  # user agents match fields, not free text
+    assert matcher.match_values([("cs-user-agent", "NightOwl/2.1")])
+
+    time.sleep(0.01)
+    feed = tmp_path / "late.txt"
+    feed.write_text("late-addition.example\n", encoding="utf-8")
+    import_feed(loaded, feed, home=home)
+    second = pull_into(sqlite_store, url, home=client_home, per_request=4)
+    assert (second.status, second.added, second.record_count) == ("updated", 1, first.record_count + 1)
+    from tianmu.knowledge import kb_status
+
+    [row] = [r for r in kb_status(sqlite_store) if r.name.startswith("taxii:")]
+    assert row.record_count == first.record_count + 1
+    third = pull_into(sqlite_store, url, home=client_home)
+    assert third.status == "unchanged"
+    assert IntelMatcher.open(sqlite_store, client_home).lookup("late-addition.example")
+
+
+def test_pull_from_nowhere_fails_cleanly(sqlite_store: Store, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/taxii2/api/collections/{COLLECTION_ID}/"
+    report = pull_into(sqlite_store, url, home=tmp_path)
+    assert report.status == "failed" and report.errors and url in report.errors[0]
