@@ -17,7 +17,8 @@ from rich.table import Table
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
-from tianmu.core.models import FindingKind, Incident, TriageStatus
+from tianmu.core.models import FindingKind, TriageStatus
+from tianmu.reports.json_report import incident_to_dict
 from tianmu.situation import (
     find_incident,
     insurance_summary,
@@ -54,26 +55,6 @@ _LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "
 
 def _dump(data: Any) -> None:
     out_console.file.write(jsonlib.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def incident_to_dict(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "tenant": incident.tenant,
-        "title": incident.title,
-        "severity": incident.severity.value,
-        "stage": incident.stage,
-        "status": incident.status.value,
-        "assignee": incident.assignee,
-        "tactics": list(incident.tactics),
-        "assets": list(incident.assets),
-        "sources": list(incident.sources),
-        "entities": dict(incident.entities),
-        "first_seen": incident.first_seen.isoformat() if incident.first_seen else None,
-        "last_seen": incident.last_seen.isoformat() if incident.last_seen else None,
-        "findings": list(incident.finding_fingerprints),
-        "timeline": list(incident.timeline),
-    }
 
 
 def _short(moment: Any) -> str:

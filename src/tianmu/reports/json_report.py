@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import tianmu
-from tianmu.core.models import Assessment, Component, Finding, FindingKind, Location, Unresolved
+from tianmu.core.models import Assessment, Component, Finding, FindingKind, Incident, Location, Unresolved
 
 from ._common import iso, jsonable, kev_count, severity_counts, vuln_details
 
@@ -20,6 +20,7 @@ __all__ = [
     "assessment_to_dict",
     "component_to_dict",
     "finding_to_dict",
+    "incident_to_dict",
     "location_to_dict",
     "render_json",
     "unresolved_to_dict",
@@ -111,6 +112,26 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
     return out
 
 
+def incident_to_dict(incident: Incident) -> dict[str, Any]:
+    """One incident (tianmu.situation) as plain JSON types; the timeline keeps the correlator's order."""
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "severity": incident.severity.value,
+        "stage": incident.stage,
+        "status": incident.status.value,
+        "assignee": incident.assignee,
+        "tactics": list(incident.tactics),
+        "assets": list(incident.assets),
+        "sources": list(incident.sources),
+        "entities": jsonable(incident.entities),
+        "first_seen": iso(incident.first_seen),
+        "last_seen": iso(incident.last_seen),
+        "findings": list(incident.finding_fingerprints),
+        "timeline": jsonable(incident.timeline),
+    }
+
+
 def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
     """The whole report as a dict; findings keep the order the caller gave them."""
     asset = assessment.asset
@@ -143,6 +164,8 @@ def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
         "unresolved": [unresolved_to_dict(u) for u in assessment.unresolved],
         "errors": list(assessment.errors),
         "findings": [finding_to_dict(f) for f in assessment.findings],
+        "incidents": [incident_to_dict(i) for i in assessment.incidents],
+        "risk": jsonable(assessment.risk) if assessment.risk is not None else None,
     }
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "Correlator",
     "IncidentChange",
+    "as_utc",
     "correlate",
     "finding_time",
     "incident_state",
@@ -87,6 +88,11 @@ def _parse_time(value: object) -> datetime | None:
     else:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def as_utc(value: object) -> datetime | None:
+    """A datetime or ISO 8601 text as an aware UTC datetime (SQLite returns naive ones); else None."""
+    return _parse_time(value)
 
 
 def finding_time(finding: Finding) -> datetime | None:
@@ -135,7 +141,7 @@ def _entry(finding: Finding, tactics: list[str]) -> dict[str, Any]:
     moment = finding_time(finding)
     evidence = {k: finding.evidence[k] for k in ("path", "line", "record", "sha256") if k in finding.evidence}
     return {
-        "time": moment.isoformat() if moment else None,
+        "time": moment.isoformat().replace("+00:00", "Z") if moment else None,
         "fingerprint": finding.fingerprint,
         "kind": finding.kind.value,
         "rule_id": finding.rule_id,

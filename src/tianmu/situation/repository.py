@@ -235,7 +235,7 @@ class PosturePoint:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "taken_at": self.taken_at.isoformat(),
+            "taken_at": self.taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "score": round(self.score, 1),
             "level": self.level,
             "open_findings": self.open_findings,

@@ -35,12 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tianmu.core.models import Asset, Finding, FindingKind, Severity, TriageStatus, utcnow
 
-from .correlation import finding_time
+from .correlation import as_utc, finding_time
 
 __all__ = [
     "AssetRisk",
@@ -155,7 +155,7 @@ class RiskReport:
             "tenant": self.tenant,
             "score": round(self.score, 1),
             "level": self.level,
-            "computed_at": self.computed_at.isoformat(),
+            "computed_at": self.computed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "drivers": dict(self.drivers),
             "assets": [a.as_dict() for a in self.assets],
             "findings": [f.as_dict() for f in self.findings],
@@ -212,7 +212,7 @@ def _exposure(finding: Finding, asset: Asset) -> Factor | None:
 
 
 def _age(finding: Finding, now: datetime) -> Factor | None:
-    since = finding_time(finding) if finding.kind in OBSERVED else finding.first_seen
+    since = finding_time(finding) if finding.kind in OBSERVED else as_utc(finding.first_seen)
     if since is None:
         return None
     days = (now - since).total_seconds() / 86400
