@@ -65,10 +65,19 @@ def _intel_engine(ctx: EngineContext) -> list[Finding]:
     return assess_engine(ctx)
 
 
+def _detection_engine(ctx: EngineContext) -> list[Finding]:
+    from tianmu.detect.engine import assess_detection
+
+    return assess_detection(
+        ctx.store, ctx.root, ctx.asset, home=ctx.home, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
+    )
+
+
 ENGINES: dict[str, Callable[[EngineContext], list[Finding]]] = {
     "vulnerability": _vulnerability_engine,
     "malware": _malware_engine,
     "intel": _intel_engine,
+    "detection": _detection_engine,
 }
 
 

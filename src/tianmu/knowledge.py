@@ -31,11 +31,12 @@ def knowledge_bases() -> list[KnowledgeBase]:
     """Every knowledge base, in the order they are asked to claim a path."""
     # Imported here: the registry is the one module that knows every capability, and importing them
     # lazily keeps `tianmu --help` fast.
+    from tianmu.detect.kb import SigmaKnowledgeBase
     from tianmu.intel.kb import IntelKnowledgeBase
     from tianmu.malware.kb import MalwareKnowledgeBase
     from tianmu.vulns.kb import VulnKnowledgeBase
 
-    return [MalwareKnowledgeBase(), IntelKnowledgeBase(), VulnKnowledgeBase()]
+    return [SigmaKnowledgeBase(), MalwareKnowledgeBase(), IntelKnowledgeBase(), VulnKnowledgeBase()]
 
 
 def _is_documentation(path: Path) -> bool:

@@ -91,6 +91,10 @@ def _register_commands() -> None:
 
     situation.register(app)
 
+    from tianmu.cli import detect
+
+    detect.register(app)
+
 
 _register_commands()
 

@@ -7,54 +7,58 @@ rules and the correlation engine group by: `event_action` (what happened), `user
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
-__all__ = ["AUTH_PROGRAMS", "parse_auth_message"]
+__all__ = ["AUTH_PROGRAMS", "SSHD_PROGRAMS", "parse_auth_message"]
 
 AUTH_PROGRAMS = frozenset(
-    {"sshd", "sudo", "su", "useradd", "groupadd", "usermod", "userdel", "passwd", "chpasswd", "login"}
+    {"sshd", "sshd-session", "sshd-auth", "sudo", "su", "useradd", "groupadd", "usermod", "userdel", "passwd", "chpasswd", "login"}
 )
 
-_IP = r"(?P<src_ip>[0-9A-Fa-f.:]+)"
+_SRC = r"(?P<src>[0-9A-Za-z_.:%-]+)"
+_PREFIX = r"^(?:\[ID \d+ [\w.]+\] )?(?:error: )?"
 _SSHD = [
     (
         re.compile(
-            rf"^Failed (?P<auth_method>\S+) for (?:invalid user )?(?P<user>.*?) from {_IP} port (?P<src_port>\d+)"
+            _PREFIX + r"Failed (?P<auth_method>\S+) for (?:invalid user |illegal user )?(?P<user>.*?) from "
+            rf"{_SRC}(?: port (?P<src_port>\d+))?(?: ssh\d?)?(?::|\s|$)"
         ),
         "ssh_login_failed",
     ),
     (
-        re.compile(rf"^Accepted (?P<auth_method>\S+) for (?P<user>\S+) from {_IP} port (?P<src_port>\d+)"),
+        re.compile(_PREFIX + rf"Accepted (?P<auth_method>\S+) for (?P<user>\S+) from {_SRC} port (?P<src_port>\d+)"),
         "ssh_login_accepted",
-    ),
-    (re.compile(rf"^Invalid user (?P<user>.*?) from {_IP}(?: port (?P<src_port>\d+))?"), "ssh_invalid_user"),
-    (
-        re.compile(rf"^Connection closed by (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_IP}"),
-        "ssh_closed",
-    ),
-    (re.compile(rf"^Received disconnect from {_IP}"), "ssh_disconnect"),
-    (
-        re.compile(rf"^Disconnected from (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_IP}"),
-        "ssh_disconnect",
     ),
     (
         re.compile(
-            rf"^error: maximum authentication attempts exceeded for (?:invalid user )?(?P<user>\S+) from {_IP}"
+            _PREFIX + r"PAM: (?:User not known to the underlying authentication module|Authentication (?:failure|error))"
+            rf" for (?:illegal user )?(?P<user>\S+) from {_SRC}",
+            re.IGNORECASE,
         ),
+        "ssh_login_failed",
+    ),
+    (re.compile(_PREFIX + rf"ROOT LOGIN REFUSED FROM {_SRC}"), "ssh_login_failed"),
+    (re.compile(_PREFIX + rf"[Ii]nvalid user (?P<user>.*?) from {_SRC}(?: port (?P<src_port>\d+))?"), "ssh_invalid_user"),
+    (re.compile(_PREFIX + rf"User (?P<user>\S+) from {_SRC} not allowed because"), "ssh_user_not_allowed"),
+    (
+        re.compile(_PREFIX + rf"maximum authentication attempts exceeded for (?:invalid user )?(?P<user>\S+) from {_SRC}"),
         "ssh_max_attempts",
     ),
-    (re.compile(rf"^Did not receive identification string from {_IP}"), "ssh_no_identification"),
+    (re.compile(rf"^refused connect from \S*?\(?{_SRC}\)?$"), "ssh_refused_connect"),
+    (re.compile(_PREFIX + rf"Connection (?:closed|reset) by (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"), "ssh_closed"),
+    (re.compile(_PREFIX + rf"Received disconnect from {_SRC}"), "ssh_disconnect"),
+    (re.compile(_PREFIX + rf"Disconnected from (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"), "ssh_disconnect"),
+    (re.compile(_PREFIX + rf"Did not receive identification string from {_SRC}"), "ssh_no_identification"),
     (re.compile(r"POSSIBLE BREAK-IN ATTEMPT"), "ssh_break_in_attempt"),
 ]
+SSHD_PROGRAMS = frozenset({"sshd", "sshd-session", "sshd-auth"})
 _SUDO_COMMAND = re.compile(
     r"^\s*(?P<user>\S+) : (?:(?P<reason>[^;]*?) ; )?TTY=(?P<tty>[^;]*) ; PWD=(?P<pwd>[^;]*) ; "
     r"USER=(?P<target_user>[^;]*) ;(?: [^;]* ;)* COMMAND=(?P<command>.*)$"
 )
-_PAM_FAILURE = re.compile(
-    r"pam_unix\((?P<service>[^:)]+):auth\): authentication failure;.*?ruser=(?P<ruser>\S*) "
-    r"rhost=(?P<src_ip>\S*)(?:\s+user=(?P<user>\S+))?"
-)
+_PAM_FAILURE = re.compile(r"authentication failure;.*?\bruser=(?P<ruser>\S*)\s+rhost=(?P<src>\S*)(?:\s+user=(?P<user>\S+))?")
 _PAM_SESSION = re.compile(
     r"pam_unix\((?P<service>[^:)]+):session\): session (?P<state>opened|closed) for user (?P<target_user>[^(\s]+)"
     r"(?:\(uid=\d+\))?(?: by (?P<user>[^(\s]*))?"
@@ -74,13 +78,23 @@ _PASSWD = re.compile(r"password changed for (?P<target_user>\S+)")
 
 
 def _groups(match: re.Match[str]) -> dict[str, Any]:
-    return {key: value for key, value in match.groupdict().items() if value}
+    fields = {key: value for key, value in match.groupdict().items() if value}
+    source = fields.pop("src", None)
+    if source:
+        source = source.rstrip(":")
+        # Addresses as `src_ip` (IPv4-mapped IPv6 unwrapped); names a resolver gave as `src_host`.
+        address = source.removeprefix("::ffff:")
+        try:
+            fields["src_ip"] = str(ipaddress.ip_address(address))
+        except ValueError:
+            fields["src_host"] = source
+    return fields
 
 
 def parse_auth_message(program: str, message: str) -> dict[str, Any]:
     """Fields for one authentication message, or an empty dict when it says nothing we model."""
     name = program.split("(", 1)[0].lower()
-    if name == "sshd":
+    if name in SSHD_PROGRAMS:
         for pattern, action in _SSHD:
             found = pattern.search(message)
             if found:

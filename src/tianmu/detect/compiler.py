@@ -58,7 +58,14 @@ __all__ = [
     "CompiledCorrelation",
     "CompiledRule",
     "techniques_of",
-    "Plan", "UnsupportedRule", "View", "build", "plan_condition", "plan_fields", "required_literals"]
+    "Plan",
+    "UnsupportedRule",
+    "View",
+    "build",
+    "plan_condition",
+    "plan_fields",
+    "required_literals",
+]
 
 Plan = tuple[Any, ...]
 View = tuple[Mapping[str, str], Mapping[str, str]]
@@ -91,7 +98,9 @@ def _string_plan(field: str | None, value: SigmaString) -> Plan:
     if field is None:
         # A keyword is a full-text search: it may occur anywhere in a value.
         parts = [multi, *(parts or [""]), multi]
-        parts = [p for i, p in enumerate(parts) if not (p is multi and i and parts[i - 1] is multi) and p != ""]
+        parts = [
+            p for i, p in enumerate(parts) if not (p is multi and i and parts[i - 1] is multi) and p != ""
+        ]
     suffix = "_cased" if cased else ""
     if not parts:
         return ("str", field, "eq" + suffix, ("",))
@@ -146,10 +155,23 @@ def _value_plan(field: str | None, value: Any) -> Plan:
     if isinstance(value, SigmaCIDRExpression):
         return ("cidr", field, (str(value.network),))
     if isinstance(value, SigmaCompareExpression):
-        ops = {CompareOperators.LT: "lt", CompareOperators.LTE: "lte", CompareOperators.GT: "gt", CompareOperators.GTE: "gte"}
+        ops = {
+            CompareOperators.LT: "lt",
+            CompareOperators.LTE: "lte",
+            CompareOperators.GT: "gt",
+            CompareOperators.GTE: "gte",
+        }
         return ("cmp", field, ops[value.op], float(value.number.number))
     if isinstance(value, SigmaFieldReference):
-        kind = "contains" if value.starts_with and value.ends_with else "prefix" if value.starts_with else "suffix" if value.ends_with else "eq"
+        kind = (
+            "contains"
+            if value.starts_with and value.ends_with
+            else "prefix"
+            if value.starts_with
+            else "suffix"
+            if value.ends_with
+            else "eq"
+        )
         return ("fieldref", field, value.field.lower(), kind)
     raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
 
@@ -186,7 +208,9 @@ def _simplify(plan: Plan) -> Plan:
                 merged.setdefault((child[1], child[2]), []).extend(child[3])
             else:
                 rest.append(child)
-        flat = [("str", field, kind, tuple(dict.fromkeys(values))) for (field, kind), values in merged.items()]
+        flat = [
+            ("str", field, kind, tuple(dict.fromkeys(values))) for (field, kind), values in merged.items()
+        ]
         flat += rest
     if len(flat) == 1:
         return flat[0]

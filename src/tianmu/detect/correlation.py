@@ -86,7 +86,9 @@ def _run_one(correlation: CompiledCorrelation, sightings: Sequence[Sighting]) ->
             value = float(len(window))
         elif kind == "value_count":
             field_name = (correlation.value_field or "").lower()
-            value = float(len({s.fields.get(field_name) for s in window if s.fields.get(field_name) is not None}))
+            value = float(
+                len({s.fields.get(field_name) for s in window if s.fields.get(field_name) is not None})
+            )
         elif kind == "temporal":
             value = float(len({s.rule_id for s in window}))
         else:  # temporal_ordered: the rules' first sightings must come in the given order
@@ -123,7 +125,9 @@ def _hit_sighting(hit: CorrelationHit) -> Sighting:
     return Sighting(hit.correlation.id, hit.time, fields, evidence, entities)
 
 
-def correlate(correlations: Sequence[CompiledCorrelation], sightings: Sequence[Sighting]) -> list[CorrelationHit]:
+def correlate(
+    correlations: Sequence[CompiledCorrelation], sightings: Sequence[Sighting]
+) -> list[CorrelationHit]:
     """Every correlation's hits; correlations referring to correlations see those hits as sightings."""
     by_rule: dict[str, list[Sighting]] = {}
     for sighting in sorted(sightings, key=lambda s: s.time):

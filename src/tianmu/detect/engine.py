@@ -171,7 +171,9 @@ def event_entities(orig: dict[str, str]) -> dict[str, list[str]]:
     for name in ("hashes", "hash", "sha256", "md5", "sha1"):
         value = orig.get(name)
         if value:
-            for digest in _HASH.findall(value) or ([value] if re.fullmatch(r"[0-9A-Fa-f]{32,64}", value) else []):
+            for digest in _HASH.findall(value) or (
+                [value] if re.fullmatch(r"[0-9A-Fa-f]{32,64}", value) else []
+            ):
                 add("hash", digest.lower())
     if "http.url" in orig or "cs-uri" in orig:
         add("url", orig.get("http.url") or orig.get("cs-uri"))
@@ -306,7 +308,9 @@ def _scan_file(path: Path) -> DetectResult:
     detector: Detector = _WORKER["detector"]
     result = DetectResult()
     before = detector.evaluations
-    events = iter_file_events(path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=_WORKER["strict"])
+    events = iter_file_events(
+        path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=_WORKER["strict"]
+    )
     _scan(detector, events, _WORKER["asset"], _WORKER["root"], result)
     result.evaluations = detector.evaluations - before
     return result
@@ -367,7 +371,9 @@ def detect_paths(
     for hit in hits:
         if hit.correlation.output:
             total.findings.append(correlation_finding(hit, asset))
-    total.findings.sort(key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id))
+    total.findings.sort(
+        key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id)
+    )
     return total
 
 
@@ -380,3 +386,33 @@ def _start_methods() -> list[str]:
     import multiprocessing
 
     return multiprocessing.get_all_start_methods()
+
+
+def assess_detection(
+    store: Any,
+    root: Path,
+    asset: Asset,
+    *,
+    home: Path | None,
+    errors: list[str],
+    notes: list[str],
+    progress: Callable[[str], None] | None = None,
+) -> list[Finding]:
+    """The `detection` engine of `tianmu assess`: log files under `root` (found by name, judged by
+    content) against the starter pack and every imported rule set."""
+    from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base
+
+    paths = active_rule_paths(store, home)
+    base = load_rule_base(paths, cache_dir=cache_dir(home) if home is not None else None)
+    detector = Detector(base)
+    result = detect_paths(
+        detector, [root], asset, root=root if root.is_dir() else root.parent, all_files=False, progress=progress
+    )
+    errors.extend(result.stats.errors)
+    imported = len(paths) - 1
+    notes.append(
+        f"detection: {result.stats.events} events in {result.stats.files} log files against "
+        f"{len(base.rules)} rules and {len(base.correlations)} correlations "
+        f"(starter pack{f' + {imported} imported rule sets' if imported else '; no rule set imported'})"
+    )
+    return result.findings

@@ -132,4 +132,8 @@ def read_evtx(source: str | IO[bytes], path: str, stats: ReadStats) -> Iterator[
             stats.malformed(path, number, f"EVTX record is not valid JSON: {exc}")
             continue
         fields, when = flatten_record(doc)
+        # The System EventRecordID is what Event Viewer and other tools show; the chunk header's number
+        # differs in exported or trimmed files.
+        record_id = fields.get("EventRecordID")
+        number = record_id if isinstance(record_id, int) else number
         yield Event(fields=fields, raw=raw, origin=Location(path, number), timestamp=when, source_type="evtx")

@@ -56,7 +56,11 @@ from tianmu.store.schema import kb_sources
 __all__ = [
     "STARTER_RULES",
     "RuleBase",
+    "RuleSetStatus",
     "SigmaKnowledgeBase",
+    "active_rule_paths",
+    "cache_dir",
+    "rules_status",
     "Unusable",
     "imported_rule_dirs",
     "load_rule_base",
@@ -100,7 +104,9 @@ def rule_files(path: Path) -> list[Path]:
     found: list[Path] = []
     for directory, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(directory) / name for name in sorted(files) if name.lower().endswith(_RULE_SUFFIXES))
+        found.extend(
+            Path(directory) / name for name in sorted(files) if name.lower().endswith(_RULE_SUFFIXES)
+        )
     return found
 
 
@@ -159,7 +165,9 @@ def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorre
     if op is None:
         raise UnsupportedRule(f"correlation condition operator {condition.op} is not supported")
     if op in ("lt", "lte") and str(rule.type) in ("event_count", "value_count"):
-        raise UnsupportedRule("'lt'/'lte' counts need the end of each window; only lower bounds are supported")
+        raise UnsupportedRule(
+            "'lt'/'lte' counts need the end of each window; only lower bounds are supported"
+        )
     referenced = []
     for reference in rule.rules or []:
         target = getattr(reference, "rule", None)
@@ -167,7 +175,9 @@ def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorre
             raise UnsupportedRule(f"referenced rule {reference.reference!r} was not found")
         referenced.append(str(target.id))
     aliases = {
-        name: {str(ref.rule.id): str(value) for ref, value in alias.mapping.items() if getattr(ref, "rule", None)}
+        name: {
+            str(ref.rule.id): str(value) for ref, value in alias.mapping.items() if getattr(ref, "rule", None)
+        }
         for name, alias in rule.aliases.aliases.items()
     }
     fieldref = condition.fieldref
@@ -201,7 +211,9 @@ def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase
     for file in files:
         name = display[file]
         try:
-            docs = [doc for doc in yaml.load_all(file.read_bytes(), Loader=yaml.CSafeLoader) if doc is not None]
+            docs = [
+                doc for doc in yaml.load_all(file.read_bytes(), Loader=yaml.CSafeLoader) if doc is not None
+            ]
         except (OSError, yaml.YAMLError) as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f"{name}:{line + 1}" if line is not None else name
@@ -378,7 +390,7 @@ class SigmaKnowledgeBase:
     """Sigma detection rules (`tianmu kb import` of a rule file or folder such as SigmaHQ's `rules/`)."""
 
     name = "detect"
-    bundle_folders = frozenset({"sigma", "rules"})
+    bundle_folders = frozenset({"sigma"})
     default_sources: tuple[str, ...] = ()
 
     def claims(self, path: Path) -> bool:
@@ -462,3 +474,41 @@ class SigmaKnowledgeBase:
                 digest=base.digest,
             )
         ]
+
+
+def active_rule_paths(
+    store: Store | None, home: Path | None, extra: Sequence[Path] | None = None
+) -> list[Path]:
+    """The rule folders a run uses: the starter pack, then `extra` if given, else every imported set."""
+    if extra:
+        return [STARTER_RULES, *extra]
+    if store is None or home is None:
+        return [STARTER_RULES]
+    return [STARTER_RULES, *imported_rule_dirs(store, home)]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetStatus:
+    """One row of `tianmu rules status`."""
+
+    name: str
+    path: str
+    rules: int
+    correlations: int
+    unusable: list[Unusable]
+    files: int
+
+
+def rules_status(
+    store: Store | None, home: Path | None, extra: Sequence[Path] | None = None
+) -> list[RuleSetStatus]:
+    """Each active rule set, compiled (through the cache), with its unusable rules and why."""
+    rows: list[RuleSetStatus] = []
+    cache = cache_dir(home) if home is not None else None
+    for path in active_rule_paths(store, home, extra):
+        base = load_rule_base([path], cache_dir=cache)
+        name = "starter" if path == STARTER_RULES else path.name
+        rows.append(
+            RuleSetStatus(name, str(path), len(base.rules), len(base.correlations), base.unusable, base.files)
+        )
+    return rows

@@ -23,7 +23,7 @@ from typing import Any
 from sigma.pipelines.common import windows_logsource_mapping
 
 from tianmu.core.models import Event
-from tianmu.detect.auth import AUTH_PROGRAMS
+from tianmu.detect.auth import AUTH_PROGRAMS, SSHD_PROGRAMS
 
 __all__ = ["EventSource", "SYSMON_CHANNEL", "WINDOWS_CATEGORIES", "event_source", "rule_applies"]
 
@@ -82,7 +82,12 @@ for _category, _pairs in WINDOWS_CATEGORIES.items():
             _CATEGORY_BY_CHANNEL_EVENT[key] = (*_CATEGORY_BY_CHANNEL_EVENT.get(key, ()), _category)
 
 # Suricata EVE event types → Sigma categories our rules (and others') use.
-_SURICATA_CATEGORIES = {"dns": ("dns",), "http": ("proxy",), "flow": ("network_connection",), "alert": ("ids",)}
+_SURICATA_CATEGORIES = {
+    "dns": ("dns",),
+    "http": ("proxy",),
+    "flow": ("network_connection",),
+    "alert": ("ids",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,8 @@ def sources_of(key: tuple[Any, ...]) -> EventSource:
             services.add("syslog")
             if program:
                 services.add(program)
+            if program in SSHD_PROGRAMS:
+                services.add("sshd")
             if program in AUTH_PROGRAMS or program in ("pam_unix", "systemd-logind", "cron", "crond"):
                 services.add("auth")
             if program in ("cron", "crond"):
@@ -219,7 +226,9 @@ def logsource_problem(product: str | None, category: str | None, service: str | 
         return None
     if product == "linux":
         if category:
-            return f"no field mapping for log source {where}: Linux {category} events need an EDR/auditd mapping"
+            return (
+                f"no field mapping for log source {where}: Linux {category} events need an EDR/auditd mapping"
+            )
         return None
     if product == "suricata":
         return None

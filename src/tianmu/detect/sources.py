@@ -16,6 +16,7 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import lzma
 import os
 import re
@@ -33,7 +34,7 @@ from tianmu.detect._common import ReadStats, iter_lines
 from tianmu.detect.auditd import AUDIT_LINE, read_auditd
 from tianmu.detect.evtx import EVTX_MAGIC, read_evtx
 from tianmu.detect.journald import read_journald
-from tianmu.detect.jsonlines import iter_json_array, json_lines, read_csv, read_json_records
+from tianmu.detect.jsonlines import classify_record, iter_json_array, json_lines, read_csv, read_json_records
 from tianmu.detect.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
 from tianmu.detect.web import (
     ACCESS_LINE,
@@ -253,6 +254,8 @@ def iter_file_events(
                 stats.malformed(name, None, f"cannot read: {exc}")
                 continue
             kind = fmt or detect_format(head)
+            if kind is not None and fmt is None and not strict and not _plausible_in_walk(kind, head):
+                kind = None
             if kind is None:
                 if strict:
                     stats.malformed(name, None, "not a log format Tianmu reads")
@@ -267,6 +270,27 @@ def iter_file_events(
                     yield event
             except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
                 stats.malformed(name, None, f"read stopped: {exc}")
+
+
+def _plausible_in_walk(kind: str, head: bytes) -> bool:
+    """In a folder walk, generic JSON and CSV files are data, not logs, unless they look like a log we know.
+
+    A named file is read in whatever format it is; a folder (a project, a mounted system) holds
+    package.json, fixtures and spreadsheets that would each become a flood of malformed "records".
+    """
+    if kind == "csv":
+        return False
+    if kind != "json":
+        return True
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return '"event_type"' in text[:4096] or '"__REALTIME_TIMESTAMP"' in text[:4096]
+    first = text.split("\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and classify_record(record) != "json"
 
 
 _LOG_SUFFIXES = frozenset(
