@@ -1,0 +1,268 @@
+"""The audit log: an append-only SM3 hash chain over every authentication and change, with checkpoints
+signed by the platform's SM2 key.
+
+Entry n stores ``hash_n = SM3(hash_{n-1} ‖ canonical JSON [seq, at, tenant, actor, action, target, outcome,
+details])`` with hash_0 = 64 zeros. Editing an entry breaks its hash; deleting or reordering entries breaks
+the sequence and the next entry's link; rewriting the whole tail to hide an edit no longer matches the hash
+a signed checkpoint vouches for; cutting entries off the end leaves a checkpoint past the last entry. Only a
+cut after the last checkpoint with the checkpoints cut too is invisible from inside the database, which is
+why `tip` is printed for anchoring elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, text
+
+from tianmu.gmcrypto import sm2
+from tianmu.gmcrypto.sm3 import digest
+from tianmu.identity.models import AuditEntry
+from tianmu.store.database import Store
+from tianmu.store.schema import identity_audit, identity_audit_checkpoints
+
+__all__ = ["GENESIS", "AuditLog", "AuditReport", "entry_hash"]
+
+GENESIS = "0" * 64
+_LOCK_ID = 0x7469616E6D75  # "tianmu": serialises appends on PostgreSQL
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(
+    prev_hash: str,
+    seq: int,
+    at: str,
+    tenant: str,
+    actor: str,
+    action: str,
+    target: str,
+    outcome: str,
+    details_text: str,
+) -> str:
+    body = _canonical([seq, at, tenant, actor, action, target, outcome, details_text])
+    return digest(prev_hash.encode("ascii") + b"\n" + body.encode("utf-8")).hex()
+
+
+def _checkpoint_message(seq: int, entry_hash_hex: str, at: str) -> bytes:
+    return f"tianmu-audit-checkpoint|{seq}|{entry_hash_hex}|{at}".encode("ascii")
+
+
+@dataclass
+class AuditReport:
+    entries: int = 0
+    checkpoints: int = 0
+    tip: str = GENESIS
+    last_checkpoint: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditLog:
+    """Appends to and verifies the chain. `signing_key` is called only when a checkpoint is written."""
+
+    def __init__(
+        self,
+        store: Store,
+        signing_key: Callable[[], sm2.Sm2PrivateKey],
+        *,
+        checkpoint_every: int = 100,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.store = store
+        self._signing_key = signing_key
+        self.checkpoint_every = checkpoint_every
+        self._clock = clock
+
+    def _lock(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+    def append(
+        self,
+        conn: Connection,
+        *,
+        tenant: str,
+        actor: str,
+        action: str,
+        target: str = "",
+        outcome: str = "success",
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Add one entry inside the caller's transaction (so the change and its record commit together)."""
+        self._lock(conn)
+        last = conn.execute(
+            select(identity_audit.c.seq, identity_audit.c.hash).order_by(identity_audit.c.seq.desc()).limit(1)
+        ).first()
+        seq = (last.seq + 1) if last else 1
+        prev = last.hash if last else GENESIS
+        at = self._clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
+        details = details or {}
+        details_text = _canonical(details)
+        h = entry_hash(prev, seq, at, tenant, actor, action, target, outcome, details_text)
+        conn.execute(
+            insert(identity_audit).values(
+                seq=seq,
+                at=at,
+                tenant=tenant,
+                actor=actor,
+                action=action,
+                target=target,
+                outcome=outcome,
+                details=details_text,
+                prev_hash=prev,
+                hash=h,
+            )
+        )
+        if self.checkpoint_every and seq % self.checkpoint_every == 0:
+            self._write_checkpoint(conn, seq, h)
+        return AuditEntry(seq, at, tenant, actor, action, target, outcome, details, prev, h)
+
+    def _write_checkpoint(self, conn: Connection, seq: int, h: str) -> None:
+        key = self._signing_key()
+        at = self._clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
+        signature = sm2.sign(key, _checkpoint_message(seq, h, at))
+        conn.execute(
+            insert(identity_audit_checkpoints).values(
+                seq=seq,
+                at=at,
+                entry_hash=h,
+                signature=base64.b64encode(signature).decode("ascii"),
+                public_key=key.public_key.to_pem().decode("ascii"),
+            )
+        )
+
+    def checkpoint(self) -> int | None:
+        """Sign the current tip now (e.g. at the end of `tianmu audit verify` or on a schedule)."""
+        with self.store.begin() as conn:
+            self._lock(conn)
+            last = conn.execute(
+                select(identity_audit.c.seq, identity_audit.c.hash)
+                .order_by(identity_audit.c.seq.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                return None
+            exists = conn.execute(
+                select(identity_audit_checkpoints.c.seq).where(identity_audit_checkpoints.c.seq == last.seq)
+            ).first()
+            if exists is None:
+                self._write_checkpoint(conn, last.seq, last.hash)
+            return int(last.seq)
+
+    def entries(self, *, tenant: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries, newest first (for the dashboard and `tianmu audit list`)."""
+        query = select(identity_audit).order_by(identity_audit.c.seq.desc()).limit(limit)
+        if tenant is not None:
+            query = query.where(identity_audit.c.tenant == tenant)
+        with self.store.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AuditEntry(
+                r.seq,
+                r.at,
+                r.tenant,
+                r.actor,
+                r.action,
+                r.target,
+                r.outcome,
+                json.loads(r.details),
+                r.prev_hash,
+                r.hash,
+            )
+            for r in rows
+        ]
+
+    def count(self) -> int:
+        with self.store.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(identity_audit)).scalar_one())
+
+    def _rows(self, conn: Connection) -> Iterator[Any]:
+        result = conn.execution_options(yield_per=2000).execute(
+            select(identity_audit).order_by(identity_audit.c.seq)
+        )
+        yield from result
+
+    def verify(
+        self,
+        trusted_key: sm2.Sm2PublicKey | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> AuditReport:
+        """Walk the whole chain and every checkpoint; each problem found is described with its seq."""
+        report = AuditReport()
+        with self.store.connect() as conn:
+            checkpoints = {r.seq: r for r in conn.execute(select(identity_audit_checkpoints))}
+            hashes_at_checkpoints: dict[int, str] = {}
+            expected_seq, prev = 1, GENESIS
+            for row in self._rows(conn):
+                report.entries += 1
+                if row.seq != expected_seq:
+                    if row.seq > expected_seq:
+                        missing = (
+                            f"{expected_seq}"
+                            if row.seq == expected_seq + 1
+                            else f"{expected_seq}-{row.seq - 1}"
+                        )
+                        report.problems.append(f"entries {missing} are missing (deleted)")
+                    else:
+                        report.problems.append(f"entry {row.seq} is out of order")
+                if row.prev_hash != prev:
+                    report.problems.append(
+                        f"entry {row.seq} does not link to the entry before it (deleted or reordered)"
+                    )
+                recomputed = entry_hash(
+                    row.prev_hash,
+                    row.seq,
+                    row.at,
+                    row.tenant,
+                    row.actor,
+                    row.action,
+                    row.target,
+                    row.outcome,
+                    row.details,
+                )
+                if recomputed != row.hash:
+                    report.problems.append(
+                        f"entry {row.seq} was altered: its content does not match its hash"
+                    )
+                if row.seq in checkpoints:
+                    hashes_at_checkpoints[row.seq] = row.hash
+                prev, expected_seq = row.hash, row.seq + 1
+                if progress is not None:
+                    progress(1)
+            report.tip = prev
+        last_seq = expected_seq - 1
+        for seq in sorted(checkpoints):
+            cp = checkpoints[seq]
+            report.checkpoints += 1
+            try:
+                key = sm2.load_public_key(cp.public_key.encode("ascii"), source=f"checkpoint {seq}")
+            except Exception:  # a mangled key in the row is a finding, not a crash
+                report.problems.append(f"checkpoint {seq} carries an unreadable public key")
+                continue
+            if trusted_key is not None and key != trusted_key:
+                report.problems.append(f"checkpoint {seq} was signed by a key other than the platform key")
+            signature = base64.b64decode(cp.signature)
+            if not sm2.verify(key, _checkpoint_message(seq, cp.entry_hash, cp.at), signature):
+                report.problems.append(f"checkpoint {seq} has an invalid SM2 signature")
+            if seq > last_seq:
+                report.problems.append(
+                    f"checkpoint {seq} vouches for entries up to {seq}, but the log ends at "
+                    f"{last_seq} (entries were cut off)"
+                )
+            elif hashes_at_checkpoints.get(seq) != cp.entry_hash:
+                report.problems.append(
+                    f"entry {seq} differs from what checkpoint {seq} signed (history rewritten)"
+                )
+            report.last_checkpoint = max(report.last_checkpoint, seq)
+        return report
