@@ -73,6 +73,13 @@ def _detection_engine(ctx: EngineContext) -> list[Finding]:
     )
 
 
+def annotate_techniques(store: Store, findings: list[Finding]) -> None:
+    """ATT&CK names and tactics into `data["attack"]` of findings with technique ids (ATT&CK imported)."""
+    from tianmu.intel.attack import annotate_findings
+
+    annotate_findings(store, findings)
+
+
 ENGINES: dict[str, Callable[[EngineContext], list[Finding]]] = {
     "vulnerability": _vulnerability_engine,
     "malware": _malware_engine,
@@ -124,6 +131,7 @@ def assess(
     for name in options.engines:
         ctx.earlier = list(findings)
         findings.extend(ENGINES[name](ctx))
+    annotate_techniques(store, findings)
     result = Assessment(
         target=str(path),
         asset=asset,

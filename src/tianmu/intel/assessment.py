@@ -139,8 +139,13 @@ def assess_engine(ctx: EngineContext) -> list[Finding]:
         )
         return []
     matcher = IntelMatcher.open(ctx.store, ctx.home)
-    findings = list(matcher.match_findings(ctx.earlier, ctx.asset))
-    findings += match_logs(
+    findings = match_logs(
         matcher, ctx.root, ctx.asset, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
     )
-    return findings
+    findings += matcher.match_findings(ctx.earlier, ctx.asset)
+    # A finding of another engine over a log may name an address the log scan matched in that file too:
+    # one finding per fingerprint, the log's own (with its line and excerpt) first.
+    unique: dict[str, Finding] = {}
+    for finding in findings:
+        unique.setdefault(finding.fingerprint, finding)
+    return list(unique.values())

@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from tianmu.core.errors import KnowledgeBaseError
+from tianmu.core.models import Finding
 from tianmu.store.database import Store
 from tianmu.store.schema import attack_tactics, attack_techniques
 from tianmu.vulns._sql import insert_rows, select_in
 
 __all__ = [
     "AttackData",
+    "annotate_findings",
     "is_attack_bundle",
     "read_attack_bundle",
     "save_attack",
@@ -183,9 +185,27 @@ def technique_info(store: Store, ids: Iterable[str]) -> dict[str, dict[str, Any]
             "tactics": [tactics[s].name if s in tactics else s for s in shortnames],
             "tactic_ids": [tactics[s].id for s in shortnames if s in tactics],
             "tactic_shortnames": shortnames,
+            "tactic_positions": [tactics[s].position for s in shortnames if s in tactics],
             "url": row.url,
         }
     return info
+
+
+def annotate_findings(store: Store, findings: Iterable[Finding]) -> None:
+    """Put ATT&CK names and tactics into `finding.data["attack"]` of every finding with technique ids.
+
+    `[{"id", "name", "full_name", "tactics", "tactic_ids", "tactic_shortnames", "tactic_positions",
+    "url"}]`, in the finding's technique order; unknown ids are left out. Reports read it to show
+    names and group by tactic; nothing is added when the ATT&CK base was never imported.
+    """
+    findings = list(findings)
+    info = technique_info(store, {t for f in findings for t in f.techniques})
+    if not info:
+        return
+    for finding in findings:
+        known = [t.upper() for t in finding.techniques if t.upper() in info]
+        if known:
+            finding.data["attack"] = [{"id": t, **info[t]} for t in dict.fromkeys(known)]
 
 
 def tactic_order(store: Store) -> list[dict[str, Any]]:

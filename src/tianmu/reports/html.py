@@ -21,6 +21,7 @@ import tianmu
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity, utcnow
 
 from ._common import advisory_url, finding_location, is_kev, kev_count, severity_counts, vuln_details
+from .situation_view import situation_view
 
 __all__ = ["FIX_FIRST_LIMIT", "fix_first", "render_html", "view_model"]
 
@@ -110,7 +111,7 @@ def _row(finding: Finding) -> dict[str, Any]:
         "file": location.path if location else "",
         "line": location.line if location and location.line else None,
         "status": finding.status.value.replace("_", " "),
-        "techniques": list(finding.techniques),
+        "techniques": _technique_tags(finding),
         "evidence": [(str(k), str(v)) for k, v in finding.evidence.items() if k != "fingerprint_extra"],
         "is_vuln": finding.kind is FindingKind.VULNERABILITY,
         "fixed": [],
@@ -137,6 +138,43 @@ def _row(finding: Finding) -> dict[str, Any]:
             epss_percentile=_ordinal(details.epss_percentile) if details.epss_percentile is not None else "",
         )
     return row
+
+
+def _technique_tags(finding: Finding) -> list[str]:
+    """`T1059.001 PowerShell (Execution)` when the ATT&CK base named it (`data["attack"]`), else the id."""
+    named = {str(t.get("id")): t for t in finding.data.get("attack") or [] if isinstance(t, dict)}
+    tags = []
+    for technique in finding.techniques:
+        info = named.get(technique.upper())
+        if info:
+            tactics = ", ".join(str(t) for t in info.get("tactics") or [])
+            name = f"{technique} {info.get('full_name') or info.get('name')}"
+            tags.append(f"{name} ({tactics})" if tactics else name)
+        else:
+            tags.append(technique)
+    return tags
+
+
+def _tactics(findings: list[Finding]) -> list[dict[str, Any]]:
+    """Findings per ATT&CK tactic in kill-chain order (a finding under each tactic of its techniques).
+
+    Empty unless the ATT&CK base was present at assessment time (`data["attack"]`).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for finding in findings:
+        seen: set[str] = set()
+        for info in finding.data.get("attack") or []:
+            if not isinstance(info, dict):
+                continue
+            names = info.get("tactics") or []
+            positions = info.get("tactic_positions") or [99] * len(names)
+            for name, position in zip(names, positions, strict=False):
+                if name in seen:
+                    continue
+                seen.add(name)
+                group = groups.setdefault(str(name), {"name": str(name), "position": position, "rows": []})
+                group["rows"].append(_row(finding))
+    return sorted(groups.values(), key=lambda g: (g["position"], g["name"]))
 
 
 def fix_first(findings: list[Finding], limit: int = FIX_FIRST_LIMIT) -> list[Finding]:
@@ -223,7 +261,9 @@ def view_model(assessment: Assessment) -> dict[str, Any]:
         "colours": {s.value: c for s, c in _SEVERITY_COLOURS.items()},
         "chart": _chart(counts),
         "fix_first": [_row(f) for f in fix_first(findings)],
+        "situation": situation_view(assessment),
         "groups": _groups(findings),
+        "tactics": _tactics(findings),
         "unresolved": [
             {
                 "name": u.name,
