@@ -14,6 +14,7 @@ Public surface:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatus
@@ -106,6 +107,9 @@ def update_situation(
         summary = insurance_summary(current, assets, resolver=resolver)
         if home is not None and (home / "alerts.toml").is_file():
             _run_configured_alerts(store, assessment, home / "alerts.toml", active, current, assets)
+    # Most severe first, then the oldest: the order a report reader should take them in.
+    far = datetime.max.replace(tzinfo=UTC)
+    assessment.incidents.sort(key=lambda i: (-i.severity.rank, i.first_seen or far, i.id))
     assessment.risk = report.as_dict() | {"insurance": summary.as_dict()}
 
 
