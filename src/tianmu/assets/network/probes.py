@@ -735,10 +735,17 @@ async def identify(
     if port in _BANNER_PORTS and banner is None:
         return Identification("unknown")
     # Every remaining probe at once, each on its own connection: a silent port then costs one probe
-    # timeout instead of one per probe. The first in CLIENT_FIRST order that recognises it wins.
+    # timeout instead of one per probe. The parsers are strict (each accepts only its own protocol's
+    # grammar), so the first probe to recognise the service wins and the others are cancelled.
     names = [name for name in CLIENT_FIRST if name not in tried]
-    results = await asyncio.gather(*(CLIENT_FIRST[name](address, port, hostname, opts) for name in names))
-    for result in results:
-        if result is not None:
-            return result
+    tasks = [asyncio.ensure_future(CLIENT_FIRST[name](address, port, hostname, opts)) for name in names]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            result = await next_done
+            if result is not None:
+                return result
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return Identification("unknown")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +43,9 @@ def insecure_context(version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     with contextlib.suppress(ssl.SSLError):
         context.set_ciphers("ALL:@SECLEVEL=0")
     if version is not None:
-        with contextlib.suppress(ValueError, ssl.SSLError):
+        # Old versions are what we look for; Python warns that they are deprecated, which we know.
+        with contextlib.suppress(ValueError, ssl.SSLError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             context.minimum_version = version
             context.maximum_version = version
     return context

@@ -1,0 +1,19 @@
+"""Remote checks of websites (TLS, headers, cookies, CORS, exposures, versions, YAML check templates)
+and of domain names (SPF, DMARC, DKIM, DNSSEC, CAA, MX/TLS-RPT/MTA-STS, dangling CNAMEs, AXFR,
+wildcards). `check_websites` and `check_domains` are the entry points the CLI and API call."""
+
+from __future__ import annotations
+
+from tianmu.websec.domain import DomainOptions, check_domains
+from tianmu.websec.engine import WebOptions, WebResult, check_websites
+from tianmu.websec.templates import CheckTemplate, load_templates
+
+__all__ = [
+    "CheckTemplate",
+    "DomainOptions",
+    "WebOptions",
+    "WebResult",
+    "check_domains",
+    "check_websites",
+    "load_templates",
+]

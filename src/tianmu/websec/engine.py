@@ -1,0 +1,529 @@
+"""`check_websites`: the website checks of `tianmu web`, from URLs to findings (and the store).
+
+For each URL: one GET of the page (redirects on the same site followed, at most 5), then TLS (versions
+offered, weak cipher suites, certificate validity, chain, host-name match, expiry soon), HSTS, the
+plain-HTTP redirect, security headers, cookies, CORS (a GET with a foreign `Origin`), mixed content,
+disclosed product versions (→ CVEs by CPE when an NVD feed is imported), and every check template.
+Requests are GET/HEAD only, rate-limited, with Tianmu's User-Agent (see `client.py`).
+
+Findings: asset `website` named by the origin (`https://host:port`); evidence `url`, entities `url`,
+`host`/`domain`, `ip`; `fingerprint_extra` is what tells two issues of one rule apart (cookie name,
+template path, product).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from tianmu.assets.network.audit import record_scan_end, record_scan_start
+from tianmu.assets.network.cpe import cpe_for
+from tianmu.assets.network.targets import expand_targets
+from tianmu.assets.network.tls import insecure_context, inspect_tls
+from tianmu.core.errors import InputError
+from tianmu.core.models import Assessment, Asset, AssetKind, Component, Finding, FindingKind, Severity, utcnow
+from tianmu.store.database import Store
+from tianmu.store.repository import save_assessment
+from tianmu.websec import site
+from tianmu.websec.client import PoliteClient, WebResponse
+from tianmu.websec.site import Issue
+from tianmu.websec.templates import CheckTemplate, load_templates
+
+__all__ = ["WebOptions", "WebResult", "check_websites", "hostname_matches", "weak_ciphers"]
+
+Progress = Callable[[str], None]
+
+# Cipher families no server should offer (tested at TLS 1.2 and below, one handshake each). A family
+# this OpenSSL build cannot offer at all is skipped and named in the result's notes.
+WEAK_CIPHER_FAMILIES = (
+    ("NULL encryption", "eNULL"),
+    ("anonymous key exchange", "aNULL"),
+    ("EXPORT grade", "EXPORT"),
+    ("RC4", "RC4"),
+    ("DES/3DES", "DES:3DES"),
+    ("MD5 MAC", "MD5"),
+    ("RSA key exchange (no forward secrecy)", "kRSA"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebOptions:
+    rate: float = 5.0
+    """Requests per second to one site."""
+    timeout: float = 10.0
+    expiry_days: int = 30
+    templates: tuple[Path, ...] = ()
+    """Extra template folders/files, in addition to the built-in checks."""
+    builtin_templates: bool = True
+    authorized: bool = False
+    tenant: str = "default"
+    save: bool = True
+
+
+@dataclass(slots=True)
+class SiteResult:
+    url: str
+    reachable: bool
+    status: int | None = None
+    tls: dict[str, Any] | None = None
+    products: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class WebResult:
+    sites: list[SiteResult]
+    findings: list[Finding]
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        from tianmu.reports.json_report import finding_to_dict
+
+        return {
+            "sites": [
+                {
+                    "url": s.url,
+                    "reachable": s.reachable,
+                    "status": s.status,
+                    "tls": s.tls,
+                    "products": s.products,
+                    "requests": s.requests,
+                }
+                for s in self.sites
+            ],
+            "findings": [finding_to_dict(f) for f in self.findings],
+            "errors": self.errors,
+            "notes": self.notes,
+        }
+
+
+def hostname_matches(host: str, names: Sequence[str]) -> bool:
+    """RFC 6125 matching: exact, or a `*.` wildcard standing for exactly one left-most label."""
+    host = host.lower().rstrip(".")
+    for name in names:
+        name = name.lower().rstrip(".")
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+async def _offers(address: str, port: int, spec: str, server_name: str | None, timeout: float) -> bool | None:
+    context = insecure_context(ssl.TLSVersion.TLSv1_2)
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        context.set_ciphers(f"{spec}:@SECLEVEL=0")
+    except ssl.SSLError:
+        return None
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, ssl=context, server_hostname=server_name), timeout
+        )
+    except (OSError, TimeoutError, ssl.SSLError, EOFError):
+        return False
+    writer.close()
+    return True
+
+
+def weak_ciphers(
+    address: str, port: int, server_name: str | None, timeout: float = 5.0
+) -> tuple[list[str], list[str]]:
+    """(weak families the server accepts, families this client cannot test)."""
+
+    async def run() -> list[bool | None]:
+        return [
+            await _offers(address, port, spec, server_name, timeout) for _label, spec in WEAK_CIPHER_FAMILIES
+        ]
+
+    results = asyncio.run(run())
+    offered = [label for (label, _s), ok in zip(WEAK_CIPHER_FAMILIES, results, strict=True) if ok]
+    untested = [label for (label, _s), ok in zip(WEAK_CIPHER_FAMILIES, results, strict=True) if ok is None]
+    return offered, untested
+
+
+def tls_issues(tls: dict[str, Any], host: str, expiry_days: int) -> list[Issue]:
+    out: list[Issue] = []
+    cert = tls.get("certificate") or {}
+    mis = FindingKind.MISCONFIGURATION
+    legacy = [v for v in tls.get("versions") or [] if v in ("TLSv1.0", "TLSv1.1")]
+    if legacy:
+        out.append(
+            Issue(
+                "tls.protocol.legacy",
+                f"Deprecated TLS versions offered: {', '.join(legacy)}",
+                Severity.MEDIUM,
+                mis,
+                "TLS 1.0 and 1.1 are deprecated (RFC 8996).",
+                {"versions": tls.get("versions")},
+            )
+        )
+    if tls.get("versions") and "TLSv1.2" not in tls["versions"] and "TLSv1.3" not in tls["versions"]:
+        out.append(
+            Issue(
+                "tls.protocol.no-modern",
+                "Neither TLS 1.2 nor TLS 1.3 is offered",
+                Severity.HIGH,
+                mis,
+                extra={"versions": tls.get("versions")},
+            )
+        )
+    if cert.get("expired"):
+        out.append(
+            Issue(
+                "tls.certificate.expired",
+                "The TLS certificate has expired",
+                Severity.HIGH,
+                mis,
+                f"It expired on {cert.get('not_after')}.",
+                {"certificate": cert},
+            )
+        )
+    elif cert.get("days_left") is not None and cert["days_left"] < expiry_days:
+        out.append(
+            Issue(
+                "tls.certificate.expiring",
+                f"The TLS certificate expires in {cert['days_left']} day(s)",
+                Severity.LOW if cert["days_left"] > 7 else Severity.MEDIUM,
+                mis,
+                f"Renew it before {cert.get('not_after')}.",
+                {"certificate": cert},
+            )
+        )
+    if cert.get("not_yet_valid"):
+        out.append(
+            Issue(
+                "tls.certificate.not-yet-valid",
+                "The TLS certificate is not valid yet",
+                Severity.MEDIUM,
+                mis,
+                f"Valid from {cert.get('not_before')}.",
+                {"certificate": cert},
+            )
+        )
+    if cert.get("self_signed"):
+        out.append(
+            Issue(
+                "tls.certificate.self-signed",
+                "Self-signed TLS certificate",
+                Severity.MEDIUM,
+                mis,
+                "Browsers will not trust it; use a certificate from a trusted CA.",
+                {"certificate": cert},
+            )
+        )
+    names = list(cert.get("san") or []) or ([cert["subject_cn"]] if cert.get("subject_cn") else [])
+    if cert and not hostname_matches(host, names):
+        out.append(
+            Issue(
+                "tls.certificate.hostname-mismatch",
+                f"The certificate is not valid for {host}",
+                Severity.HIGH,
+                mis,
+                f"It names {', '.join(names) or 'no host'}.",
+                {"names": names},
+            )
+        )
+    error = tls.get("verify_error") or ""
+    if (
+        not tls.get("trusted")
+        and not cert.get("self_signed")
+        and not cert.get("expired")
+        and "hostname" not in error.lower()
+    ):
+        out.append(
+            Issue(
+                "tls.certificate.untrusted-chain",
+                "The certificate chain does not verify",
+                Severity.HIGH,
+                mis,
+                f"OpenSSL: {error}",
+                {"verify_error": error},
+            )
+        )
+    return out
+
+
+def _same_site_redirects(client: PoliteClient, url: str) -> tuple[WebResponse | None, list[str]]:
+    chain = [url]
+    response = client.get(url)
+    for _ in range(5):
+        if response is None or response.status not in (301, 302, 303, 307, 308):
+            break
+        location = response.header("Location")
+        if not location:
+            break
+        target = urljoin(chain[-1], location)
+        if urlsplit(target).netloc != urlsplit(url).netloc or urlsplit(target).scheme != urlsplit(url).scheme:
+            break
+        chain.append(target)
+        response = client.get(target)
+    return response, chain
+
+
+def _run_templates(
+    client: PoliteClient, base: str, templates: Sequence[CheckTemplate], notes: list[str]
+) -> list[tuple[CheckTemplate, str, WebResponse]]:
+    # A path that cannot exist: a template that also matches it would match anything (a soft-404 site).
+    canary = client.get(urljoin(base, f"/tianmu-{secrets.token_hex(8)}"))
+    hits: list[tuple[CheckTemplate, str, WebResponse]] = []
+    for template in templates:
+        if canary is not None and template.matches(canary):
+            notes.append(f"{base}: template {template.id} skipped (it matches a page that does not exist)")
+            continue
+        for path in template.paths:
+            response = client.request(template.method, urljoin(base, path), template.headers or None)
+            if response is not None and template.matches(response):
+                hits.append((template, path, response))
+    return hits
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"{host}: cannot resolve the host name ({exc.strerror})") from exc
+    return sorted({str(i[4][0]) for i in infos})
+
+
+def _check_site(
+    url: str,
+    options: WebOptions,
+    templates: Sequence[CheckTemplate],
+    store: Store | None,
+    result: WebResult,
+) -> tuple[SiteResult, list[Finding]]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    addresses = _addresses(host, port)
+    asset = Asset(name=origin, kind=AssetKind.WEBSITE, tenant=options.tenant)
+    entities: dict[str, list[str]] = {"url": [url], "ip": addresses}
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        entities["host"] = [host.lower()]
+        entities["domain"] = [host.lower()]
+    issues: list[tuple[Issue, str]] = []
+    summary = SiteResult(url, reachable=False)
+    with PoliteClient(rate=options.rate, timeout=options.timeout) as client:
+        response, chain = _same_site_redirects(client, url)
+        if response is None:
+            result.errors.append(f"{url}: not reachable")
+            summary.requests = client.requests
+            return summary, []
+        summary.reachable, summary.status = True, response.status
+        final = chain[-1]
+        if https:
+            tls = asyncio.run(inspect_tls(addresses[0], port, server_name=host, timeout=options.timeout))
+            if tls is not None:
+                weak, untested = weak_ciphers(addresses[0], port, host, options.timeout)
+                tls["weak_ciphers"] = weak
+                if untested:
+                    result.notes.append(
+                        f"{url}: cipher families this OpenSSL cannot test: {', '.join(untested)}"
+                    )
+                summary.tls = tls
+                issues += [(i, final) for i in tls_issues(tls, host, options.expiry_days)]
+                if weak:
+                    issues.append(
+                        (
+                            Issue(
+                                "tls.cipher.weak",
+                                f"Weak cipher suites accepted: {', '.join(weak)}",
+                                Severity.MEDIUM,
+                                summary="Disable them; offer AEAD suites with ECDHE only.",
+                                extra={"weak": weak},
+                            ),
+                            final,
+                        )
+                    )
+            issues += [(i, final) for i in site.check_hsts(response)]
+            issues += [(i, final) for i in site.check_mixed_content(response)]
+        else:
+            first = client.get(url)
+            issues += [(i, url) for i in site.check_https_redirect(first)]
+        issues += [(i, final) for i in site.check_headers(response)]
+        issues += [(i, final) for i in site.check_cookies(response, https)]
+        issues += [(i, final) for i in site.check_cors(client.get(final, {"Origin": site.EVIL_ORIGIN}))]
+        products = site.disclosed_products(response)
+        summary.products = [{"name": p.name, "version": p.version, "source": p.source} for p in products]
+        for product in products:
+            if product.version:
+                issues.append(
+                    (
+                        Issue(
+                            "web.version.disclosure",
+                            f"{product.name} {product.version} disclosed ({product.source})",
+                            Severity.LOW,
+                            FindingKind.EXPOSURE,
+                            "Version banners tell attackers which exploits to try; remove them.",
+                            {"product": product.name, "version": product.version},
+                            key=product.name,
+                        ),
+                        final,
+                    )
+                )
+        for template, path, hit in _run_templates(client, origin + "/", templates, result.notes):
+            issue = Issue(
+                template.rule_id,
+                template.name,
+                template.severity,
+                template.kind,
+                template.description,
+                {"status": hit.status, "template": template.source, "references": list(template.references)},
+                key=path,
+            )
+            issues.append((issue, hit.url))
+        summary.requests = client.requests
+    findings = [_to_finding(asset, i, where, entities) for i, where in issues]
+    if store is not None:
+        findings += _version_vulns(store, asset, products, final, entities)
+    return summary, findings
+
+
+def _to_finding(asset: Asset, issue: Issue, url: str, entities: dict[str, list[str]]) -> Finding:
+    evidence: dict[str, Any] = {"url": url, "entities": {**entities, "url": sorted({url, *entities["url"]})}}
+    evidence.update(issue.extra)
+    if issue.key is not None:
+        evidence["fingerprint_extra"] = issue.key
+    return Finding(
+        kind=issue.kind,
+        rule_id=issue.rule,
+        title=issue.title,
+        severity=issue.severity,
+        asset=asset,
+        summary=issue.summary,
+        evidence=evidence,
+        references=tuple(issue.extra.get("references") or ()),
+    )
+
+
+def _version_vulns(
+    store: Store, asset: Asset, products: Sequence[Any], url: str, entities: dict[str, list[str]]
+) -> list[Finding]:
+    from tianmu.vulns.nvd import CpeMatcher
+
+    matcher = CpeMatcher(store)
+    out: list[Finding] = []
+    for product in products:
+        cpe = cpe_for(product.name, product.version) if product.version else None
+        if cpe is None:
+            continue
+        for hit in matcher.match(cpe):
+            severity = (
+                Severity.parse(hit.severity_word)
+                if hit.severity_word
+                else Severity.from_cvss_score(hit.score)
+            )
+            vendor_product = cpe.split(":")[3:5]
+            out.append(
+                Finding(
+                    kind=FindingKind.VULNERABILITY,
+                    rule_id=hit.cve_id,
+                    severity=severity,
+                    asset=asset,
+                    score=hit.score,
+                    title=f"{hit.cve_id}: {product.name} {product.version}",
+                    summary=hit.summary,
+                    component=Component(
+                        name=product.name,
+                        version=product.version,
+                        ecosystem="CPE",
+                        purl=f"pkg:generic/{vendor_product[0]}/{vendor_product[1]}@{product.version}",
+                    ),
+                    evidence={"url": url, "entities": entities, "cpe": cpe, "disclosed_by": product.source},
+                    references=tuple(hit.references[:10]),
+                    data={"kev": hit.kev, "conditions": hit.conditions, "matched_by": "cpe"},
+                )
+            )
+    return out
+
+
+def _validate(urls: Sequence[str], authorized: bool) -> list[str]:
+    out = []
+    for raw in urls:
+        url = raw if "://" in raw else f"https://{raw}"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"{raw!r} is not an http(s) URL")
+        expand_targets([parts.hostname], authorized=authorized)  # the same safety rule as discovery
+        out.append(url if parts.path else url + "/")
+    return out
+
+
+def check_websites(
+    store: Store | None,
+    urls: Sequence[str],
+    options: WebOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> WebResult:
+    opts = options or WebOptions()
+    checked = _validate(urls, opts.authorized)
+    dirs = ((Path(__file__).parent / "checks",) if opts.builtin_templates else ()) + tuple(opts.templates)
+    templates, template_errors = load_templates(*dirs) if dirs else ([], [])
+    if template_errors and opts.templates and not templates:
+        raise InputError(f"no check template could be loaded: {template_errors[0]}")
+    result = WebResult([], [], errors=list(template_errors))
+    audit_id = None
+    if store is not None:
+        audit_id = record_scan_start(
+            store,
+            tenant=opts.tenant,
+            action="web",
+            targets=checked,
+            ports=None,
+            authorized=opts.authorized,
+            engine="websec",
+        )
+    now = utcnow()
+    for url in checked:
+        summary, findings = _check_site(url, opts, templates, store, result)
+        result.sites.append(summary)
+        findings.sort(key=lambda f: (-f.severity.rank, f.rule_id))
+        result.findings.extend(findings)
+        if store is not None and opts.save and summary.reachable:
+            save_assessment(
+                store,
+                Assessment(
+                    target=url,
+                    asset=findings[0].asset
+                    if findings
+                    else Asset(
+                        urlsplit(url).scheme + "://" + urlsplit(url).netloc, AssetKind.WEBSITE, opts.tenant
+                    ),
+                    started=now,
+                    finished=utcnow(),
+                    findings=findings,
+                    engines=["websec"],
+                ),
+            )
+        if progress is not None:
+            progress(url)
+    if store is not None and audit_id is not None:
+        record_scan_end(
+            store,
+            audit_id,
+            {
+                "sites": len(checked),
+                "findings": len(result.findings),
+                "requests": sum(s.requests for s in result.sites),
+            },
+        )
+    return result
