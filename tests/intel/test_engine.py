@@ -26,7 +26,9 @@ def _hits(matcher: IntelMatcher, text: str) -> set[tuple[str, str]]:
 
 
 def test_domains_match_their_subdomains_in_any_case(matcher: IntelMatcher) -> None:
-    assert _hits(matcher, "resolved A.B.NightOwl-C2.Example to 10.0.0.9") == {("domain", "nightowl-c2.example")}
+    assert _hits(matcher, "resolved A.B.NightOwl-C2.Example to 10.0.0.9") == {
+        ("domain", "nightowl-c2.example")
+    }
     assert _hits(matcher, "resolved nightowl-c2.example.org and notnightowl-c2.example") == set()
 
 
@@ -130,7 +132,11 @@ def test_malware_hashes_and_peers_of_earlier_findings(matcher: IntelMatcher) -> 
         title="Dropper",
         severity=Severity.HIGH,
         asset=ASSET,
-        evidence={"path": "downloads/invoice.pdf.exe", "sha256": DROPPER_SHA256, "entities": {"hash": [DROPPER_SHA256]}},
+        evidence={
+            "path": "downloads/invoice.pdf.exe",
+            "sha256": DROPPER_SHA256,
+            "entities": {"hash": [DROPPER_SHA256]},
+        },
     )
     peer = Finding(
         kind=FindingKind.EXPOSURE,
