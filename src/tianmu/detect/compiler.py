@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sre_constants
-import sre_parse
+import re._constants as sre_constants  # the regex parser's own tables: the `sre_*` aliases are deprecated
+import re._parser as sre_parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
