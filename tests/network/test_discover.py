@@ -1,0 +1,168 @@
+"""`discover` end to end on 127.0.0.1: services in the store, re-scan diffs, findings, the audit trail,
+the JSON shape of `tianmu discover --json`, and the nmap engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from network.servers import Certs, Page, Site, free_port, serve_banner, serve_http
+from tianmu.assets.network.audit import list_scans
+from tianmu.assets.network.engine import DiscoverOptions, discover
+from tianmu.assets.network.inventory import list_services
+from tianmu.assets.network.nmap import cpe22_to_23, nmap_available, parse_nmap_xml
+from tianmu.assets.network.probes import ProbeOptions
+from tianmu.assets.network.targets import TargetError
+from tianmu.cli.console import out_console
+from tianmu.cli.main import app
+from tianmu.core.errors import InputError
+from tianmu.core.knowledge import KbContext
+from tianmu.knowledge import import_any
+from tianmu.store import Store
+from tianmu.store.schema import scan_audit
+
+DATA = Path(__file__).parent / "data"
+FAST = ProbeOptions(timeout=2.0, banner_wait=0.5, tls_versions=False)
+
+
+@pytest.fixture
+def lab(certs: Certs) -> Iterator[dict[str, int]]:
+    """An SSH banner, an HTTPS site with an expired certificate and a plain HTTP site."""
+    with ExitStack() as stack:
+        ports = {
+            "ssh": stack.enter_context(serve_banner(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")),
+            "https": stack.enter_context(
+                serve_http(
+                    Site(pages={"/": Page(200, [("Server", "nginx/1.22.1")], b"")}), cert=certs.expired
+                )
+            ),
+            "http": stack.enter_context(
+                serve_http(Site(pages={"/": Page(200, [("Server", "Apache/2.4.57")], b"")}))
+            ),
+        }
+        yield ports
+
+
+def _options(ports: list[int], **extra: object) -> DiscoverOptions:
+    spec = ",".join(str(p) for p in ports)
+    return DiscoverOptions(ports=spec, probe=FAST, timeout=1.0, **extra)  # type: ignore[arg-type]
+
+
+def test_scan_store_findings_and_audit(store: Store, lab: dict[str, int], tmp_path: Path) -> None:
+    import_any(KbContext(store=store, home=tmp_path), DATA / "nvd-sample.json")
+    closed = free_port()
+    result = discover(store, ["127.0.0.1"], _options([*lab.values(), closed]))
+    [host] = result.hosts
+    by_port = {s.port: s for s in host.services}
+    assert set(by_port) == set(lab.values())
+    ssh = by_port[lab["ssh"]]
+    assert (ssh.service, ssh.product, ssh.version, ssh.cpe) == (
+        "ssh",
+        "OpenSSH",
+        "9.2p1",
+        "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*",
+    )
+    https = by_port[lab["https"]]
+    assert https.service == "https" and https.tls is not None and https.tls["certificate"]["expired"]
+    rules = {(f.rule_id, f.evidence["port"]) for f in result.findings}
+    assert ("tls.certificate.expired", lab["https"]) in rules
+    assert ("CVE-2098-0001", lab["ssh"]) in rules  # OpenSSH 9.2p1 by CPE from the hand-made NVD file
+    assert ("CVE-2098-0004", lab["https"]) in rules  # nginx 1.22.1, with the platform named as a condition
+    assert ("CVE-2098-0006", lab["http"]) in rules  # Apache 2.4.57
+    assert not any(f.rule_id == "network.port.new" for f in result.findings)  # the first scan is the baseline
+    vuln = next(f for f in result.findings if f.rule_id == "CVE-2098-0001")
+    assert vuln.kind.value == "vulnerability" and vuln.severity.value == "critical"
+    assert vuln.evidence["entities"] == {"ip": ["127.0.0.1"]}
+    assert vuln.evidence["fingerprint_extra"] == f"127.0.0.1:{lab['ssh']}/tcp"
+    stored = {s.service.port: s for s in list_services(store, "default")}
+    assert set(stored) == set(lab.values()) and stored[lab["ssh"]].service.product == "OpenSSH"
+    [audit] = list_scans(store, "default")
+    assert (audit.action, audit.targets, audit.authorized, audit.engine) == (
+        "discover",
+        ["127.0.0.1"],
+        False,
+        "builtin",
+    )
+    assert audit.actor and audit.finished is not None and audit.summary["open_ports"] == 3
+
+
+def test_rescan_diff(store: Store, certs: Certs) -> None:
+    with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays, serve_banner(b"220 (vsFTPd 3.0.3)\r\n") as goes:
+        later = free_port()
+        first = discover(store, ["127.0.0.1"], _options([stays, goes, later]))
+        assert {s.port for s in first.hosts[0].services} == {stays, goes}
+    with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays_again:
+        # The same port number cannot be taken back reliably; scan the old ports and the new one.
+        result = discover(store, ["127.0.0.1"], _options([stays, goes, later, stays_again]))
+    diff = result.hosts[0].diff
+    assert diff is not None and not diff.first_scan
+    assert diff.appeared == [stays_again]
+    assert sorted(diff.disappeared) == sorted([stays, goes])
+    new = [f for f in result.findings if f.rule_id == "network.port.new"]
+    assert [f.evidence["port"] for f in new] == [stays_again]
+    assert new[0].kind.value == "exposure"
+    closed = {s.service.port: s for s in list_services(store, "default", state="closed")}
+    assert set(closed) == {stays, goes} and all(s.closed_at is not None for s in closed.values())
+    assert len(list_scans(store, "default")) == 2
+
+
+def test_refused_before_any_packet(store: Store) -> None:
+    with pytest.raises(TargetError, match="--i-am-authorized"):
+        discover(store, ["127.0.0.1", "8.8.8.8"], _options([80]))
+    with store.connect() as conn:
+        assert conn.execute(select(scan_audit)).all() == []
+    with pytest.raises(InputError):
+        discover(store, ["127.0.0.1"], DiscoverOptions(ports="0"))
+
+
+def test_cli_json_shape(lab: dict[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out_console, "width", 200)
+    env = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
+    ports = ",".join(str(p) for p in lab.values())
+    result = CliRunner().invoke(
+        app, ["discover", "localhost", "-p", ports, "--json", "--timeout", "1"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"hosts", "findings"}
+    [host] = [h for h in data["hosts"] if h["address"] == "127.0.0.1"]
+    assert set(host) == {"address", "hostname", "services"} and host["hostname"] == "localhost"
+    for service in host["services"]:
+        assert set(service) == {"port", "transport", "service", "product", "version", "cpe", "tls", "banner"}
+    https = next(s for s in host["services"] if s["port"] == lab["https"])
+    assert https["tls"]["certificate"]["expired"] is True
+    assert any(f["id"] == "tls.certificate.expired" for f in data["findings"])
+    assert all(f["evidence"]["entities"]["host"] == ["localhost"] for f in data["findings"])
+    refused = CliRunner().invoke(app, ["discover", "8.8.8.8", "-p", "80"], env=env)
+    assert refused.exit_code == 2 and "--i-am-authorized" in refused.output
+    failing = CliRunner().invoke(app, ["discover", "127.0.0.1", "-p", ports, "--fail-on", "high"], env=env)
+    assert failing.exit_code == 1, failing.output
+
+
+def test_nmap_xml() -> None:
+    [host] = parse_nmap_xml((DATA / "nmap-sample.xml").read_text(), "nmap-sample.xml")
+    assert (host.address, host.hostname) == ("127.0.0.1", "localhost")
+    open_ports = {p.port: p for p in host.ports if p.state == "open"}
+    assert set(open_ports) == {22, 5432, 6379}
+    assert open_ports[22].cpe == "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*"
+    assert cpe22_to_23("cpe:/a:postgresql:postgresql") == "cpe:2.3:a:postgresql:postgresql:*:*:*:*:*:*:*:*"
+    with pytest.raises(InputError, match=r"nmap-sample\.xml"):
+        parse_nmap_xml("<nmaprun><host>", "nmap-sample.xml")
+
+
+@pytest.mark.skipif(nmap_available() is None, reason="nmap is not installed")
+def test_nmap_engine(store: Store) -> None:
+    with serve_banner(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n") as port:
+        result = discover(
+            store, ["127.0.0.1"], DiscoverOptions(ports=str(port), engine="nmap", fingerprint=True)
+        )
+    [svc] = result.hosts[0].services
+    assert (svc.port, svc.service, svc.product) == (port, "ssh", "OpenSSH")
+    assert svc.cpe == "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*"
+    assert list_scans(store, "default")[0].engine == "nmap"
