@@ -456,9 +456,9 @@ class IdentityService(LoginMixin):
         self, principal: Principal, name: str, scopes: list[str] | None = None, days: int | None = None
     ) -> tuple[str, ApiToken]:
         """A new token for `principal`'s own user; returns (the token text — shown once —, its record)."""
-        authorize(principal, Permission.TOKENS_MANAGE)
         if principal.via == "token":
             raise PermissionDenied("a token cannot create tokens")
+        authorize(principal, Permission.TOKENS_MANAGE)
         allowed = {p.value for p in ROLE_PERMISSIONS[principal.role]}
         wanted = sorted(set(scopes)) if scopes else sorted(allowed)
         if unknown := [s for s in wanted if s not in allowed]:
