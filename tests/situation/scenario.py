@@ -147,6 +147,7 @@ def scenario_findings(log_path: str = "var/log/auth.log") -> list[Finding]:
                 "entities": {"ip": ["192.0.2.77"], "user": ["postgres"]},
                 "fingerprint_extra": "192.0.2.77",
             },
+            techniques=("T1110",),
             data={"tags": ["attack.credential_access", "attack.t1110"]},
         ),
     ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from pathlib import Path
 
 from tianmu.core.models import Finding, FindingKind, Severity, TriageStatus
 from tianmu.situation import Correlator, correlate
 from tianmu.situation.correlation import incident_state
-from tianmu.situation.tactics import TACTICS, finding_tactics, normalise_tactic
+from tianmu.situation.tactics import TACTICS, finding_tactics, intel_technique_resolver, normalise_tactic
+from tianmu.store import Store
 
 from .scenario import ATTACKER, MALWARE_SHA256, WEB01, scenario_findings
 
@@ -170,3 +172,38 @@ def test_vulnerabilities_are_not_incidents_and_resolved_incidents_reopen() -> No
     correlator.incidents[0].status = TriageStatus.RESOLVED
     change = correlator.add(brute)
     assert change is not None and change.incident.status is TriageStatus.OPEN and change.state_changed
+
+
+def _as_detect_makes_them() -> list[Finding]:
+    """The scenario as the detect engine emits findings: technique ids only, no tactic tags."""
+    findings = scenario_findings()
+    for finding in findings:
+        finding.data.pop("tags", None)
+        finding.data["attack"] = list(finding.techniques)
+    return findings
+
+
+def test_tactics_from_the_intel_annotation() -> None:
+    useradd = _as_detect_makes_them()[3]
+    assert finding_tactics(useradd) == []
+    useradd.data["attack"] = [
+        {"id": "T1136.001", "tactic_shortnames": ["persistence"]},
+        {"id": "T1078", "tactic_shortnames": ["defense-evasion", "persistence", "initial-access"]},
+    ]
+    assert finding_tactics(useradd) == ["initial-access", "persistence"]
+
+
+def test_scenario_with_the_real_attack_base(sqlite_store: Store, shared_data: Path, tmp_path: Path) -> None:
+    from tianmu.intel.kb import import_feed
+
+    import_feed(sqlite_store, shared_data / "attack" / "enterprise-attack.json.gz", home=tmp_path)
+    resolver = intel_technique_resolver(sqlite_store)
+    assert resolver is not None
+    assert list(resolver("T1110")) == ["credential-access"]
+    assert "initial-access" in resolver("T1078") and "persistence" in resolver("T1078")
+    assert list(resolver("T1136.001")) == ["persistence"]
+    assert list(resolver("T9999")) == []
+    [main, db, scan] = correlate(_as_detect_makes_them(), resolver=resolver)
+    assert main.stage == "persistence"
+    assert main.tactics == ["initial-access", "persistence", "credential-access"]
+    assert db.stage == "credential-access" and scan.stage is None  # the scanner rule has no technique

@@ -6,8 +6,10 @@ an incident's stage: the furthest tactic its evidence reaches.
 
 A finding's tactics come, in order of trust, from
 
-1. ATT&CK tactic tags in its data (Sigma rules carry `attack.persistence`, `attack.credential_access`),
-2. its techniques mapped through the intel knowledge base (`tianmu.intel.technique_info`), when that base
+1. ATT&CK tactic tags in its data (`data["tags"]`, `data["rule"]["tags"]`: Sigma rules carry
+   `attack.persistence`, `attack.credential_access`),
+2. the ATT&CK annotation the intel capability adds (`data["attack"]`, with each technique's tactics),
+3. its techniques mapped through the intel knowledge base (`tianmu.intel.technique_info`), when that base
    exists and knows the technique, or through a resolver the caller passes in.
 
 A technique that belongs to several tactics (T1078 Valid Accounts is initial access, persistence,
@@ -112,9 +114,26 @@ def _techniques(finding: Finding) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _annotated(data: Mapping[str, Any]) -> Iterable[str]:
+    """Tactics the intel capability wrote into `data["attack"]` (one entry per technique, with its
+    `tactic_shortnames`); the earliest tactic of each technique, as for a resolver."""
+    entries = data.get("attack")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, Mapping) and isinstance(entry.get("tactic_shortnames"), list):
+            known = [
+                t for t in (normalise_tactic(str(x)) for x in entry["tactic_shortnames"]) if t is not None
+            ]
+            if known:
+                yield min(known, key=tactic_index)
+
+
 def finding_tactics(finding: Finding, resolver: TechniqueResolver | None = None) -> list[str]:
     """The tactics the finding shows, in kill-chain order (see the module docstring for the rules)."""
     tactics = {t for t in (normalise_tactic(tag) for tag in _tags(finding.data)) if t is not None}
+    if not tactics:
+        tactics = set(_annotated(finding.data))
     if not tactics and resolver is not None:
         for technique in _techniques(finding):
             mapped = [t for t in (normalise_tactic(x) for x in resolver(technique)) if t is not None]
