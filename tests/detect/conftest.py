@@ -30,7 +30,9 @@ def load_rules(tmp_path: Path) -> RuleLoader:
     return load
 
 
-def evtx_event(fields: dict[str, Any], record: int = 1, channel: str = "Microsoft-Windows-Sysmon/Operational") -> Event:
+def evtx_event(
+    fields: dict[str, Any], record: int = 1, channel: str = "Microsoft-Windows-Sysmon/Operational"
+) -> Event:
     return Event(
         fields={"Channel": channel, **fields},
         raw="{}",

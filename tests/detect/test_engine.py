@@ -63,18 +63,50 @@ def test_modifiers(load_rules: RuleLoader) -> None:
     base = load_rules(
         "\n---\n".join(
             [
-                rule("all", "    sel:\n        CommandLine|contains|all: [' -w hidden', ' -nop']\n    condition: sel", 1),
-                rule("regex", "    sel:\n        CommandLine|re|i: 'invoke-\\w*expression'\n    condition: sel", 2),
+                rule(
+                    "all",
+                    "    sel:\n        CommandLine|contains|all: [' -w hidden', ' -nop']\n    condition: sel",
+                    1,
+                ),
+                rule(
+                    "regex",
+                    "    sel:\n        CommandLine|re|i: 'invoke-\\w*expression'\n    condition: sel",
+                    2,
+                ),
                 rule("regex cased", "    sel:\n        CommandLine|re: 'Mimikatz'\n    condition: sel", 3),
-                rule("b64off", "    sel:\n        CommandLine|base64offset|contains: 'IEX (New-Object'\n    condition: sel", 4),
-                rule("windash", "    sel:\n        CommandLine|windash|contains: ' -exec bypass'\n    condition: sel", 5),
-                rule("wide", "    sel:\n        Data|wide|base64offset|contains: 'ping'\n    condition: sel", 6),
+                rule(
+                    "b64off",
+                    "    sel:\n        CommandLine|base64offset|contains: 'IEX (New-Object'\n"
+                    "    condition: sel",
+                    4,
+                ),
+                rule(
+                    "windash",
+                    "    sel:\n        CommandLine|windash|contains: ' -exec bypass'\n    condition: sel",
+                    5,
+                ),
+                rule(
+                    "wide", "    sel:\n        Data|wide|base64offset|contains: 'ping'\n    condition: sel", 6
+                ),
                 rule("cidr", "    sel:\n        SourceIp|cidr: '10.0.0.0/8'\n    condition: sel", 7),
-                rule("exists", "    sel:\n        OriginalFileName|exists: false\n    condition: sel and 1 of x*\n    x1:\n        Image: 'a.exe'", 8),
+                rule(
+                    "exists",
+                    "    sel:\n        OriginalFileName|exists: false\n    condition: sel and 1 of x*\n"
+                    "    x1:\n        Image: 'a.exe'",
+                    8,
+                ),
                 rule("fieldref", "    sel:\n        Image|fieldref: ParentImage\n    condition: sel", 9),
                 rule("gt", "    sel:\n        IntegrityLevelNum|gt: 3\n    condition: sel", 10),
-                rule("startswith list", "    sel:\n        Image|startswith: ['C:\\Users\\', 'C:\\Temp\\']\n    condition: sel", 11),
-                rule("cased", "    sel:\n        CommandLine|cased|contains: 'MiniDump'\n    condition: sel", 12),
+                rule(
+                    "startswith list",
+                    "    sel:\n        Image|startswith: ['C:\\Users\\', 'C:\\Temp\\']\n    condition: sel",
+                    11,
+                ),
+                rule(
+                    "cased",
+                    "    sel:\n        CommandLine|cased|contains: 'MiniDump'\n    condition: sel",
+                    12,
+                ),
             ]
         )
     )
@@ -85,19 +117,29 @@ def test_modifiers(load_rules: RuleLoader) -> None:
 
     assert "all" in hit(CommandLine="powershell -nop -w hidden x")
     assert "all" not in hit(CommandLine="powershell -w hidden")
-    assert "regex" in hit(CommandLine="Invoke-Expression $x") and "regex" in hit(CommandLine="INVOKE-WEBEXPRESSION")
+    assert "regex" in hit(CommandLine="Invoke-Expression $x") and "regex" in hit(
+        CommandLine="INVOKE-WEBEXPRESSION"
+    )
     assert "regex cased" in hit(CommandLine="Mimikatz") and "regex cased" not in hit(CommandLine="mimikatz")
     assert "b64off" in hit(CommandLine=f"powershell -e {encoded}")
-    assert "windash" in hit(CommandLine="powershell /exec bypass") and "windash" in hit(CommandLine="x -exec bypass")
+    assert "windash" in hit(CommandLine="powershell /exec bypass") and "windash" in hit(
+        CommandLine="x -exec bypass"
+    )
     assert "windash" in hit(CommandLine="x \u2013exec bypass")  # en dash
     wide = base64.b64encode("cmd /c ping 8.8.8.8".encode("utf-16-le")).decode()
     assert "wide" in hit(Data=wide)
     assert "cidr" in hit(SourceIp="10.20.30.40") and "cidr" not in hit(SourceIp="11.0.0.1")
     assert "exists" in hit(Image="a.exe") and "exists" not in hit(Image="a.exe", OriginalFileName="a.exe")
-    assert "fieldref" in hit(Image="x.exe", ParentImage="X.EXE") and "fieldref" not in hit(Image="x", ParentImage="y")
+    assert "fieldref" in hit(Image="x.exe", ParentImage="X.EXE") and "fieldref" not in hit(
+        Image="x", ParentImage="y"
+    )
     assert "gt" in hit(IntegrityLevelNum="4") and "gt" not in hit(IntegrityLevelNum="3")
-    assert "startswith list" in hit(Image="c:\\temp\\a.exe") and "startswith list" not in hit(Image="D:\\a.exe")
-    assert "cased" in hit(CommandLine="rundll32 comsvcs MiniDump") and "cased" not in hit(CommandLine="minidump")
+    assert "startswith list" in hit(Image="c:\\temp\\a.exe") and "startswith list" not in hit(
+        Image="D:\\a.exe"
+    )
+    assert "cased" in hit(CommandLine="rundll32 comsvcs MiniDump") and "cased" not in hit(
+        CommandLine="minidump"
+    )
 
 
 def test_conditions_and_keywords(load_rules: RuleLoader) -> None:
@@ -117,9 +159,15 @@ def test_conditions_and_keywords(load_rules: RuleLoader) -> None:
 """,
         )
         + "\n---\n"
-        + rule("all of them", "    a:\n        Image: x.exe\n    b:\n        User: bob\n    condition: all of them", 2)
+        + rule(
+            "all of them",
+            "    a:\n        Image: x.exe\n    b:\n        User: bob\n    condition: all of them",
+            2,
+        )
         + "\n---\n"
-        + rule("keywords", "    keywords:\n        - 'evil.example'\n        - 4444\n    condition: keywords", 3)
+        + rule(
+            "keywords", "    keywords:\n        - 'evil.example'\n        - 4444\n    condition: keywords", 3
+        )
     )
 
     def hit(**fields: object) -> set[str]:
@@ -128,10 +176,14 @@ def test_conditions_and_keywords(load_rules: RuleLoader) -> None:
     assert "conditions" in hit(Image="C:\\x\\rundll32.exe", CommandLine="rundll32 javascript:alert")
     # `not filter` with the filter's field absent is true (a missing field matches nothing).
     assert "conditions" in hit(Image="C:\\x\\rundll32.exe", CommandLine="a mshtml b")
-    assert "conditions" not in hit(Image="C:\\x\\rundll32.exe", CommandLine="mshtml", ParentImage="C:\\msiexec.exe")
+    assert "conditions" not in hit(
+        Image="C:\\x\\rundll32.exe", CommandLine="mshtml", ParentImage="C:\\msiexec.exe"
+    )
     assert "conditions" not in hit(Image="C:\\x\\rundll32.exe", CommandLine="nothing")
     assert "all of them" in hit(Image="X.exe", User="BOB") and "all of them" not in hit(Image="x.exe")
-    assert "keywords" in hit(CommandLine="curl http://EVIL.example/x") and "keywords" in hit(DestinationPort=4444)
+    assert "keywords" in hit(CommandLine="curl http://EVIL.example/x") and "keywords" in hit(
+        DestinationPort=4444
+    )
     assert "keywords" not in hit(CommandLine="curl http://good.example/")
 
 
@@ -172,7 +224,9 @@ def test_required_literals_pick_selective_strings(load_rules: RuleLoader) -> Non
 def test_prefilter_skips_most_rules_on_real_rules(shared_data: Path) -> None:
     base = load_rule_base([shared_data / "sigma" / "rules" / "windows" / "process_creation"])
     detector = Detector(base)
-    event = evtx_event({**PROC, "Image": "C:\\Windows\\System32\\notepad.exe", "CommandLine": "notepad a.txt"})
+    event = evtx_event(
+        {**PROC, "Image": "C:\\Windows\\System32\\notepad.exe", "CommandLine": "notepad a.txt"}
+    )
     detector.match(event)
     assert len(base.rules) > 1000 and detector.evaluations < 60
 
@@ -211,20 +265,24 @@ level: low
 """
 
 
-@pytest.mark.parametrize(
-    ("correlation", "expected"),
-    [
-        ("type: event_count\n    rules: [failure]\n    group-by: [src_ip]\n    timespan: 1m\n    condition: {gte: 3}",
-         [("1.1.1.1",)]),
-        ("type: value_count\n    rules: [failure]\n    group-by: [src_ip]\n    timespan: 1h\n"
-         "    condition: {gte: 3, field: user}", [("1.1.1.1",)]),
-        ("type: temporal\n    rules: [success, failure]\n    group-by: [src_ip]\n    timespan: 5m", [("2.2.2.2",)]),
-        ("type: temporal_ordered\n    rules: [success, failure]\n    group-by: [src_ip]\n    timespan: 5m", []),
-    ],
-)  # fmt: skip
-def test_correlation_types(load_rules: RuleLoader, tmp_path: Path, correlation: str, expected: list[tuple[str]]) -> None:
+_SSH = "    rules: [failure]\n    group-by: [src_ip]\n"
+_BOTH = "    group-by: [src_ip]\n    timespan: 5m"
+CORRELATIONS = [
+    ("type: event_count\n" + _SSH + "    timespan: 1m\n    condition: {gte: 3}", [("1.1.1.1",)]),
+    ("type: value_count\n" + _SSH + "    timespan: 1h\n    condition: {gte: 3, field: user}", [("1.1.1.1",)]),
+    ("type: temporal\n    rules: [success, failure]\n" + _BOTH, [("2.2.2.2",)]),
+    ("type: temporal_ordered\n    rules: [success, failure]\n" + _BOTH, []),
+]
+
+
+@pytest.mark.parametrize(("correlation", "expected"), CORRELATIONS)
+def test_correlation_types(
+    load_rules: RuleLoader, tmp_path: Path, correlation: str, expected: list[tuple[str]]
+) -> None:
     text = CORRELATION_BASE + (
-        "title: corr\nid: 00000000-0000-4000-8000-0000000000a3\ncorrelation:\n    " + correlation + "\nlevel: high\n"
+        "title: corr\nid: 00000000-0000-4000-8000-0000000000a3\ncorrelation:\n    "
+        + correlation
+        + "\nlevel: high\n"
     )
     base = load_rules(text)
     assert not base.unusable, base.unusable
@@ -247,7 +305,9 @@ def test_correlation_types(load_rules: RuleLoader, tmp_path: Path, correlation: 
     hits = engine.correlate(detector.correlations, result.sightings)
     assert [tuple(h.group.values()) for h in hits] == expected
     assert not log.exists()
-    assert all(f.rule_id != "00000000-0000-4000-8000-0000000000a1" for f in result.findings)  # generate: false
+    assert all(
+        f.rule_id != "00000000-0000-4000-8000-0000000000a1" for f in result.findings
+    )  # generate: false
 
 
 def test_starter_pack_over_demo_logs() -> None:
@@ -273,7 +333,9 @@ def test_starter_pack_over_demo_logs() -> None:
     assert titles.count("Suricata High-Severity Alert") == 2  # the severity-3 alert does not fire
     chained = next(f for f in result.findings if f.title == "SSH Brute Force Followed By Successful Login")
     assert chained.severity is Severity.CRITICAL and chained.kind is FindingKind.DETECTION
-    assert chained.evidence["path"] == "logs/auth.log" and chained.evidence["entities"]["ip"] == ["203.0.113.45"]
+    assert chained.evidence["path"] == "logs/auth.log" and chained.evidence["entities"]["ip"] == [
+        "203.0.113.45"
+    ]
     assert chained.evidence["fingerprint_extra"] == {"group": {"src_ip": "203.0.113.45"}}
     sqli = next(f for f in result.findings if f.title == "SQL Injection Attempt In Access Log")
     assert sqli.data["event"] == {"path": "logs/access.log", "record": 5, "time": "2026-11-20T03:06:02+00:00"}
@@ -286,8 +348,13 @@ def test_starter_pack_over_demo_logs() -> None:
 
 def test_entities_are_normalised() -> None:
     entities = event_entities(
-        {"sourceip": "::ffff:10.1.2.3", "hashes": "MD5=AB" + "0" * 30 + ",SHA256=" + "F" * 64,
-         "queryname": "Evil.Example.", "user": "-", "image": "C:\\x.exe"}  # fmt: skip
+        {
+            "sourceip": "::ffff:10.1.2.3",
+            "hashes": "MD5=AB" + "0" * 30 + ",SHA256=" + "F" * 64,
+            "queryname": "Evil.Example.",
+            "user": "-",
+            "image": "C:\\x.exe",
+        }
     )
     assert entities == {
         "ip": ["10.1.2.3"],

@@ -44,7 +44,9 @@ def test_import_is_versioned_and_idempotent(store: Store, shared_data: Path, tmp
     [changed] = kb.import_path(ctx, folder)
     assert changed.status == "updated" and changed.digest != first.digest
     rows = {row.name: row for row in kb_status(store)}
-    assert rows["sigma:security"].kind == "sigma" and rows["sigma:security"].record_count == changed.record_count
+    assert (
+        rows["sigma:security"].kind == "sigma" and rows["sigma:security"].record_count == changed.record_count
+    )
     paths = active_rule_paths(store, home)
     assert paths[0] == STARTER_RULES and paths[1] == home / "detect" / "sigma" / "security"
 
@@ -81,7 +83,9 @@ def test_detect_json_and_exit_codes(runner: CliRunner, env: dict[str, str]) -> N
     assert document["summary"]["events"] == 54 and document["summary"]["malformed"] == 0
     finding = next(f for f in document["findings"] if f["title"] == "Path Traversal Attempt In Access Log")
     assert finding["kind"] == "detection" and finding["severity"] == "high"
-    assert finding["rule"]["id"] == "8b9c0d1e-2f3a-4b4c-5d6e-7f8a9b0c1d31" and finding["rule"]["level"] == "high"
+    assert (
+        finding["rule"]["id"] == "8b9c0d1e-2f3a-4b4c-5d6e-7f8a9b0c1d31" and finding["rule"]["level"] == "high"
+    )
     assert finding["attack"] == ["T1190", "T1083"]
     assert finding["event"] == {"path": "access.log", "record": 8, "time": "2026-11-20T03:07:15+00:00"}
     assert finding["fields"] == {"cs-uri": "/download?file=../../../../etc/passwd"}
@@ -92,10 +96,14 @@ def test_detect_json_and_exit_codes(runner: CliRunner, env: dict[str, str]) -> N
     assert missing.exit_code == 2 and "no such file" in missing.output
     bad = runner.invoke(app, ["detect", str(DEMO_LOGS), "--format", "pcap"], env=env)
     assert bad.exit_code == 2 and "--format" in bad.output
-    forced = runner.invoke(app, ["detect", str(DEMO_LOGS / "eve.json"), "--format", "syslog", "--json"], env=env)
+    forced = runner.invoke(
+        app, ["detect", str(DEMO_LOGS / "eve.json"), "--format", "syslog", "--json"], env=env
+    )
     assert forced.exit_code == 0
     assert json.loads(forced.stdout)["summary"]["malformed"] == 6
-    assert json.loads(forced.stdout)["errors"][0].endswith("eve.json:1: not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)")
+    assert json.loads(forced.stdout)["errors"][0].endswith(
+        "eve.json:1: not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)"
+    )
 
 
 def test_detect_with_rules_option_and_rules_status(
@@ -103,7 +111,9 @@ def test_detect_with_rules_option_and_rules_status(
 ) -> None:
     folder = _rule_folder(shared_data, tmp_path)
     result = runner.invoke(
-        app, ["detect", str(shared_data / "evtx" / "Credential Access"), "--rules", str(folder), "--json"], env=env
+        app,
+        ["detect", str(shared_data / "evtx" / "Credential Access"), "--rules", str(folder), "--json"],
+        env=env,
     )
     assert result.exit_code in (0, 1), result.output
     assert json.loads(result.stdout)["summary"]["rules"] > 100
@@ -116,7 +126,10 @@ def test_detect_with_rules_option_and_rules_status(
     linux = rows["linux"]
     assert linux["rules"] > 50 and linux["unusable"]
     assert all(item["reason"] for item in linux["unusable"])
-    assert any("no field mapping for log source linux/process_creation" in item["reason"] for item in linux["unusable"])
+    assert any(
+        "no field mapping for log source linux/process_creation" in item["reason"]
+        for item in linux["unusable"]
+    )
     table = runner.invoke(app, ["rules", "status"], env=env)
     assert "unusable:" in table.stdout and "starter" in table.stdout
 

@@ -32,7 +32,9 @@ def test_evtx_samples_flatten_to_sigma_field_names(shared_data: Path) -> None:
     assert channels["Microsoft-Windows-Sysmon/Operational"] == 245
     assert channels["Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"] == 228
     assert channels["Security"] == 31
-    sysmon = next(e for e in events if e.fields.get("EventID") == 1 and "Sysmon" in str(e.fields.get("Channel")))
+    sysmon = next(
+        e for e in events if e.fields.get("EventID") == 1 and "Sysmon" in str(e.fields.get("Channel"))
+    )
     assert {"Image", "CommandLine", "ParentImage", "User", "Hashes"} <= set(sysmon.fields)
     assert sysmon.fields["Provider_Name"] == "Microsoft-Windows-Sysmon"
     assert sysmon.origin.line == sysmon.fields["EventRecordID"] and sysmon.origin.path.endswith(".evtx")
@@ -122,7 +124,9 @@ def test_broken_syslog_lines_are_counted_and_located() -> None:
     events, stats = _read(FIXTURES / "syslog_broken.log")
     assert [e.origin.line for e in events] == [1, 3, 4]
     assert stats.malformed_count == 2
-    assert stats.errors[0].endswith("syslog_broken.log:2: not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)")
+    assert stats.errors[0].endswith(
+        "syslog_broken.log:2: not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)"
+    )
     assert ":5:" in stats.errors[1]
     rfc5424, iso = events[1], events[2]
     assert rfc5424.fields["event_action"] == "ssh_login_accepted" and rfc5424.fields["facility"] == "auth"
@@ -156,7 +160,12 @@ def test_json_web_and_csv_with_field_map() -> None:
     assert web[1].fields["cs-uri-stem"] == "/img/../../etc/passwd"
     stats = ReadStats()
     rows = list(iter_events(FIXTURES / "events.csv", field_map={"user": "User"}, stats=stats))
-    assert rows[0].fields == {"time": "2026-03-03T11:00:00Z", "src_ip": "192.0.2.50", "User": "alice", "action": "login"}
+    assert rows[0].fields == {
+        "time": "2026-03-03T11:00:00Z",
+        "src_ip": "192.0.2.50",
+        "User": "alice",
+        "action": "login",
+    }
     assert stats.malformed_count == 1 and "events.csv:3: 3 columns where the header has 4" in stats.errors[0]
 
 

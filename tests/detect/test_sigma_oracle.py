@@ -30,7 +30,9 @@ def _tianmu_hits(detector: Detector, events: list) -> dict[str, set[tuple[str, i
     hits: dict[str, set[tuple[str, int]]] = {}
     for event in events:
         for index in detector.match(event)[0]:
-            hits.setdefault(detector.rules[index].id, set()).add((event.origin.path, int(event.origin.line or 0)))
+            hits.setdefault(detector.rules[index].id, set()).add(
+                (event.origin.path, int(event.origin.line or 0))
+            )
     return hits
 
 
@@ -103,8 +105,16 @@ def test_regression_samples_match_their_rules(shared_data: Path) -> None:
     assert failures == []
 
 
-@pytest.mark.parametrize("folder", ["rules", "rules-emerging-threats", "rules-threat-hunting", "rules-placeholder",
-                                    "rules-compliance"])  # fmt: skip
+SIGMA_FOLDERS = [
+    "rules",
+    "rules-emerging-threats",
+    "rules-threat-hunting",
+    "rules-placeholder",
+    "rules-compliance",
+]
+
+
+@pytest.mark.parametrize("folder", SIGMA_FOLDERS)
 def test_whole_sigmahq_tree_loads_without_crash(shared_data: Path, folder: str) -> None:
     root = shared_data / "sigma" / folder
     base = load_rule_base([root])

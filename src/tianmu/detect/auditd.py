@@ -19,7 +19,8 @@ from tianmu.detect._common import ReadStats
 __all__ = ["AUDIT_LINE", "read_auditd"]
 
 AUDIT_LINE = re.compile(
-    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) msg=audit\((?P<epoch>\d+(?:\.\d+)?):(?P<serial>\d+)\):\s?(?P<body>.*)$"
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>\S+) "
+    r"msg=audit\((?P<epoch>\d+(?:\.\d+)?):(?P<serial>\d+)\):\s?(?P<body>.*)$"
 )
 _PAIR = re.compile(r"""(?P<key>[\w-]+)=(?P<value>"[^"]*"|'[^']*'|\S*)""")
 _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")

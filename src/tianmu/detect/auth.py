@@ -14,7 +14,20 @@ from typing import Any
 __all__ = ["AUTH_PROGRAMS", "SSHD_PROGRAMS", "parse_auth_message"]
 
 AUTH_PROGRAMS = frozenset(
-    {"sshd", "sshd-session", "sshd-auth", "sudo", "su", "useradd", "groupadd", "usermod", "userdel", "passwd", "chpasswd", "login"}
+    {
+        "sshd",
+        "sshd-session",
+        "sshd-auth",
+        "sudo",
+        "su",
+        "useradd",
+        "groupadd",
+        "usermod",
+        "userdel",
+        "passwd",
+        "chpasswd",
+        "login",
+    }
 )
 
 _SRC = r"(?P<src>[0-9A-Za-z_.:%-]+)"
@@ -28,28 +41,48 @@ _SSHD = [
         "ssh_login_failed",
     ),
     (
-        re.compile(_PREFIX + rf"Accepted (?P<auth_method>\S+) for (?P<user>\S+) from {_SRC} port (?P<src_port>\d+)"),
+        re.compile(
+            _PREFIX + rf"Accepted (?P<auth_method>\S+) for (?P<user>\S+) from {_SRC} port (?P<src_port>\d+)"
+        ),
         "ssh_login_accepted",
     ),
     (
         re.compile(
-            _PREFIX + r"PAM: (?:User not known to the underlying authentication module|Authentication (?:failure|error))"
+            _PREFIX + r"PAM: (?:User not known to the underlying authentication module"
+            r"|Authentication (?:failure|error))"
             rf" for (?:illegal user )?(?P<user>\S+) from {_SRC}",
             re.IGNORECASE,
         ),
         "ssh_login_failed",
     ),
     (re.compile(_PREFIX + rf"ROOT LOGIN REFUSED FROM {_SRC}"), "ssh_login_failed"),
-    (re.compile(_PREFIX + rf"[Ii]nvalid user (?P<user>.*?) from {_SRC}(?: port (?P<src_port>\d+))?"), "ssh_invalid_user"),
+    (
+        re.compile(_PREFIX + rf"[Ii]nvalid user (?P<user>.*?) from {_SRC}(?: port (?P<src_port>\d+))?"),
+        "ssh_invalid_user",
+    ),
     (re.compile(_PREFIX + rf"User (?P<user>\S+) from {_SRC} not allowed because"), "ssh_user_not_allowed"),
     (
-        re.compile(_PREFIX + rf"maximum authentication attempts exceeded for (?:invalid user )?(?P<user>\S+) from {_SRC}"),
+        re.compile(
+            _PREFIX
+            + rf"maximum authentication attempts exceeded for (?:invalid user )?(?P<user>\S+) from {_SRC}"
+        ),
         "ssh_max_attempts",
     ),
     (re.compile(rf"^refused connect from \S*?\(?{_SRC}\)?$"), "ssh_refused_connect"),
-    (re.compile(_PREFIX + rf"Connection (?:closed|reset) by (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"), "ssh_closed"),
+    (
+        re.compile(
+            _PREFIX
+            + rf"Connection (?:closed|reset) by (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"
+        ),
+        "ssh_closed",
+    ),
     (re.compile(_PREFIX + rf"Received disconnect from {_SRC}"), "ssh_disconnect"),
-    (re.compile(_PREFIX + rf"Disconnected from (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"), "ssh_disconnect"),
+    (
+        re.compile(
+            _PREFIX + rf"Disconnected from (?:authenticating |invalid )?(?:user (?P<user>\S+) )?{_SRC}"
+        ),
+        "ssh_disconnect",
+    ),
     (re.compile(_PREFIX + rf"Did not receive identification string from {_SRC}"), "ssh_no_identification"),
     (re.compile(r"POSSIBLE BREAK-IN ATTEMPT"), "ssh_break_in_attempt"),
 ]
@@ -58,9 +91,12 @@ _SUDO_COMMAND = re.compile(
     r"^\s*(?P<user>\S+) : (?:(?P<reason>[^;]*?) ; )?TTY=(?P<tty>[^;]*) ; PWD=(?P<pwd>[^;]*) ; "
     r"USER=(?P<target_user>[^;]*) ;(?: [^;]* ;)* COMMAND=(?P<command>.*)$"
 )
-_PAM_FAILURE = re.compile(r"authentication failure;.*?\bruser=(?P<ruser>\S*)\s+rhost=(?P<src>\S*)(?:\s+user=(?P<user>\S+))?")
+_PAM_FAILURE = re.compile(
+    r"authentication failure;.*?\bruser=(?P<ruser>\S*)\s+rhost=(?P<src>\S*)(?:\s+user=(?P<user>\S+))?"
+)
 _PAM_SESSION = re.compile(
-    r"pam_unix\((?P<service>[^:)]+):session\): session (?P<state>opened|closed) for user (?P<target_user>[^(\s]+)"
+    r"pam_unix\((?P<service>[^:)]+):session\): session (?P<state>opened|closed) "
+    r"for user (?P<target_user>[^(\s]+)"
     r"(?:\(uid=\d+\))?(?: by (?P<user>[^(\s]*))?"
 )
 _SU = [
@@ -69,7 +105,8 @@ _SU = [
     (re.compile(r"^\(to (?P<target_user>[^)]+)\) (?P<user>\S+) on"), "su_success"),
 ]
 _NEW_USER = re.compile(
-    r"^new user: name=(?P<target_user>[^,]+), UID=(?P<uid>\d+)(?:, GID=(?P<gid>\d+))?(?:, home=(?P<home>[^,]+))?(?:, shell=(?P<shell>[^,]+))?"
+    r"^new user: name=(?P<target_user>[^,]+), UID=(?P<uid>\d+)(?:, GID=(?P<gid>\d+))?"
+    r"(?:, home=(?P<home>[^,]+))?(?:, shell=(?P<shell>[^,]+))?"
 )
 _NEW_GROUP = re.compile(r"^new group: name=(?P<group>[^,]+), GID=(?P<gid>\d+)")
 _ADD_TO_GROUP = re.compile(r"^add '(?P<target_user>[^']+)' to (?:shadow )?group '(?P<group>[^']+)'")

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import re._constants as sre_constants  # the regex parser's own tables: the `sre_*` aliases are deprecated
-import re._parser as sre_parse
+import re._constants as sre_constants  # type: ignore[import-not-found]  # `sre_*` aliases are deprecated
+import re._parser as sre_parse  # type: ignore[import-not-found]
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +57,6 @@ from sigma.types import (
 __all__ = [
     "CompiledCorrelation",
     "CompiledRule",
-    "techniques_of",
     "Plan",
     "UnsupportedRule",
     "View",
@@ -65,6 +64,7 @@ __all__ = [
     "plan_condition",
     "plan_fields",
     "required_literals",
+    "techniques_of",
 ]
 
 Plan = tuple[Any, ...]
@@ -260,15 +260,15 @@ def required_literals(plan: Plan) -> frozenset[str] | None:
     op = plan[0]
     if op == "str":
         kind, values = plan[2], plan[3]
-        lits = [v.lower() for v in values]
-        if kind.startswith("eq") and "" in lits:
+        lowered = [v.lower() for v in values]
+        if kind.startswith("eq") and "" in lowered:
             return None
-        if any(len(lit) < _MIN_LITERAL for lit in lits):
+        if any(len(lit) < _MIN_LITERAL for lit in lowered):
             return None
-        return frozenset(lits)
+        return frozenset(lowered)
     if op in ("glob", "glob_cased"):
-        lits = [lit.lower() for lit in plan[3]]
-        return None if any(len(lit) < _MIN_LITERAL for lit in lits) else frozenset(lits)
+        lowered = [lit.lower() for lit in plan[3]]
+        return None if any(len(lit) < _MIN_LITERAL for lit in lowered) else frozenset(lowered)
     if op == "re":
         literal = _regex_literal(plan[2], plan[3])
         return frozenset({literal}) if literal and len(literal) >= _MIN_LITERAL else None

@@ -406,7 +406,12 @@ def assess_detection(
     base = load_rule_base(paths, cache_dir=cache_dir(home) if home is not None else None)
     detector = Detector(base)
     result = detect_paths(
-        detector, [root], asset, root=root if root.is_dir() else root.parent, all_files=False, progress=progress
+        detector,
+        [root],
+        asset,
+        root=root if root.is_dir() else root.parent,
+        all_files=False,
+        progress=progress,
     )
     errors.extend(result.stats.errors)
     imported = len(paths) - 1

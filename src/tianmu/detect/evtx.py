@@ -93,7 +93,8 @@ def flatten_record(doc: dict[str, Any]) -> tuple[dict[str, Any], datetime | None
     user_id = (security.get("#attributes") or {}).get("UserID") if isinstance(security, dict) else None
     if user_id:
         fields["Security_UserID"] = user_id
-    created = ((system.get("TimeCreated") or {}).get("#attributes") or {}).get("SystemTime")
+    time_created: dict[str, Any] = system.get("TimeCreated") or {}
+    created = (time_created.get("#attributes") or {}).get("SystemTime")
     if created:
         fields["TimeCreated"] = created
     _flatten_data(event.get("EventData"), fields)
@@ -124,8 +125,10 @@ def read_evtx(source: str | IO[bytes], path: str, stats: ReadStats) -> Iterator[
         except (OSError, RuntimeError) as exc:  # a damaged chunk: the parser goes on with the next one
             stats.malformed(path, None, f"damaged EVTX record: {exc}")
             continue
+        if not isinstance(record, dict):
+            continue
         number = int(record.get("event_record_id") or 0)
-        raw = record.get("data") or ""
+        raw = str(record.get("data") or "")
         try:
             doc = json.loads(raw)
         except ValueError as exc:

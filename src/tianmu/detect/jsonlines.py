@@ -148,7 +148,7 @@ def json_lines(
     for number, text in lines:
         try:
             yield number, text, json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             stats.malformed(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
 
 

@@ -31,7 +31,11 @@ from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule
+from sigma.correlations import (
+    SigmaCorrelationCondition,
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+)
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaLevel, SigmaRule
 from sqlalchemy import delete, insert, select
@@ -58,13 +62,13 @@ __all__ = [
     "RuleBase",
     "RuleSetStatus",
     "SigmaKnowledgeBase",
+    "Unusable",
     "active_rule_paths",
     "cache_dir",
-    "rules_status",
-    "Unusable",
     "imported_rule_dirs",
     "load_rule_base",
     "rule_files",
+    "rules_status",
 ]
 
 STARTER_RULES = Path(__file__).resolve().parent / "rules"
@@ -159,7 +163,7 @@ _OPS = {
 
 def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorrelation:
     condition = rule.condition
-    if not hasattr(condition, "op"):
+    if not isinstance(condition, SigmaCorrelationCondition):
         raise UnsupportedRule("extended correlation conditions (boolean expressions) are not supported")
     op = _OPS.get(condition.op)
     if op is None:
@@ -342,8 +346,8 @@ def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> R
     base.digest = digest
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
+        descriptor, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as out:
             pickle.dump(base, out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, cached)
     return base

@@ -25,7 +25,7 @@ from sigma.pipelines.common import windows_logsource_mapping
 from tianmu.core.models import Event
 from tianmu.detect.auth import AUTH_PROGRAMS, SSHD_PROGRAMS
 
-__all__ = ["EventSource", "SYSMON_CHANNEL", "WINDOWS_CATEGORIES", "event_source", "rule_applies"]
+__all__ = ["SYSMON_CHANNEL", "WINDOWS_CATEGORIES", "EventSource", "event_source", "rule_applies"]
 
 SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
 _SECURITY = "Security"
@@ -180,23 +180,25 @@ def pipeline_for_oracle() -> Any:
     from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
     from sigma.processing.transformations import AddConditionTransformation
 
-    items = []
+    items: list[ProcessingItem] = []
     for category, pairs in WINDOWS_CATEGORIES.items():
         channels = sorted({channel for channel, _ in pairs})
         ids = sorted({event_id for _, event_ids in pairs for event_id in event_ids})
         items.append(
             ProcessingItem(
                 identifier=f"tianmu_{category}",
-                transformation=AddConditionTransformation({"Channel": channels, "EventID": ids}),
+                transformation=AddConditionTransformation(
+                    {"Channel": channels, "EventID": ids}  # type: ignore[dict-item]  # ints are valid values
+                ),
                 rule_conditions=[LogsourceCondition(category=category, product="windows")],
             )
         )
-    for service, channels in windows_logsource_mapping.items():
+    for service, channel_names in windows_logsource_mapping.items():
         items.append(
             ProcessingItem(
                 identifier=f"tianmu_service_{service}",
                 transformation=AddConditionTransformation(
-                    {"Channel": [channels] if isinstance(channels, str) else list(channels)}
+                    {"Channel": [channel_names] if isinstance(channel_names, str) else list(channel_names)}
                 ),
                 rule_conditions=[LogsourceCondition(service=service, product="windows")],
             )

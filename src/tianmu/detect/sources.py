@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import Event
@@ -86,7 +86,7 @@ def open_members(path: Path, stack: ExitStack) -> Iterator[tuple[str, BinaryIO]]
         archive = stack.enter_context(zipfile.ZipFile(raw))
         for info in archive.infolist():
             if not info.is_dir():
-                yield f"{path}!{info.filename}", stack.enter_context(archive.open(info))
+                yield f"{path}!{info.filename}", cast(BinaryIO, stack.enter_context(archive.open(info)))
         return
     opener = _decompressor(head)
     yield str(path), stack.enter_context(opener(raw)) if opener else raw  # type: ignore[arg-type]
@@ -202,8 +202,7 @@ def _read_stream(
     if fmt in ("json", "suricata") and _first_char(stream) == "[":
         yield from read_json_records(iter_json_array(stream, name, stats), name, stats, field_map)
         return
-    buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedIOBase) else stream  # type: ignore[arg-type]
-    lines = iter_lines(buffered)  # type: ignore[arg-type]
+    lines = iter_lines(stream)  # the caller hands a buffered stream (one with `peek`)
     if fmt == "syslog":
         yield from read_syslog(lines, name, stats, reference=reference)
     elif fmt == "auditd":
@@ -263,7 +262,9 @@ def iter_file_events(
                     stats.skipped_files.append(f"{name}: not a log format Tianmu reads")
                 continue
             stats.files += 1
-            buffered: BinaryIO = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+            buffered = (
+                stream if hasattr(stream, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+            )
             try:
                 for event in _read_stream(buffered, name, kind, stats, reference, field_map):
                     stats.events += 1
@@ -325,7 +326,7 @@ def _is_documentation(name: str) -> bool:
 
 
 def find_log_files(root: Path, *, all_files: bool = False) -> Iterator[Path]:
-    """Files under `root` that may be logs (by name; the content decides later), sorted, symlinks not followed.
+    """Files under `root` that may be logs (by name; content decides later), sorted, no symlinks followed.
 
     With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does); `assess` passes
     False so that source trees are not sniffed file by file.

@@ -147,7 +147,7 @@ def read_json_access_log(lines: Iterable[tuple[int, str]], path: str, stats: Rea
     for number, text in lines:
         try:
             record = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             stats.malformed(path, number, f"not a JSON object: {exc.msg}")
             continue
         if not isinstance(record, dict):
