@@ -10,6 +10,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -200,7 +201,9 @@ def serve_http(
         context.load_cert_chain(cert.cert, cert.key)
         if min_version is not None:
             context.set_ciphers("ALL:@SECLEVEL=0")
-            context.minimum_version = min_version
+            with warnings.catch_warnings():  # old versions on purpose: the tests look for them
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = min_version
         if ciphers is not None:
             context.set_ciphers(ciphers)
             context.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -301,7 +304,8 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         self.queries.append((name.to_text(), dns.rdatatype.to_text(rdtype)))
         reply = dns.message.make_response(query)
         reply.flags |= dns.flags.AA
-        zone = self._zone(name)
+        # A DS record lives in the parent zone (RFC 4035 3.1.4.1), not at the child's apex.
+        zone = self._zone(name.parent() if rdtype == dns.rdatatype.DS and name != dns.name.root else name)
         if zone is None:
             reply.set_rcode(dns.rcode.REFUSED)
             return DNSRecord.parse(reply.to_wire())

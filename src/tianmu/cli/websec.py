@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
                 help="Allow sites outside private/loopback ranges: only sites you may test.",
             ),
         ] = False,
+        ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust these CA certificates (PEM) instead of the system store.")] = None,
         save: SaveOpt = True,
         fail_on: FailOnOpt = FailOn.NONE,
         json: JsonOpt = False,
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
             authorized=authorized,
             tenant=settings().tenant,
             save=save,
+            ca_file=ca_file,
         )
         with open_default_store() as store, progress_reporter("Checking", total=len(urls)) as advance:
             result = check_websites(store, urls, options, progress=advance)

@@ -100,6 +100,8 @@ class DomainOptions:
     """Extra labels or names under each domain to check for dangling CNAMEs (`www`, `shop.example.com`)."""
     axfr: bool = True
     mta_sts_port: int = 443
+    ca_file: str | None = None
+    """Trust anchors for the MTA-STS policy host instead of the system store."""
     tenant: str = "default"
     save: bool = True
 
@@ -527,7 +529,7 @@ def _fetch_mta_sts(domain: str, dns_: _Dns, options: DomainOptions) -> str | Non
     addresses = [str(r) for r in dns_.records(host, "A") or []]
     if not addresses:
         return None
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=options.ca_file)
     request = (
         f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\n"
         "User-Agent: Tianmu-DomainCheck/0.1\r\nConnection: close\r\n\r\n"

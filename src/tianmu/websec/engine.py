@@ -66,6 +66,8 @@ class WebOptions:
     authorized: bool = False
     tenant: str = "default"
     save: bool = True
+    ca_file: Path | None = None
+    """Trust anchors for the chain check instead of the system store (an internal PKI)."""
 
 
 @dataclass(slots=True)
@@ -330,7 +332,15 @@ def _check_site(
         summary.reachable, summary.status = True, response.status
         final = chain[-1]
         if https:
-            tls = asyncio.run(inspect_tls(addresses[0], port, server_name=host, timeout=options.timeout))
+            tls = asyncio.run(
+                inspect_tls(
+                    addresses[0],
+                    port,
+                    server_name=host,
+                    timeout=options.timeout,
+                    cafile=str(options.ca_file) if options.ca_file else None,
+                )
+            )
             if tls is not None:
                 weak, untested = weak_ciphers(addresses[0], port, host, options.timeout)
                 tls["weak_ciphers"] = weak

@@ -138,6 +138,9 @@ def _lines(text: str) -> dict[str, int]:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             out[str(key.value)] = key.start_mark.line + 1
+            if key.value == "request" and isinstance(value, yaml.MappingNode):
+                for sub_key, _sub in value.value:
+                    out[f"request.{sub_key.value}"] = sub_key.start_mark.line + 1
             if key.value == "matchers" and isinstance(value, yaml.SequenceNode):
                 for index, item in enumerate(value.value):
                     out[f"matchers[{index}]"] = item.start_mark.line + 1
@@ -216,7 +219,8 @@ def load_template(path: Path) -> CheckTemplate:
         raise ParseError("a check template must be a YAML mapping", source, 1)
 
     def fail(message: str, key: str) -> ParseError:
-        return ParseError(message, source, lines.get(key) or lines.get(key.split("[")[0]))
+        fallback = key.split("[")[0].split(".")[0]
+        return ParseError(message, source, lines.get(key) or lines.get(fallback))
 
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -239,16 +243,16 @@ def load_template(path: Path) -> CheckTemplate:
         raise fail("`request` must be a mapping with `paths`", "request")
     method = str(request.get("method", "GET")).upper()
     if method not in ("GET", "HEAD"):
-        raise fail(f"request method {method} is not allowed: checks use GET or HEAD only", "request")
+        raise fail(f"request method {method} is not allowed: checks use GET or HEAD only", "request.method")
     try:
         paths = _strings(request.get("paths"), "request.paths")
     except ValueError as exc:
-        raise fail(str(exc), "request") from exc
+        raise fail(str(exc), "request.paths") from exc
     if not all(p.startswith("/") for p in paths):
-        raise fail("every request path must start with '/'", "request")
+        raise fail("every request path must start with '/'", "request.paths")
     headers = request.get("headers") or {}
     if not isinstance(headers, dict):
-        raise fail("request.headers must be a mapping", "request")
+        raise fail("request.headers must be a mapping", "request.headers")
     raw_matchers = data["matchers"]
     if not isinstance(raw_matchers, list) or not raw_matchers:
         raise fail("`matchers` must be a non-empty list", "matchers")

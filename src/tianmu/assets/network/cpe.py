@@ -29,6 +29,7 @@ PRODUCTS: dict[str, tuple[str, str, str]] = {
     "tornado": ("a", "tornadoweb", "tornado"),
     "python": ("a", "python", "python"),
     "php": ("a", "php", "php"),
+    "openssl": ("a", "openssl", "openssl"),
     "wordpress": ("a", "wordpress", "wordpress"),
     "drupal": ("a", "drupal", "drupal"),
     "joomla": ("a", "joomla", "joomla\\!"),

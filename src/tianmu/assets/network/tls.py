@@ -138,9 +138,12 @@ async def _handshake(
     return ssl_object if isinstance(ssl_object, ssl.SSLObject) else None
 
 
-async def _verifies(address: str, port: int, server_name: str | None, timeout: float) -> tuple[bool, str]:
-    """Does the chain verify against the system trust store, for this name? (verdict, OpenSSL's reason)"""
-    context = ssl.create_default_context()
+async def _verifies(
+    address: str, port: int, server_name: str | None, timeout: float, cafile: str | None = None
+) -> tuple[bool, str]:
+    """Does the chain verify against the system trust store (or `cafile`), for this name?
+    (verdict, OpenSSL's reason)"""
+    context = ssl.create_default_context(cafile=cafile)
     context.check_hostname = server_name is not None
     if server_name is None:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -165,10 +168,12 @@ async def inspect_tls(
     server_name: str | None = None,
     timeout: float = 3.0,
     versions: bool = True,
+    cafile: str | None = None,
 ) -> dict[str, Any] | None:
     """The `tls` object of a service, or None when the port does not speak TLS.
 
-    `versions=False` skips the one-handshake-per-protocol-version survey (4 extra handshakes).
+    `versions=False` skips the one-handshake-per-protocol-version survey (4 extra handshakes);
+    `cafile` replaces the system trust store for the chain check (an organisation's own CA).
     """
     first = await _handshake(address, port, insecure_context(), server_name, timeout)
     if first is None:
@@ -192,7 +197,7 @@ async def inspect_tls(
             if await _handshake(address, port, context, server_name, timeout) is not None:
                 offered.append(label)
         info["versions"] = offered
-    verified, reason = await _verifies(address, port, server_name, timeout)
+    verified, reason = await _verifies(address, port, server_name, timeout, cafile)
     info["trusted"] = verified
     info["verify_error"] = None if verified else reason
     return info
