@@ -128,3 +128,18 @@ def test_trace_tells_the_story_of_an_ip_a_hash_a_user_and_a_host(store: Store) -
     assert with_events.items[-1].where == "var/log/auth.log:5"
     with pytest.raises(InputError):
         trace(store, "default", "  ")
+
+
+def test_rebuild_keeps_triage_and_drops_incidents_that_no_longer_form(store: Store) -> None:
+    from tianmu.situation import rebuild_incidents
+
+    findings = scenario_findings()
+    update_incidents(store, "default", findings)
+    main = next(i for i in load_incidents(store, "default") if i.stage == "persistence")
+    set_incident(store, "default", main.id, status=TriageStatus.ACKNOWLEDGED, assignee="li.wei")
+    # Without the db01 finding its incident no longer forms; the others are rebuilt with their triage.
+    rebuilt = rebuild_incidents(store, "default", [f for f in findings if f.asset.name == "web01"])
+    assert len(rebuilt) == 2
+    stored = {i.id: i for i in load_incidents(store, "default")}
+    assert set(stored) == {i.id for i in rebuilt}
+    assert stored[main.id].status is TriageStatus.ACKNOWLEDGED and stored[main.id].assignee == "li.wei"

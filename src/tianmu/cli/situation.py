@@ -27,6 +27,7 @@ from tianmu.situation import (
     load_incidents,
     open_findings,
     posture_history,
+    rebuild_incidents,
     score_findings,
     set_incident,
     trace,
@@ -169,6 +170,10 @@ def _incidents(app: typer.Typer) -> None:
         window: Annotated[
             float, typer.Option(help="Time window in hours within which findings link.")
         ] = 24.0,
+        rebuild: Annotated[
+            bool,
+            typer.Option(help="Start over (e.g. after importing ATT&CK); status and assignee are kept."),
+        ] = False,
         json: JsonOpt = False,
     ) -> None:
         """Fold the stored detection, malware and intel findings into incidents (idempotent)."""
@@ -178,15 +183,17 @@ def _incidents(app: typer.Typer) -> None:
         with open_default_store() as store:
             kinds = (FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL)
             findings = [r.finding for r in list_findings(store, tenant, kinds=kinds)]
-            changes = update_incidents(
-                store,
-                tenant,
-                findings,
-                window=timedelta(hours=window),
-                resolver=intel_technique_resolver(store),
-            )
-        created = {c.incident.id for c in changes if c.created}
-        updated = {c.incident.id for c in changes} - created
+            span, resolver = timedelta(hours=window), intel_technique_resolver(store)
+            if rebuild:
+                before = {i.id for i in load_incidents(store, tenant)}
+                rebuilt = {
+                    i.id for i in rebuild_incidents(store, tenant, findings, window=span, resolver=resolver)
+                }
+                created, updated = rebuilt - before, rebuilt & before
+            else:
+                changes = update_incidents(store, tenant, findings, window=span, resolver=resolver)
+                created = {c.incident.id for c in changes if c.created}
+                updated = {c.incident.id for c in changes} - created
         if json:
             _dump({"created": sorted(created), "updated": sorted(updated)})
             return

@@ -292,8 +292,8 @@ class Correlator:
 
 
 def _stage(timeline: list[dict[str, Any]]) -> str | None:
-    """The furthest tactic reached; before the first initial-access evidence the attacker was still
-    outside, so what they did then (a brute force is credential access) counts as initial access."""
+    """The furthest tactic reached; up to the first initial-access evidence (included) the attacker was
+    still outside, so what they did then (a brute force is credential access) counts as initial access."""
     entry_times = [e["time"] for e in timeline if _INITIAL in e.get("tactics", []) and e.get("time")]
     inside_from = min(entry_times, default=None)
     best = -1
@@ -301,7 +301,7 @@ def _stage(timeline: list[dict[str, Any]]) -> str | None:
         for tactic in entry.get("tactics", []):
             at = tactic_index(tactic)
             time = entry.get("time")
-            if inside_from is not None and time and time < inside_from:
+            if inside_from is not None and time and time <= inside_from:
                 at = min(at, tactic_index(_INITIAL))
             best = max(best, at)
     return TACTICS[best] if 0 <= best < len(TACTICS) else None

@@ -32,6 +32,7 @@ __all__ = [
     "load_incidents",
     "open_findings",
     "posture_history",
+    "rebuild_incidents",
     "record_posture",
     "save_incidents",
     "set_incident",
@@ -200,6 +201,28 @@ def update_incidents(
         removed = {key for c in changes for key in c.merged} - set(latest)
         save_incidents(store, latest.values(), removed)
     return changes
+
+
+def rebuild_incidents(
+    store: Store,
+    tenant: str,
+    findings: Sequence[Finding],
+    *,
+    window: timedelta = DEFAULT_WINDOW,
+    resolver: TechniqueResolver | None = None,
+) -> list[Incident]:
+    """Correlate from scratch (after the ATT&CK base or the window changed), keeping the status and
+    assignee of every incident whose id survives; incidents that no longer form are removed."""
+    before = {i.id: i for i in load_incidents(store, tenant)}
+    correlator = Correlator(tenant=tenant, window=window, resolver=resolver)
+    correlator.add_all(findings)
+    incidents = correlator.incidents
+    for incident in incidents:
+        old = before.get(incident.id)
+        if old is not None:
+            incident.status, incident.assignee = old.status, old.assignee
+    save_incidents(store, incidents, set(before) - {i.id for i in incidents})
+    return incidents
 
 
 def load_assets(store: Store, tenant: str) -> list[Asset]:
