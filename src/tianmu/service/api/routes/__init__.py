@@ -1,0 +1,1 @@
+"""Tianmu web service: api routes."""

@@ -1,0 +1,171 @@
+"""The application factory, settings, auth API, CSRF, cookies and the permission dependency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from conftest import PASSWORD, csrf, service_settings
+from tianmu.core.errors import ConfigError
+from tianmu.identity import Permission, Policy, Principal, cli_principal
+from tianmu.service import ServiceSettings, create_app
+from tianmu.service.api.deps import require
+from tianmu.service.settings import DEVELOPMENT_SECRET
+
+
+def test_settings_refuse_default_secrets_outside_development(tmp_path: Path) -> None:
+    env = {
+        "TIANMU_HOME": str(tmp_path),
+        "TIANMU_ENV": "production",
+        "TIANMU_ORIGIN": "https://tianmu.example.org",
+    }
+    with pytest.raises(ConfigError, match="development default"):
+        ServiceSettings.from_env(env)
+    with pytest.raises(ConfigError, match="32 characters"):
+        ServiceSettings.from_env({**env, "TIANMU_SECRET_KEY": "short"})
+    with pytest.raises(ConfigError, match="https"):
+        ServiceSettings.from_env(
+            {**env, "TIANMU_SECRET_KEY": "x" * 40, "TIANMU_ORIGIN": "http://tianmu.example.org"}
+        )
+    good = ServiceSettings.from_env({**env, "TIANMU_SECRET_KEY": "x" * 40})
+    assert good.relying_party_id == "tianmu.example.org" and good.cookie_secure
+    with pytest.raises(ConfigError, match="RP_ID"):
+        ServiceSettings.from_env({**env, "TIANMU_SECRET_KEY": "x" * 40, "TIANMU_RP_ID": "evil.org"})
+    dev = ServiceSettings.from_env({"TIANMU_HOME": str(tmp_path)})
+    assert dev.secret_key == DEVELOPMENT_SECRET and not dev.cookie_secure
+    with pytest.raises(ConfigError):
+        create_app(ServiceSettings(core=dev.core, environment="production", origin="https://a.example.org"))
+
+
+def test_password_sign_in_sets_a_session_cookie(client: TestClient) -> None:
+    headers = csrf(client)
+    result = client.post(
+        "/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers
+    )
+    assert result.status_code == 200, result.text
+    assert result.json()["done"] is True
+    cookie = result.headers["set-cookie"]
+    assert "tianmu_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    me = client.get("/api/auth/me").json()
+    assert (me["username"], me["tenant"], me["role"]) == ("alice", "acme", "admin")
+    assert client.post("/api/auth/logout", headers=headers).status_code == 204
+    assert client.get("/api/auth/me").status_code == 401
+
+
+def test_csrf_is_required_for_cookie_clients(client: TestClient) -> None:
+    body = {"username": "alice", "password": PASSWORD}
+    assert client.post("/api/auth/login/password", json=body).status_code == 403
+    client.get("/api/auth/csrf")
+    assert (
+        client.post("/api/auth/login/password", json=body, headers={"X-CSRF-Token": "forged"}).status_code
+        == 403
+    )
+    assert client.post("/api/auth/login/password", json=body, headers=csrf(client)).status_code == 200
+
+
+def test_wrong_password_is_401_and_rate_limit_is_429(app: FastAPI, client: TestClient) -> None:
+    identity = app.state.identity
+    policy = Policy.from_json({**Policy().to_json(), "rate_limit_attempts": 2, "max_failures": 0})
+    identity.set_policy(cli_principal("acme"), "acme", policy)
+    headers = csrf(client)
+    body = {"username": "alice", "password": "wrong"}
+    for _ in range(2):
+        answer = client.post("/api/auth/login/password", json=body, headers=headers)
+        assert answer.status_code == 401 and answer.json()["detail"] == "wrong user name or password"
+    limited = client.post("/api/auth/login/password", json=body, headers=headers)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+
+
+def test_second_factor_uses_a_pending_cookie(app: FastAPI, client: TestClient) -> None:
+    identity = app.state.identity
+    identity.set_policy(cli_principal("acme"), "acme", Policy(required_factors=(("password", "totp"),)))
+    seed, _ = identity.enable_totp(cli_principal("acme"), "acme", "alice")
+    headers = csrf(client)
+    first = client.post(
+        "/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers
+    )
+    assert first.json() == {"done": False, "factors": ["password"], "remaining": ["totp"], "redirect": None}
+    assert client.get("/api/auth/me").status_code == 401
+    import pyotp
+
+    second = client.post("/api/auth/login/totp", json={"code": pyotp.TOTP(seed).now()}, headers=headers)
+    assert second.json()["done"] is True
+    assert client.get("/api/auth/me").json()["factors"] == ["password", "totp"]
+
+
+def test_tokens_through_the_api_and_require(app: FastAPI, client: TestClient) -> None:
+    from fastapi import APIRouter
+
+    probe = APIRouter()
+
+    @probe.get("/api/probe")
+    def probe_route(principal: Principal = Depends(require(Permission.USERS_MANAGE))) -> dict[str, str]:
+        return {"user": principal.username}
+
+    app.include_router(probe)
+    headers = csrf(client)
+    client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    made = client.post(
+        "/api/auth/tokens", json={"name": "ci", "scopes": ["findings:read"], "days": 3}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    client.post("/api/auth/logout", headers=headers)
+    bare = TestClient(app, base_url="http://localhost:8000")
+    assert bare.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["via"] == "token"
+    # the token's scopes stop it where alice herself would pass
+    assert bare.get("/api/probe", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    assert bare.get("/api/probe", headers={"Authorization": "Bearer tmu_nope_nope"}).status_code == 401
+    assert bare.get("/api/probe").status_code == 401
+
+
+def test_viewer_is_forbidden_admin_routes(client: TestClient) -> None:
+    headers = csrf(client)
+    client.post(
+        "/api/auth/login/password", json={"username": "victor", "password": PASSWORD}, headers=headers
+    )
+    assert client.get("/api/auth/audit").status_code == 403
+    assert client.post("/api/auth/tokens", json={"name": "x"}, headers=headers).status_code == 403
+
+
+def test_pages_render_and_redirect(client: TestClient) -> None:
+    page = client.get("/auth/sign-in")
+    assert page.status_code == 200 and 'name="csrf-token"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/auth/certificate").status_code == 200
+    away = client.get("/auth/account", follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"] == "/auth/sign-in"
+    client.post(
+        "/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=csrf(client)
+    )
+    assert "Signed in as" in client.get("/auth/account").text
+    assert client.get("/auth/sign-in", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_form_needs_csrf(client: TestClient) -> None:
+    headers = csrf(client)
+    client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    assert client.post("/auth/sign-out", data={"csrf_token": "nope"}).status_code == 403
+    out = client.post("/auth/sign-out", data={"csrf_token": headers["X-CSRF-Token"]}, follow_redirects=False)
+    assert out.status_code == 303
+    assert client.get("/api/auth/me").status_code == 401
+
+
+def test_secure_cookies_on_https(tmp_path: Path) -> None:
+    settings = ServiceSettings(
+        core=service_settings(tmp_path).core,
+        environment="production",
+        secret_key="s" * 40,
+        origin="https://tianmu.example.org",
+    )
+    app = create_app(settings)
+    app.state.identity.create_tenant("acme")
+    with TestClient(app, base_url="https://tianmu.example.org") as client:
+        answer = client.get("/api/auth/csrf")
+        cookie = answer.headers["set-cookie"]
+        assert cookie.startswith("__Host-tianmu_csrf=") and "Secure" in cookie
+        assert answer.headers["strict-transport-security"].startswith("max-age=")
+        assert client.get("/api/docs").status_code == 404
