@@ -94,6 +94,8 @@ def make_cert(
 @dataclass
 class Certs:
     ca: CertFiles
+    ca_cert: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
     good: CertFiles
     self_signed: CertFiles
     expired: CertFiles
@@ -111,7 +113,7 @@ def make_certs(directory: Path) -> Certs:
     expired, _c, _k = make_cert(directory, "expired", "localhost", days=(-400, -30), issuer=issuer)  # type: ignore[arg-type]
     expiring, _c, _k = make_cert(directory, "expiring", "localhost", days=(-300, 5), issuer=issuer)  # type: ignore[arg-type]
     wrong, _c, _k = make_cert(directory, "wrong", "other.example", sans=("other.example",), issuer=issuer)  # type: ignore[arg-type]
-    return Certs(ca_files, good, self_signed, expired, expiring, wrong)
+    return Certs(ca_files, ca_cert, ca_key, good, self_signed, expired, expiring, wrong)  # type: ignore[arg-type]
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -318,7 +320,10 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
             reply.answer.append(soa)
             for node_name, node in zone.nodes.items():
                 for rdataset in node.rdatasets:
-                    if node_name == dns.name.empty and rdataset.rdtype == dns.rdatatype.SOA:
+                    if (
+                        node_name.derelativize(zone.origin) == zone.origin
+                        and rdataset.rdtype == dns.rdatatype.SOA
+                    ):
                         continue
                     rrset = dns.rrset.RRset(
                         node_name.derelativize(zone.origin), rdataset.rdclass, rdataset.rdtype
@@ -329,11 +334,9 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
             return DNSRecord.parse(reply.to_wire(max_size=65535))
         current = name
         for _ in range(8):
-            relative = current.relativize(zone.origin)
-            node = zone.get_node(relative)
-            if node is None:
-                wildcard = dns.name.Name(("*", *relative.labels[1:])) if len(relative.labels) > 0 else None
-                node = zone.get_node(wildcard) if wildcard is not None else None
+            node = zone.get_node(current)
+            if node is None and current != zone.origin:
+                node = zone.get_node(dns.name.Name(("*", *current.labels[1:])))
             if node is None:
                 if not reply.answer:
                     reply.set_rcode(dns.rcode.NXDOMAIN)
@@ -366,11 +369,16 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
 
 
 @contextmanager
-def serve_dns(zones: dict[str, str], axfr: set[str] | None = None) -> Iterator[tuple[int, ZoneResolver]]:
-    """UDP and TCP DNS on one free port of 127.0.0.1, answering from zone-file texts by origin."""
+def serve_dns(
+    zones: dict[str, str | dns.zone.Zone], axfr: set[str] | None = None
+) -> Iterator[tuple[int, ZoneResolver]]:
+    """UDP and TCP DNS on one free port of 127.0.0.1, answering from zones (zone-file texts or dnspython
+    zones) by origin."""
     parsed = {
-        origin: dns.zone.from_text(text, origin=origin, relativize=True, check_origin=False)
-        for origin, text in zones.items()
+        origin: zone
+        if isinstance(zone, dns.zone.Zone)
+        else dns.zone.from_text(zone, origin=origin, relativize=False, check_origin=False)
+        for origin, zone in zones.items()
     }
     resolver = ZoneResolver(parsed, {dns.name.from_text(o).to_text() for o in axfr or set()})
     for _ in range(20):

@@ -118,7 +118,7 @@ def test_disclosed_products() -> None:
     )
     assert [(p.name, p.version) for p in products] == [
         ("Apache httpd", "2.4.57"),
-        ("PHP", "8.1.2"),
         ("OpenSSL", "3.0.11"),
+        ("PHP", "8.1.2"),
     ]
     assert site.disclosed_products(resp([("Server", "Apache")]))[0].version is None
