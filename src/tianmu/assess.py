@@ -55,7 +55,13 @@ def _malware_engine(ctx: EngineContext) -> list[Finding]:
     from tianmu.malware.engine import assess_malware
 
     return assess_malware(
-        ctx.store, ctx.root, ctx.asset, home=ctx.home, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
+        ctx.store,
+        ctx.root,
+        ctx.asset,
+        home=ctx.home,
+        errors=ctx.errors,
+        notes=ctx.notes,
+        progress=ctx.progress,
     )
 
 
@@ -69,7 +75,13 @@ def _detection_engine(ctx: EngineContext) -> list[Finding]:
     from tianmu.detect.engine import assess_detection
 
     return assess_detection(
-        ctx.store, ctx.root, ctx.asset, home=ctx.home, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
+        ctx.store,
+        ctx.root,
+        ctx.asset,
+        home=ctx.home,
+        errors=ctx.errors,
+        notes=ctx.notes,
+        progress=ctx.progress,
     )
 
 

@@ -25,34 +25,10 @@ import re
 import re._constants as sre_constants  # type: ignore[import-not-found]  # `sre_*` aliases are deprecated
 import re._parser as sre_parse  # type: ignore[import-not-found]
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import (
-    CompareOperators,
-    Placeholder,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
-    SigmaString,
-    SigmaTimestampPart,
-    SpecialChars,
-)
+import ahocorasick_rs
 
 __all__ = [
     "CompiledCorrelation",
@@ -61,8 +37,7 @@ __all__ = [
     "UnsupportedRule",
     "View",
     "build",
-    "plan_condition",
-    "plan_fields",
+        "plan_fields",
     "required_literals",
     "techniques_of",
 ]
@@ -72,149 +47,14 @@ View = tuple[Mapping[str, str], Mapping[str, str]]
 """(lower-cased values, original values), both keyed by lower-cased field name."""
 Matcher = Callable[[View], bool]
 
+_AUTOMATON_AT = 12
+"""From this many substrings on, one Aho-Corasick pass beats testing them one by one."""
 _MIN_LITERAL = 3
 """Shorter literals select too little to be worth a place in the automaton."""
 
 
 class UnsupportedRule(Exception):
     """A rule uses something this engine cannot evaluate; the message says what."""
-
-
-# --- pySigma tree → plan ------------------------------------------------------------------------------
-
-
-def _string_plan(field: str | None, value: SigmaString) -> Plan:
-    cased = isinstance(value, SigmaCasedString)
-    parts: list[Any] = []
-    for part in value.s:
-        if isinstance(part, Placeholder):
-            raise UnsupportedRule(f"placeholder %{part.name}% is not expanded")
-        if isinstance(part, str) and parts and isinstance(parts[-1], str):
-            parts[-1] += part
-        elif part is not None and part != "":
-            parts.append(part)
-    norm = (lambda text: text) if cased else str.lower
-    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
-    if field is None:
-        # A keyword is a full-text search: it may occur anywhere in a value.
-        parts = [multi, *(parts or [""]), multi]
-        parts = [
-            p for i, p in enumerate(parts) if not (p is multi and i and parts[i - 1] is multi) and p != ""
-        ]
-    suffix = "_cased" if cased else ""
-    if not parts:
-        return ("str", field, "eq" + suffix, ("",))
-    if all(isinstance(p, str) for p in parts):
-        return ("str", field, "eq" + suffix, (norm(parts[0]),))
-    if parts == [multi]:
-        return ("exists", field, True)
-    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
-        return ("str", field, "suffix" + suffix, (norm(parts[1]),))
-    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
-        return ("str", field, "prefix" + suffix, (norm(parts[0]),))
-    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
-        return ("str", field, "contains" + suffix, (norm(parts[1]),))
-    pattern = "".join(
-        ".*" if p is multi else "." if p is single else re.escape(norm(p)) for p in parts if p is not None
-    )
-    literal = max((norm(p) for p in parts if isinstance(p, str)), key=len, default="")
-    return ("glob" + suffix, field, (pattern,), (literal,))
-
-
-def _value_plan(field: str | None, value: Any) -> Plan:
-    if isinstance(value, SigmaExpansion):
-        return ("or", tuple(_value_plan(field, item) for item in value.values))
-    if isinstance(value, SigmaString):
-        return _string_plan(field, value)
-    if isinstance(value, SigmaTimestampPart):
-        raise UnsupportedRule("timestamp-part modifiers (minute, hour, day...) are not supported")
-    if isinstance(value, SigmaBool):
-        return ("str", field, "eq", ("true", "1") if value.boolean else ("false", "0"))
-    if isinstance(value, SigmaNumber):
-        return ("str", field, "contains" if field is None else "eq", (str(value.number).lower(),))
-    if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= {
-                SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-                SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-                SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-            }[flag]
-        source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
-        try:
-            re.compile(source, flags)
-        except re.error as exc:
-            raise UnsupportedRule(f"regular expression {source!r} is not valid in Python: {exc}") from exc
-        return ("re", field, source, flags)
-    if field is None:
-        raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
-    if isinstance(value, SigmaNull):
-        return ("exists", field, False)
-    if isinstance(value, SigmaExists):
-        return ("exists", field, value.exists)
-    if isinstance(value, SigmaCIDRExpression):
-        return ("cidr", field, (str(value.network),))
-    if isinstance(value, SigmaCompareExpression):
-        ops = {
-            CompareOperators.LT: "lt",
-            CompareOperators.LTE: "lte",
-            CompareOperators.GT: "gt",
-            CompareOperators.GTE: "gte",
-        }
-        return ("cmp", field, ops[value.op], float(value.number.number))
-    if isinstance(value, SigmaFieldReference):
-        kind = (
-            "contains"
-            if value.starts_with and value.ends_with
-            else "prefix"
-            if value.starts_with
-            else "suffix"
-            if value.ends_with
-            else "eq"
-        )
-        return ("fieldref", field, value.field.lower(), kind)
-    raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
-
-
-def plan_condition(node: Any) -> Plan:
-    """A parsed pySigma condition (rule.detection.parsed_condition[i].parsed) to a plan."""
-    if isinstance(node, ConditionAND):
-        return _simplify(("and", tuple(plan_condition(arg) for arg in node.args)))
-    if isinstance(node, ConditionOR):
-        return _simplify(("or", tuple(plan_condition(arg) for arg in node.args)))
-    if isinstance(node, ConditionNOT):
-        return ("not", plan_condition(node.args[0]))
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _value_plan(node.field.lower() if node.field else None, node.value)
-    if isinstance(node, ConditionValueExpression):
-        return _value_plan(None, node.value)
-    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
-
-
-def _simplify(plan: Plan) -> Plan:
-    """Flatten nested and/or; merge OR-ed string tests of one field and kind into one test."""
-    op, children = plan[0], plan[1]
-    flat: list[Plan] = []
-    for child in children:
-        if child[0] == op:
-            flat.extend(child[1])
-        else:
-            flat.append(child)
-    if op == "or":
-        merged: dict[tuple[Any, ...], list[str]] = {}
-        rest: list[Plan] = []
-        for child in flat:
-            if child[0] == "str":
-                merged.setdefault((child[1], child[2]), []).extend(child[3])
-            else:
-                rest.append(child)
-        flat = [
-            ("str", field, kind, tuple(dict.fromkeys(values))) for (field, kind), values in merged.items()
-        ]
-        flat += rest
-    if len(flat) == 1:
-        return flat[0]
-    return (op, tuple(flat))
 
 
 def plan_fields(plan: Plan, out: set[str] | None = None) -> set[str]:
@@ -324,6 +164,10 @@ def _string_test(kind: str, values: tuple[str, ...]) -> Callable[[str], bool]:
     if len(values) == 1:
         only = values[0]
         return lambda v: only in v
+    if len(values) > _AUTOMATON_AT:
+        # Long `contains` lists (SigmaHQ has rules with hundreds of names): one automaton pass.
+        automaton = ahocorasick_rs.AhoCorasick(list(values))
+        return lambda v: bool(automaton.find_matches_as_indexes(v))
     return lambda v: any(item in v for item in values)
 
 
@@ -464,3 +308,26 @@ class CompiledCorrelation:
     references: tuple[str, ...] = ()
     output: bool = True
     """False when another correlation refers to it without `generate: true`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    path: str
+    rule: str
+    """Rule id or title ('' when the file itself could not be read)."""
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.rule + ': ' if self.rule else ''}{self.reason}"
+
+
+@dataclass(slots=True)
+class RuleBase:
+    """Every compiled rule and correlation of a load, with what could not be used."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
+    files: int = 0
+    digest: str = ""
+    from_cache: bool = False

@@ -16,11 +16,10 @@ EventID added to each rule), which is what the SQLite oracle of the test suite a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from sigma.pipelines.common import windows_logsource_mapping
 
 from tianmu.core.models import Event
 from tianmu.detect.auth import AUTH_PROGRAMS, SSHD_PROGRAMS
@@ -69,10 +68,22 @@ WINDOWS_CATEGORIES: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     "ps_classic_script": ((_POWERSHELL_CLASSIC, (800,)),),
 }
 
-_CHANNEL_SERVICES: dict[str, tuple[str, ...]] = {}
-for _service, _channels in windows_logsource_mapping.items():
-    for _channel in [_channels] if isinstance(_channels, str) else _channels:
-        _CHANNEL_SERVICES[_channel.lower()] = (*_CHANNEL_SERVICES.get(_channel.lower(), ()), _service)
+@functools.cache
+def _windows_services() -> dict[str, str | list[str]]:
+    """pySigma's service → channel table (imported on first use: a warm start needs no pySigma)."""
+    from sigma.pipelines.common import windows_logsource_mapping
+
+    return dict(windows_logsource_mapping)
+
+
+@functools.cache
+def _channel_services() -> dict[str, tuple[str, ...]]:
+    services: dict[str, tuple[str, ...]] = {}
+    for service, channels in _windows_services().items():
+        for channel in [channels] if isinstance(channels, str) else channels:
+            services[channel.lower()] = (*services.get(channel.lower(), ()), service)
+    return services
+
 
 _CATEGORY_BY_CHANNEL_EVENT: dict[tuple[str, int], tuple[str, ...]] = {}
 for _category, _pairs in WINDOWS_CATEGORIES.items():
@@ -131,7 +142,7 @@ def sources_of(key: tuple[Any, ...]) -> EventSource:
     if kind == "evtx":
         channel = str(key[1] or "").lower()
         products.add("windows")
-        services.update(_CHANNEL_SERVICES.get(channel, ()))
+        services.update(_channel_services().get(channel, ()))
         event_id = _int(key[2])
         if event_id is not None:
             categories.update(_CATEGORY_BY_CHANNEL_EVENT.get((channel, event_id), ()))
@@ -193,7 +204,7 @@ def pipeline_for_oracle() -> Any:
                 rule_conditions=[LogsourceCondition(category=category, product="windows")],
             )
         )
-    for service, channel_names in windows_logsource_mapping.items():
+    for service, channel_names in _windows_services().items():
         items.append(
             ProcessingItem(
                 identifier=f"tianmu_service_{service}",
@@ -223,7 +234,7 @@ def logsource_problem(product: str | None, category: str | None, service: str | 
     if product == "windows":
         if category and category not in WINDOWS_CATEGORIES:
             return f"no field mapping for log source {where}: no Windows event maps to category {category}"
-        if service and service not in windows_logsource_mapping:
+        if service and service not in _windows_services():
             return f"no field mapping for log source {where}: no Windows channel for service {service}"
         return None
     if product == "linux":

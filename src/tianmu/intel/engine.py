@@ -24,21 +24,31 @@ from sqlalchemy import select
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity, utcnow
 from tianmu.intel.index import IntelIndex, load_index
 from tianmu.intel.models import IntelRecord
-from tianmu.intel.normalize import NormalizeError, classify, refang
+from tianmu.intel.normalize import NormalizeError, classify
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
 
 __all__ = ["IntelMatcher", "Sighting", "severity_for"]
 
-_CANDIDATES = re.compile(
-    r"(?:https?|ftp)://[^\s\"'<>\\^`{|}]+"
-    r"|(?<![\w.-])(?:[a-z0-9_][a-z0-9_-]{0,62}\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})(?![\w-])"
-    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)"
-    r"|(?<!\w)[0-9a-f]{32,128}(?!\w)"
-)
+_TOKENS = re.compile(r"(?<![a-z0-9_-])(?:[0-9a-f]{32,128}+(?![a-z0-9_.-])|[a-z0-9_-]++(?:\.[a-z0-9_-]++)+)")
+"""Host names and IPv4 addresses (dotted words) and hex digests, in lower-cased text."""
+_URLS = re.compile(r"(?:https?|ftp)://[^\s\"'<>\\^`{|}]++")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
 _EMAIL = re.compile(r"[a-z0-9._%+-]+@(?:[a-z0-9-]+\.)+[a-z]{2,63}")
-_DEFANGED = ("[.]", "(.)", "{.}", "[dot]", "(dot)", "hxxp", "[:]", "[@]")
+_REFANG_LOWER = (
+    ("[.]", "."),
+    ("(.)", "."),
+    ("{.}", "."),
+    ("[dot]", "."),
+    ("(dot)", "."),
+    ("hxxp", "http"),
+    ("h**p", "http"),
+    ("[://]", "://"),
+    ("[:]", ":"),
+    ("[@]", "@"),
+    ("[at]", "@"),
+)
+"""`tianmu.intel.normalize.refang` for lower-cased text, as plain replacements (no regex pass)."""
 _TRAILING = ".,;:!?)]}'\""
 _DEFAULT_PORT = {"http": ":80", "https": ":443", "ftp": ":21"}
 _BLOCK = 2000
@@ -211,10 +221,10 @@ class IntelMatcher:
     def scan_text(self, text: str) -> list[Sighting]:
         """Indicators in free text (one log line, a message, an analyst note), once each."""
         found: dict[tuple[str, str], Sighting] = {}
-        for sighting in self._scan(text):
-            key = (sighting.type, sighting.indicator)
-            if key not in found and self.record(sighting.type, sighting.indicator):
-                found[key] = sighting
+        for _offset, kind, indicator, observed in self._scan(text):
+            key = (kind, indicator)
+            if key not in found and self.record(kind, indicator):
+                found[key] = Sighting(kind, indicator, observed)
         return list(found.values())
 
     def scan_lines(self, lines: Sequence[str], first_line: int = 1) -> Iterator[Sighting]:
@@ -222,37 +232,41 @@ class IntelMatcher:
         for start in range(0, len(lines), _BLOCK):
             block = "\n".join(lines[start : start + _BLOCK])
             line, position = first_line + start, 0
-            for sighting in self._scan(block, with_position=True):
-                assert sighting.line is not None  # the offset, with with_position
-                line += block.count("\n", position, sighting.line)
-                position = sighting.line
-                if self.record(sighting.type, sighting.indicator):
-                    yield Sighting(sighting.type, sighting.indicator, sighting.observed, sighting.field, line)
+            for offset, kind, indicator, observed in self._scan(block):
+                # Lines are counted only up to hits, and only once per block.
+                line += block.count("\n", position, offset)
+                position = offset
+                if self.record(kind, indicator):
+                    yield Sighting(kind, indicator, observed, "text", line)
 
-    def _scan(self, text: str, with_position: bool = False) -> Iterator[Sighting]:
+    def _scan(self, text: str) -> list[tuple[int, str, str, str]]:
+        """(offset, indicator type, indicator, observed text) of every hit in `text`, by offset."""
         low = text.lower()
-        if any(marker in low for marker in _DEFANGED):
-            # Refanging never adds or removes a newline, so line counting stays right.
-            low = refang(low)
+        for marker, plain in _REFANG_LOWER:
+            # Plain replacements (C speed) on lower-cased text; they never add or remove a newline,
+            # so line counting stays right.
+            if marker in low:
+                low = low.replace(marker, plain)
         index = self.index
-        domains, exact, ips, hashes = index.domains, index.exact_domains, index.ips, index.hashes
+        domains, ips, hashes = index.domains, index.ips, index.hashes
+        exact = index.exact_domains or None
         cidrs = bool(index.networks4)
-        for match in _CANDIDATES.finditer(low):
+        found: list[tuple[int, str, str, str]] = []
+        # Hot loop: one pass of a possessive, look-behind-anchored pattern (no backtracking inside
+        # words, one attempt per word) and set probes; hosts walk up their parent domains.
+        for match in _TOKENS.finditer(low):
             token = match.group()
             hit: tuple[str, str] | None = None
-            first = token[0]
-            if "://" in token:
-                token = token.rstrip(_TRAILING)
-                hit = self._match_url_text(token)
-            elif first.isdigit() and token.count(".") == 3 and token.replace(".", "").isdigit():
-                hit = ("ip", token) if token in ips else (index.match_ip(token) if cidrs else None)
-            elif "." not in token:
-                hit = (
-                    (_HASH_BY_LENGTH[len(token)], token)
-                    if token in hashes and len(token) in _HASH_BY_LENGTH
-                    else None
-                )
-            elif token in exact:
+            if "." not in token:
+                kind = _HASH_BY_LENGTH.get(len(token))
+                if kind is not None and token in hashes:
+                    hit = (kind, token)
+            elif token[0].isdigit() and token.count(".") == 3 and token.replace(".", "").isdigit():
+                if token in ips:
+                    hit = ("ip", token)
+                elif cidrs:
+                    hit = index.match_ip(token)
+            elif exact is not None and token in exact:
                 hit = ("domain", token)
             else:
                 name = token
@@ -265,46 +279,40 @@ class IntelMatcher:
                         break
                     name = name[dot + 1 :]
             if hit is not None:
-                yield Sighting(hit[0], hit[1], token, "text", match.start() if with_position else None)
+                found.append((match.start(), hit[0], hit[1], token))
+        extra = len(found)
+        if index.urls and "://" in low:
+            # URL indicators; their hosts were looked up above like any other host name.
+            url_hosts = index.url_hosts
+            for match in _URLS.finditer(low):
+                url = match.group()
+                # Only URLs on a host some URL indicator names are canonicalised and looked up.
+                begin = url.find("://") + 3
+                end = min(
+                    (i for i in (url.find("/", begin), url.find("?", begin)) if i >= 0), default=len(url)
+                )
+                host = url[begin:end].rpartition("@")[2].rstrip(_TRAILING)
+                if host in url_hosts or host.split(":", 1)[0] in url_hosts:
+                    url = url.rstrip(_TRAILING)
+                    indicator = index.match_url_key(_url_key_of(url))
+                    if indicator is not None:
+                        found.append((match.start(), "url", indicator, url))
         if index.emails and "@" in low:
             for match in _EMAIL.finditer(low):
                 if match.group() in index.emails:
-                    yield Sighting(
-                        "email",
-                        match.group(),
-                        match.group(),
-                        "text",
-                        match.start() if with_position else None,
-                    )
+                    found.append((match.start(), "email", match.group(), match.group()))
         if self._has_v6 and ("::" in low or low.count(":") >= 7):
             for match in _IPV6.finditer(low):
                 try:
                     kind, value = classify(match.group())
                 except NormalizeError:
                     continue
-                hit = index.match_ip(value) if kind == "ip" else None
-                if hit:
-                    yield Sighting(hit[0], hit[1], value, "text", match.start() if with_position else None)
-
-    def _match_url_text(self, url: str) -> tuple[str, str] | None:
-        scheme, _, rest = url.partition("://")
-        rest = rest.split("#", 1)[0]
-        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-        netloc, path = rest[:cut], rest[cut:]
-        host = netloc.rpartition("@")[2]
-        default = _DEFAULT_PORT.get(scheme)
-        if default and host.endswith(default):
-            host = host[: -len(default)]
-        if not path.startswith("/"):
-            path = "/" + path
-        key = host + path
-        found = self.index.match_url_key(key)
-        if found:
-            return "url", found
-        bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        if bare.replace(".", "").isdigit():
-            return self.index.match_ip(bare)
-        return self.index.match_domain(bare.strip("[]"))
+                v6 = index.match_ip(value) if kind == "ip" else None
+                if v6:
+                    found.append((match.start(), v6[0], v6[1], value))
+        if len(found) > extra and extra:
+            found.sort()
+        return found
 
     # --- events and findings -----------------------------------------------------------------------------
 
@@ -402,6 +410,19 @@ _FIELD_KINDS: dict[str, str] = {
     "hash": "hashes",
 }
 _ALL_FIELDS = _IP_FIELDS + _DOMAIN_FIELDS + _URL_FIELDS + _UA_FIELDS + _HASH_FIELDS
+
+
+def _url_key_of(url: str) -> str:
+    """`host[:port]/path?query` of a lower-case URL, default port dropped (the index's URL key)."""
+    scheme, _, rest = url.partition("://")
+    rest = rest.split("#", 1)[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, path = rest[:cut], rest[cut:]
+    host = netloc.rpartition("@")[2]
+    default = _DEFAULT_PORT.get(scheme)
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return host + (path if path.startswith("/") else "/" + path)
 
 
 def _observations(name: str, raw: str) -> list[tuple[str, str]]:

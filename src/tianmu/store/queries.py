@@ -41,6 +41,7 @@ __all__ = [
     "bulk_set_status",
     "find_findings",
     "get_asset",
+    "get_finding",
     "list_assets",
     "list_components",
     "overview",
@@ -200,6 +201,18 @@ def find_findings(
             values = [int(last.severity_rank), *values]
         next_cursor = _encode_cursor(values)
     return FindingPage(items, next_cursor)
+
+
+def get_finding(store: Store, tenant: str, finding_id: int) -> PagedFinding | None:
+    """One finding of the tenant by id, or None (also when the id belongs to another tenant)."""
+    statement = (
+        select(findings, assets.c.name.label("asset_name"), assets.c.kind.label("asset_kind"))
+        .join(assets, assets.c.id == findings.c.asset_id)
+        .where(findings.c.tenant == tenant, findings.c.id == finding_id)
+    )
+    with store.connect() as conn:
+        row = conn.execute(statement).first()
+    return PagedFinding(int(row.id), int(row.asset_id), _row_finding(row)) if row else None
 
 
 def bulk_set_status(store: Store, tenant: str, ids: Iterable[int], status: TriageStatus) -> int:

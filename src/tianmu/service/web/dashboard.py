@@ -1,0 +1,369 @@
+"""The situation dashboard: server-rendered pages over the same library calls as the REST API.
+
+Every page reads with the signed-in user's tenant and permissions (`require`, as the API does); it
+works without JavaScript (numbers, tables, forms, links), and uses Chart.js only to draw the risk
+trend and htmx only to spare full reloads. Forms that change data (triage) carry a CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from tianmu.core.errors import InputError
+from tianmu.core.models import FindingKind, Severity, TriageStatus
+from tianmu.identity.models import Permission, Principal
+from tianmu.identity.permissions import can
+from tianmu.jobs import list_jobs
+from tianmu.knowledge import kb_status
+from tianmu.service.api.context import StoreDep
+from tianmu.service.api.deps import require
+from tianmu.service.api.resources import finding_public
+from tianmu.service.api.routes.findings import FindingFilters
+from tianmu.service.api.routes.overview import overview_numbers
+from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, translations
+from tianmu.store.queries import (
+    FindingQuery,
+    bulk_set_status,
+    find_findings,
+    get_asset,
+    get_finding,
+    list_assets,
+    list_components,
+)
+
+__all__ = ["router", "templates"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+templates = Jinja2Templates(directory=str(TEMPLATES), extensions=["jinja2.ext.i18n"])
+router = APIRouter(include_in_schema=False)
+
+Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]
+FindingsReader = Annotated[Principal, Depends(require(Permission.FINDINGS_READ))]
+Triager = Annotated[Principal, Depends(require(Permission.FINDINGS_TRIAGE))]
+
+
+def _language(request: Request) -> str:
+    return choose_language(
+        request.query_params.get("lang"), request.cookies.get(COOKIE), request.headers.get("accept-language")
+    )
+
+
+def _gettext(request: Request) -> Any:
+    return translations(_language(request)).gettext
+
+
+def _render(request: Request, principal: Principal, name: str, page: str, **context: Any) -> HTMLResponse:
+    language = _language(request)
+    gettext = translations(language)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "principal": principal,
+            "page": page,
+            "language": language,
+            "languages": LANGUAGES,
+            "_": gettext.gettext,
+            "gettext": gettext.gettext,
+            "ngettext": gettext.ngettext,
+            "csrf_token": csrf_token(request),
+            "flash": request.query_params.get("done"),
+            **context,
+        },
+    )
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(COOKIE, language, max_age=365 * 86400, samesite="lax", httponly=True)
+    return response
+
+
+def csrf_token(request: Request) -> str:
+    from tianmu.service.api.deps import csrf_token_for
+
+    return csrf_token_for(request)
+
+
+def _check_csrf(request: Request, token: str) -> None:
+    from tianmu.service.api.deps import verify_csrf
+
+    verify_csrf(request, token)
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
+    from tianmu.situation.repository import posture_history
+
+    posture = posture_history(store, principal.tenant, limit=30)
+    return _render(
+        request,
+        principal,
+        "dashboard/overview.html",
+        "overview",
+        numbers=overview_numbers(store, principal.tenant),
+        posture=posture,
+        posture_json=json.dumps([p.as_dict() for p in posture]).replace("</", "<\\/"),
+    )
+
+
+def _query_string(params: Mapping[str, Any]) -> str:
+    pairs = [(k, v) for k, v in params.items() if k not in ("cursor", "lang", "done") and v not in ("", None)]
+    return urlencode(pairs)
+
+
+@router.get("/findings", response_class=HTMLResponse)
+def findings_page(
+    request: Request,
+    store: StoreDep,
+    principal: FindingsReader,
+    filters: Annotated[FindingFilters, Depends()],
+    cursor: str | None = None,
+) -> HTMLResponse:
+    try:
+        page = find_findings(store, principal.tenant, filters.query, limit=50, cursor=cursor)
+    except InputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    q = filters.query
+    query_string = _query_string(dict(request.query_params.multi_items()))
+    return _render(
+        request,
+        principal,
+        "dashboard/findings.html",
+        "findings",
+        page=type(page)([finding_public(i) for i in page.items], page.next_cursor),  # type: ignore[arg-type]
+        kinds=[k.value for k in FindingKind],
+        severities=[s.value for s in Severity],
+        statuses=[s.value for s in TriageStatus],
+        selected={
+            "kind": [k.value for k in q.kinds],
+            "severity": [s.value for s in q.severities],
+            "status": [s.value for s in q.statuses],
+            "q": q.text,
+            "sort": q.sort.value,
+            "asset_id": q.asset_id,
+            "kev": q.kev,
+        },
+        query_string=query_string,
+        back="/findings?" + query_string,
+        can_triage=can(principal, Permission.FINDINGS_TRIAGE),
+    )
+
+
+@router.post("/findings/triage")
+def triage_form(
+    request: Request,
+    store: StoreDep,
+    principal: Triager,
+    status: Annotated[TriageStatus, Form()],
+    csrf_token: Annotated[str, Form()],
+    ids: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies form defaults
+    back: Annotated[str, Form()] = "/findings",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    changed = bulk_set_status(store, principal.tenant, ids, status)
+    # Only paths of this site: an open redirect would let a link send a user anywhere after triage.
+    target = back if back.startswith("/") and not back.startswith("//") else "/findings"
+    separator = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{separator}{urlencode({'done': f'{changed} → {status.value}'})}", 303)
+
+
+@router.get("/findings/{finding_id}", response_class=HTMLResponse)
+def finding_page(
+    request: Request, finding_id: int, store: StoreDep, principal: FindingsReader
+) -> HTMLResponse:
+    found = get_finding(store, principal.tenant, finding_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no finding {finding_id}")
+    item = finding_public(found)
+    return _render(
+        request,
+        principal,
+        "dashboard/finding.html",
+        "findings",
+        item=item,
+        statuses=[s.value for s in TriageStatus],
+        can_triage=can(principal, Permission.FINDINGS_TRIAGE),
+        evidence_json=json.dumps(item.detail.get("evidence", {}), indent=2, ensure_ascii=False),
+    )
+
+
+@router.get("/assets", response_class=HTMLResponse)
+def assets_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
+    return _render(
+        request,
+        principal,
+        "dashboard/assets.html",
+        "assets",
+        assets=list_assets(store, principal.tenant, limit=500),
+    )
+
+
+@router.get("/assets/{asset_id}", response_class=HTMLResponse)
+def asset_page(request: Request, asset_id: int, store: StoreDep, principal: Reader) -> HTMLResponse:
+    summary = get_asset(store, principal.tenant, asset_id)
+    if summary is None:
+        raise HTTPException(status_code=404, detail=f"no asset {asset_id}")
+    found = find_findings(store, principal.tenant, FindingQuery(asset_id=asset_id), limit=200).items
+    return _render(
+        request,
+        principal,
+        "dashboard/asset.html",
+        "assets",
+        summary=summary,
+        findings=[finding_public(i) for i in found],
+        components=list_components(store, principal.tenant, asset_id=asset_id, limit=5000),
+        services=_services(store, principal.tenant, summary.asset.name),
+    )
+
+
+def _services(store: StoreDep, tenant: str, host: str) -> list[Any]:
+    """Network services discovered on the asset, when the discovery tables are there."""
+    try:
+        from sqlalchemy import select
+
+        from tianmu.store.schema import metadata
+
+        table = metadata.tables.get("services")
+        if table is None or "address" not in table.c:
+            return []
+        with store.connect() as conn:
+            query = select(table).where(table.c.address == host)
+            if "tenant" in table.c:
+                query = query.where(table.c.tenant == tenant)
+            return list(conn.execute(query.limit(500)))
+    except Exception:  # the page still shows the asset when the discovery schema differs
+        return []
+
+
+@router.get("/detections", response_class=HTMLResponse)
+def detections_page(request: Request, store: StoreDep, principal: FindingsReader) -> HTMLResponse:
+    page = find_findings(
+        store, principal.tenant, FindingQuery(kinds=(FindingKind.DETECTION, FindingKind.INTEL)), limit=500
+    )
+    items = [finding_public(i) for i in page.items]
+    items.sort(key=lambda i: str((i.detail.get("evidence") or {}).get("time") or ""), reverse=True)
+    return _render(request, principal, "dashboard/detections.html", "detections", items=items)
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incidents_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
+    from tianmu.situation.repository import load_incidents
+
+    return _render(
+        request,
+        principal,
+        "dashboard/incidents.html",
+        "incidents",
+        incidents=load_incidents(store, principal.tenant, limit=500),
+    )
+
+
+@router.get("/incidents/{key}", response_class=HTMLResponse)
+def incident_page(request: Request, key: str, store: StoreDep, principal: Reader) -> HTMLResponse:
+    from tianmu.situation.repository import find_incident
+
+    try:
+        incident = find_incident(store, principal.tenant, key)
+    except InputError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return _render(request, principal, "dashboard/incident.html", "incidents", incident=incident)
+
+
+@router.get("/intel", response_class=HTMLResponse)
+def intel_page(request: Request, store: StoreDep, principal: FindingsReader) -> HTMLResponse:
+    _ = _gettext(request)
+    hits = find_findings(store, principal.tenant, FindingQuery(kinds=(FindingKind.INTEL,)), limit=500).items
+    sources = [
+        s
+        for s in kb_status(store)
+        if s.kind in ("intel", "stix", "misp", "attack") or s.name.startswith("intel")
+    ]
+    rows: list[list[Any]] = [
+        [
+            f.finding.severity.value,
+            {"href": f"/findings/{f.id}", "text": f.finding.rule_id},
+            f.finding.title,
+            ", ".join(sorted((f.finding.data.get("sources") or [])))
+            if isinstance(f.finding.data.get("sources"), list)
+            else "",
+            f.finding.last_seen.strftime("%Y-%m-%d %H:%M") if f.finding.last_seen else "",
+        ]
+        for f in hits
+    ]
+    intro = (
+        _("Intelligence sources") + ": " + (", ".join(f"{s.name} ({s.record_count})" for s in sources) or "—")
+    )
+    return _render(
+        request,
+        principal,
+        "dashboard/simple_table.html",
+        "intel",
+        heading=_("Threat-intelligence hits"),
+        intro=intro,
+        testid="intel",
+        columns=[_("Severity"), _("Indicator"), _("Title"), _("Sources"), _("Last seen")],
+        rows=rows,
+        empty=_("No intelligence hits."),
+    )
+
+
+@router.get("/kb", response_class=HTMLResponse)
+def kb_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
+    _ = _gettext(request)
+    rows = [
+        [
+            s.name,
+            s.kind,
+            s.record_count,
+            s.version or "",
+            s.imported_at.strftime("%Y-%m-%d %H:%M UTC"),
+            s.digest[:16],
+        ]
+        for s in kb_status(store)
+    ]
+    return _render(
+        request,
+        principal,
+        "dashboard/simple_table.html",
+        "kb",
+        heading=_("Knowledge bases"),
+        intro=_("Which data every verdict rests on: source, records, version and import date."),
+        testid="kb",
+        columns=[_("Source"), _("Kind"), _("Records"), _("Version"), _("Imported"), _("Digest")],
+        rows=rows,
+        empty=_("No knowledge base imported yet."),
+    )
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
+    _ = _gettext(request)
+    rows = [
+        [
+            j.id[:8],
+            j.kind,
+            _(j.status.value),
+            j.attempts,
+            j.created.strftime("%Y-%m-%d %H:%M:%S"),
+            j.error or j.progress,
+        ]
+        for j in list_jobs(store, principal.tenant, limit=200)
+    ]
+    return _render(
+        request,
+        principal,
+        "dashboard/simple_table.html",
+        "jobs",
+        heading=_("Jobs"),
+        intro=None,
+        testid="jobs",
+        columns=[_("Job"), _("Kind"), _("Status"), _("Attempts"), _("Created"), _("Progress / error")],
+        rows=rows,
+        empty=_("No jobs."),
+    )
