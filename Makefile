@@ -48,7 +48,12 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: install lint
+# The passkey browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+chromium:
+	@test -x /usr/bin/chromium || (flock /tmp/apt.lock apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock apt-get install -y -q chromium)
+
+test: install lint chromium
 	$(BIN)/pytest -n 2 -q
 
 # Every bench/bench_*.py, one after another (they measure; running two at once would skew both).
