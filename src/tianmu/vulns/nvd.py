@@ -26,7 +26,7 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,7 +339,7 @@ def _criterion_matches(match: dict[str, Any], target: CpeName) -> bool:
     if version in ("*", "-", ""):
         # An unknown version matches only a criterion that names no version at all.
         return name.version == "*" and not any(k.startswith("version") for k in match)
-    bounds = (
+    bounds: tuple[tuple[str, Callable[[int], bool]], ...] = (
         ("versionStartIncluding", lambda c: c >= 0),
         ("versionStartExcluding", lambda c: c > 0),
         ("versionEndIncluding", lambda c: c <= 0),

@@ -31,7 +31,8 @@ class WebResponse:
         return self.body.decode("utf-8", errors="replace")
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        value = self.headers.get(name)
+        return str(value) if value is not None else None
 
     def raw_head(self) -> str:
         return "\r\n".join(f"{k}: {v}" for k, v in self.headers.multi_items())

@@ -389,25 +389,27 @@ def _dnssec_issues(domain: str, dns_: _Dns) -> tuple[list[Issue], dict[str, Any]
     facts["ad"] = bool(reply.flags & dns.flags.AD)
     problems: list[str] = []
     sigs = reply.get_rrset(reply.answer, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
-    keyring = {name: keys}
-    try:
-        if sigs is None:
-            raise dns.dnssec.ValidationFailure("no RRSIG over the DNSKEY RRset")
-        dns.dnssec.validate(keys, sigs, keyring)
-    except dns.dnssec.ValidationFailure as exc:
-        problems.append(f"DNSKEY: {exc}")
+    keyring: dict[dns.name.Name, Any] = {name: keys}
+    if sigs is None:
+        problems.append("DNSKEY: no RRSIG over the DNSKEY RRset")
+    else:
+        try:
+            dns.dnssec.validate(keys, sigs, keyring)
+        except dns.exception.ValidationFailure as exc:
+            problems.append(f"DNSKEY: {exc}")
     soa_reply = dns_.query(domain, "SOA", dnssec=True)
     if soa_reply is not None:
         soa = soa_reply.get_rrset(soa_reply.answer, name, dns.rdataclass.IN, dns.rdatatype.SOA)
         soa_sig = soa_reply.get_rrset(
             soa_reply.answer, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.SOA
         )
-        try:
-            if soa is None or soa_sig is None:
-                raise dns.dnssec.ValidationFailure("no signed SOA")
-            dns.dnssec.validate(soa, soa_sig, keyring)
-        except dns.dnssec.ValidationFailure as exc:
-            problems.append(f"SOA: {exc}")
+        if soa is None or soa_sig is None:
+            problems.append("SOA: not signed")
+        else:
+            try:
+                dns.dnssec.validate(soa, soa_sig, keyring)
+            except dns.exception.ValidationFailure as exc:
+                problems.append(f"SOA: {exc}")
     ds_records = dns_.records(domain, "DS") or []
     if not ds_records:
         problems.append("no DS record at the parent: the chain of trust stops above this zone")
@@ -418,7 +420,7 @@ def _dnssec_issues(domain: str, dns_: _Dns) -> tuple[list[Issue], dict[str, Any]
             for digest_type in {ds.digest_type for ds in ds_records}:
                 try:
                     ds = dns.dnssec.make_ds(name, key, digest_type)
-                except (dns.dnssec.UnsupportedAlgorithm, ValueError):
+                except (dns.exception.UnsupportedAlgorithm, ValueError):
                     continue
                 made.add((ds.key_tag, ds.digest_type, ds.digest))
         if not digests & made:

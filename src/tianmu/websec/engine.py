@@ -28,8 +28,9 @@ from tianmu.assets.network.audit import record_scan_end, record_scan_start
 from tianmu.assets.network.cpe import cpe_for
 from tianmu.assets.network.targets import expand_targets
 from tianmu.assets.network.tls import insecure_context, inspect_tls
+from tianmu.assets.network.vulnmatch import product_vulnerabilities
 from tianmu.core.errors import InputError
-from tianmu.core.models import Assessment, Asset, AssetKind, Component, Finding, FindingKind, Severity, utcnow
+from tianmu.core.models import Assessment, Asset, AssetKind, Finding, FindingKind, Severity, utcnow
 from tianmu.store.database import Store
 from tianmu.store.repository import save_assessment
 from tianmu.websec import site
@@ -427,41 +428,13 @@ def _to_finding(asset: Asset, issue: Issue, url: str, entities: dict[str, list[s
 def _version_vulns(
     store: Store, asset: Asset, products: Sequence[Any], url: str, entities: dict[str, list[str]]
 ) -> list[Finding]:
-    from tianmu.vulns.nvd import CpeMatcher
-
-    matcher = CpeMatcher(store)
     out: list[Finding] = []
     for product in products:
-        cpe = cpe_for(product.name, product.version) if product.version else None
-        if cpe is None:
+        if not product.version:
             continue
-        for hit in matcher.match(cpe):
-            severity = (
-                Severity.parse(hit.severity_word)
-                if hit.severity_word
-                else Severity.from_cvss_score(hit.score)
-            )
-            vendor_product = cpe.split(":")[3:5]
-            out.append(
-                Finding(
-                    kind=FindingKind.VULNERABILITY,
-                    rule_id=hit.cve_id,
-                    severity=severity,
-                    asset=asset,
-                    score=hit.score,
-                    title=f"{hit.cve_id}: {product.name} {product.version}",
-                    summary=hit.summary,
-                    component=Component(
-                        name=product.name,
-                        version=product.version,
-                        ecosystem="CPE",
-                        purl=f"pkg:generic/{vendor_product[0]}/{vendor_product[1]}@{product.version}",
-                    ),
-                    evidence={"url": url, "entities": entities, "cpe": cpe, "disclosed_by": product.source},
-                    references=tuple(hit.references[:10]),
-                    data={"kev": hit.kev, "conditions": hit.conditions, "matched_by": "cpe"},
-                )
-            )
+        evidence = {"url": url, "entities": entities, "disclosed_by": product.source}
+        cpe = cpe_for(product.name, product.version)
+        out.extend(product_vulnerabilities(store, asset, product.name, product.version, cpe, evidence, ""))
     return out
 
 

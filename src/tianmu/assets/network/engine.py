@@ -35,12 +35,12 @@ from tianmu.assets.network.nmap import run_nmap
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
 from tianmu.assets.network.sweep import SweepOptions, sweep
 from tianmu.assets.network.targets import Target, expand_targets, parse_ports
+from tianmu.assets.network.vulnmatch import product_vulnerabilities
 from tianmu.core.errors import InputError
 from tianmu.core.models import (
     Assessment,
     Asset,
     AssetKind,
-    Component,
     Finding,
     FindingKind,
     Service,
@@ -360,45 +360,17 @@ def _new_port_findings(host: HostResult, tenant: str) -> list[Finding]:
 
 
 def _vulnerability_findings(store: Store, host: HostResult, tenant: str) -> list[Finding]:
-    from tianmu.vulns.nvd import CpeMatcher
-
-    matcher = CpeMatcher(store)
     out: list[Finding] = []
     for svc in host.services:
-        if not svc.cpe or not svc.version:
+        if not svc.product or not svc.version:
             continue
-        name = parse_cpe(svc.cpe)
-        assert name is not None
-        for hit in matcher.match(svc.cpe):
-            severity = (
-                Severity.parse(hit.severity_word)
-                if hit.severity_word
-                else Severity.from_cvss_score(hit.score)
+        evidence = _evidence(host, svc.port, service=svc.service, banner=svc.banner)
+        at = f" at {host.address}:{svc.port}"
+        out.extend(
+            product_vulnerabilities(
+                store, _asset(host, tenant), svc.product, svc.version, svc.cpe, evidence, at
             )
-            if hit.kev and not severity.at_least(Severity.HIGH):
-                severity = Severity.HIGH
-            component = Component(
-                name=svc.product or name.product,
-                version=svc.version,
-                ecosystem="CPE",
-                purl=f"pkg:generic/{name.vendor}/{name.product}@{svc.version}",
-            )
-            finding = _finding(
-                host,
-                svc,
-                tenant,
-                FindingKind.VULNERABILITY,
-                hit.cve_id,
-                f"{hit.cve_id}: {svc.product} {svc.version} at {host.address}:{svc.port}",
-                severity,
-                hit.summary,
-                cpe=svc.cpe,
-            )
-            finding.score = hit.score
-            finding.component = component
-            finding.references = tuple(hit.references[:10])
-            finding.data = {"kev": hit.kev, "conditions": hit.conditions, "matched_by": "cpe"}
-            out.append(finding)
+        )
     return out
 
 

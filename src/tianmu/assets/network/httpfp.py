@@ -185,8 +185,8 @@ def products_of(response: HttpResponse) -> list[Product]:
     title = response.title or ""
     body = response.body[:65536]
     if b"You Know, for Search" in body:
-        match = re.search(rb'"number"\s*:\s*"([\d.]+)"', body)
-        out.append(Product("Elasticsearch", match.group(1).decode() if match else None, "banner JSON"))
+        number = re.search(rb'"number"\s*:\s*"([\d.]+)"', body)
+        out.append(Product("Elasticsearch", number.group(1).decode() if number else None, "banner JSON"))
     for marker, name in (
         ("RabbitMQ Management", "RabbitMQ Management"),
         ("Grafana", "Grafana"),

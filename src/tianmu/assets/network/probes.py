@@ -285,8 +285,10 @@ def identify_http(data: bytes, tls: bool) -> Identification | None:
             info[name.lower()] = value
     if products:
         info["products"] = [{"name": p.name, "version": p.version, "source": p.source} for p in products]
-    ident = Identification(service, banner=f"{response.version} {response.status} {response.reason}".strip())
-    ident.banner = "HTTP/" + ident.banner + (f"; Server: {info['server']}" if "server" in info else "")
+    status_line = f"HTTP/{response.version} {response.status} {response.reason}".strip()
+    ident = Identification(
+        service, banner=status_line + (f"; Server: {info['server']}" if "server" in info else "")
+    )
     ident.info = info
     if products:
         main = products[0]
@@ -339,7 +341,8 @@ async def probe_redis(
             valkey = re.search(r"valkey_version:(\S+)", text)
             version = re.search(r"redis_version:(\S+)", text)
             product = "Valkey" if valkey else "Redis"
-            ver = (valkey or version).group(1) if (valkey or version) else None
+            found = valkey or version
+            ver = found.group(1) if found else None
             mode = re.search(r"redis_mode:(\S+)", text)
             info = {"auth_required": False, "mode": mode.group(1) if mode else None}
             return Identification("redis", product, ver, "+PONG", info=info)

@@ -281,10 +281,10 @@ def sweep(
         poller.close()
     if progress is not None and finished_since_report:
         progress(finished_since_report)
-    for index, address in enumerate(addresses):
-        result.open[address] = sorted(open_ports[index])
-        result.filtered[address] = sorted(filtered[index])
-        result.closed[address] = closed[index]
+    for index, name in enumerate(addresses):
+        result.open[name] = sorted(open_ports[index])
+        result.filtered[name] = sorted(filtered[index])
+        result.closed[name] = closed[index]
     result.attempts = started
     result.elapsed = time.monotonic() - begin
     return result

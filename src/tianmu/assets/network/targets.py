@@ -107,8 +107,8 @@ def expand_targets(specs: list[str], *, authorized: bool = False) -> list[Target
                 network = ipaddress.ip_network(spec, strict=False)
                 if network.num_addresses > MAX_ADDRESSES:
                     raise ValueError(f"more than {MAX_ADDRESSES} addresses")
-                hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
-                addresses = hosts
+                hosts = network.hosts() if network.num_addresses > 2 else iter(network)
+                addresses = [ipaddress.ip_address(str(h)) for h in hosts]
             elif "-" in spec and not spec.startswith("[") and _looks_like_range(spec):
                 addresses = _parse_range(spec)
             else:

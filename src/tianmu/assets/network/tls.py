@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 __all__ = ["certificate_details", "insecure_context", "inspect_tls"]
 
@@ -87,7 +87,7 @@ def certificate_details(der: bytes, *, now: datetime | None = None) -> dict[str,
     cert = x509.load_der_x509_certificate(der)
     moment = now or datetime.now(UTC)
     try:
-        san_ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         sans = [str(v) for v in san_ext.get_values_for_type(x509.DNSName)] + [
             str(v) for v in san_ext.get_values_for_type(x509.IPAddress)
         ]
