@@ -92,8 +92,11 @@ def register(app: typer.Typer) -> None:
             if not path.exists():
                 raise InputError("no such file or directory", str(path))
         conf = settings()
-        with open_default_store() as store:
-            rule_paths = active_rule_paths(store, conf.home, rules)
+        if rules:
+            rule_paths = active_rule_paths(None, conf.home, rules)
+        else:
+            with open_default_store() as store:
+                rule_paths = active_rule_paths(store, conf.home, rules)
         base = load_rule_base(rule_paths, cache_dir=cache_dir(conf.home))
         detector = Detector(base)
         root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None

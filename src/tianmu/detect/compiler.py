@@ -37,7 +37,7 @@ __all__ = [
     "UnsupportedRule",
     "View",
     "build",
-        "plan_fields",
+    "plan_fields",
     "required_literals",
     "techniques_of",
 ]

@@ -60,8 +60,15 @@ class Detector:
     def __init__(self, base: RuleBase) -> None:
         self.rules: list[CompiledRule] = base.rules
         self.correlations: list[CompiledCorrelation] = base.correlations
-        self._matchers: list[Matcher] = [build(rule.plan) for rule in base.rules]
+        # Closures are built on a rule's first evaluation: the prefilter means most rules never are.
+        self._matchers: list[Matcher | None] = [None] * len(base.rules)
         self._plans: dict[tuple[Any, ...], _KindPlan] = {}
+        # Rules grouped by log source: a new kind of event is checked against each group, not each rule.
+        self._by_logsource: dict[tuple[str | None, str | None, str | None], list[int]] = {}
+        for index, rule in enumerate(base.rules):
+            source = rule.logsource
+            key = (source.get("product"), source.get("category"), source.get("service"))
+            self._by_logsource.setdefault(key, []).append(index)
         # Fields each base rule's sightings must carry for the correlations that count it.
         self.sighting_fields: dict[str, set[str]] = {}
         correlation_ids = {c.id for c in base.correlations}
@@ -79,13 +86,18 @@ class Detector:
         source = sources_of(key)
         by_literal: dict[str, list[int]] = {}
         always: list[int] = []
-        for index, rule in enumerate(self.rules):
-            if not rule_applies(rule.logsource, source):
-                continue
-            if rule.literals is None:
+        applicable = [
+            index
+            for (product, category, service), indexes in self._by_logsource.items()
+            if rule_applies({"product": product, "category": category, "service": service}, source)
+            for index in indexes
+        ]
+        for index in sorted(applicable):
+            literals = self.rules[index].literals
+            if literals is None:
                 always.append(index)
             else:
-                for literal in rule.literals:
+                for literal in literals:
                     by_literal.setdefault(literal, []).append(index)
         patterns = list(by_literal)
         automaton = ahocorasick_rs.AhoCorasick(patterns) if patterns else None
@@ -113,7 +125,14 @@ class Detector:
         view = (low, orig)
         self.evaluations += len(candidates)
         matchers = self._matchers
-        return [index for index in sorted(candidates) if matchers[index](view)], view
+        hits = []
+        for index in sorted(candidates):
+            matcher = matchers[index]
+            if matcher is None:
+                matcher = matchers[index] = build(self.rules[index].plan)
+            if matcher(view):
+                hits.append(index)
+        return hits, view
 
 
 # --- findings ---------------------------------------------------------------------------------------------
@@ -300,6 +319,9 @@ def _scan(
                 )
 
 
+_PARALLEL_FROM = 16 << 20
+"""Bytes of input from which files are read in parallel processes (when `workers` is not given)."""
+
 _WORKER: dict[str, Any] = {}
 """Per worker process: the detector inherited at fork and the run's options (never shared back)."""
 
@@ -335,7 +357,10 @@ def detect_paths(
             files.extend((file, False) for file in find_log_files(path, all_files=all_files))
         else:
             files.append((path, True))
-    workers = workers if workers is not None else min(len(files), os.cpu_count() or 1)
+    if workers is None:
+        # Forking, and sending findings back, costs more than it saves on a few megabytes of logs.
+        size = sum(file.stat().st_size for file, _ in files if file.is_file())
+        workers = min(len(files), os.cpu_count() or 1) if size > _PARALLEL_FROM else 1
     total = DetectResult()
     _WORKER.update(detector=detector, fmt=fmt, field_map=field_map, asset=asset, root=root)
     try:

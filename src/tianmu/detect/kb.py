@@ -85,10 +85,12 @@ def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> R
     """Compile every rule under `paths` (files or folders), through the on-disk cache when given."""
     files: list[Path] = []
     display: dict[Path, str] = {}
+    by_root: list[list[Path]] = []
     for root in paths:
         if not root.exists():
             raise KnowledgeBaseError(f"{root}: no such rule file or folder")
-        for file in rule_files(root):
+        by_root.append(rule_files(root))
+        for file in by_root[-1]:
             files.append(file)
             display[file] = str(file.relative_to(root.parent)) if root.is_dir() else str(file)
     digest = _digest(files, display)
@@ -104,7 +106,13 @@ def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> R
             pass  # a damaged or foreign cache file: compile again and replace it
     from tianmu.detect.translate import compile_files  # pySigma is needed only here: a cold start
 
-    base = compile_files(files, display)
+    # Each rule set on its own: correlations refer to rules of their own set.
+    base = RuleBase(files=len(files))
+    for root_files in by_root:
+        part = compile_files(root_files, display)
+        base.rules.extend(part.rules)
+        base.correlations.extend(part.correlations)
+        base.unusable.extend(part.unusable)
     base.digest = digest
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ EventID added to each rule), which is what the SQLite oracle of the test suite a
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +68,9 @@ WINDOWS_CATEGORIES: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     "ps_classic_script": ((_POWERSHELL_CLASSIC, (800,)),),
 }
 
+
 @functools.cache
-def _windows_services() -> dict[str, str | list[str]]:
+def _windows_services() -> dict[str, str | Sequence[str]]:
     """pySigma's service → channel table (imported on first use: a warm start needs no pySigma)."""
     from sigma.pipelines.common import windows_logsource_mapping
 

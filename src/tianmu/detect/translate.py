@@ -64,7 +64,6 @@ from tianmu.detect.logsource import logsource_problem
 __all__ = ["compile_files", "plan_condition"]
 
 
-
 def _string_plan(field: str | None, value: SigmaString) -> Plan:
     cased = isinstance(value, SigmaCasedString)
     parts: list[Any] = []
