@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity, utcnow
-from tianmu.intel.index import IntelIndex, load_index
+from tianmu.intel.index import IntelIndex, _ipv4_number, load_index
 from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, classify
 from tianmu.store.database import Store
@@ -265,7 +265,9 @@ class IntelMatcher:
                 if token in ips:
                     hit = ("ip", token)
                 elif cidrs:
-                    hit = index.match_ip(token)
+                    number = _ipv4_number(token)
+                    if number is not None:
+                        hit = index.match_network4(number)
             elif exact is not None and token in exact:
                 hit = ("domain", token)
             else:

@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import marshal
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,15 @@ class IntelIndex:
     url_hosts: set[str] = field(default_factory=set)
     """Hosts (`host[:port]`) of the URL indicators: a cheap first test before a URL is canonicalised."""
 
+    _lengths4: list[tuple[int, int, set[int]]] = field(default_factory=list)
+    """(prefix length, shift, network numbers), longest first: the probe order for an IPv4 address."""
+
     def __post_init__(self) -> None:
+        self._derive()
+
+    def _derive(self) -> None:
         self.url_hosts = {key.split("/", 1)[0] for key in self.urls}
+        self._lengths4 = [(n, 32 - n, self.networks4[n]) for n in sorted(self.networks4, reverse=True)]
 
     def __len__(self) -> int:
         networks = sum(len(v) for v in self.networks4.values()) + sum(len(v) for v in self.networks6.values())
@@ -97,7 +105,7 @@ class IntelIndex:
     def finish(self) -> None:
         # A name some source wants matched with its subdomains is matched so, whatever the others say.
         self.exact_domains -= self.domains
-        self.url_hosts = {key.split("/", 1)[0] for key in self.urls}
+        self._derive()
 
     # --- look-ups -------------------------------------------------------------------------------------
 
@@ -121,17 +129,26 @@ class IntelIndex:
             return "ip", address
         if not (self.networks4 or self.networks6):
             return None
+        number = _ipv4_number(address)
+        if number is not None:
+            return self.match_network4(number)
         try:
             parsed = ipaddress.ip_address(address)
         except ValueError:
             return None
-        number = int(parsed)
         table, bits = (self.networks4, 32) if parsed.version == 4 else (self.networks6, 128)
         for length in sorted(table, reverse=True):
-            prefix = number >> (bits - length)
+            prefix = int(parsed) >> (bits - length)
             if prefix in table[length]:
-                network = ipaddress.ip_network((prefix << (bits - length), length))
-                return "cidr", str(network)
+                return "cidr", str(ipaddress.ip_network((prefix << (bits - length), length)))
+        return None
+
+    def match_network4(self, number: int) -> tuple[str, str] | None:
+        """(`cidr`, network) of the longest listed IPv4 network holding the address `number`."""
+        for length, shift, prefixes in self._lengths4:
+            prefix = number >> shift
+            if prefix in prefixes:
+                return "cidr", str(ipaddress.IPv4Network((prefix << shift, length)))
         return None
 
     def match_url_key(self, key: str) -> str | None:
@@ -166,6 +183,18 @@ class IntelIndex:
         if not isinstance(values, tuple) or not values or values[0] != _FORMAT:
             raise ValueError("index file of another format")
         return cls(*values[1:11])
+
+
+def _ipv4_number(text: str) -> int | None:
+    """A dotted-quad address as an integer: `inet_aton` in C, ten times faster than `ipaddress`."""
+    if text.count(".") != 3:
+        return None  # inet_aton would also take the short forms `10.1` and `10.1.2`
+    if (text[0] == "0" or ".0" in text) and any(len(p) > 1 and p[0] == "0" for p in text.split(".")):
+        return None  # and read `010` as octal
+    try:
+        return int.from_bytes(socket.inet_aton(text), "big")
+    except OSError:
+        return None
 
 
 def index_digest(store: Store) -> str:
