@@ -95,6 +95,11 @@ def _register_commands() -> None:
 
     detect.register(app)
 
+    from tianmu.cli import crypto, identity
+
+    crypto.register(app)
+    identity.register(app)
+
 
 _register_commands()
 

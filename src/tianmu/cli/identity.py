@@ -1,0 +1,501 @@
+"""`tianmu tenant|user|audit|login|serve`: identity administration at the command line, certificate
+login to a server, the audit chain check, and the web service.
+
+Whoever runs these commands holds the data directory and acts as the owner of every tenant
+(`cli_principal`); every change is audited with the actor "cli".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json as jsonlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from rich.table import Table
+
+from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
+from tianmu.cli.crypto import write_private
+from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.core.errors import ConfigError, InputError
+from tianmu.gmcrypto import sm2
+from tianmu.gmcrypto.x509 import load_certificates
+from tianmu.identity import IdentityService, Policy, Principal, RelyingParty, Role, cli_principal
+from tianmu.identity.certlogin import sign_challenge
+
+__all__ = ["register"]
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
+@contextlib.contextmanager
+def _identity() -> Iterator[IdentityService]:
+    env = os.environ
+    origin = env.get("TIANMU_ORIGIN", "http://localhost:8000").rstrip("/")
+    rp = RelyingParty(id=env.get("TIANMU_RP_ID") or urlsplit(origin).hostname or "localhost", origin=origin)
+    with open_default_store() as store:
+        yield IdentityService(store, home=settings().home, rp=rp)
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError as exc:
+        raise InputError(f"role must be one of {', '.join(r.value for r in Role)}, not {value!r}") from exc
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Again: "):
+        raise InputError("the two passwords differ")
+    return first
+
+
+def _as_user(identity: IdentityService, tenant: str, username: str) -> Principal:
+    user = identity.get_user(tenant, username)
+    return Principal(user_id=user.id, tenant=tenant, username=username, role=user.role, via="cli")
+
+
+def _register_tenant(app: typer.Typer) -> None:
+    tenant = typer.Typer(
+        help="Tenants: policies and the CA trusted for certificate login.", no_args_is_help=True
+    )
+    app.add_typer(tenant, name="tenant")
+
+    @tenant.command("add")
+    @cli_errors
+    def add(tenant_id: str, name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
+        """Create a tenant."""
+        with _identity() as identity:
+            created = identity.create_tenant(tenant_id, name)
+        out_console.print(f"tenant {created.id} created")
+
+    @tenant.command("list")
+    @cli_errors
+    def list_(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List tenants."""
+        with _identity() as identity:
+            tenants = identity.list_tenants()
+        if json:
+            rows = [
+                {"id": t.id, "name": t.name, "policy": t.policy.to_json(), "ca": bool(t.ca_certs_pem)}
+                for t in tenants
+            ]
+            out_console.file.write(jsonlib.dumps(rows, indent=2) + "\n")
+            return
+        table = Table("Tenant", "Name", "Sign-in requires", "Certificate CA")
+        for t in tenants:
+            factors = " or ".join("+".join(alt) for alt in t.policy.required_factors)
+            table.add_row(t.id, t.name, factors, "yes" if t.ca_certs_pem else "no")
+        out_console.print(table)
+
+    @tenant.command("policy")
+    @cli_errors
+    def policy(
+        tenant_id: str,
+        require: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--require",
+                help="An alternative such as 'password+totp'; repeat for more (any one suffices).",
+            ),
+        ] = None,
+        max_failures: Annotated[int | None, typer.Option(help="Failures before lockout (0: never).")] = None,
+        lockout_minutes: Annotated[int | None, typer.Option()] = None,
+        rate_limit: Annotated[int | None, typer.Option(help="Attempts per client per window.")] = None,
+        session_minutes: Annotated[int | None, typer.Option()] = None,
+        idle_minutes: Annotated[int | None, typer.Option()] = None,
+        password_scheme: Annotated[str | None, typer.Option(help="argon2id or sm3-pbkdf2.")] = None,
+    ) -> None:
+        """Show a tenant's sign-in policy, or change parts of it."""
+        with _identity() as identity:
+            current = identity.get_tenant(tenant_id).policy.to_json()
+            changes = {
+                "required_factors": [alt.split("+") for alt in require] if require else None,
+                "max_failures": max_failures,
+                "lockout_minutes": lockout_minutes,
+                "rate_limit_attempts": rate_limit,
+                "session_minutes": session_minutes,
+                "idle_minutes": idle_minutes,
+                "password_scheme": password_scheme,
+            }
+            changes = {k: v for k, v in changes.items() if v is not None}
+            if changes:
+                try:
+                    new = Policy.from_json({**current, **changes})
+                except ValueError as exc:
+                    raise InputError(str(exc)) from exc
+                current = identity.set_policy(cli_principal(tenant_id), tenant_id, new).policy.to_json()
+        out_console.file.write(jsonlib.dumps(current, indent=2) + "\n")
+
+    @tenant.command("ca-init")
+    @cli_errors
+    def ca_init(
+        tenant_id: str,
+        out: Annotated[Path | None, typer.Option(help="Also write the CA certificate.")] = None,
+        days: int = 3650,
+    ) -> None:
+        """Create the tenant's own SM2 CA for certificate login (its key sealed in the database)."""
+        with _identity() as identity:
+            cert = identity.init_tenant_ca(cli_principal(tenant_id), tenant_id, days=days)
+        if out:
+            out.write_bytes(cert.to_pem())
+        out_console.print(f"CA {cert.subject} (SM3 fingerprint {cert.fingerprint()})")
+
+    @tenant.command("ca-trust")
+    @cli_errors
+    def ca_trust(
+        tenant_id: str, pem: Annotated[Path, typer.Argument(help="CA certificate(s), PEM.")]
+    ) -> None:
+        """Trust an external SM2 CA (e.g. the organisation's USB-key CA) for certificate login."""
+        try:
+            data = pem.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", str(pem)) from exc
+        with _identity() as identity:
+            for cert in identity.trust_ca(cli_principal(tenant_id), tenant_id, data):
+                out_console.print(f"trusted {cert.subject} ({cert.fingerprint()})")
+
+
+def _register_user(app: typer.Typer) -> None:
+    user = typer.Typer(help="Users: roles, passwords, TOTP, certificates, tokens.", no_args_is_help=True)
+    app.add_typer(user, name="user")
+
+    @user.command("add")
+    @cli_errors
+    def add(
+        tenant: str,
+        username: str,
+        role: Annotated[str, typer.Option(help="owner, admin, analyst or viewer")],
+        display_name: str = "",
+        no_password: Annotated[bool, typer.Option("--no-password")] = False,
+        password_stdin: PasswordStdin = False,
+    ) -> None:
+        """Create a user (asks for a password unless --no-password: passkey- or certificate-only users)."""
+        password = None if no_password else _new_password(password_stdin)
+        with _identity() as identity:
+            identity.create_user(
+                cli_principal(tenant),
+                tenant,
+                username,
+                _role(role),
+                password=password,
+                display_name=display_name,
+            )
+        out_console.print(f"user {username} created in {tenant} as {role}")
+
+    @user.command("list")
+    @cli_errors
+    def list_(tenant: str, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List a tenant's users."""
+        with _identity() as identity:
+            users = identity.list_users(cli_principal(tenant), tenant)
+        if json:
+            rows = [
+                {
+                    "username": u.username,
+                    "role": u.role.value,
+                    "password": u.has_password,
+                    "totp": u.has_totp,
+                    "disabled": u.disabled,
+                    "locked_until": u.locked_until.isoformat() if u.locked_until else None,
+                }
+                for u in users
+            ]
+            out_console.file.write(jsonlib.dumps(rows, indent=2) + "\n")
+            return
+        table = Table("User", "Role", "Password", "TOTP", "State")
+        for u in users:
+            state = (
+                "disabled"
+                if u.disabled
+                else f"locked until {u.locked_until:%H:%M}"
+                if u.locked_until
+                else "active"
+            )
+            table.add_row(
+                u.username,
+                u.role.value,
+                "yes" if u.has_password else "no",
+                "yes" if u.has_totp else "no",
+                state,
+            )
+        out_console.print(table)
+
+    @user.command("passwd")
+    @cli_errors
+    def passwd(tenant: str, username: str, password_stdin: PasswordStdin = False) -> None:
+        """Set a user's password."""
+        password = _new_password(password_stdin)
+        with _identity() as identity:
+            identity.set_password(cli_principal(tenant), tenant, username, password)
+
+    @user.command("role")
+    @cli_errors
+    def role(tenant: str, username: str, new_role: str) -> None:
+        """Change a user's role."""
+        with _identity() as identity:
+            identity.set_role(cli_principal(tenant), tenant, username, _role(new_role))
+
+    @user.command("disable")
+    @cli_errors
+    def disable(
+        tenant: str, username: str, enable: Annotated[bool, typer.Option("--enable")] = False
+    ) -> None:
+        """Disable a user (or enable again with --enable); their sessions and tokens stop working."""
+        with _identity() as identity:
+            identity.set_disabled(cli_principal(tenant), tenant, username, not enable)
+
+    @user.command("unlock")
+    @cli_errors
+    def unlock(tenant: str, username: str) -> None:
+        """Lift a lockout after failed sign-ins."""
+        with _identity() as identity:
+            identity.unlock(cli_principal(tenant), tenant, username)
+
+    @user.command("delete")
+    @cli_errors
+    def delete(tenant: str, username: str) -> None:
+        """Delete a user with their passkeys, tokens and sessions."""
+        with _identity() as identity:
+            identity.delete_user(cli_principal(tenant), tenant, username)
+
+    @user.command("totp")
+    @cli_errors
+    def totp(tenant: str, username: str) -> None:
+        """Give a user a new TOTP seed; prints the otpauth URI for their authenticator app (once)."""
+        with _identity() as identity:
+            seed, uri = identity.enable_totp(cli_principal(tenant), tenant, username)
+        out_console.print(f"seed: {seed}\nuri:  {uri}")
+
+    @user.command("cert")
+    @cli_errors
+    def cert(
+        tenant: str,
+        username: str,
+        pub: Annotated[Path, typer.Option("--pub", help="The user's SM2 public key (PEM).")],
+        out: Annotated[Path, typer.Option("--out", help="Certificate to write (PEM).")],
+        days: int = 365,
+    ) -> None:
+        """Issue a login certificate from the tenant CA for the user's SM2 public key."""
+        with _identity() as identity:
+            issued = identity.issue_user_certificate(
+                cli_principal(tenant), tenant, username, sm2.read_public_key(pub), days=days
+            )
+        out.write_bytes(issued.to_pem())
+        out_console.print(f"issued serial {issued.serial_number:x}, valid until {issued.not_after:%Y-%m-%d}")
+
+    @user.command("revoke-cert")
+    @cli_errors
+    def revoke_cert(tenant: str, serial: str, reason: str = "") -> None:
+        """Revoke a login certificate by its hex serial number."""
+        try:
+            int(serial, 16)
+        except ValueError as exc:
+            raise InputError(f"serial must be hexadecimal, not {serial!r}") from exc
+        with _identity() as identity:
+            identity.revoke_certificate(cli_principal(tenant), tenant, serial, reason)
+
+    @user.command("token")
+    @cli_errors
+    def token(
+        tenant: str,
+        username: str,
+        name: Annotated[str, typer.Option()],
+        scope: Annotated[list[str] | None, typer.Option("--scope", help="Permission; repeat.")] = None,
+        days: int | None = None,
+    ) -> None:
+        """Create an API token acting for the user; the token is printed once."""
+        with _identity() as identity:
+            text, record = identity.create_token(_as_user(identity, tenant, username), name, scope, days)
+        out_console.print(text)
+        err_console.print(
+            f"token {record.id} expires {record.expires_at:%Y-%m-%d}; scopes: {', '.join(record.scopes)}"
+        )
+
+
+def _register_audit(app: typer.Typer) -> None:
+    audit = typer.Typer(
+        help="The audit log: an SM3 hash chain with SM2-signed checkpoints.", no_args_is_help=True
+    )
+    app.add_typer(audit, name="audit")
+
+    @audit.command("verify")
+    @cli_errors
+    def verify(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Check every entry and checkpoint; exit 1 if anything was edited, deleted or reordered."""
+        with _identity() as identity:
+            total = identity.audit.count()
+            with progress_reporter("Verifying the audit chain", total=total) as advance:
+                report = identity.audit.verify(
+                    identity.platform_key().public_key, progress=lambda _n: advance("")
+                )
+        if json:
+            out_console.file.write(
+                jsonlib.dumps(
+                    {
+                        "ok": report.ok,
+                        "entries": report.entries,
+                        "checkpoints": report.checkpoints,
+                        "tip": report.tip,
+                        "problems": report.problems,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+        else:
+            for problem in report.problems:
+                err_console.print(f"[bold red]tampered:[/] {problem}", markup=True, highlight=False)
+            state = "[green]intact[/]" if report.ok else "[bold red]NOT intact[/]"
+            out_console.print(
+                f"audit chain {state}: {report.entries} entries, {report.checkpoints} signed "
+                f"checkpoints (last at {report.last_checkpoint}); tip {report.tip}",
+                markup=True,
+            )
+        if not report.ok:
+            raise typer.Exit(ExitCode.FINDINGS)
+
+    @audit.command("checkpoint")
+    @cli_errors
+    def checkpoint() -> None:
+        """Sign the current end of the chain with the platform's SM2 key."""
+        with _identity() as identity:
+            seq = identity.audit.checkpoint()
+        out_console.print(f"checkpoint at entry {seq}" if seq else "the audit log is empty")
+
+    @audit.command("list")
+    @cli_errors
+    def list_(
+        tenant: Annotated[str | None, typer.Option()] = None,
+        limit: int = 50,
+        json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """The most recent audit entries, newest first."""
+        with _identity() as identity:
+            entries = identity.audit.entries(tenant=tenant, limit=limit)
+        if json:
+            rows = [
+                {
+                    "seq": e.seq,
+                    "at": e.at,
+                    "tenant": e.tenant,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "details": e.details,
+                }
+                for e in entries
+            ]
+            out_console.file.write(jsonlib.dumps(rows, indent=2) + "\n")
+            return
+        table = Table("#", "Time", "Tenant", "Actor", "Action", "Target", "Outcome")
+        for e in entries:
+            table.add_row(str(e.seq), e.at[:19], e.tenant, e.actor, e.action, e.target, e.outcome)
+        out_console.print(table)
+
+
+def _register_login_and_serve(app: typer.Typer) -> None:
+    @app.command("login")
+    @cli_errors
+    def login(
+        cert: Annotated[
+            Path, typer.Option("--cert", help="Your SM2 certificate (PEM; intermediates may follow).")
+        ],
+        key: Annotated[Path, typer.Option("--key", help="Its SM2 private key (PEM).")],
+        server: Annotated[
+            str, typer.Option("--server", help="The Tianmu server, e.g. https://tianmu.example.org")
+        ],
+        tenant: Annotated[str | None, typer.Option(help="Tenant (the server's default if omitted).")] = None,
+    ) -> None:
+        """Sign in to a Tianmu server with an SM2 certificate; the session is saved for later commands."""
+        import httpx
+
+        try:
+            chain = cert.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", str(cert)) from exc
+        load_certificates(chain, source=str(cert))
+        private = sm2.read_private_key(key)
+        server = server.rstrip("/")
+        try:
+            with httpx.Client(base_url=server, timeout=20, follow_redirects=False) as client:
+                headers = {
+                    "X-CSRF-Token": client.get("/api/auth/csrf").raise_for_status().json()["csrf_token"]
+                }
+                answer = client.post(
+                    "/api/auth/login/certificate/challenge", json={"tenant": tenant}, headers=headers
+                )
+                if answer.status_code != 200:
+                    raise InputError(f"{server}: {answer.json().get('detail', answer.text)}")
+                challenge = answer.json()
+                # Sign only for the server we are talking to: a relaying server would name another audience.
+                if challenge["audience"].rstrip("/") != server:
+                    raise InputError(f"{server} asked for a signature for {challenge['audience']}; refusing")
+                signature = sign_challenge(
+                    private, challenge["tenant"], challenge["audience"], challenge["challenge"]
+                )
+                result = client.post(
+                    "/api/auth/login/certificate/verify",
+                    headers=headers,
+                    json={
+                        "tenant": challenge["tenant"],
+                        "handle": challenge["handle"],
+                        "certificate": chain.decode("ascii"),
+                        "signature": signature,
+                    },
+                )
+                if result.status_code != 200:
+                    raise InputError(f"{server}: sign-in refused: {result.json().get('detail', result.text)}")
+                cookies = {name: value for name, value in client.cookies.items() if "tianmu_session" in name}
+                body = result.json()
+        except httpx.HTTPError as exc:
+            raise InputError(f"{server}: {exc}") from exc
+        if not body["done"]:
+            err_console.print(
+                f"certificate accepted; this tenant also requires: {' or '.join(body['remaining'])}"
+            )
+            raise typer.Exit(ExitCode.FINDINGS)
+        home = settings().home
+        home.mkdir(parents=True, exist_ok=True)
+        record = {"server": server, "tenant": challenge["tenant"], "cookies": cookies}
+        write_private(home / "session.json", jsonlib.dumps(record).encode("utf-8"))
+        out_console.print(
+            f"signed in to {server} (tenant {challenge['tenant']}) with {' + '.join(body['factors'])}"
+        )
+
+    @app.command("serve")
+    @cli_errors
+    def serve(
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    ) -> None:
+        """Run the Tianmu web service (sign-in pages, API, dashboard)."""
+        import uvicorn
+
+        from tianmu.service import ServiceSettings, create_app
+
+        try:
+            service_settings = ServiceSettings.from_env()
+        except ConfigError:
+            raise
+        uvicorn.run(create_app(service_settings), host=host, port=port, proxy_headers=False)
+
+
+def register(app: typer.Typer) -> None:
+    _register_tenant(app)
+    _register_user(app)
+    _register_audit(app)
+    _register_login_and_serve(app)
