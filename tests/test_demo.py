@@ -20,7 +20,16 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     imported = runner.invoke(app, ["kb", "import", str(REPO / "demo" / "kb"), "--json"], env=env)
     assert imported.exit_code == 0, imported.output
     sources = {r["source"]: r for r in json.loads(imported.stdout)}
-    assert set(sources) == {"kev", "osv:Debian", "osv:Go", "osv:PyPI", "osv:npm", "yara:kb"}
+    assert set(sources) == {
+        "kev",
+        "osv:Debian",
+        "osv:Go",
+        "osv:PyPI",
+        "osv:npm",
+        "yara:kb",
+        "stix:northwind-partner-cert",
+        "list:shared-blocklist",
+    }
     assert all(not r["errors"] for r in sources.values())
     html = tmp_path_factory.mktemp("out") / "demo-report.html"
     result = runner.invoke(
@@ -71,3 +80,18 @@ def test_unpinned_requirements_are_reported_not_guessed(report: dict[str, object
     unresolved = report["unresolved"]
     assert isinstance(unresolved, list)
     assert sorted(u["name"] for u in unresolved) == ["gunicorn", "whitenoise"]
+
+
+def test_known_bad_indicators_in_the_demo_logs(report: dict[str, object]) -> None:
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    intel = {
+        (f["evidence"]["indicator"]["value"], f["evidence"]["path"]) for f in findings if f["kind"] == "intel"
+    }
+    assert {
+        ("192.0.2.77", "logs/eve.json"),  # the NightOwl C2 the web server talked to
+        ("203.0.113.45", "logs/auth.log"),  # the SSH brute-forcer
+        ("198.51.100.23", "logs/access.log"),  # the web scanner
+    } <= intel
+    # The EICAR member of the mail attachment, by the hash the malware scan reported.
+    assert any(value.startswith("275a021bbfb6489e") for value, _path in intel)
