@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tianmu.core.models import Finding, FindingKind, Severity, TriageStatus
@@ -207,3 +207,32 @@ def test_scenario_with_the_real_attack_base(sqlite_store: Store, shared_data: Pa
     assert main.stage == "persistence"
     assert main.tactics == ["initial-access", "persistence", "credential-access"]
     assert db.stage == "credential-access" and scan.stage is None  # the scanner rule has no technique
+
+
+def test_incidents_do_not_depend_on_arrival_order() -> None:
+    """Random small worlds (3 hosts, 3 addresses, 80 hours): streaming in any order gives the batch's
+    incidents, i.e. the connected groups of 'shares a link within the window'."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for seed in range(300):
+        rng = random.Random(seed)
+        findings = [
+            Finding(
+                FindingKind.DETECTION,
+                f"r{n}",
+                "t",
+                Severity.LOW,
+                WEB01.__class__(f"h{rng.randrange(3)}", WEB01.kind),
+                evidence={
+                    "time": (t0 + timedelta(hours=rng.randrange(80))).isoformat(),
+                    "entities": {"ip": [f"192.0.2.{rng.randrange(3)}"]},
+                },
+            )
+            for n in range(6)
+        ]
+        batch = sorted(sorted(i.finding_fingerprints) for i in correlate(findings))
+        shuffled = list(findings)
+        rng.shuffle(shuffled)
+        correlator = Correlator()
+        for finding in shuffled:
+            correlator.add(finding)
+        assert sorted(sorted(i.finding_fingerprints) for i in correlator.incidents) == batch, seed

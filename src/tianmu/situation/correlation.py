@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from tianmu.core.models import (
@@ -77,17 +79,22 @@ _FINAL = {tactic_index("exfiltration"), tactic_index("impact")}
 Link = tuple[str, str]
 
 
-def _parse_time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
+@lru_cache(maxsize=65536)
+def _parse_iso(value: str) -> datetime | None:
+    # Cached: a timeline's times are parsed again at every sort and stage computation.
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, str) and value:
+        return _parse_iso(value)
+    return None
 
 
 def as_utc(value: object) -> datetime | None:
@@ -117,6 +124,18 @@ def _entities(evidence: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+@lru_cache(maxsize=65536)
+def _ip_link(value: str) -> str | None:
+    """The canonical text of an address that may link findings; None for loopback, unspecified, junk."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified:
+        return None
+    return str(address)
+
+
 def _links(tenant: str, asset_kind: str, asset: str, entities: Mapping[str, list[str]]) -> set[Link]:
     links: set[Link] = {("asset", f"{tenant}|{asset_kind}|{asset}")}
     if asset_kind == "host":
@@ -124,25 +143,22 @@ def _links(tenant: str, asset_kind: str, asset: str, entities: Mapping[str, list
     for kind in _LINK_TYPES:
         for value in entities.get(kind, ()):
             if kind == "ip":
-                try:
-                    address = ipaddress.ip_address(value)
-                except ValueError:
-                    continue
-                if address.is_loopback or address.is_unspecified:
-                    continue
-                value = str(address)
+                normal = _ip_link(value)
+                if normal is not None:
+                    links.add(("ip", normal))
+                continue
             links.add((kind, value.lower()))
     for user in entities.get("user", ()):
         links.add(("user", f"{user.lower()}@{asset}"))
     return links
 
 
-def _entry(finding: Finding, tactics: list[str]) -> dict[str, Any]:
+def _entry(finding: Finding, tactics: list[str], fingerprint: str | None = None) -> dict[str, Any]:
     moment = finding_time(finding)
     evidence = {k: finding.evidence[k] for k in ("path", "line", "record", "sha256") if k in finding.evidence}
     return {
         "time": moment.isoformat().replace("+00:00", "Z") if moment else None,
-        "fingerprint": finding.fingerprint,
+        "fingerprint": fingerprint or finding.fingerprint,
         "kind": finding.kind.value,
         "rule_id": finding.rule_id,
         "title": finding.title,
@@ -155,11 +171,16 @@ def _entry(finding: Finding, tactics: list[str]) -> dict[str, Any]:
     }
 
 
-def _entry_key(entry: Mapping[str, Any]) -> tuple[int, str, int, str]:
+def _epoch(entry: Mapping[str, Any]) -> float | None:
+    moment = _parse_time(entry.get("time"))
+    return moment.timestamp() if moment is not None else None
+
+
+def _entry_key(entry: Mapping[str, Any]) -> tuple[int, float, int, str]:
     tactics = entry.get("tactics") or []
     first = tactic_index(tactics[0]) if tactics else len(TACTIC_NAMES)
-    time = entry.get("time")
-    return (0 if time else 1, time or "", first, entry.get("fingerprint", ""))
+    epoch = _epoch(entry)
+    return (0 if epoch is not None else 1, epoch or 0.0, first, entry.get("fingerprint", ""))
 
 
 def incident_state(incident: Incident) -> str:
@@ -181,14 +202,47 @@ class IncidentChange:
 
 @dataclass(slots=True)
 class _Tracked:
+    """An incident and the running aggregates that make each `add` cheap (no full recomputation)."""
+
     incident: Incident
-    links: set[Link]
-    start: datetime | None
-    end: datetime | None
+    tactics: set[str] = field(default_factory=set)
+    inside_from: float | None = None
+    """Epoch of the first initial-access evidence: the stage rule's divide."""
+    best: int = -1
+    """Kill-chain index of the stage."""
+    worst: int = -1
+    """Highest finding severity rank."""
+    start: float = float("inf")
+    """Epoch of the earliest entry: the older incident absorbs the others in a merge."""
+    dirty: bool = True
+    """The derived lists (sorted timeline, entities, assets...) need rebuilding."""
+
+
+def _effective(entry: Mapping[str, Any], inside_from: float | None) -> int:
+    best = -1
+    epoch = _epoch(entry)
+    for tactic in entry.get("tactics", []):
+        at = tactic_index(tactic)
+        if inside_from is not None and epoch is not None and epoch <= inside_from:
+            at = min(at, tactic_index(_INITIAL))
+        best = max(best, at)
+    return best
+
+
+def _stage_index(timeline: Iterable[Mapping[str, Any]], inside_from: float | None) -> int:
+    """The furthest tactic reached; up to the first initial-access evidence (included) the attacker was
+    still outside, so what they did then (a brute force is credential access) counts as initial access."""
+    return max((_effective(e, inside_from) for e in timeline), default=-1)
 
 
 class Correlator:
-    """Incremental correlation of findings into incidents (see the module docstring)."""
+    """Incremental correlation of findings into incidents (see the module docstring).
+
+    Two findings belong together when they share a link and their times are at most `window` apart;
+    incidents are the connected groups of that relation. Every sighting of every link is indexed by
+    time, so the result does not depend on the order findings arrive in, and each `add` costs a few
+    index look-ups plus the incident's own aggregates.
+    """
 
     def __init__(
         self,
@@ -200,140 +254,211 @@ class Correlator:
         incidents: Iterable[Incident] = (),
     ) -> None:
         self.tenant = tenant
-        self.window = window
+        self.window = window.total_seconds()
         self.resolver = resolver
         self.kinds = frozenset(kinds)
         self._tracked: dict[str, _Tracked] = {}
-        self._by_link: dict[Link, set[str]] = {}
-        self._by_fingerprint: dict[str, str] = {}
+        self._parent: dict[str, str] = {}
+        """Merged incident id → the id that absorbed it (union-find; `_root` compresses paths)."""
+        self._timed: dict[Link, list[tuple[float, str]]] = {}
+        """Per link, (epoch, incident id) of every sighting, sorted by time."""
+        self._untimed: dict[Link, set[str]] = {}
+        self._fingerprints: set[str] = set()
         for incident in incidents:
-            self._track(incident)
+            self._load(incident)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+
+    def _root(self, incident_id: str) -> str:
+        root = incident_id
+        while root in self._parent:
+            root = self._parent[root]
+        while incident_id != root:
+            self._parent[incident_id], incident_id = root, self._parent[incident_id]
+        return root
+
+    def _index(self, entry: Mapping[str, Any], incident_id: str, links: set[Link] | None = None) -> None:
+        if links is None:
+            links = _links(
+                self.tenant, entry.get("asset_kind", ""), entry.get("asset", ""), entry.get("entities", {})
+            )
+        epoch = _epoch(entry)
+        for link in links:
+            if epoch is None:
+                self._untimed.setdefault(link, set()).add(incident_id)
+            else:
+                insort(self._timed.setdefault(link, []), (epoch, incident_id))
+        self._fingerprints.add(entry["fingerprint"])
+
+    def _load(self, incident: Incident) -> None:
+        tracked = _Tracked(incident, dirty=False)
+        for entry in incident.timeline:
+            self._absorb(tracked, entry)
+            self._index(entry, incident.id)
+        tracked.best = _stage_index(incident.timeline, tracked.inside_from)
+        self._tracked[incident.id] = tracked
+
+    @staticmethod
+    def _absorb(tracked: _Tracked, entry: Mapping[str, Any]) -> bool:
+        """Fold one entry into the aggregates; True when the stage must be recomputed from scratch."""
+        tactics = entry.get("tactics", [])
+        tracked.tactics.update(tactics)
+        tracked.worst = max(tracked.worst, Severity(entry["severity"]).rank)
+        epoch = _epoch(entry)
+        if epoch is not None:
+            tracked.start = min(tracked.start, epoch)
+        earlier = tracked.inside_from is None or (epoch is not None and epoch < tracked.inside_from)
+        if _INITIAL in tactics and epoch is not None and earlier:
+            tracked.inside_from = epoch
+            return True
+        tracked.best = max(tracked.best, _effective(entry, tracked.inside_from))
+        return False
+
+    def _linked(self, links: set[Link], epoch: float | None) -> set[str]:
+        found: set[str] = set()
+        for link in links:
+            found.update(self._untimed.get(link, ()))
+            sightings = self._timed.get(link)
+            if not sightings:
+                continue
+            if epoch is None:
+                found.update(i for _, i in sightings)
+                continue
+            start = bisect_left(sightings, (epoch - self.window, ""))
+            for at, incident_id in sightings[start:]:
+                if at > epoch + self.window:
+                    break
+                found.add(incident_id)
+        return {self._root(i) for i in found}
+
+    def _headline(self, tracked: _Tracked) -> None:
+        """Stage and severity: what `incident_state` reads, kept current after every add."""
+        incident = tracked.incident
+        incident.stage = TACTICS[tracked.best] if 0 <= tracked.best < len(TACTICS) else None
+        worst = next((s for s in Severity if s.rank == tracked.worst), Severity.INFO)
+        inside = bool(tracked.tactics & _INSIDE) or (
+            _INITIAL in tracked.tactics and tracked.best > tactic_index(_INITIAL)
+        )
+        if tracked.best in _FINAL:
+            worst = Severity.CRITICAL
+        elif inside and not worst.at_least(Severity.HIGH):
+            worst = Severity.HIGH
+        incident.severity = worst
+
+    # -- the public surface ----------------------------------------------------------------------------
 
     @property
     def incidents(self) -> list[Incident]:
         """Every incident, oldest first."""
+        for tracked in self._tracked.values():
+            if tracked.dirty:
+                _materialise(tracked)
         far = datetime.max.replace(tzinfo=UTC)
-        tracked = sorted(self._tracked.values(), key=lambda t: (t.start or far, t.incident.id))
+        tracked = sorted(self._tracked.values(), key=lambda t: (t.incident.first_seen or far, t.incident.id))
         return [t.incident for t in tracked]
 
-    def _track(self, incident: Incident) -> None:
-        links: set[Link] = set()
-        for entry in incident.timeline:
-            links |= _links(
-                incident.tenant,
-                entry.get("asset_kind", ""),
-                entry.get("asset", ""),
-                entry.get("entities", {}),
-            )
-            self._by_fingerprint[entry["fingerprint"]] = incident.id
-        times = [t for t in (_parse_time(e.get("time")) for e in incident.timeline) if t is not None]
-        tracked = _Tracked(incident, links, min(times, default=None), max(times, default=None))
-        self._tracked[incident.id] = tracked
-        for link in links:
-            self._by_link.setdefault(link, set()).add(incident.id)
-
-    def _untrack(self, incident_id: str) -> _Tracked:
-        tracked = self._tracked.pop(incident_id)
-        for link in tracked.links:
-            self._by_link.get(link, set()).discard(incident_id)
-        return tracked
-
-    def _in_window(self, tracked: _Tracked, moment: datetime | None) -> bool:
-        if moment is None or tracked.start is None or tracked.end is None:
-            return True
-        return tracked.start - self.window <= moment <= tracked.end + self.window
-
     def add(self, finding: Finding) -> IncidentChange | None:
-        """Fold one finding in; None when it is not correlated (kind, or already in its incident)."""
+        """Fold one finding in; None when it is not correlated (kind, tenant, or already in an incident)."""
+        change = self._add(finding)
+        if change is not None:
+            _materialise(self._tracked[change.incident.id])
+        return change
+
+    def _add(self, finding: Finding) -> IncidentChange | None:
         if finding.kind not in self.kinds or finding.asset.tenant != self.tenant:
             return None
         fingerprint = finding.fingerprint
-        if fingerprint in self._by_fingerprint:
+        if fingerprint in self._fingerprints:
             return None
-        moment = finding_time(finding)
-        entry = _entry(finding, finding_tactics(finding, self.resolver))
+        entry = _entry(finding, finding_tactics(finding, self.resolver), fingerprint)
         links = _links(self.tenant, finding.asset.kind.value, finding.asset.name, entry["entities"])
-        candidates = {i for link in links for i in self._by_link.get(link, ())}
-        matches = [self._tracked[i] for i in candidates if self._in_window(self._tracked[i], moment)]
-        far = datetime.max.replace(tzinfo=UTC)
-        matches.sort(key=lambda t: (t.start or far, t.incident.id))
-        if not matches:
+        roots = sorted(
+            (self._tracked[r] for r in self._linked(links, _epoch(entry))),
+            key=lambda t: (t.start, t.incident.id),
+        )
+        merged: list[str] = []
+        if not roots:
             incident = Incident(
                 title="",
                 tenant=self.tenant,
                 id="INC-" + hashlib.sha256(f"{self.tenant}|{fingerprint}".encode()).hexdigest()[:12],
             )
-            self._tracked[incident.id] = _Tracked(incident, set(), None, None)
-            matches = [self._tracked[incident.id]]
+            keep = self._tracked[incident.id] = _Tracked(incident)
             created, before = True, ""
         else:
-            created, before = False, incident_state(matches[0].incident)
-        keep = self._untrack(matches[0].incident.id)
-        merged: list[str] = []
-        for other in matches[1:]:
-            gone = self._untrack(other.incident.id)
-            keep.incident.timeline.extend(gone.incident.timeline)
-            keep.incident.assignee = keep.incident.assignee or gone.incident.assignee
-            merged.append(gone.incident.id)
+            keep, created, before = roots[0], False, incident_state(roots[0].incident)
+            restage = False
+            for other in roots[1:]:
+                gone = self._tracked.pop(other.incident.id)
+                self._parent[gone.incident.id] = keep.incident.id
+                keep.incident.timeline.extend(gone.incident.timeline)
+                keep.incident.assignee = keep.incident.assignee or gone.incident.assignee
+                keep.tactics |= gone.tactics
+                keep.worst = max(keep.worst, gone.worst)
+                keep.start = min(keep.start, gone.start)
+                if gone.inside_from is not None and (
+                    keep.inside_from is None or gone.inside_from < keep.inside_from
+                ):
+                    keep.inside_from = gone.inside_from
+                merged.append(gone.incident.id)
+                restage = True
+            if restage:
+                keep.best = _stage_index(keep.incident.timeline, keep.inside_from)
         keep.incident.timeline.append(entry)
+        if self._absorb(keep, entry):
+            keep.best = _stage_index(keep.incident.timeline, keep.inside_from)
+        self._index(entry, keep.incident.id, links)
+        keep.dirty = True
         if keep.incident.status is TriageStatus.RESOLVED:
             keep.incident.status = TriageStatus.OPEN
-        _derive(keep.incident)
-        self._track(keep.incident)
+        self._headline(keep)
         return IncidentChange(
             keep.incident, created, created or incident_state(keep.incident) != before, merged
         )
 
     def add_all(self, findings: Iterable[Finding]) -> list[IncidentChange]:
-        """Add many, oldest first (so an incident is seeded by its earliest finding)."""
+        """Add many, oldest first (so an incident is seeded by its earliest finding); the incidents are
+        brought up to date once at the end rather than after every finding."""
         far = datetime.max.replace(tzinfo=UTC)
         ordered = sorted(findings, key=lambda f: finding_time(f) or far)
-        return [change for change in map(self.add, ordered) if change is not None]
+        changes = [change for change in map(self._add, ordered) if change is not None]
+        live = {self._root(c.incident.id) for c in changes}
+        for incident_id in live:
+            _materialise(self._tracked[incident_id])
+        # An incident changed twice is reported once, with its latest state; merged-away ones are not.
+        latest: dict[str, IncidentChange] = {}
+        for change in changes:
+            root = self._root(change.incident.id)
+            if root != change.incident.id:
+                continue
+            previous = latest.get(root)
+            if previous is not None:
+                change.created = change.created or previous.created
+                change.state_changed = change.state_changed or previous.state_changed
+                change.merged = previous.merged + change.merged
+            latest[root] = change
+        return list(latest.values())
 
 
-def _stage(timeline: list[dict[str, Any]]) -> str | None:
-    """The furthest tactic reached; up to the first initial-access evidence (included) the attacker was
-    still outside, so what they did then (a brute force is credential access) counts as initial access."""
-    entry_times = [e["time"] for e in timeline if _INITIAL in e.get("tactics", []) and e.get("time")]
-    inside_from = min(entry_times, default=None)
-    best = -1
-    for entry in timeline:
-        for tactic in entry.get("tactics", []):
-            at = tactic_index(tactic)
-            time = entry.get("time")
-            if inside_from is not None and time and time <= inside_from:
-                at = min(at, tactic_index(_INITIAL))
-            best = max(best, at)
-    return TACTICS[best] if 0 <= best < len(TACTICS) else None
-
-
-def _derive(incident: Incident) -> None:
-    """Recompute everything that follows from the timeline."""
+def _materialise(tracked: _Tracked) -> None:
+    """Rebuild the lists that follow from the timeline (sorted once, not after every add)."""
+    incident = tracked.incident
     incident.timeline.sort(key=_entry_key)
     timeline = incident.timeline
-    tactics = {t for entry in timeline for t in entry.get("tactics", [])}
-    incident.tactics = sorted(tactics, key=tactic_index)
-    incident.stage = _stage(timeline)
+    incident.tactics = sorted(tracked.tactics, key=tactic_index)
     incident.finding_fingerprints = [e["fingerprint"] for e in timeline]
     incident.assets = list(dict.fromkeys(e["asset"] for e in timeline))
-    entities: dict[str, list[str]] = {}
+    entities: dict[str, dict[str, None]] = {}
     for entry in timeline:
         for kind, values in entry.get("entities", {}).items():
-            bucket = entities.setdefault(kind, [])
-            bucket.extend(v for v in values if v not in bucket)
-    incident.entities = entities
-    incident.sources = list(entities.get("ip", []))
+            bucket = entities.setdefault(kind, {})
+            for value in values:
+                bucket.setdefault(value, None)
+    incident.entities = {kind: list(values) for kind, values in entities.items()}
+    incident.sources = list(incident.entities.get("ip", []))
     times = [t for t in (_parse_time(e.get("time")) for e in timeline) if t is not None]
     incident.first_seen = min(times, default=None)
     incident.last_seen = max(times, default=None)
-    worst = max((Severity(e["severity"]) for e in timeline), key=lambda s: s.rank, default=Severity.INFO)
-    stage_at = tactic_index(incident.stage) if incident.stage else -1
-    inside = bool(tactics & _INSIDE) or (_INITIAL in tactics and stage_at > tactic_index(_INITIAL))
-    if stage_at in _FINAL:
-        worst = Severity.CRITICAL
-    elif inside and not worst.at_least(Severity.HIGH):
-        worst = Severity.HIGH
-    incident.severity = worst
     where = (
         incident.assets[0]
         if len(incident.assets) == 1
@@ -341,6 +466,7 @@ def _derive(incident: Incident) -> None:
     )
     what = TACTIC_NAMES[incident.stage] if incident.stage else "Suspicious activity"
     incident.title = f"{what} on {where}" + (f" from {incident.sources[0]}" if incident.sources else "")
+    tracked.dirty = False
 
 
 def correlate(
