@@ -354,8 +354,8 @@ class Correlator:
             if tracked.dirty:
                 _materialise(tracked)
         far = datetime.max.replace(tzinfo=UTC)
-        tracked = sorted(self._tracked.values(), key=lambda t: (t.incident.first_seen or far, t.incident.id))
-        return [t.incident for t in tracked]
+        ordered = sorted(self._tracked.values(), key=lambda t: (t.incident.first_seen or far, t.incident.id))
+        return [t.incident for t in ordered]
 
     def add(self, finding: Finding) -> IncidentChange | None:
         """Fold one finding in; None when it is not correlated (kind, tenant, or already in an incident)."""
