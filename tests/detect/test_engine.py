@@ -362,3 +362,55 @@ def test_entities_are_normalised() -> None:
         "process": ["C:\\x.exe"],
         "hash": ["ab" + "0" * 30, "f" * 64],
     }
+
+
+def test_global_action_and_filters(load_rules: RuleLoader) -> None:
+    base = load_rules(
+        """
+action: global
+title: Office spawning a shell
+status: test
+logsource:
+    product: windows
+    category: process_creation
+level: high
+detection:
+    parent:
+        ParentImage|endswith: '\\winword.exe'
+    condition: parent and child
+---
+id: 00000000-0000-4000-8000-0000000000c1
+name: office_cmd
+detection:
+    child:
+        Image|endswith: '\\cmd.exe'
+---
+id: 00000000-0000-4000-8000-0000000000c2
+detection:
+    child:
+        Image|endswith: '\\powershell.exe'
+---
+title: Known macro host
+id: 00000000-0000-4000-8000-0000000000c3
+logsource:
+    product: windows
+    category: process_creation
+filter:
+    rules:
+        - office_cmd
+    selection:
+        Computer: BUILD01
+    condition: not selection
+"""
+    )
+    assert len(base.rules) == 2 and not base.unusable, base.unusable
+    word = "C:\\Program Files\\Office\\WINWORD.EXE"
+    assert matches(base, evtx_event({**PROC, "ParentImage": word, "Image": "C:\\Windows\\cmd.exe"})) == [
+        "Office spawning a shell"
+    ]
+    assert (
+        len(matches(base, evtx_event({**PROC, "ParentImage": word, "Image": "C:\\x\\powershell.exe"}))) == 1
+    )
+    filtered = {**PROC, "ParentImage": word, "Image": "C:\\Windows\\cmd.exe", "Computer": "build01"}
+    assert matches(base, evtx_event(filtered)) == []
+    assert len(matches(base, evtx_event({**filtered, "Image": "C:\\x\\powershell.exe"}))) == 1

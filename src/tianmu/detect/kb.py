@@ -81,45 +81,62 @@ def _digest(files: Sequence[Path], display: dict[Path, str]) -> str:
     return sha.hexdigest()
 
 
-def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> RuleBase:
-    """Compile every rule under `paths` (files or folders), through the on-disk cache when given."""
-    files: list[Path] = []
-    display: dict[Path, str] = {}
-    by_root: list[list[Path]] = []
-    for root in paths:
-        if not root.exists():
-            raise KnowledgeBaseError(f"{root}: no such rule file or folder")
-        by_root.append(rule_files(root))
-        for file in by_root[-1]:
-            files.append(file)
-            display[file] = str(file.relative_to(root.parent)) if root.is_dir() else str(file)
+def _load_cached(cached: Path | None) -> RuleBase | None:
+    if cached is None or not cached.is_file():
+        return None
+    try:
+        with cached.open("rb") as handle:
+            base = pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ImportError):
+        return None  # a damaged or foreign cache file: compile again and replace it
+    return base if isinstance(base, RuleBase) else None
+
+
+def _store_cached(cached: Path, base: RuleBase) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
+    with os.fdopen(descriptor, "wb") as out:
+        pickle.dump(base, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, cached)
+
+
+def _load_rule_set(root: Path, cache_dir: Path | None) -> RuleBase:
+    """One rule file or folder, compiled or from its cache entry (correlations resolve within it)."""
+    if not root.exists():
+        raise KnowledgeBaseError(f"{root}: no such rule file or folder")
+    files = rule_files(root)
+    display = {file: str(file.relative_to(root.parent)) if root.is_dir() else str(file) for file in files}
     digest = _digest(files, display)
     cached = cache_dir / f"{digest}.pickle" if cache_dir else None
-    if cached is not None and cached.is_file():
-        try:
-            with cached.open("rb") as handle:
-                base = pickle.load(handle)
-            if isinstance(base, RuleBase):
-                base.from_cache = True
-                return base
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-            pass  # a damaged or foreign cache file: compile again and replace it
+    base = _load_cached(cached)
+    if base is not None:
+        base.from_cache = True
+        return base
     from tianmu.detect.translate import compile_files  # pySigma is needed only here: a cold start
 
-    # Each rule set on its own: correlations refer to rules of their own set.
-    base = RuleBase(files=len(files))
-    for root_files in by_root:
-        part = compile_files(root_files, display)
+    base = compile_files(files, display)
+    base.files = len(files)
+    base.digest = digest
+    if cached is not None:
+        _store_cached(cached, base)
+    return base
+
+
+def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> RuleBase:
+    """Compile every rule under `paths` (files or folders), through the on-disk cache when given.
+
+    Each path is one rule set with its own cache entry, so the starter pack and an imported set are
+    cached apart and `tianmu kb import` leaves a warm cache for the next `tianmu detect`.
+    """
+    parts = [_load_rule_set(root, cache_dir) for root in paths]
+    if len(parts) == 1:
+        return parts[0]
+    base = RuleBase(files=sum(p.files for p in parts), from_cache=all(p.from_cache for p in parts))
+    for part in parts:
         base.rules.extend(part.rules)
         base.correlations.extend(part.correlations)
         base.unusable.extend(part.unusable)
-    base.digest = digest
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as out:
-            pickle.dump(base, out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cached)
+    base.digest = hashlib.sha256("".join(p.digest for p in parts).encode()).hexdigest()
     return base
 
 

@@ -315,7 +315,11 @@ def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase
             continue
         try:
             collection = SigmaCollection.from_dicts(
-                docs, collect_errors=True, source=SigmaRuleLocation(Path(name)), resolve_references=False
+                docs,
+                collect_errors=True,
+                source=SigmaRuleLocation(Path(name)),
+                resolve_references=False,
+                collect_filters=True,  # applied once, below, to the rules of every file
             )
         except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
             base.unusable.append(Unusable(name, "", f"cannot be parsed: {exc}"))
@@ -330,7 +334,7 @@ def _compile(files: Sequence[Path], display: dict[Path, str]) -> RuleBase:
     base = RuleBase(files=len(files))
     parsed = _parse_files(files, display, base)
     every = [item for _, item in parsed]
-    collection = SigmaCollection(every, resolve_references=False)  # type: ignore[call-arg]
+    collection = SigmaCollection(every, collect_filters=True, resolve_references=False)  # type: ignore[call-arg]
     for _, rule in parsed:
         if isinstance(rule, SigmaCorrelationRule):
             try:
