@@ -213,3 +213,24 @@ def test_directory_walk_skips_non_logs_and_missing_paths_fail(tmp_path: Path) ->
         list(iter_events(tmp_path / "absent.log"))
     with pytest.raises(InputError):
         list(iter_events(tmp_path / "auth.log", fmt="nonsense"))
+
+
+def test_evtx_records_exported_as_json_lines(shared_data: Path, tmp_path: Path) -> None:
+    import evtx
+
+    source = next((shared_data / "evtx").rglob("*.evtx"))
+    exported = tmp_path / "export.jsonl"
+    with exported.open("w") as out:
+        for record in evtx.PyEvtxParser(str(source)).records_json():
+            out.write(json.dumps(json.loads(record["data"])) + "\n")
+    from_file = _read(source)[0]
+    from_json = _read(exported)[0]
+    assert [e.fields for e in from_json] == [e.fields for e in from_file]
+    assert {e.source_type for e in from_json} == {"evtx"} and from_json[0].origin.line == 1
+
+
+def test_public_surface() -> None:
+    import tianmu.detect
+
+    assert tianmu.detect.__all__ == ["FORMATS", "ReadStats", "detect_format", "find_log_files", "iter_events"]
+    assert "evtx" in tianmu.detect.FORMATS and "suricata" in tianmu.detect.FORMATS

@@ -209,9 +209,19 @@ def _relative(path: str, root: Path | None) -> str:
     return path[len(prefix) :] if path.startswith(prefix) else path
 
 
+def _is_evtx_file(event: Event) -> bool:
+    """EVTX records are located by record number; the same records exported as JSON lines, by line."""
+    if event.source_type != "evtx":
+        return False
+    name = event.origin.path.lower()
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return name.endswith(".evtx")
+
+
 def _evidence_pointer(event: Event, root: Path | None) -> dict[str, Any]:
     pointer: dict[str, Any] = {"path": _relative(event.origin.path, root)}
-    pointer["record" if event.source_type == "evtx" else "line"] = event.origin.line
+    pointer["record" if _is_evtx_file(event) else "line"] = event.origin.line
     pointer["time"] = event.timestamp.isoformat() if event.timestamp else None
     return pointer
 

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from tianmu.core.models import Event, Location
 from tianmu.detect._common import ReadStats, flatten, parse_iso_time
+from tianmu.detect.evtx import flatten_record
 from tianmu.detect.journald import is_journal_record, journal_fields
 from tianmu.detect.suricata import is_eve_record, suricata_fields
 from tianmu.detect.web import json_access_fields
@@ -32,7 +33,10 @@ _TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "date", "datetime", "even
 
 
 def classify_record(record: Mapping[str, Any]) -> str:
-    """`suricata`, `journald`, `webserver` or `json`."""
+    """`evtx` (an EVTX record exported as JSON), `suricata`, `journald`, `webserver` or `json`."""
+    event = record.get("Event")
+    if isinstance(event, dict) and isinstance(event.get("System"), dict):
+        return "evtx"
     if is_eve_record(dict(record)):
         return "suricata"
     if is_journal_record(dict(record)):
@@ -62,7 +66,10 @@ def record_event(
     kind: str | None = None,
 ) -> Event:
     kind = kind or classify_record(record)
-    if kind == "suricata":
+    if kind == "evtx":
+        # `evtx_dump -o jsonl`, Velociraptor and similar exports: the same flattening as EVTX files.
+        fields, when = flatten_record(record)
+    elif kind == "suricata":
         fields, when = suricata_fields(record)
     elif kind == "journald":
         fields, when = journal_fields(record)
