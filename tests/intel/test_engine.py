@@ -50,6 +50,8 @@ def test_addresses_in_networks_and_hashes(matcher: IntelMatcher) -> None:
         ("sha256", DROPPER_SHA256),
     }
     assert _hits(matcher, "198.51.100.200 and 203.0.113.67 and 1203.0.113.66") == set()
+    at_sentence_end = f"The dropper was {DROPPER_SHA256}. Another: {DROPPER_SHA256}.exe"
+    assert _hits(matcher, at_sentence_end) == {("sha256", DROPPER_SHA256)}
 
 
 def test_defanged_urls_in_an_analyst_note(matcher: IntelMatcher) -> None:

@@ -30,7 +30,9 @@ from tianmu.store.schema import intel_indicators
 
 __all__ = ["IntelMatcher", "Sighting", "severity_for"]
 
-_TOKENS = re.compile(r"(?<![a-z0-9_-])(?:[0-9a-f]{32,128}+(?![a-z0-9_.-])|[a-z0-9_-]++(?:\.[a-z0-9_-]++)+)")
+_TOKENS = re.compile(
+    r"(?<![a-z0-9_-])(?:[0-9a-f]{32,128}+(?![a-z0-9_-]|\.[a-z0-9_-])|[a-z0-9_-]++(?:\.[a-z0-9_-]++)+)"
+)
 """Host names and IPv4 addresses (dotted words) and hex digests, in lower-cased text."""
 _URLS = re.compile(r"(?:https?|ftp)://[^\s\"'<>\\^`{|}]++")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
