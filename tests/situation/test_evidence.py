@@ -183,3 +183,27 @@ def test_quarantined_sample_and_evtx_record(tmp_path: Path, shared_data: Path) -
     bad.write_bytes(b"hello")
     report = verify_bundle(bad)
     assert not report.ok and report.problems[0].startswith("not a readable zip archive")
+
+
+def test_a_sample_in_tianmus_quarantine_travels_sealed(tmp_path: Path) -> None:
+    from tianmu.malware.quarantine import quarantine_file
+
+    root = tmp_path / "target"
+    write_scenario_files(root)
+    home = tmp_path / "home"
+    sample = root / "tmp" / ".x" / "kworker"
+    raw = sample.read_bytes()
+    item = quarantine_file(home, sample, reason="yara:Linux_Trojan_Mirai")
+    assert not sample.exists() and item.sha256 == MALWARE_SHA256
+    findings = scenario_findings()
+    incident = correlate(findings)[0]
+    out = tmp_path / "b.zip"
+    manifest = export_bundle(
+        incident, findings, out, load_signer(home), roots=[root], quarantine=home / "quarantine"
+    )
+    members = dict(_members(out))
+    sealed = members[f"samples/{MALWARE_SHA256}.tmq"]
+    assert raw not in sealed and len(sealed) > len(raw)  # SM4-GCM sealed, never the live bytes
+    assert json.loads(members[f"samples/{MALWARE_SHA256}.quarantine.json"])["sha256"] == MALWARE_SHA256
+    assert manifest["missing"] == []
+    assert verify_bundle(out).ok

@@ -135,6 +135,14 @@ def print_summary(result: Assessment) -> None:
     console.print(f"Findings: [bold]{len(result.findings)}[/]" + (f" — {', '.join(parts)}" if parts else ""))
     if kev:
         console.print(f"[bold red]Known exploited (CISA KEV): {kev}[/] — fix these first")
+    if result.risk is not None:
+        console.print(
+            f"Risk: [bold]{result.risk['score']:.1f}/100[/] ({result.risk['level']}) — see `tianmu risk`"
+        )
+    for incident in result.incidents[:5]:
+        console.print(
+            f"[bold]Incident[/] {incident.id} [{incident.severity.value}] {incident.title}", highlight=False
+        )
     for note in result.notes:
         console.print(f"[dim]note:[/] {note}", highlight=False)
     vulns = [f for f in result.findings if f.kind is FindingKind.VULNERABILITY]

@@ -1,8 +1,8 @@
 """Evidence bundles: one zip per incident, with a manifest of SM3 digests and a signature over it.
 
 A bundle holds the incident, its findings, the raw records they rest on (log lines, EVTX records as
-XML, the event a detection kept) and file samples (the quarantined copy when there is one, else the
-file itself when its SHA-256 still matches), plus
+XML, the event a detection kept) and file samples (the quarantined copy when there is one — still
+SM4-sealed, with its index entry — else the file itself when its SHA-256 still matches), plus
 
 - `manifest.json`: every other member's name, size and SM3 digest, the incident id and what could not
   be collected and why;
@@ -196,13 +196,31 @@ def _evtx_record(path: Path, record: int) -> bytes | None:
     return None
 
 
-def _quarantined(sha256: str, quarantine: Path | None) -> Path | None:
+def _quarantined(sha256: str, quarantine: Path | None) -> list[tuple[str, Path]]:
+    """The quarantined copy of a sample (still sealed with SM4: a bundle never carries live malware) and
+    its index entry; `[]` when there is none."""
     if quarantine is None or not quarantine.is_dir():
-        return None
+        return []
+    items: list[Any] = []
+    try:
+        from tianmu.malware.quarantine import list_items
+
+        items = list(list_items(quarantine.parent))
+    except (ImportError, TianmuError):
+        # No malware capability, or an unreadable index: fall back to a file named after the hash.
+        items = []
+    if items:
+        for item in items:
+            sealed = quarantine / f"{item.id}.tmq"
+            if item.sha256 == sha256 and sealed.is_file():
+                return [
+                    (f"samples/{sha256}.tmq", sealed),
+                    (f"samples/{sha256}.quarantine.json", quarantine / f"{item.id}.json"),
+                ]
     for candidate in sorted(quarantine.rglob(f"*{sha256}*")):
         if candidate.is_file():
-            return candidate
-    return None
+            return [(f"samples/{sha256}.quarantined", candidate)]
+    return []
 
 
 def _finding_dict(finding: Finding) -> dict[str, Any]:
@@ -253,22 +271,19 @@ def _collect(
         members.append((f"{prefix}.event.txt", raw.encode()))
     sha256 = evidence.get("sha256")
     if finding.kind.value == "malware" and isinstance(sha256, str):
-        sample = _quarantined(sha256, quarantine)
-        name = f"samples/{sha256}.quarantined" if sample is not None else f"samples/{sha256}.bin"
-        if sample is None and source is not None:
+        samples = _quarantined(sha256, quarantine)
+        if not samples and source is not None and source.stat().st_size <= MAX_SAMPLE:
             import hashlib
 
-            if (
-                source.stat().st_size <= MAX_SAMPLE
-                and hashlib.sha256(source.read_bytes()).hexdigest() == sha256
-            ):
-                sample = source
-        if sample is None:
+            if hashlib.sha256(source.read_bytes()).hexdigest() == sha256:
+                samples = [(f"samples/{sha256}.bin", source)]
+        if not samples:
             miss(f"sample {sha256}: neither quarantined nor present with that hash")
-        elif sample.stat().st_size > MAX_SAMPLE:
-            miss(f"sample {sha256}: larger than {MAX_SAMPLE} bytes")
-        else:
-            members.append((name, sample.read_bytes()))
+        for name, sample in samples:
+            if sample.stat().st_size > MAX_SAMPLE:
+                miss(f"sample {sha256}: larger than {MAX_SAMPLE} bytes")
+            else:
+                members.append((name, sample.read_bytes()))
     return members, missing
 
 
