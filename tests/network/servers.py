@@ -186,6 +186,21 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Scanners reset connections (SO_LINGER 0) and probes speak other protocols: not errors here.
+        pass
+
+
+class QuietTCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @contextmanager
 def serve_http(
     site: Site,
@@ -196,7 +211,7 @@ def serve_http(
     host: str = "127.0.0.1",
 ) -> Iterator[int]:
     """Serve `site` (over TLS with `cert`) on a free port; yields the port."""
-    server = ThreadingHTTPServer((host, 0), _handler(site))
+    server = QuietHTTPServer((host, 0), _handler(site))
     server.daemon_threads = True
     if cert is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -241,7 +256,7 @@ def serve_banner(banner: bytes, reply: Callable[[bytes], bytes | None] | None = 
             except OSError:
                 pass
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server = QuietTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -261,7 +276,7 @@ def serve_raw(handler: Callable[[socket.socket], None]) -> Iterator[int]:
             with contextlib.suppress(OSError):
                 handler(self.request)
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server = QuietTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -81,15 +81,16 @@ def test_unanswered_connects_are_filtered_after_retries() -> None:
 
 def test_self_connect_is_not_an_open_port(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force the trap: a socket whose local address is its peer address, as TCP simultaneous open makes it.
+    import _socket
+
     import tianmu.assets.network.sweep as module
 
-    real_socket = module.socket.socket
-
-    class SelfConnected(real_socket):  # type: ignore[misc, valid-type]
+    class SelfConnected(_socket.socket):
         def getsockname(self) -> object:
             return self.getpeername()
 
-    monkeypatch.setattr(module.socket, "socket", SelfConnected)
+    monkeypatch.setattr(module, "_RawSocket", SelfConnected)
+    real_socket = socket.socket
     listener = real_socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
