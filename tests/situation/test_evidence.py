@@ -207,3 +207,38 @@ def test_a_sample_in_tianmus_quarantine_travels_sealed(tmp_path: Path) -> None:
     assert json.loads(members[f"samples/{MALWARE_SHA256}.quarantine.json"])["sha256"] == MALWARE_SHA256
     assert manifest["missing"] == []
     assert verify_bundle(out).ok
+
+
+def test_a_sample_inside_nested_zip_archives_is_extracted(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    payload = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("eicar.com", payload)
+    outer = tmp_path / "target" / "inbox" / "mail.zip"
+    outer.parent.mkdir(parents=True)
+    with zipfile.ZipFile(outer, "w") as archive:
+        archive.writestr("attachments/archive.zip", inner.getvalue())
+    sha = hashlib.sha256(payload).hexdigest()
+    host = Asset("mail01", AssetKind.HOST)
+    finding = Finding(
+        FindingKind.MALWARE,
+        "EICAR_Test_File",
+        "EICAR",
+        Severity.LOW,
+        host,
+        evidence={
+            "path": "inbox/mail.zip!attachments/archive.zip!eicar.com",
+            "time": "2026-11-20T01:00:00+00:00",
+            "entities": {"hash": [sha]},
+        },
+    )
+    incident = correlate([finding])[0]
+    out = tmp_path / "b.zip"
+    manifest = export_bundle(
+        incident, [finding], out, load_signer(tmp_path / "h"), roots=[tmp_path / "target"]
+    )
+    assert manifest["missing"] == []
+    assert dict(_members(out))[f"samples/{sha}.bin"] == payload

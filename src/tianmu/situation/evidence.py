@@ -223,6 +223,52 @@ def _quarantined(sha256: str, quarantine: Path | None) -> list[tuple[str, Path]]
     return []
 
 
+def _sample_hash(finding: Finding) -> str | None:
+    """The SHA-256 of the file a finding is about: `evidence.sha256`, or for a malware or intel finding
+    on a file, its one hash entity."""
+    value = finding.evidence.get("sha256")
+    if isinstance(value, str) and len(value) == 64:
+        return value.lower()
+    if finding.kind.value in ("malware", "intel") and finding.evidence.get("path"):
+        entities = finding.evidence.get("entities")
+        hashes = entities.get("hash") if isinstance(entities, dict) else None
+        if (
+            isinstance(hashes, list)
+            and len(hashes) == 1
+            and isinstance(hashes[0], str)
+            and len(hashes[0]) == 64
+        ):
+            return hashes[0].lower()
+    return None
+
+
+def _sample_bytes(path_text: str, finding: Finding, roots: Sequence[Path], sha256: str) -> bytes | None:
+    """The file's bytes when it is still there with that hash; `a.zip!b/c.zip!x` (the malware scanner's
+    notation for archive members) is read through the nested zip archives."""
+    import hashlib
+
+    if not path_text:
+        return None
+    outer, *inner = path_text.split("!")
+    source = _resolve(outer, finding, roots)
+    if source is None:
+        return None
+    try:
+        if source.stat().st_size > MAX_SAMPLE:
+            return None
+        data = source.read_bytes()
+        for member in inner:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                info = archive.getinfo(member)
+                if info.file_size > MAX_SAMPLE:
+                    return None
+                data = archive.read(info)
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error):
+        # Not a zip we can open (tar, 7z, encrypted): the sample is listed as missing instead.
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
 def _finding_dict(finding: Finding) -> dict[str, Any]:
     # Imported here: reports import the situation package, so a module-level import would be circular.
     from tianmu.reports.json_report import finding_to_dict
@@ -261,7 +307,7 @@ def _collect(
                 miss(f"{path_text}: line {evidence['line']} no longer exists")
             else:
                 members.append((f"{prefix}.line-{evidence['line']}.log", data))
-        elif path_text and finding.kind.value != "malware":
+        elif path_text and (evidence.get("line") or evidence.get("record")):
             miss(f"{path_text}: not found under the given roots")
     except OSError as exc:
         miss(f"{path_text}: {exc.strerror}")
@@ -269,21 +315,20 @@ def _collect(
     raw = finding.data.get("raw") or (event or {}).get("raw")
     if isinstance(raw, str) and raw:
         members.append((f"{prefix}.event.txt", raw.encode()))
-    sha256 = evidence.get("sha256")
-    if finding.kind.value == "malware" and isinstance(sha256, str):
-        samples = _quarantined(sha256, quarantine)
-        if not samples and source is not None and source.stat().st_size <= MAX_SAMPLE:
-            import hashlib
-
-            if hashlib.sha256(source.read_bytes()).hexdigest() == sha256:
-                samples = [(f"samples/{sha256}.bin", source)]
-        if not samples:
-            miss(f"sample {sha256}: neither quarantined nor present with that hash")
-        for name, sample in samples:
+    sha256 = _sample_hash(finding)
+    if sha256 is not None:
+        sealed = _quarantined(sha256, quarantine)
+        for name, sample in sealed:
             if sample.stat().st_size > MAX_SAMPLE:
                 miss(f"sample {sha256}: larger than {MAX_SAMPLE} bytes")
             else:
                 members.append((name, sample.read_bytes()))
+        if not sealed:
+            data = _sample_bytes(str(path_text or ""), finding, roots, sha256)
+            if data is None:
+                miss(f"sample {sha256}: neither quarantined nor present with that hash")
+            else:
+                members.append((f"samples/{sha256}.bin", data))
     return members, missing
 
 
