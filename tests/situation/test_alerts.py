@@ -258,3 +258,32 @@ tags = ["prod"]
     path.write_text("[channels\n")
     with pytest.raises(InputError, match="not valid TOML"):
         load_config(path)
+
+
+def test_the_situation_step_of_assess_alerts_once(
+    sqlite_store: Store, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from tianmu.core.models import Assessment
+    from tianmu.situation import update_situation
+    from tianmu.store.repository import save_assessment
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "alerts.toml").write_text(
+        f'[channels.hook]\ntype = "webhook"\nurl = "{http_receiver.url}"\nsecret = "k"\n'
+        '[[rules]]\nname = "crit"\non = ["incident"]\nmin_severity = "critical"\n'
+    )
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    for _ in range(2):  # the same assessment twice: the second one changes nothing, so no second alert
+        findings = [f for f in scenario_findings() if f.asset.name == "web01"]
+        assessment = Assessment("/srv/web01", WEB01, now, now, findings=findings)
+        saved = save_assessment(sqlite_store, assessment)
+        update_situation(sqlite_store, assessment, assessment_id=saved.assessment_id, home=home)
+    assert [json.loads(body)["title"] for _, body in http_receiver.requests] == [
+        "Persistence on web01 from 203.0.113.45"
+    ]
+    (home / "alerts.toml").write_text("[channels\n")
+    update_situation(sqlite_store, assessment, assessment_id=saved.assessment_id, home=home)
+    assert any(note.startswith("alerts: not sent:") and "not valid TOML" in note for note in assessment.notes)
