@@ -241,11 +241,19 @@ def test_disclosed_package_version_matched_by_osv(store: Store, tmp_path: Path) 
     import_any(KbContext(store=store, home=tmp_path), NETWORK_DATA / "osv-werkzeug.json")
     site = Site(pages={"/": Page(200, [*HARDENED, ("Server", "Werkzeug/2.0.1 Python/3.11.4")], b"")})
     with serve_http(site) as port:
-        result = check_websites(store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False))
+        result = check_websites(
+            store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
+        )
     [hit] = [f for f in result.findings if f.rule_id == "TIANMU-TEST-0001"]
     assert hit.data["matched_by"] == "osv" and hit.component is not None
-    assert (hit.component.ecosystem, hit.component.name, hit.component.version) == ("PyPI", "werkzeug", "2.0.1")
+    assert (hit.component.ecosystem, hit.component.name, hit.component.version) == (
+        "PyPI",
+        "werkzeug",
+        "2.0.1",
+    )
     assert hit.evidence["url"] == f"http://127.0.0.1:{port}/" and hit.severity.value == "high"
     with serve_http(Site(pages={"/": Page(200, [*HARDENED, ("Server", "Werkzeug/3.0.1")], b"")})) as port:
-        fixed = check_websites(store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False))
+        fixed = check_websites(
+            store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
+        )
     assert not [f for f in fixed.findings if f.rule_id == "TIANMU-TEST-0001"]
