@@ -209,6 +209,18 @@ def test_replayed_assertion_is_refused(
         svc.passkey_login_verify("acme", handle2, assertion)
 
 
+def test_assertion_naming_another_user_is_refused(
+    svc: IdentityService, admin: Principal, alice: str, authenticator: SoftAuthenticator
+) -> None:
+    enrol(svc, authenticator)
+    other = svc.create_user(admin, "acme", "bob", Role.VIEWER)
+    handle, options = svc.passkey_login_options("acme")
+    assertion = authenticator.get(options)
+    assertion["response"]["userHandle"] = base64.urlsafe_b64encode(other.id.encode()).decode().rstrip("=")
+    with pytest.raises(AuthenticationError, match="another account"):
+        svc.passkey_login_verify("acme", handle, assertion)
+
+
 def test_sign_count_going_backwards_is_refused(svc: IdentityService, alice: str,
                                                authenticator: SoftAuthenticator) -> None:  # fmt: skip
     enrol(svc, authenticator)

@@ -196,7 +196,7 @@ class LoginMixin(IdentityBase):
             if row is not None:
                 self._check_usable(conn, row, "password", client)
         if row is None or not row.password_hash:
-            passwords.verify_password(passwords.DUMMY_HASH, password)  # same time as a real check
+            passwords.verify_password(passwords.dummy_hash(), password)  # same time as a real check
             raise self._fail(tenant, row, username, "password", client, "unknown user or no password", _WRONG)
         if not passwords.verify_password(row.password_hash, password):
             raise self._fail(tenant, row, username, "password", client, "wrong password", _WRONG)
@@ -289,6 +289,17 @@ class LoginMixin(IdentityBase):
         if key is None or row is None:
             raise self._fail(
                 tenant, None, "?", "passkey", client, "unknown credential", "this passkey is not registered"
+            )
+        handle_user = passkeys.user_handle(credential)
+        if handle_user is not None and handle_user != row.id:
+            raise self._fail(
+                tenant,
+                row,
+                row.username,
+                "passkey",
+                client,
+                "user handle does not match the credential",
+                "this passkey belongs to another account",
             )
         if expected_user is not None and expected_user != row.id:
             raise self._fail(

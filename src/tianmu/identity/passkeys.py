@@ -129,9 +129,13 @@ def credential_id(credential: str | dict[str, Any]) -> str:
 
 
 def user_handle(credential: str | dict[str, Any]) -> str | None:
-    data = credential if isinstance(credential, dict) else json.loads(credential)
-    handle = (data.get("response") or {}).get("userHandle")
-    return base64url_to_bytes(handle).decode("utf-8", "replace") if handle else None
+    """The user id the authenticator says the passkey belongs to (absent for non-discoverable ones)."""
+    try:
+        data = credential if isinstance(credential, dict) else json.loads(credential)
+        handle = (data.get("response") or {}).get("userHandle")
+        return base64url_to_bytes(str(handle)).decode("utf-8", "replace") if handle else None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise AuthenticationError("malformed passkey response", reason=f"passkey user handle: {exc}") from exc
 
 
 def verify_authentication(

@@ -5,6 +5,7 @@ required. Both produce self-describing strings, so a tenant can switch schemes a
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import os
 
@@ -13,14 +14,25 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from tianmu.gmcrypto.sm3 import pbkdf2_sm3
 
-__all__ = ["SM3_PBKDF2_ITERATIONS", "check_strength", "hash_password", "needs_rehash", "verify_password"]
+__all__ = [
+    "SM3_PBKDF2_ITERATIONS",
+    "check_strength",
+    "dummy_hash",
+    "hash_password",
+    "needs_rehash",
+    "verify_password",
+]
 
 SM3_PBKDF2_ITERATIONS = 200_000
 """Chosen so one hash costs about as much CPU as the Argon2id default on this hardware class."""
 _SM3_PREFIX = "$sm3-pbkdf2$"
 _ARGON2 = PasswordHasher()  # RFC 9106 low-memory profile: Argon2id, t=3, m=64 MiB, p=4
-# A hash for unknown users, so that "no such user" costs the same time as a wrong password.
-DUMMY_HASH = _ARGON2.hash("tianmu-dummy-password")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash to check against for unknown users, so "no such user" costs as long as a wrong password."""
+    return _ARGON2.hash("tianmu-dummy-password")
 
 
 def _b64(data: bytes) -> str:
