@@ -67,12 +67,19 @@ __all__ = ["compile_files", "plan_condition"]
 def _string_plan(field: str | None, value: SigmaString) -> Plan:
     cased = isinstance(value, SigmaCasedString)
     parts: list[Any] = []
+    plain = True
     for part in value.s:
-        if isinstance(part, Placeholder):
+        if type(part) is str:
+            if not part:
+                continue
+            if parts and type(parts[-1]) is str:
+                parts[-1] += part
+            else:
+                parts.append(part)
+        elif isinstance(part, Placeholder):
             raise UnsupportedRule(f"placeholder %{part.name}% is not expanded")
-        if isinstance(part, str) and parts and isinstance(parts[-1], str):
-            parts[-1] += part
-        elif part is not None and part != "":
+        elif part is not None:
+            plain = False
             parts.append(part)
     norm = (lambda text: text) if cased else str.lower
     multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
@@ -85,7 +92,7 @@ def _string_plan(field: str | None, value: SigmaString) -> Plan:
     suffix = "_cased" if cased else ""
     if not parts:
         return ("str", field, "eq" + suffix, ("",))
-    if all(isinstance(p, str) for p in parts):
+    if plain and field is not None:
         return ("str", field, "eq" + suffix, (norm(parts[0]),))
     if parts == [multi]:
         return ("exists", field, True)
@@ -103,6 +110,8 @@ def _string_plan(field: str | None, value: SigmaString) -> Plan:
 
 
 def _value_plan(field: str | None, value: Any) -> Plan:
+    if type(value) is SigmaString:
+        return _string_plan(field, value)
     if isinstance(value, SigmaExpansion):
         return ("or", tuple(_value_plan(field, item) for item in value.values))
     if isinstance(value, SigmaString):
@@ -159,6 +168,11 @@ def _value_plan(field: str | None, value: Any) -> Plan:
 
 def plan_condition(node: Any) -> Plan:
     """A parsed pySigma condition (rule.detection.parsed_condition[i].parsed) to a plan."""
+    kind = type(node)  # exact types first: tens of thousands of nodes on a cold start
+    if kind is ConditionFieldEqualsValueExpression:
+        return _value_plan(node.field.lower() if node.field else None, node.value)
+    if kind is ConditionOR:
+        return _simplify(("or", tuple(plan_condition(arg) for arg in node.args)))
     if isinstance(node, ConditionAND):
         return _simplify(("and", tuple(plan_condition(arg) for arg in node.args)))
     if isinstance(node, ConditionOR):
