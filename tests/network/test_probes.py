@@ -269,3 +269,17 @@ def test_mqtt_of_this_machine() -> None:
     found = run(port)
     assert found.service == "mqtt"
     assert found.info["connack"] in (0, 5)
+
+
+def test_sm2_certificate_recognised() -> None:
+    """An SM2 certificate (made with OpenSSL 3: `-pkeyopt ec_paramgen_curve:SM2 -sm3`): cryptography
+    cannot load its key, so the key type comes from the SM2 OIDs."""
+    from pathlib import Path
+
+    from tianmu.assets.network.tls import certificate_details
+
+    der = (Path(__file__).resolve().parents[1] / "fixtures" / "websec" / "sm2-selfsigned.der").read_bytes()
+    details = certificate_details(der)
+    assert (details["key_type"], details["key_bits"]) == ("SM2", 256)
+    assert details["signature_algorithm"] == "SM2-with-SM3"
+    assert details["subject_cn"] == "sm2.tianmu.test" and details["self_signed"]

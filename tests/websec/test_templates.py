@@ -81,3 +81,42 @@ def test_directory_keeps_good_and_reports_bad() -> None:
     templates, errors = load_templates(FIXTURES / "bad-templates", FIXTURES / "custom-templates")
     assert [t.id for t in templates] == ["custom-robots-secret"]
     assert len(errors) == 5
+
+
+# Every starter check on a page that should trip it and on a near miss.
+STARTER_CASES = {
+    "git-config-exposed": (
+        response(200, b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n"),
+        response(200, b"<html>[core] values</html>"),
+    ),
+    "server-status-exposed": (
+        response(200, b"Active connections: 3 \nserver accepts handled requests\n"),
+        response(200, b"<html>All systems operational</html>"),
+    ),
+    "directory-listing": (
+        response(200, b"<html><head><title>Directory listing for /static/</title></head></html>"),
+        response(200, b"<html><head><title>Static files</title></head></html>"),
+    ),
+    "admin-console-exposed": (
+        response(401, b"", {"WWW-Authenticate": 'Basic realm="Tomcat Manager Application"'}),
+        response(401, b"", {"WWW-Authenticate": 'Basic realm="Intranet"'}),
+    ),
+    "phpinfo-exposed": (
+        response(
+            200, b"<html><head><title>PHP 8.2.7 - phpinfo()</title></head><body>PHP Version 8.2.7</body>"
+        ),
+        response(200, b"<html><head><title>PHP tutorial</title></head><body>PHP Version notes</body>"),
+    ),
+    "htpasswd-exposed": (
+        response(200, b"admin:$apr1$Qb9Zk1e7$3zvY3oQ3sC1D6TRZbqCwD1\n"),
+        response(200, b"<html>admin: see the manual</html>"),
+    ),
+}
+
+
+@pytest.mark.parametrize("template_id", sorted(STARTER_CASES))
+def test_starter_check_positive_and_negative(template_id: str) -> None:
+    template = load_template(BUILTIN_CHECKS / f"{template_id}.yaml")
+    positive, negative = STARTER_CASES[template_id]
+    assert template.matches(positive)
+    assert not template.matches(negative)
