@@ -23,7 +23,7 @@ from rich.table import Table
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.crypto import write_private
 from tianmu.cli.main import cli_errors, open_default_store, settings
-from tianmu.core.errors import ConfigError, InputError
+from tianmu.core.errors import InputError
 from tianmu.gmcrypto import sm2
 from tianmu.gmcrypto.x509 import load_certificates
 from tianmu.identity import IdentityService, Policy, Principal, RelyingParty, Role, cli_principal
@@ -487,11 +487,17 @@ def _register_login_and_serve(app: typer.Typer) -> None:
 
         from tianmu.service import ServiceSettings, create_app
 
+        service_settings = ServiceSettings.from_env()
         try:
-            service_settings = ServiceSettings.from_env()
-        except ConfigError:
-            raise
-        uvicorn.run(create_app(service_settings), host=host, port=port, proxy_headers=False)
+            # The whole platform (REST API, dashboard, job runner) when it is installed, else identity alone.
+            from tianmu.service.platform import create_platform_app
+        except ModuleNotFoundError as exc:
+            if exc.name != "tianmu.service.platform":
+                raise
+            application = create_app(service_settings)
+        else:
+            application = create_platform_app(service_settings)
+        uvicorn.run(application, host=host, port=port, proxy_headers=False)
 
 
 def register(app: typer.Typer) -> None:
