@@ -25,6 +25,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.knowledge import KbContext
 from tianmu.knowledge import import_any
 from tianmu.store import Store
+from tianmu.store.repository import list_findings
 from tianmu.store.schema import scan_audit
 
 DATA = Path(__file__).parent / "data"
@@ -93,23 +94,45 @@ def test_scan_store_findings_and_audit(store: Store, lab: dict[str, int], tmp_pa
 
 
 def test_rescan_diff(store: Store, certs: Certs) -> None:
-    with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays, serve_banner(b"220 (vsFTPd 3.0.3)\r\n") as goes:
+    memcached = lambda line: b"VERSION 1.6.21\r\n" if line.strip() == b"version" else None  # noqa: E731
+    with (
+        serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays,
+        serve_banner(b"220 (vsFTPd 3.0.3)\r\n") as goes,
+        serve_banner(b"", memcached) as cache,
+    ):
         later = free_port()
-        first = discover(store, ["127.0.0.1"], _options([stays, goes, later]))
-        assert {s.port for s in first.hosts[0].services} == {stays, goes}
+        first = discover(store, ["127.0.0.1"], _options([stays, goes, cache, later]))
+        assert {s.port for s in first.hosts[0].services} == {stays, goes, cache}
+        assert any(f.rule_id == "network.memcached.exposed" for f in first.findings)
     with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays_again:
         # The same port number cannot be taken back reliably; scan the old ports and the new one.
-        result = discover(store, ["127.0.0.1"], _options([stays, goes, later, stays_again]))
+        result = discover(store, ["127.0.0.1"], _options([stays, goes, cache, later, stays_again]))
     diff = result.hosts[0].diff
     assert diff is not None and not diff.first_scan
     assert diff.appeared == [stays_again]
-    assert sorted(diff.disappeared) == sorted([stays, goes])
+    assert sorted(diff.disappeared) == sorted([stays, goes, cache])
     new = [f for f in result.findings if f.rule_id == "network.port.new"]
     assert [f.evidence["port"] for f in new] == [stays_again]
     assert new[0].kind.value == "exposure"
     closed = {s.service.port: s for s in list_services(store, "default", state="closed")}
-    assert set(closed) == {stays, goes} and all(s.closed_at is not None for s in closed.values())
+    assert set(closed) == {stays, goes, cache} and all(s.closed_at is not None for s in closed.values())
+    assert closed[cache].service.product == "memcached"  # what was known about it is kept
+    statuses = {s.finding.rule_id: s.finding.status.value for s in list_findings(store, "default")}
+    assert statuses["network.memcached.exposed"] == "resolved"  # the port closed: the exposure is gone
+    assert statuses["network.port.new"] == "open"
     assert len(list_scans(store, "default")) == 2
+
+
+def test_ports_only_rescan_keeps_fingerprints(store: Store) -> None:
+    with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as port:
+        discover(store, ["127.0.0.1"], _options([port]))
+        discover(store, ["127.0.0.1"], DiscoverOptions(ports=str(port), fingerprint=False, timeout=1.0))
+    [stored] = list_services(store, "default")
+    assert (stored.service.service, stored.service.product, stored.service.version) == (
+        "ssh",
+        "OpenSSH",
+        "9.6",
+    )
 
 
 def test_refused_before_any_packet(store: Store) -> None:

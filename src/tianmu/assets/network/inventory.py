@@ -3,8 +3,9 @@
 A host is an Asset of kind `host` named after its host name (or its address). Each (address, port,
 transport) is one `services` row. A re-scan updates the rows it saw open, reopens ports that had
 closed, and marks `closed` the open rows whose port it covered and did not find open; ports it did not
-cover keep their state. The diff says which ports appeared (never seen open, or closed before) and
-which disappeared, so that the engine can raise an exposure finding for each new open port.
+cover keep their state. Open findings about a port that closed (`fingerprint_extra` `address:port/tcp`)
+are resolved. The diff says which ports appeared (never seen open, or closed before) and which
+disappeared, so that the engine can raise an exposure finding for each new open port.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, and_, insert, select, update
 from tianmu.core.models import Asset, Service
 from tianmu.store.database import Store
 from tianmu.store.repository import upsert_asset
-from tianmu.store.schema import services
+from tianmu.store.schema import findings, services
 
 __all__ = ["HostDiff", "StoredService", "list_services", "save_host_services"]
 
@@ -97,6 +98,10 @@ def save_host_services(
             else:
                 if row.state != "open":
                     diff.appeared.append(svc.port)
+                if svc.service is None:
+                    # A ports-only scan (`--no-fingerprint`) says nothing new about what listens there.
+                    for key in ("service", "product", "version", "cpe", "banner", "tls", "info"):
+                        values.pop(key)
                 conn.execute(update(services).where(services.c.id == row.id).values(**values))
         for (port, transport), row in existing.items():
             if row.state == "open" and (port, transport) not in open_now and port in covered:
@@ -104,9 +109,24 @@ def save_host_services(
                     update(services).where(services.c.id == row.id).values(state="closed", closed_at=now)
                 )
                 diff.disappeared.append(port)
+        if diff.disappeared:
+            _resolve_closed(conn, asset.tenant, asset_id, address, diff.disappeared)
     diff.appeared.sort()
     diff.disappeared.sort()
     return diff
+
+
+def _resolve_closed(conn: Connection, tenant: str, asset_id: int, address: str, ports: Sequence[int]) -> None:
+    """Open findings about a port that has closed are resolved (a later sighting reopens them)."""
+    gone = {f"{address}:{port}/tcp" for port in ports}
+    rows = conn.execute(
+        select(findings.c.id, findings.c.evidence).where(
+            and_(findings.c.tenant == tenant, findings.c.asset_id == asset_id, findings.c.status == "open")
+        )
+    ).all()
+    ids = [r.id for r in rows if isinstance(r.evidence, dict) and r.evidence.get("fingerprint_extra") in gone]
+    if ids:
+        conn.execute(update(findings).where(findings.c.id.in_(ids)).values(status="resolved"))
 
 
 def list_services(store: Store, tenant: str, *, state: str | None = "open") -> list[StoredService]:
