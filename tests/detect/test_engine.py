@@ -414,3 +414,50 @@ filter:
     filtered = {**PROC, "ParentImage": word, "Image": "C:\\Windows\\cmd.exe", "Computer": "build01"}
     assert matches(base, evtx_event(filtered)) == []
     assert len(matches(base, evtx_event({**filtered, "Image": "C:\\x\\powershell.exe"}))) == 1
+
+
+def test_correlation_aliases_join_different_field_names(load_rules: RuleLoader) -> None:
+    base = load_rules(
+        CORRELATION_BASE
+        + """title: web then ssh
+id: 00000000-0000-4000-8000-0000000000b3
+correlation:
+    type: temporal
+    rules: [web_scan, failure]
+    group-by: [attacker]
+    timespan: 10m
+    aliases:
+        attacker:
+            web_scan: c-ip
+            failure: src_ip
+level: high
+---
+title: web scan
+id: 00000000-0000-4000-8000-0000000000b4
+name: web_scan
+logsource: {category: webserver}
+detection:
+    sel:
+        cs-user-agent|contains: nikto
+    condition: sel
+level: low
+"""
+    )
+    assert not base.unusable, base.unusable
+    web = Event(
+        fields={"c-ip": "9.9.9.9", "cs-user-agent": "Mozilla/5.00 (Nikto/2.5.0)"},
+        raw="",
+        origin=Location("access.log", 1),
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        source_type="webserver",
+    )
+    ssh = _event({"event_action": "ssh_login_failed", "src_ip": "9.9.9.9", "user": "root"}, 120, 7)
+    other = _event({"event_action": "ssh_login_failed", "src_ip": "8.8.8.8", "user": "root"}, 130, 8)
+    detector = Detector(base)
+    from tianmu.detect import engine
+
+    result = engine.DetectResult()
+    engine._scan(detector, [web, ssh, other], Asset("h", AssetKind.HOST), None, result)
+    hits = engine.correlate(detector.correlations, result.sightings)
+    assert [h.group for h in hits] == [{"attacker": "9.9.9.9"}]
+    assert [e["path"] for s in hits[0].sightings for e in s.evidence] == ["access.log", "auth.log"]

@@ -279,12 +279,22 @@ def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorre
         if target is None or target.id is None:
             raise UnsupportedRule(f"referenced rule {reference.reference!r} was not found")
         referenced.append(str(target.id))
-    aliases = {
-        name: {
-            str(ref.rule.id): str(value) for ref, value in alias.mapping.items() if getattr(ref, "rule", None)
-        }
-        for name, alias in rule.aliases.aliases.items()
+    # Alias mappings name rules by the same references as `rules:` (a name or an id), unresolved.
+    by_reference = {
+        str(ref.reference): str(ref.rule.id) for ref in rule.rules or [] if getattr(ref, "rule", None)
     }
+    by_reference.update({known: known for known in referenced})
+    aliases: dict[str, dict[str, str]] = {}
+    for name, alias in rule.aliases.aliases.items():
+        mapping: dict[str, str] = {}
+        for ref, value in alias.mapping.items():
+            rule_id = by_reference.get(str(ref.reference))
+            if rule_id is None:
+                raise UnsupportedRule(
+                    f"alias {name!r} names rule {ref.reference!r}, which the correlation does not use"
+                )
+            mapping[rule_id] = str(value)
+        aliases[name] = mapping
     fieldref = condition.fieldref
     value_field = fieldref[0] if isinstance(fieldref, list) and fieldref else fieldref
     tags = [str(tag) for tag in rule.tags]
