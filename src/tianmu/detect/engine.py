@@ -448,7 +448,8 @@ def assess_detection(
         all_files=False,
         progress=progress,
     )
-    errors.extend(result.stats.errors)
+    base_dir = root if root.is_dir() else root.parent
+    errors.extend(_relative(error, base_dir) for error in result.stats.errors)
     imported = len(paths) - 1
     notes.append(
         f"detection: {result.stats.events} events in {result.stats.files} log files against "
