@@ -36,13 +36,25 @@ def _tianmu_hits(detector: Detector, events: list) -> dict[str, set[tuple[str, i
     return hits
 
 
-def test_windows_rules_equal_sqlite_oracle(shared_data: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compiled-rule cache for the module: each rule tree is compiled once."""
+    return tmp_path_factory.mktemp("rule-cache")
+
+
+@pytest.fixture(scope="module")
+def windows_rules(shared_data: Path) -> list:  # type: ignore[type-arg]
+    """SigmaHQ rules/windows parsed by pySigma for the oracle (once for the module)."""
+    return parse_rules(rule_files(shared_data / "sigma" / "rules" / "windows"))
+
+
+def test_windows_rules_equal_sqlite_oracle(shared_data: Path, cache: Path, windows_rules: list) -> None:  # type: ignore[type-arg]
     rules_root = shared_data / "sigma" / "rules" / "windows"
     events = list(iter_events(shared_data / "evtx"))
     assert len(events) == 513
-    base = load_rule_base([rules_root], cache_dir=tmp_path)
+    base = load_rule_base([rules_root], cache_dir=cache)
     mine = _tianmu_hits(Detector(base), events)
-    oracle = run_oracle(load_table(events), parse_rules(rule_files(rules_root)))
+    oracle = run_oracle(load_table(events), windows_rules)
     assert len(oracle.hits) > 2300 and not oracle.failed
     compiled = {rule.id for rule in base.rules}
     unusable = {u.rule for u in base.unusable}
@@ -125,3 +137,26 @@ def test_whole_sigmahq_tree_loads_without_crash(shared_data: Path, folder: str) 
     assert all(u.reason and u.path for u in base.unusable)
     if folder == "rules-placeholder":
         assert any("placeholder" in u.reason for u in base.unusable)
+
+
+def test_regression_records_equal_sqlite_oracle(shared_data: Path, cache: Path, windows_rules: list) -> None:  # type: ignore[type-arg]
+    """The same comparison over SigmaHQ's regression samples, with the emerging-threats rules too."""
+    sigma = shared_data / "sigma"
+    samples = sorted((sigma / "regression_data").rglob("*.evtx"))
+    events = [event for sample in samples for event in iter_events(sample)]
+    assert len(samples) >= 40 and len(events) > 50
+    roots = [sigma / "rules" / "windows", sigma / "rules-emerging-threats"]
+    base = load_rule_base(roots, cache_dir=cache)
+    mine = _tianmu_hits(Detector(base), events)
+    rules = windows_rules + parse_rules(rule_files(roots[1]))
+    oracle = run_oracle(load_table(events), rules)
+    compiled = {rule.id for rule in base.rules}
+    differences = [
+        rule_id
+        for rule_id, expected in oracle.hits.items()
+        if rule_id not in ORACLE_FAULTS
+        and (rule_id in compiled or expected)
+        and mine.get(rule_id, set()) != expected
+    ]
+    assert differences == []
+    assert sum(len(mine.get(rule_id, ())) for rule_id in oracle.hits) > 40
