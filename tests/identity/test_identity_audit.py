@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from identity_helpers import Clock, make_service
 from sqlalchemy import delete, select, update
 
-from conftest import Clock, make_service
 from tianmu.identity import AuthenticationError, IdentityService, Role, cli_principal
 from tianmu.identity.audit import entry_hash
 from tianmu.store.database import Store

@@ -7,9 +7,9 @@ import base64
 
 import pyotp
 import pytest
+from identity_helpers import Clock, SoftAuthenticator, login_principal
 from sqlalchemy import select
 
-from conftest import Clock, SoftAuthenticator, login_principal
 from tianmu import gmcrypto
 from tianmu.gmcrypto import x509 as gx
 from tianmu.identity import (

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from identity_helpers import Clock, SoftAuthenticator, make_service
 
-from conftest import Clock, SoftAuthenticator, make_service
 from tianmu import gmcrypto
 from tianmu.identity import AccountLocked, AuthenticationError, Policy, Role, cli_principal
 from tianmu.identity.certlogin import sign_challenge

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from identity_helpers import Clock, login_principal
 from sqlalchemy import select
 
-from conftest import Clock, login_principal
 from tianmu.identity import (
     AuthenticationError,
     Conflict,

@@ -1,4 +1,4 @@
-"""Fixtures for the web service: an app on a fresh SQLite store with one tenant and user, and a client."""
+"""Fixtures for the web service: an app on a fresh SQLite store with one tenant and users, and a client."""
 
 from __future__ import annotations
 
@@ -8,28 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
-from tianmu.core.config import Settings
-from tianmu.identity import IdentityService, Role, cli_principal
-from tianmu.service import ServiceSettings, create_app
-
-PASSWORD = "correct horse battery"
-
-
-def service_settings(home: Path, origin: str = "http://localhost:8000") -> ServiceSettings:
-    core = Settings(home=home, database_url=f"sqlite:///{home / 'tianmu.db'}", tenant="acme")
-    return ServiceSettings(core=core, origin=origin)
-
-
-def seeded_app(home: Path, origin: str = "http://localhost:8000") -> FastAPI:
-    home.mkdir(parents=True, exist_ok=True)
-    app = create_app(service_settings(home, origin))
-    identity: IdentityService = app.state.identity
-    identity.create_tenant("acme", "Acme Corp")
-    admin = cli_principal("acme")
-    identity.create_user(admin, "acme", "alice", Role.ADMIN, password=PASSWORD)
-    identity.create_user(admin, "acme", "victor", Role.VIEWER, password=PASSWORD)
-    return app
+from service_helpers import seeded_app
 
 
 @pytest.fixture
@@ -41,8 +20,3 @@ def app(tmp_path: Path) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://localhost:8000") as test_client:
         yield test_client
-
-
-def csrf(client: TestClient) -> dict[str, str]:
-    token = client.get("/api/auth/csrf").json()["csrf_token"]
-    return {"X-CSRF-Token": token}

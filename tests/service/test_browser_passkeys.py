@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import uvicorn
+from service_helpers import PASSWORD, seeded_app
 from sqlalchemy import select
 
-from conftest import PASSWORD, seeded_app
 from tianmu.store.schema import identity_audit, identity_passkeys
 
 CHROMIUM = "/usr/bin/chromium"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from service_helpers import PASSWORD, csrf, service_settings
 
-from conftest import PASSWORD, csrf, service_settings
 from tianmu.core.errors import ConfigError
 from tianmu.identity import Permission, Policy, Principal, cli_principal
 from tianmu.service import ServiceSettings, create_app
