@@ -12,6 +12,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import evtx
 import pytest
 
 from tianmu.core.errors import InputError
@@ -27,11 +28,13 @@ def _read(path: Path, fmt: str | None = None) -> tuple[list, ReadStats]:  # type
 
 def test_evtx_samples_flatten_to_sigma_field_names(shared_data: Path) -> None:
     events, stats = _read(shared_data / "evtx")
-    assert stats.files == 41 and len(events) == 513 and stats.malformed_count == 0
+    # Counted straight from the parser: the folder may hold more than the 41 files (513 records) shared here.
+    files = sorted((shared_data / "evtx").rglob("*.evtx"))
+    raw = [json.loads(r["data"]) for f in files for r in evtx.PyEvtxParser(str(f)).records_json()]
+    assert stats.files == len(files) >= 41 and len(events) == len(raw) >= 513 and stats.malformed_count == 0
     channels = Counter(e.fields.get("Channel") for e in events)
-    assert channels["Microsoft-Windows-Sysmon/Operational"] == 245
-    assert channels["Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"] == 228
-    assert channels["Security"] == 31
+    assert channels == Counter(r["Event"]["System"].get("Channel") for r in raw)
+    assert channels["Microsoft-Windows-Sysmon/Operational"] >= 245 and channels["Security"] >= 31
     sysmon = next(
         e for e in events if e.fields.get("EventID") == 1 and "Sysmon" in str(e.fields.get("Channel"))
     )
@@ -109,7 +112,10 @@ def test_apache_error_log(shared_data: Path) -> None:
 
 def test_suricata_eve_arrays(shared_data: Path) -> None:
     events, stats = _read(shared_data / "logs" / "suricata")
-    assert len(events) == 180 and stats.malformed_count == 0
+    expected = sum(
+        len(json.loads(f.read_text())) for f in (shared_data / "logs" / "suricata").rglob("*.json")
+    )
+    assert len(events) == expected >= 180 and stats.malformed_count == 0
     alert = events[0]
     assert alert.source_type == "suricata" and alert.fields["event_type"] == "alert"
     assert {"alert.signature", "alert.severity", "src_ip", "dest_ip"} <= set(alert.fields)
@@ -216,8 +222,6 @@ def test_directory_walk_skips_non_logs_and_missing_paths_fail(tmp_path: Path) ->
 
 
 def test_evtx_records_exported_as_json_lines(shared_data: Path, tmp_path: Path) -> None:
-    import evtx
-
     source = next((shared_data / "evtx").rglob("*.evtx"))
     exported = tmp_path / "export.jsonl"
     with exported.open("w") as out:

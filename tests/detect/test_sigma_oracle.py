@@ -51,7 +51,7 @@ def windows_rules(shared_data: Path) -> list:  # type: ignore[type-arg]
 def test_windows_rules_equal_sqlite_oracle(shared_data: Path, cache: Path, windows_rules: list) -> None:  # type: ignore[type-arg]
     rules_root = shared_data / "sigma" / "rules" / "windows"
     events = list(iter_events(shared_data / "evtx"))
-    assert len(events) == 513
+    assert len(events) >= 513
     base = load_rule_base([rules_root], cache_dir=cache)
     mine = _tianmu_hits(Detector(base), events)
     oracle = run_oracle(load_table(events), windows_rules)
