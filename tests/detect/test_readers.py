@@ -238,3 +238,18 @@ def test_public_surface() -> None:
 
     assert tianmu.detect.__all__ == ["FORMATS", "ReadStats", "detect_format", "find_log_files", "iter_events"]
     assert "evtx" in tianmu.detect.FORMATS and "suricata" in tianmu.detect.FORMATS
+
+
+def test_iis_w3c_log() -> None:
+    events, stats = _read(FIXTURES / "iis.log")
+    assert (
+        len(events) == 2 and stats.malformed_count == 1 and "iis.log:7: not a W3C log line" in stats.errors[0]
+    )
+    first, second = events
+    assert first.source_type == "webserver" and first.fields["c-ip"] == "192.0.2.80"
+    assert (
+        first.fields["cs-user-agent"] == "Mozilla/5.0+(Windows+NT+10.0)" and "cs-referer" not in first.fields
+    )
+    assert first.timestamp is not None and first.timestamp.isoformat() == "2026-03-04T09:00:01+00:00"
+    assert second.fields["cs-uri"] == "/scripts/..%c1%1c../winnt/system32/cmd.exe?/c+dir"
+    assert second.fields["sc-status"] == 404

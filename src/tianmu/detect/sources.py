@@ -43,6 +43,7 @@ from tianmu.detect.web import (
     read_access_log,
     read_error_log,
     read_json_access_log,
+    read_w3c,
 )
 
 __all__ = ["FORMATS", "detect_format", "find_log_files", "iter_events", "open_members"]
@@ -55,6 +56,7 @@ FORMATS = (
     "webserver",
     "webserver-json",
     "webserver-error",
+    "w3c",
     "suricata",
     "json",
     "csv",
@@ -137,6 +139,8 @@ def detect_format(head: bytes) -> str | None:
         return "json"
     if head[:4096].count(b"\x00") > 16:  # binary; a few NULs do occur in real text logs
         return None
+    if re.search(r"^#Fields: ", text[:8192], re.MULTILINE):
+        return "w3c"  # IIS and other W3C extended logs (their data lines would pass for ISO syslog)
     lines = re.split(r"\r\n|\r|\n", text)[:_SNIFF_LINES]
     if len(head) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last one is probably cut
@@ -215,6 +219,8 @@ def _read_stream(
         yield from read_json_access_log(lines, name, stats)
     elif fmt in ("json", "suricata"):
         yield from read_json_records(json_lines(lines, name, stats), name, stats, field_map)
+    elif fmt == "w3c":
+        yield from read_w3c(lines, name, stats)
     elif fmt == "webserver-error":
         yield from read_error_log(lines, name, stats)
     elif fmt == "csv":

@@ -208,3 +208,45 @@ def read_error_log(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats
             timestamp=when,
             source_type="webserver-error",
         )
+
+
+_W3C_NAMES = {
+    "cs(user-agent)": "cs-user-agent",
+    "cs(referer)": "cs-referer",
+    "cs(cookie)": "cs-cookie",
+    "cs(host)": "cs-host",
+}
+
+
+def read_w3c(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats) -> Iterator[Event]:
+    """W3C extended logs (IIS and others): `#Fields:` names the space-separated columns.
+
+    Names become Sigma's (`cs(User-Agent)` → `cs-user-agent`); `-` is an absent value; `date` and
+    `time` (UTC in IIS) make the timestamp; `cs-uri` is rebuilt from stem and query.
+    """
+    names: list[str] | None = None
+    for number, text in lines:
+        if text.startswith("#"):
+            if text.lower().startswith("#fields:"):
+                names = [_W3C_NAMES.get(n.lower(), n) for n in text.split(":", 1)[1].split()]
+            continue
+        values = text.split(" ")
+        if names is None or len(values) != len(names):
+            expected = f"{len(names)} fields" if names else "a #Fields: line first"
+            stats.malformed(path, number, f"not a W3C log line ({expected} expected)")
+            continue
+        fields: dict[str, Any] = {
+            name: value for name, value in zip(names, values, strict=True) if value != "-"
+        }
+        when = None
+        if "date" in fields and "time" in fields:
+            when = parse_iso_time(f"{fields['date']}T{fields['time']}")
+        if "cs-uri-stem" in fields:
+            query = fields.get("cs-uri-query")
+            fields["cs-uri"] = fields["cs-uri-stem"] + (f"?{query}" if query else "")
+        if "sc-status" in fields:
+            with contextlib.suppress(ValueError):
+                fields["sc-status"] = int(fields["sc-status"])
+        yield Event(
+            fields=fields, raw=text, origin=Location(path, number), timestamp=when, source_type="webserver"
+        )
