@@ -169,3 +169,41 @@ def test_secure_cookies_on_https(tmp_path: Path) -> None:
         assert cookie.startswith("__Host-tianmu_csrf=") and "Secure" in cookie
         assert answer.headers["strict-transport-security"].startswith("max-age=")
         assert client.get("/api/docs").status_code == 404
+
+
+def test_self_service_totp_enrolment_and_password_change(client: TestClient) -> None:
+    import pyotp
+
+    headers = csrf(client)
+    client.post(
+        "/api/auth/login/password", json={"username": "victor", "password": PASSWORD}, headers=headers
+    )
+    started = client.post("/api/auth/totp/start", headers=headers).json()
+    assert started["uri"].startswith("otpauth://totp/") and started["seed"] in started["uri"]
+    wrong = client.post(
+        "/api/auth/totp/confirm", json={"handle": started["handle"], "code": "000000"}, headers=headers
+    )
+    assert wrong.status_code == 401 or pyotp.TOTP(started["seed"]).now() == "000000"
+    code = pyotp.TOTP(started["seed"]).now()
+    assert (
+        client.post(
+            "/api/auth/totp/confirm", json={"handle": started["handle"], "code": code}, headers=headers
+        ).status_code
+        == 204
+    )
+    assert "An authenticator app is set up" in client.get("/auth/account").text
+    bad = client.post(
+        "/api/auth/password", json={"current": "nope", "new": "a far better passphrase"}, headers=headers
+    )
+    assert bad.status_code == 401
+    good = client.post(
+        "/api/auth/password", json={"current": PASSWORD, "new": "a far better passphrase"}, headers=headers
+    )
+    assert good.status_code == 204
+    client.post("/api/auth/logout", headers=headers)
+    again = client.post(
+        "/api/auth/login/password",
+        json={"username": "victor", "password": "a far better passphrase"},
+        headers=headers,
+    )
+    assert again.json()["done"] is True

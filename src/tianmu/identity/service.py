@@ -363,6 +363,61 @@ class IdentityService(LoginMixin):
         )
         return seed, totp.provisioning_uri(seed, username, f"Tianmu ({tenant})")
 
+    def totp_enrol_start(self, principal: Principal) -> tuple[str, str, str]:
+        """Self-service: a new seed for the signed-in user, kept (sealed) with a one-time handle until a code
+        from the app confirms it. Returns (handle, seed, otpauth URI)."""
+        authorize(principal, Permission.SELF_MANAGE)
+        seed = totp.new_seed()
+        sealed = self.seal("totp-enrol", seed.encode("ascii"), f"totp-enrol:{principal.user_id}")
+        handle = self._new_challenge(
+            principal.tenant, "totp-enrol", principal.user_id, b"", {"sealed": sealed}, 10
+        )
+        return handle, seed, totp.provisioning_uri(seed, principal.username, f"Tianmu ({principal.tenant})")
+
+    def totp_enrol_confirm(self, principal: Principal, handle: str, code: str) -> None:
+        """Switch the user to the seed started with `handle` once `code` proves their app has it."""
+        authorize(principal, Permission.SELF_MANAGE)
+        with self.store.connect() as conn:
+            row = self._find_challenge(conn, handle, "totp-enrol", principal.tenant)
+        if row.user_id != principal.user_id:
+            raise AuthenticationError("this enrolment belongs to another user", reason="user mismatch")
+        seed = self.unseal("totp-enrol", row.state["sealed"], f"totp-enrol:{principal.user_id}").decode(
+            "ascii"
+        )
+        step = totp.matching_step(seed, code, self.clock(), 0)
+        if step is None:
+            raise AuthenticationError(
+                "wrong code: check the authenticator app's clock", reason="totp enrolment code"
+            )
+        self._take_challenge(handle, "totp-enrol", principal.tenant)
+        sealed = self.seal("totp", seed.encode("ascii"), f"totp:{principal.user_id}")
+        self._change_user(
+            principal,
+            principal.tenant,
+            principal.username,
+            "user.totp",
+            {"totp_sealed": sealed, "totp_last_step": step},
+        )
+
+    def change_own_password(
+        self, principal: Principal, current: str, new: str, *, client: str = "local"
+    ) -> None:
+        """Self-service change; the current password is required (a stolen session alone is not enough)."""
+        authorize(principal, Permission.SELF_MANAGE)
+        with self.store.connect() as conn:
+            row = self._user_by_id(conn, principal.user_id)
+        if row.password_hash and not passwords.verify_password(row.password_hash, current):
+            raise self._fail(
+                principal.tenant,
+                row,
+                row.username,
+                "password",
+                "self-service",
+                "wrong current password",
+                "the current password is wrong",
+            )
+        self.set_password(principal, principal.tenant, principal.username, new)
+
     # --- passkey enrolment (a signed-in user adds a passkey) -------------------------------------------
 
     def passkey_register_options(self, principal: Principal) -> tuple[str, str]:

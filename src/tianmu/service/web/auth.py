@@ -71,8 +71,13 @@ def passkeys_page(request: Request, principal: MaybePrincipal, identity: Identit
 def account_page(request: Request, principal: MaybePrincipal, identity: IdentityDep) -> Response:
     if principal is None:
         return RedirectResponse("/auth/sign-in", status_code=303)
+    user = identity.get_user_by_id(principal.user_id)
     return _render(
-        request, "auth/account.html", principal=principal, passkeys=identity.list_passkeys(principal)
+        request,
+        "auth/account.html",
+        principal=principal,
+        passkeys=identity.list_passkeys(principal),
+        has_totp=user.has_totp,
     )
 
 

@@ -277,6 +277,33 @@ def passkey_list(principal: Self, identity: IdentityDep) -> list[dict[str, Any]]
     return identity.list_passkeys(principal)
 
 
+class TotpConfirm(BaseModel):
+    handle: str
+    code: str = Field(min_length=6, max_length=10)
+
+
+class PasswordChange(BaseModel):
+    current: str = Field(default="", max_length=1024)
+    new: str = Field(min_length=1, max_length=1024)
+
+
+@router.post("/totp/start", dependencies=[CsrfChecked])
+def totp_start(principal: Self, identity: IdentityDep) -> dict[str, str]:
+    """A new authenticator-app seed for the signed-in user; active once confirmed with a code."""
+    handle, seed, uri = identity.totp_enrol_start(principal)
+    return {"handle": handle, "seed": seed, "uri": uri}
+
+
+@router.post("/totp/confirm", status_code=204, dependencies=[CsrfChecked])
+def totp_confirm(body: TotpConfirm, principal: Self, identity: IdentityDep) -> None:
+    identity.totp_enrol_confirm(principal, body.handle, body.code)
+
+
+@router.post("/password", status_code=204, dependencies=[CsrfChecked])
+def password_change(body: PasswordChange, request: Request, principal: Self, identity: IdentityDep) -> None:
+    identity.change_own_password(principal, body.current, body.new, client=client_address(request))
+
+
 TokenManager = Annotated[Principal, Depends(require(Permission.TOKENS_MANAGE))]
 
 

@@ -144,6 +144,43 @@ document.addEventListener("DOMContentLoaded", () => {
   on("passkey-signin", "click", passkeySignIn);
   on("passkey-second", "click", passkeySignIn);
   on("passkey-enrol-form", "submit", passkeyEnrol);
+  on("totp-start", "click", async () => {
+    try {
+      const data = await api("/totp/start");
+      document.getElementById("totp-handle").value = data.handle;
+      document.getElementById("totp-seed").textContent = data.seed;
+      document.getElementById("totp-uri").href = data.uri;
+      document.getElementById("totp-enrol-form").hidden = false;
+    } catch (error) {
+      say(error.message, true);
+    }
+  });
+  on("totp-enrol-form", "submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("/totp/confirm", {
+        handle: document.getElementById("totp-handle").value,
+        code: document.getElementById("totp-enrol-code").value,
+      });
+      document.getElementById("totp-enrol-form").hidden = true;
+      say("Authenticator app set up.");
+    } catch (error) {
+      say(error.message, true);
+    }
+  });
+  on("password-change-form", "submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("/password", {
+        current: document.getElementById("current-password").value,
+        new: document.getElementById("new-password").value,
+      });
+      event.target.reset();
+      say("Password changed.");
+    } catch (error) {
+      say(error.message, true);
+    }
+  });
   on("cert-challenge", "click", async () => {
     try {
       const data = await api("/login/certificate/challenge", { tenant: document.getElementById("cert-tenant").value });
