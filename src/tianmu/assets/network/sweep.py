@@ -44,6 +44,12 @@ _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK})
 # The C socket type and SOCK_NONBLOCK at creation: per attempt, this saves the Python-level
 # `socket.socket.__init__` and the fcntl of `setblocking` — a quarter of the sweep's time on loopback.
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+# The window of attempts in flight follows the answer time (a bandwidth-delay product): near hosts
+# answer in microseconds, and a small window is then fastest (measured on loopback: 64 in flight take
+# 1.5-1.9 s for 65,535 ports, 4,096 take 2.5-2.6 s); far or filtering hosts need many attempts waiting
+# at once. Window = answer time x _WINDOW_RATE, between _MIN_WINDOW and `max_inflight`.
+_MIN_WINDOW = 64
+_WINDOW_RATE = 50_000.0
 _RawSocket = _socket.socket
 
 
@@ -56,7 +62,7 @@ class SweepOptions:
     rate: float | None = None
     """Global limit on connection attempts per second; None for as fast as the window allows."""
     max_inflight: int = 4096
-    """Attempts in flight at once (capped by the open-file limit)."""
+    """Most attempts in flight at once (capped by the open-file limit); see `_MIN_WINDOW`."""
     per_host: int = 1024
     """Attempts in flight at once towards one address, so one slow host cannot starve the others."""
 
@@ -137,7 +143,9 @@ def sweep(
 ) -> SweepResult:
     """Connect to every port of every target; `progress(n)` is told about each n finished attempts."""
     opts = options or SweepOptions()
-    window = _window(opts.max_inflight)
+    ceiling = _window(opts.max_inflight)
+    window = min(_MIN_WINDOW, ceiling)
+    latency = 0.0  # moving average of the answer time of finished attempts
     per_host_cap = max(1, opts.per_host)
     families = [t.family for t in targets]
     addresses = [t.address for t in targets]
@@ -149,8 +157,8 @@ def sweep(
 
     poller = _Poller()
     epoll = poller.is_epoll
-    # fd -> (socket, target index, port, attempt number)
-    inflight: dict[int, tuple[_socket.socket, int, int, int]] = {}
+    # fd -> (socket, target index, port, attempt number, start time)
+    inflight: dict[int, tuple[_socket.socket, int, int, int, float]] = {}
     deadlines: deque[tuple[float, int, _socket.socket]] = deque()
     again: deque[tuple[int, int, int]] = deque()  # (index, port, attempt) to start before new work
     work = _work(targets, ports)
@@ -174,6 +182,8 @@ def sweep(
         while True:
             # 1. Start attempts while the window, the per-host caps and the rate allow.
             now = time.monotonic()
+            waited = now - deadlines[0][0] + opts.timeout if deadlines else 0.0
+            window = min(ceiling, max(_MIN_WINDOW, int(max(latency, waited) * _WINDOW_RATE)))
             budget = window - len(inflight)
             if rate is not None:
                 budget = min(budget, int((now - begin) * rate) + 1 - started)
@@ -209,7 +219,7 @@ def sweep(
                 budget -= 1
                 if code in _IN_PROGRESS or code == 0:
                     fd = sock.fileno()
-                    inflight[fd] = (sock, index, port, attempt)
+                    inflight[fd] = (sock, index, port, attempt, now)
                     host_inflight[index] += 1
                     poller.register(fd)
                     deadlines.append((now + opts.timeout, fd, sock))
@@ -233,11 +243,14 @@ def sweep(
             wait = deadlines[0][0] - time.monotonic() if deadlines else 0.05
             if rate is not None and (not exhausted or again):
                 wait = min(wait, max(0.0, (started + 1) / rate - (time.monotonic() - begin)))
-            for fd, _event in poller.wait(max(0.0, min(wait, 0.25))):
+            events = poller.wait(max(0.0, min(wait, 0.25)))
+            answered = time.monotonic()
+            for fd, _event in events:
                 entry = inflight.get(fd)
                 if entry is None:
                     continue
-                sock, index, port, attempt = entry
+                sock, index, port, attempt, begun = entry
+                latency += (answered - begun - latency) * 0.02
                 code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code == 0:
                     try:
@@ -275,7 +288,8 @@ def sweep(
                 entry = inflight.get(fd)
                 if entry is None or entry[0] is not sock:
                     continue  # finished already (the descriptor may be reused by a newer socket)
-                _sock, index, port, attempt = entry
+                _sock, index, port, attempt, _begun = entry
+                latency += (opts.timeout - latency) * 0.02
                 finish(fd, sock, index)
                 if attempt < opts.retries:
                     finished_since_report -= 1
