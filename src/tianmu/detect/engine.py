@@ -13,10 +13,12 @@ then correlates the sightings of all files in time order and returns findings so
 from __future__ import annotations
 
 import ipaddress
+import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,13 +338,13 @@ _WORKER: dict[str, Any] = {}
 """Per worker process: the detector inherited at fork and the run's options (never shared back)."""
 
 
-def _scan_file(path: Path) -> DetectResult:
+def _scan_file(job: tuple[Path, bool]) -> DetectResult:
+    """One file (named by the user: `strict`, an unknown format is an error; found in a folder: skipped)."""
+    path, strict = job
     detector: Detector = _WORKER["detector"]
     result = DetectResult()
     before = detector.evaluations
-    events = iter_file_events(
-        path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=_WORKER["strict"]
-    )
+    events = iter_file_events(path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=strict)
     _scan(detector, events, _WORKER["asset"], _WORKER["root"], result)
     result.evaluations = detector.evaluations - before
     return result
@@ -361,66 +363,45 @@ def detect_paths(
     progress: Callable[[str], None] | None = None,
 ) -> DetectResult:
     """Run the detector over log files and folders; correlate; findings sorted by event time."""
-    files: list[tuple[Path, bool]] = []
+    jobs: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
-            files.extend((file, False) for file in find_log_files(path, all_files=all_files))
+            jobs.extend((file, False) for file in find_log_files(path, all_files=all_files))
         else:
-            files.append((path, True))
+            jobs.append((path, True))
     if workers is None:
         # Forking, and sending findings back, costs more than it saves on a few megabytes of logs.
-        size = sum(file.stat().st_size for file, _ in files if file.is_file())
-        workers = min(len(files), os.cpu_count() or 1) if size > _PARALLEL_FROM else 1
+        size = sum(file.stat().st_size for file, _ in jobs if file.is_file())
+        workers = min(len(jobs), os.cpu_count() or 1) if size > _PARALLEL_FROM else 1
     total = DetectResult()
     _WORKER.update(detector=detector, fmt=fmt, field_map=field_map, asset=asset, root=root)
     try:
-        parts: Iterator[DetectResult]
-        if workers > 1 and len(files) > 1 and "fork" in _start_methods():
-            import multiprocessing
-
-            context = multiprocessing.get_context("fork")
-            strict_files = [file for file, strict in files if strict]
-            loose = [file for file, strict in files if not strict]
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            with pool:
-                _WORKER["strict"] = True
-                parts = iter(list(pool.map(_scan_file, strict_files, chunksize=1)))
-                merged = list(parts)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool2:
-                _WORKER["strict"] = False
-                merged += list(pool2.map(_scan_file, loose, chunksize=1))
-            parts = iter(merged)
-        else:
-            parts = (_scan_one(file, strict) for file, strict in files)
-        for part in parts:
-            total.findings.extend(part.findings)
-            total.sightings.extend(part.sightings)
-            total.stats.merge(part.stats)
-            total.evaluations += part.evaluations
-            total.untimed_sightings += part.untimed_sightings
-            if progress is not None:
-                progress(str(part.stats.files))
+        with ExitStack() as stack:
+            parts: Iterable[DetectResult]
+            if workers > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods():
+                # Fork: the workers inherit the compiled detector instead of unpickling it.
+                context = multiprocessing.get_context("fork")
+                pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
+                parts = pool.map(_scan_file, jobs, chunksize=1)
+            else:
+                parts = map(_scan_file, jobs)
+            for part in parts:
+                total.findings.extend(part.findings)
+                total.sightings.extend(part.sightings)
+                total.stats.merge(part.stats)
+                total.evaluations += part.evaluations
+                total.untimed_sightings += part.untimed_sightings
+                if progress is not None:
+                    progress(str(part.stats.files))
     finally:
         _WORKER.clear()
-    hits = correlate(detector.correlations, total.sightings)
-    for hit in hits:
+    for hit in correlate(detector.correlations, total.sightings):
         if hit.correlation.output:
             total.findings.append(correlation_finding(hit, asset))
     total.findings.sort(
         key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id)
     )
     return total
-
-
-def _scan_one(path: Path, strict: bool) -> DetectResult:
-    _WORKER["strict"] = strict
-    return _scan_file(path)
-
-
-def _start_methods() -> list[str]:
-    import multiprocessing
-
-    return multiprocessing.get_all_start_methods()
 
 
 def assess_detection(
