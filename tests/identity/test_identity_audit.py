@@ -119,3 +119,29 @@ def test_checkpoint_by_another_key_is_flagged(audited: IdentityService, tmp_path
     assert any("key other than the platform key" in p for p in report.problems)
     assert audited.audit.checkpoint() == 7
     assert audited.audit.verify(audited.platform_key().public_key).checkpoints == 2
+
+
+def test_concurrent_appends_keep_one_chain(store: Store, tmp_path: Path, clock: Clock) -> None:
+    import threading
+
+    svc = make_service(store, tmp_path / "home", clock, checkpoint_every=25)
+    svc.create_tenant("acme")
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for i in range(30):
+                with store.begin() as conn:
+                    svc.audit.append(conn, tenant="acme", actor=name, action="test.append", target=str(i))
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    report = svc.audit.verify(svc.platform_key().public_key)
+    assert report.ok, report.problems
+    assert report.entries == 91 and report.checkpoints == 3

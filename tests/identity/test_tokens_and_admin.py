@@ -91,8 +91,14 @@ def test_user_administration_rules(svc: IdentityService, admin: Principal, alice
 
 def test_users_change_their_own_password_only(svc: IdentityService, admin: Principal, alice: str) -> None:
     svc.create_user(admin, "acme", "bob", Role.VIEWER, password=PASSWORD)
-    bob = login_principal(svc, "acme", "bob", PASSWORD)
+    other_device = svc.password_login("acme", "bob", PASSWORD).session_secret
+    this_device = svc.password_login("acme", "bob", PASSWORD).session_secret
+    assert other_device and this_device
+    bob = svc.session_principal(this_device)
     svc.set_password(bob, "acme", "bob", "a much better passphrase")
+    assert svc.session_principal(this_device).username == "bob"  # the session that changed it goes on
+    with pytest.raises(AuthenticationError):
+        svc.session_principal(other_device)  # every other one ended with the old password
     assert svc.password_login("acme", "bob", "a much better passphrase").done
     with pytest.raises(PermissionDenied):
         svc.set_password(bob, "acme", "alice", "a much better passphrase")

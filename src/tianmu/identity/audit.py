@@ -85,8 +85,13 @@ class AuditLog:
         self._clock = clock
 
     def _lock(self, conn: Connection) -> None:
+        """Serialise appends: two writers must never read the same last entry and both extend it."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        elif conn.dialect.name == "sqlite":
+            # A write that changes nothing still takes SQLite's write lock (waiting for other writers) before
+            # the last entry is read; a plain SELECT would not, and would read outside the transaction.
+            conn.execute(text("UPDATE identity_audit SET seq = seq WHERE seq < 0"))
 
     def append(
         self,

@@ -28,6 +28,7 @@ from tianmu.identity.permissions import ROLE_PERMISSIONS, authorize, role_may_gr
 from tianmu.store.schema import (
     identity_passkeys,
     identity_revoked_certs,
+    identity_sessions,
     identity_tenants,
     identity_tokens,
     identity_users,
@@ -322,7 +323,7 @@ class IdentityService(LoginMixin):
         if problem := passwords.check_strength(password, policy.password_min_length):
             raise IdentityError(problem)
         hashed = passwords.hash_password(password, policy.password_scheme)
-        return self._change_user(
+        user = self._change_user(
             principal,
             tenant,
             username,
@@ -330,6 +331,24 @@ class IdentityService(LoginMixin):
             {"password_hash": hashed},
             {"scheme": policy.password_scheme},
         )
+        # A new password ends every other session of the user: whoever knew the old one is signed out.
+        with self.store.begin() as conn:
+            query = update(identity_sessions).where(
+                identity_sessions.c.user_id == user.id, identity_sessions.c.revoked_at.is_(None)
+            )
+            if principal.session_id is not None:
+                query = query.where(identity_sessions.c.id != principal.session_id)
+            ended = conn.execute(query.values(revoked_at=self.clock())).rowcount
+            if ended:
+                self.audit.append(
+                    conn,
+                    tenant=tenant,
+                    actor=principal.username,
+                    action="session.end-all",
+                    target=username,
+                    details={"sessions": ended, "reason": "password changed"},
+                )
+        return user
 
     def set_disabled(self, principal: Principal, tenant: str, username: str, disabled: bool) -> User:
         action = "user.disable" if disabled else "user.enable"
