@@ -253,3 +253,15 @@ def test_iis_w3c_log() -> None:
     assert first.timestamp is not None and first.timestamp.isoformat() == "2026-03-04T09:00:01+00:00"
     assert second.fields["cs-uri"] == "/scripts/..%c1%1c../winnt/system32/cmd.exe?/c+dir"
     assert second.fields["sc-status"] == 404
+
+
+def test_fail2ban_apache_variants(shared_data: Path) -> None:
+    """Apache 2.4 error lines (`[:error]`, `[pid N:tid M]`) and access lines without a UTC offset."""
+    folder = shared_data / "logs" / "fail2ban"
+    noscript, stats = _read(folder / "apache-noscript")
+    assert noscript and stats.malformed_count == 0
+    assert all(e.source_type == "webserver-error" and e.fields["server"] == "apache" for e in noscript)
+    assert any(e.fields.get("c-ip") == "204.232.202.107" for e in noscript)
+    [access], stats = _read(folder / "apache-pass")
+    assert stats.malformed_count == 0 and access.fields["cs-username"] == "user1"
+    assert access.timestamp is not None and access.timestamp.isoformat() == "2013-06-27T11:55:44+00:00"

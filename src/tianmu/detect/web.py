@@ -71,6 +71,17 @@ def _request(fields: dict[str, Any], request: str) -> None:
             fields["cs-version"] = found["version"]
 
 
+def _access_time(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, _TIME).astimezone(UTC)
+    except ValueError:
+        pass
+    try:  # some servers leave the offset out: the time is then taken as UTC
+        return datetime.strptime(text, "%d/%b/%Y:%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def access_fields(text: str) -> tuple[dict[str, Any], datetime | None] | None:
     """Fields and time of one combined/common log line; None when it is not one."""
     if text.startswith('"') and text.endswith('"') and text.count('"') > 2:
@@ -78,9 +89,8 @@ def access_fields(text: str) -> tuple[dict[str, Any], datetime | None] | None:
     found = ACCESS_LINE.match(text)
     if not found:
         return None
-    try:
-        when = datetime.strptime(found["time"], _TIME).astimezone(UTC)
-    except ValueError:
+    when = _access_time(found["time"])
+    if when is None:
         return None
     fields: dict[str, Any] = {"c-ip": found["ip"]}
     if found["vhost"]:
@@ -161,7 +171,7 @@ def read_json_access_log(lines: Iterable[tuple[int, str]], path: str, stats: Rea
 
 APACHE_ERROR_LINE = re.compile(
     r"^\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4})\] "
-    r"\[(?:(?P<module>[\w-]+):)?(?P<level>\w+)\](?: \[pid (?P<pid>\d+)(?::tid \d+)?\])?"
+    r"\[(?:(?P<module>[\w-]*):)?(?P<level>\w+)\](?: \[pid (?P<pid>\d+)(?::tid \d+)?\])?"
     r"(?: \[client (?P<client>[^\]]+)\])? ?(?P<message>.*)$"
 )
 NGINX_ERROR_LINE = re.compile(
