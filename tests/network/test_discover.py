@@ -189,3 +189,33 @@ def test_nmap_engine(store: Store) -> None:
     assert (svc.port, svc.service, svc.product) == (port, "ssh", "OpenSSH")
     assert svc.cpe == "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*"
     assert list_scans(store, "default")[0].engine == "nmap"
+
+
+def test_import_nmap_xml(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import_any(KbContext(store=store, home=tmp_path), DATA / "nvd-sample.json")
+    result = discover(store, [], DiscoverOptions(nmap_xml=DATA / "nmap-sample.xml"))
+    [host] = result.hosts
+    assert (host.address, host.hostname) == ("127.0.0.1", "localhost")
+    by_port = {s.port: s for s in host.services}
+    assert set(by_port) == {22, 5432, 6379}
+    assert (by_port[22].product, by_port[22].version) == ("OpenSSH", "9.2p1")  # the CPE's bare version
+    assert by_port[22].banner == "OpenSSH 9.2p1 Debian 2+deb12u3 (protocol 2.0)"
+    assert host.filtered == [9999]
+    assert "CVE-2098-0001" in {f.rule_id for f in result.findings}
+    assert list_scans(store, "default")[0].engine == "nmap-xml"
+    assert {s.service.port for s in list_services(store, "default")} == {22, 5432, 6379}
+
+
+def test_cli_nmap_xml_and_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out_console, "width", 200)
+    env = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
+    result = CliRunner().invoke(
+        app, ["discover", "--nmap-xml", str(DATA / "nmap-sample.xml"), "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert [s["port"] for s in json.loads(result.stdout)["hosts"][0]["services"]] == [22, 5432, 6379]
+    assert CliRunner().invoke(app, ["discover"], env=env).exit_code == 2
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<nmaprun><host>")
+    broken = CliRunner().invoke(app, ["discover", "--nmap-xml", str(bad)], env=env)
+    assert broken.exit_code == 2 and "bad.xml" in broken.output

@@ -6,6 +6,7 @@ import json as jsonlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,7 @@ from tianmu.assets.network.targets import parse_ports
 from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
 from tianmu.cli.console import ExitCode, err_console, out_console
 from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.core.errors import InputError
 from tianmu.core.models import Finding, Severity
 
 __all__ = ["exit_code_for", "register", "stage_progress"]
@@ -125,8 +127,11 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def discover_command(
         targets: Annotated[
-            list[str], typer.Argument(help="IPs, CIDRs (10.0.0.0/24), ranges (10.0.0.1-20), host names.")
-        ],
+            list[str] | None,
+            typer.Argument(
+                help="IPs, CIDRs (10.0.0.0/24), ranges (10.0.0.1-20), host names.", show_default=False
+            ),
+        ] = None,
         ports: Annotated[
             str, typer.Option("--ports", "-p", help="22,80,8000-8100; `top`; `-` or `all` for 1-65535.")
         ] = "top",
@@ -157,10 +162,21 @@ def register(app: typer.Typer) -> None:
         fail_on: Annotated[
             FailOn, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")
         ] = FailOn.NONE,
+        nmap_xml: Annotated[
+            Path | None,
+            typer.Option(
+                "--nmap-xml", help="Import an nmap XML file (a scan made elsewhere) instead of scanning."
+            ),
+        ] = None,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Find open TCP ports, identify the services behind them, and report exposures."""
-        port_count = len(parse_ports(ports))
+        targets = targets or []
+        if not targets and nmap_xml is None:
+            raise InputError("name at least one target (or --nmap-xml FILE)")
+        if targets and nmap_xml is not None:
+            raise InputError("give targets or --nmap-xml, not both")
+        port_count = 0 if nmap_xml is not None else len(parse_ports(ports))
         options = DiscoverOptions(
             ports=ports,
             rate=rate,
@@ -173,6 +189,7 @@ def register(app: typer.Typer) -> None:
             tenant=settings().tenant,
             save=save,
             probe=ProbeOptions(),
+            nmap_xml=nmap_xml,
         )
         with open_default_store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
             result = discover(store, targets, options, progress=advance)

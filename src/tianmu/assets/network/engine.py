@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from tianmu.assets.network.audit import record_scan_end, record_scan_start
 from tianmu.assets.network.cpe import cpe_for, parse_cpe
 from tianmu.assets.network.inventory import HostDiff, save_host_services
-from tianmu.assets.network.nmap import run_nmap
+from tianmu.assets.network.nmap import NmapHost, read_nmap_xml, run_nmap
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
 from tianmu.assets.network.sweep import SweepOptions, sweep
 from tianmu.assets.network.targets import Target, expand_targets, parse_ports
@@ -72,6 +73,8 @@ class DiscoverOptions:
     probe: ProbeOptions = field(default_factory=ProbeOptions)
     concurrency: int = 64
     """Services fingerprinted at once."""
+    nmap_xml: Path | None = None
+    """Import this nmap XML file (a scan made elsewhere) instead of scanning."""
 
 
 @dataclass(slots=True)
@@ -374,37 +377,33 @@ def _vulnerability_findings(store: Store, host: HostResult, tenant: str) -> list
     return out
 
 
-def _from_nmap(targets: Sequence[Target], ports: list[int], options: DiscoverOptions) -> list[HostResult]:
-    hosts: dict[str, HostResult] = {t.address: HostResult(t.address, t.hostname) for t in targets}
-    for item in run_nmap(targets, ports, version_scan=options.fingerprint, rate=options.rate):
+def _nmap_hosts(items: Sequence[NmapHost], hosts: dict[str, HostResult]) -> list[HostResult]:
+    for item in items:
         host = hosts.setdefault(item.address, HostResult(item.address, item.hostname))
         for port in item.ports:
             if port.state != "open":
                 if port.state == "filtered":
                     host.filtered.append(port.port)
                 continue
-            product = port.product
-            cpe = port.cpe
-            if cpe and port.version and parse_cpe(cpe) and parse_cpe(cpe).version in ("*", ""):  # type: ignore[union-attr]
-                cpe = cpe_for(product, port.version) or cpe
-            banner = " ".join(
-                x
-                for x in (port.product, port.version, f"({port.extrainfo})" if port.extrainfo else None)
-                if x
+            # nmap's version is prose (`9.2p1 Debian 2+deb12u3`); its CPE carries the bare version.
+            named = parse_cpe(port.cpe) if port.cpe else None
+            version = (
+                named.version if named is not None and named.version not in ("*", "-", "") else port.version
             )
-            host.services.append(
-                Service(
-                    item.address,
-                    port.port,
-                    port.transport,
-                    port.service,
-                    product,
-                    port.version,
-                    cpe,
-                    banner or None,
-                )
+            cpe = port.cpe if named is not None and named.version not in ("*", "") else None
+            cpe = cpe or cpe_for(port.product, version) or port.cpe
+            words = (port.product, port.version, f"({port.extrainfo})" if port.extrainfo else None)
+            banner = " ".join(x for x in words if x) or None
+            service = Service(
+                item.address, port.port, port.transport, port.service, port.product, version, cpe, banner
             )
+            host.services.append(service)
     return list(hosts.values())
+
+
+def _from_nmap(targets: Sequence[Target], ports: list[int], options: DiscoverOptions) -> list[HostResult]:
+    hosts = {t.address: HostResult(t.address, t.hostname) for t in targets}
+    return _nmap_hosts(run_nmap(targets, ports, version_scan=options.fingerprint, rate=options.rate), hosts)
 
 
 def discover(
@@ -420,12 +419,20 @@ def discover(
     outside the private ranges without `authorized`.
     """
     opts = options or DiscoverOptions()
-    if opts.engine not in ("builtin", "nmap"):
+    if opts.engine not in ("builtin", "nmap", "nmap-xml"):
         raise InputError(f"unknown engine {opts.engine!r} (expected builtin or nmap)")
-    targets = expand_targets(list(specs), authorized=opts.authorized)
+    imported: list[NmapHost] = []
+    if opts.nmap_xml is not None:
+        # A scan made elsewhere: nothing is sent, so no target check; the file says what was covered.
+        imported, ports = read_nmap_xml(opts.nmap_xml)
+        opts = replace(opts, engine="nmap-xml", ports=str(opts.nmap_xml))
+        targets = [Target(h.address, h.hostname) for h in imported]
+        specs = [t.address for t in targets]
+    else:
+        targets = expand_targets(list(specs), authorized=opts.authorized)
+        ports = parse_ports(opts.ports)
     if not targets:
         raise InputError("no target to scan")
-    ports = parse_ports(opts.ports)
     audit_id = None
     if store is not None:
         audit_id = record_scan_start(
@@ -440,7 +447,9 @@ def discover(
     begin = time.monotonic()
     self_connects = 0
     notes: list[str] = []
-    if opts.engine == "nmap":
+    if opts.engine == "nmap-xml":
+        hosts = _nmap_hosts(imported, {})
+    elif opts.engine == "nmap":
         hosts = _from_nmap(targets, ports, opts)
     else:
         swept = sweep(

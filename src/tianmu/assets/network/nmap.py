@@ -14,11 +14,21 @@ import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tianmu.assets.network.targets import Target
 from tianmu.core.errors import InputError, TianmuError
 
-__all__ = ["NmapError", "NmapHost", "NmapPort", "cpe22_to_23", "nmap_available", "parse_nmap_xml", "run_nmap"]
+__all__ = [
+    "NmapError",
+    "NmapHost",
+    "NmapPort",
+    "cpe22_to_23",
+    "nmap_available",
+    "parse_nmap_xml",
+    "read_nmap_xml",
+    "run_nmap",
+]
 
 
 class NmapError(TianmuError):
@@ -91,6 +101,26 @@ def parse_nmap_xml(text: str | bytes, source: str = "nmap XML") -> list[NmapHost
             )
         hosts.append(item)
     return hosts
+
+
+def read_nmap_xml(path: Path) -> tuple[list[NmapHost], list[int]]:
+    """An nmap XML file written elsewhere: its hosts, and the TCP ports the scan covered (`scaninfo`)."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+    hosts = parse_nmap_xml(text, str(path))
+    covered: set[int] = set()
+    root = ET.fromstring(text)
+    for info in root.iter("scaninfo"):
+        if info.get("protocol", "tcp") == "tcp" and info.get("services"):
+            for part in str(info.get("services")).split(","):
+                low, _sep, high = part.partition("-")
+                if low.isdigit() and (not high or high.isdigit()):
+                    covered.update(range(int(low), int(high or low) + 1))
+    for host in hosts:
+        covered.update(p.port for p in host.ports if p.transport == "tcp")
+    return hosts, sorted(covered)
 
 
 def _port_spec(ports: Sequence[int]) -> str:
