@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json as jsonlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +50,16 @@ def _parse_field_map(items: list[str]) -> dict[str, str]:
             raise InputError(f"--field-map {item!r}: SOURCE=TARGET expected")
         mapping[source] = target
     return mapping
+
+
+@contextmanager
+def _compiling() -> Iterator[None]:
+    """A spinner while rules compile (seconds on a cold start; nothing shown when not on a terminal)."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status("Loading Sigma rules (compiled once, then cached)..."):
+        yield
 
 
 def register(app: typer.Typer) -> None:
@@ -97,7 +109,8 @@ def register(app: typer.Typer) -> None:
         else:
             with open_default_store() as store:
                 rule_paths = active_rule_paths(store, conf.home, rules)
-        base = load_rule_base(rule_paths, cache_dir=cache_dir(conf.home))
+        with _compiling():
+            base = load_rule_base(rule_paths, cache_dir=cache_dir(conf.home))
         detector = Detector(base)
         root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
         asset = asset_for_path(paths[0] if len(paths) == 1 else Path.cwd(), conf.tenant)
@@ -180,7 +193,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rule sets in use: rules, correlations, and the rules that cannot be used, with the reason."""
         conf = settings()
-        with open_default_store() as store, progress_reporter("Compiling rules") as _advance:
+        with open_default_store() as store, _compiling():
             rows = rules_status(store, conf.home, rules)
         if json:
             document = [
