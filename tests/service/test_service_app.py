@@ -207,3 +207,41 @@ def test_self_service_totp_enrolment_and_password_change(client: TestClient) -> 
         headers=headers,
     )
     assert again.json()["done"] is True
+
+
+def test_user_and_policy_administration_api(client: TestClient) -> None:
+    headers = csrf(client)
+    client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    made = client.post("/api/auth/users", json={"username": "wendy", "role": "analyst"}, headers=headers)
+    assert made.status_code == 201 and made.json()["has_password"] is False
+    assert (
+        client.post(
+            "/api/auth/users", json={"username": "wendy", "role": "analyst"}, headers=headers
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post("/api/auth/users", json={"username": "oz", "role": "owner"}, headers=headers).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/auth/users", json={"username": "oz", "role": "wizard"}, headers=headers).status_code
+        == 422
+    )
+    patched = client.patch(
+        "/api/auth/users/wendy", json={"role": "viewer", "disabled": True}, headers=headers
+    )
+    assert patched.json()["role"] == "viewer" and patched.json()["disabled"] is True
+    assert [u["username"] for u in client.get("/api/auth/users").json()] == ["alice", "victor", "wendy"]
+    policy = client.get("/api/auth/policy").json()
+    policy["required_factors"] = [["password", "passkey"], ["certificate"]]
+    assert client.put("/api/auth/policy", json=policy, headers=headers).json()["required_factors"] == [
+        ["password", "passkey"],
+        ["certificate"],
+    ]
+    assert (
+        client.put("/api/auth/policy", json={"required_factors": [["iris"]]}, headers=headers).status_code
+        == 422
+    )
+    actions = [e["action"] for e in client.get("/api/auth/audit").json()]
+    assert actions[:4] == ["policy.set", "user.disable", "user.role", "user.create"]

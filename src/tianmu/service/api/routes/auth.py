@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from tianmu.identity import LoginStep, Permission, Principal
+from tianmu.identity import LoginStep, Permission, Policy, Principal, Role, User
 from tianmu.service.api.deps import (
     PENDING_COOKIE,
     SESSION_COOKIE,
@@ -361,3 +361,101 @@ def audit(
         }
         for e in identity.audit.entries(tenant=principal.tenant, limit=min(max(limit, 1), 1000))
     ]
+
+
+# --- tenant administration: users and the sign-in policy -------------------------------------------------
+
+
+class UserPublic(BaseModel):
+    username: str
+    display_name: str
+    role: str
+    has_password: bool
+    has_totp: bool
+    disabled: bool
+    locked_until: dt.datetime | None = None
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    role: str
+    password: str | None = Field(default=None, max_length=1024)
+    display_name: str = Field(default="", max_length=256)
+
+
+class UserUpdate(BaseModel):
+    role: str | None = None
+    disabled: bool | None = None
+
+
+UserReader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
+UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+PolicyManager = Annotated[Principal, Depends(require(Permission.POLICY_MANAGE))]
+
+
+def _user_public(user: User) -> UserPublic:
+    return UserPublic(
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role.value,
+        has_password=user.has_password,
+        has_totp=user.has_totp,
+        disabled=user.disabled,
+        locked_until=user.locked_until,
+    )
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown role {value!r}") from exc
+
+
+@router.get("/users", response_model=list[UserPublic])
+def users_list(principal: UserReader, identity: IdentityDep) -> list[UserPublic]:
+    return [_user_public(u) for u in identity.list_users(principal, principal.tenant)]
+
+
+@router.post("/users", response_model=UserPublic, status_code=201, dependencies=[CsrfChecked])
+def users_create(body: UserCreate, principal: UserManager, identity: IdentityDep) -> UserPublic:
+    user = identity.create_user(
+        principal,
+        principal.tenant,
+        body.username,
+        _role(body.role),
+        password=body.password,
+        display_name=body.display_name,
+    )
+    return _user_public(user)
+
+
+@router.patch("/users/{username}", response_model=UserPublic, dependencies=[CsrfChecked])
+def users_update(
+    username: str, body: UserUpdate, principal: UserManager, identity: IdentityDep
+) -> UserPublic:
+    if body.role is not None:
+        identity.set_role(principal, principal.tenant, username, _role(body.role))
+    if body.disabled is not None:
+        identity.set_disabled(principal, principal.tenant, username, body.disabled)
+    return _user_public(identity.get_user(principal.tenant, username))
+
+
+@router.post("/users/{username}/unlock", response_model=UserPublic, dependencies=[CsrfChecked])
+def users_unlock(username: str, principal: UserManager, identity: IdentityDep) -> UserPublic:
+    return _user_public(identity.unlock(principal, principal.tenant, username))
+
+
+@router.get("/policy")
+def policy_get(principal: PolicyManager, identity: IdentityDep) -> dict[str, Any]:
+    return identity.get_tenant(principal.tenant).policy.to_json()
+
+
+@router.put("/policy", dependencies=[CsrfChecked])
+def policy_put(body: dict[str, Any], principal: PolicyManager, identity: IdentityDep) -> dict[str, Any]:
+    """Replace the tenant's sign-in policy (keys left out keep their defaults)."""
+    try:
+        policy = Policy.from_json(body)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return identity.set_policy(principal, principal.tenant, policy).policy.to_json()
