@@ -70,3 +70,18 @@ def store(request: pytest.FixtureRequest) -> Store:
     """The same test on both supported databases."""
     name = "sqlite_store" if request.param == "sqlite" else "postgres_store"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+REDIS_URL = os.environ.get("TIANMU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (the Celery broker of the distributed tests); skip, or fail in CI, without it."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc.__class__.__name__}")
+    return REDIS_URL

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import skip_or_fail
 from tianmu.core.config import Settings
 from tianmu.core.knowledge import KbContext
 from tianmu.jobs import JobStatus, list_jobs, submit_job
@@ -32,17 +31,7 @@ from tianmu.store.schema import assessments, jobs
 pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TIANMU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JOBS = 200
-
-
-def _redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc.__class__.__name__}")
 
 
 class Worker:
@@ -66,6 +55,10 @@ class Worker:
         self.log.close()
 
 
+def _logs(folder: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(folder.glob("worker-*.log")))
+
+
 def _running_on(store: Store, name: str) -> str | None:
     with store.connect() as conn:
         return conn.execute(
@@ -80,8 +73,9 @@ def _count(store: Store, status: str) -> int:
         )
 
 
-def test_killed_worker_loses_nothing_and_duplicates_nothing(postgres_store: Store, tmp_path: Path) -> None:
-    _redis_or_skip()
+def test_killed_worker_loses_nothing_and_duplicates_nothing(
+    postgres_store: Store, redis_url: str, tmp_path: Path
+) -> None:
     import redis
 
     store = postgres_store
@@ -90,7 +84,7 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(postgres_store: Stor
         **os.environ,
         "TIANMU_DATABASE_URL": store.url,
         "TIANMU_HOME": str(tmp_path / "home"),
-        "TIANMU_BROKER_URL": REDIS_URL,
+        "TIANMU_BROKER_URL": redis_url,
         "TIANMU_JOB_QUEUE": queue_name,
         "TIANMU_JOB_LEASE_SECONDS": "3",
     }
@@ -99,7 +93,7 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(postgres_store: Stor
     target = Path(shutil.copytree(REPO / "demo" / "target", tmp_path / "target"))
 
     workers = [Worker("A", env, tmp_path), Worker("B", env, tmp_path)]
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         runner = CeleryRunner(create_celery(settings))
         for n in range(JOBS):
@@ -128,7 +122,10 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(postgres_store: Stor
                 victim, killed = held, workers[0].name
             else:
                 workers[0] = Worker(f"A{time.monotonic_ns()}", env, tmp_path)
-        assert victim is not None, "worker A never held a job that could be interrupted"
+        counts = {status: _count(store, status) for status in ("queued", "running", "done", "failed")}
+        assert victim is not None, f"worker A never held an unfinished job; jobs: {counts}\n" + _logs(
+            tmp_path
+        )
 
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and _count(store, "done") < JOBS:
@@ -138,7 +135,10 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(postgres_store: Stor
 
         every = list_jobs(store, "default", limit=JOBS + 10)
         assert len(every) == JOBS
-        assert {j.status for j in every} == {JobStatus.DONE}, [j.error for j in every if j.error][:3]
+        assert {j.status for j in every} == {JobStatus.DONE}, (
+            [j.error for j in every if j.error][:3],
+            _logs(tmp_path),
+        )
         revived = next(j for j in every if j.id == victim)
         assert revived.attempts >= 2 and revived.worker is not None
         assert not revived.worker.startswith(f"{killed}@")

@@ -29,19 +29,27 @@ SUBMIT_PERIODIC = "tianmu.submit_periodic"
 
 
 class _ProcessStore:
-    """One Store per OS process: a prefork pool child must not share the parent's connections."""
+    """One Store per OS process: a prefork pool child must not share the parent's connections.
+
+    The worker's main process runs the lease reaper in a thread; if the pool forks a child while that
+    thread holds this object's lock, the child would inherit a lock nobody will ever release. So a
+    forked child starts with a fresh lock and no store (`os.register_at_fork`).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pid = -1
         self._store: Store | None = None
         self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._store = None
 
     def get(self) -> Store:
         with self._lock:
-            if self._store is None or self._pid != os.getpid():
+            if self._store is None:
                 self._store = open_store(self.settings)
-                self._pid = os.getpid()
             return self._store
 
 

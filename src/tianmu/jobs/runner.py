@@ -176,18 +176,28 @@ class InProcessRunner:
 
     def __init__(self, store: Store, settings: Settings, *, workers: int = 2, tick: float = 5.0) -> None:
         self.store, self.settings = store, settings
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tianmu-job")
+        self.workers = workers
         self.tick = tick
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self.futures: dict[str, Future[Outcome]] = {}
 
+    def _executor(self) -> ThreadPoolExecutor:
+        # Made on first use and again after a shutdown, so one runner can serve an app started twice.
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tianmu-job")
+            return self._pool
+
     def dispatch(self, job_id: str) -> None:
-        self.futures[job_id] = self.pool.submit(
+        self.futures[job_id] = self._executor().submit(
             lambda: execute_job(self.store, self.settings, job_id, worker_name("inproc"), self.dispatch)
         )
 
     def start(self) -> None:
+        self._stop.clear()
         for job_id in _unfinished(self.store):
             self.dispatch(job_id)
         self._housekeeper = threading.Thread(target=self._housekeeping, name="tianmu-jobs", daemon=True)
@@ -207,9 +217,13 @@ class InProcessRunner:
 
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
-        self.pool.shutdown(wait=wait)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
         if self._housekeeper is not None:
             self._housekeeper.join()
+            self._housekeeper = None
 
 
 def _unfinished(store: Store) -> list[str]:

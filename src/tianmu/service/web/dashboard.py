@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
@@ -42,7 +43,13 @@ from tianmu.store.queries import (
 __all__ = ["router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
-templates = Jinja2Templates(directory=str(TEMPLATES), extensions=["jinja2.ext.i18n"])
+templates = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(),
+        extensions=["jinja2.ext.i18n"],
+    )
+)
 router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]
@@ -60,15 +67,15 @@ def _gettext(request: Request) -> Any:
     return translations(_language(request)).gettext
 
 
-def _render(request: Request, principal: Principal, name: str, page: str, **context: Any) -> HTMLResponse:
+def _render(request: Request, principal: Principal, name: str, section: str, **context: Any) -> HTMLResponse:
     language = _language(request)
     gettext = translations(language)
-    response = templates.TemplateResponse(
+    response: HTMLResponse = templates.TemplateResponse(
         request,
         name,
         {
             "principal": principal,
-            "page": page,
+            "section": section,
             "language": language,
             "languages": LANGUAGES,
             "_": gettext.gettext,
@@ -136,7 +143,7 @@ def findings_page(
         principal,
         "dashboard/findings.html",
         "findings",
-        page=type(page)([finding_public(i) for i in page.items], page.next_cursor),  # type: ignore[arg-type]
+        page={"items": [finding_public(i) for i in page.items], "next_cursor": page.next_cursor},
         kinds=[k.value for k in FindingKind],
         severities=[s.value for s in Severity],
         statuses=[s.value for s in TriageStatus],
@@ -289,7 +296,7 @@ def intel_page(request: Request, store: StoreDep, principal: FindingsReader) -> 
             f.finding.severity.value,
             {"href": f"/findings/{f.id}", "text": f.finding.rule_id},
             f.finding.title,
-            ", ".join(sorted((f.finding.data.get("sources") or [])))
+            ", ".join(sorted(f.finding.data.get("sources") or []))
             if isinstance(f.finding.data.get("sources"), list)
             else "",
             f.finding.last_seen.strftime("%Y-%m-%d %H:%M") if f.finding.last_seen else "",

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import update
-from tianmu.service.api.deps import require
 
 from tianmu.core.models import AssetKind
 from tianmu.identity.models import Permission, Principal
 from tianmu.service.api.context import StoreDep
+from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import AssetPublic, AssetUpdate, asset_public
 from tianmu.store.queries import get_asset, list_assets, list_components
 from tianmu.store.schema import assets as assets_table
@@ -45,7 +45,12 @@ def get(asset_id: int, store: StoreDep, principal: Reader) -> AssetPublic:
     return asset_public(summary)
 
 
-@router.patch("/{asset_id}", response_model=AssetPublic, summary="Set an asset's criticality or tags")
+@router.patch(
+    "/{asset_id}",
+    response_model=AssetPublic,
+    summary="Set an asset's criticality or tags",
+    dependencies=[CsrfChecked],
+)
 def patch(asset_id: int, body: AssetUpdate, store: StoreDep, principal: Writer) -> AssetPublic:
     if get_asset(store, principal.tenant, asset_id) is None:
         raise HTTPException(status_code=404, detail=f"no asset {asset_id}")

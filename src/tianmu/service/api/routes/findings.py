@@ -12,12 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from tianmu.service.api.deps import require
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
 from tianmu.identity.models import Permission, Principal
 from tianmu.service.api.context import StoreDep
+from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import (
     BulkTriage,
     FindingPage,
@@ -96,7 +96,7 @@ def list_findings(
     return FindingPage(items=[finding_public(i) for i in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/triage", summary="Triage many findings at once")
+@router.post("/triage", summary="Triage many findings at once", dependencies=[CsrfChecked])
 def bulk_triage(store: StoreDep, principal: Triager, body: BulkTriage) -> dict[str, int]:
     return {"changed": bulk_set_status(store, principal.tenant, body.ids, body.status)}
 
@@ -119,7 +119,9 @@ def export_findings(
         def as_json() -> Iterator[str]:
             yield "["
             for n, item in enumerate(pages()):
-                yield ("," if n else "") + json.dumps({"id": item.id, **item.detail}, ensure_ascii=False)
+                yield ("," if n else "") + json.dumps(
+                    {**item.detail, "finding_id": item.id}, ensure_ascii=False
+                )
             yield "]\n"
 
         headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.json"'}
@@ -178,7 +180,9 @@ def read_finding(finding_id: int, store: StoreDep, principal: Reader) -> Finding
     return finding_public(_one(store, principal.tenant, finding_id))
 
 
-@router.patch("/{finding_id}", response_model=FindingPublic, summary="Triage one finding")
+@router.patch(
+    "/{finding_id}", response_model=FindingPublic, summary="Triage one finding", dependencies=[CsrfChecked]
+)
 def triage_finding(finding_id: int, body: TriageUpdate, store: StoreDep, principal: Triager) -> FindingPublic:
     _one(store, principal.tenant, finding_id)
     bulk_set_status(store, principal.tenant, [finding_id], body.status)

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from tianmu.service.api.deps import require
 
 from tianmu.core.errors import InputError
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import JOB_KINDS, JobStatus, cancel, get_job, list_jobs, submit_job
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
+from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import JobCreate, JobPublic, job_public
 
 __all__ = ["router", "uploads_router"]
@@ -38,7 +38,9 @@ def kinds(principal: Reader) -> dict[str, str]:
     return {kind.name: kind.description for kind in JOB_KINDS.values()}
 
 
-@router.post("", response_model=JobPublic, status_code=202, summary="Submit a job")
+@router.post(
+    "", response_model=JobPublic, status_code=202, summary="Submit a job", dependencies=[CsrfChecked]
+)
 def submit(
     body: JobCreate,
     store: StoreDep,
@@ -84,7 +86,7 @@ def get(job_id: str, store: StoreDep, principal: Reader) -> JobPublic:
     return job_public(job)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", dependencies=[CsrfChecked])
 def cancel_(job_id: str, store: StoreDep, principal: Runner_) -> JobPublic:
     try:
         return job_public(cancel(store, job_id, principal.tenant))
@@ -122,7 +124,13 @@ async def _receive(request: Request, folder: Path, filename: str, limit: int) ->
     return target
 
 
-@uploads_router.post("/{what}", response_model=JobPublic, status_code=202, summary="Upload logs or an SBOM")
+@uploads_router.post(
+    "/{what}",
+    response_model=JobPublic,
+    status_code=202,
+    summary="Upload logs or an SBOM",
+    dependencies=[CsrfChecked],
+)
 async def upload(
     what: str,
     request: Request,

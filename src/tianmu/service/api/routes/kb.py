@@ -6,12 +6,12 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from tianmu.service.api.deps import require
 
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import submit_job
 from tianmu.knowledge import kb_status
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
+from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import JobPublic, job_public
 from tianmu.service.api.routes.jobs import MAX_UPLOAD_BYTES, _receive
 
@@ -28,7 +28,13 @@ def status(store: StoreDep, principal: Reader) -> list[dict[str, Any]]:
     return [row.as_dict() for row in kb_status(store)]
 
 
-@router.post("/imports", response_model=JobPublic, status_code=202, summary="Upload and import a file")
+@router.post(
+    "/imports",
+    response_model=JobPublic,
+    status_code=202,
+    summary="Upload and import a file",
+    dependencies=[CsrfChecked],
+)
 async def import_upload(
     request: Request,
     store: StoreDep,
@@ -53,7 +59,11 @@ async def import_upload(
 
 
 @router.post(
-    "/updates", response_model=JobPublic, status_code=202, summary="Update from the official sources"
+    "/updates",
+    response_model=JobPublic,
+    status_code=202,
+    summary="Update from the official sources",
+    dependencies=[CsrfChecked],
 )
 def update(
     store: StoreDep,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from tianmu.service.api.deps import require
 
 from tianmu.identity.models import Permission, Principal
 from tianmu.service.api.context import StoreDep
+from tianmu.service.api.deps import require
 from tianmu.service.api.resources import finding_public
 from tianmu.store.queries import overview
 
