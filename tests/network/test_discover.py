@@ -162,6 +162,14 @@ def test_cli_json_shape(lab: dict[str, int], tmp_path: Path, monkeypatch: pytest
     assert https["tls"]["certificate"]["expired"] is True
     assert any(f["id"] == "tls.certificate.expired" for f in data["findings"])
     assert all(f["evidence"]["entities"]["host"] == ["localhost"] for f in data["findings"])
+    services = CliRunner().invoke(app, ["services", "--json"], env=env)
+    assert services.exit_code == 0, services.output
+    assert {s["port"] for s in json.loads(services.stdout)} >= set(lab.values())
+    scans = CliRunner().invoke(app, ["scans", "--json"], env=env)
+    [scan] = json.loads(scans.stdout)
+    assert (scan["action"], scan["targets"], scan["authorized"]) == ("discover", ["localhost"], False)
+    assert CliRunner().invoke(app, ["services"], env=env).exit_code == 0
+    assert CliRunner().invoke(app, ["services", "--state", "gone"], env=env).exit_code == 2
     refused = CliRunner().invoke(app, ["discover", "8.8.8.8", "-p", "80"], env=env)
     assert refused.exit_code == 2 and "--i-am-authorized" in refused.output
     failing = CliRunner().invoke(app, ["discover", "127.0.0.1", "-p", ports, "--fail-on", "high"], env=env)

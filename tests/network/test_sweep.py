@@ -100,3 +100,20 @@ def test_self_connect_is_not_an_open_port(monkeypatch: pytest.MonkeyPatch) -> No
         listener.close()
     assert result.open["127.0.0.1"] == []
     assert result.self_connects == 1
+
+
+def test_several_hosts_of_a_range() -> None:
+    from tianmu.assets.network.targets import expand_targets
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.3", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+    try:
+        targets = expand_targets(["127.0.0.1-4"])
+        result = sweep(targets, [port], SweepOptions(per_host=1))
+    finally:
+        sock.close()
+    assert [t.address for t in targets] == ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert {a: p for a, p in result.open.items() if p} == {"127.0.0.3": [port]}
+    assert sum(result.closed.values()) == 3

@@ -20,8 +20,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tianmu.assets.network.audit import list_scans
 from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
 from tianmu.assets.network.engine import Progress as StageProgress
+from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.probes import ProbeOptions
 from tianmu.assets.network.targets import parse_ports
 from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
@@ -30,7 +32,7 @@ from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import Finding, Severity
 
-__all__ = ["exit_code_for", "register", "stage_progress"]
+__all__ = ["exit_code_for", "register", "register_listings", "stage_progress"]
 
 
 class Engine(StrEnum):
@@ -200,3 +202,100 @@ def register(app: typer.Typer) -> None:
         else:
             _print(result)
         raise typer.Exit(exit_code_for(result.findings, fail_on))
+
+
+def register_listings(app: typer.Typer) -> None:
+    """`tianmu services` (what discovery stored) and `tianmu scans` (the scan audit trail)."""
+
+    @app.command("services")
+    @cli_errors
+    def services_command(
+        state: Annotated[
+            str, typer.Option("--state", help="open, closed or all.", case_sensitive=False)
+        ] = "open",
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """Services found by `tianmu discover`, with when they were first and last seen."""
+        if state not in ("open", "closed", "all"):
+            raise InputError(f"--state must be open, closed or all, not {state!r}")
+        with open_default_store() as store:
+            rows = list_services(store, settings().tenant, state=None if state == "all" else state)
+        if json:
+            data = [
+                {
+                    "asset": r.asset,
+                    "address": r.service.address,
+                    "port": r.service.port,
+                    "transport": r.service.transport,
+                    "state": r.state,
+                    "service": r.service.service,
+                    "product": r.service.product,
+                    "version": r.service.version,
+                    "cpe": r.service.cpe,
+                    "first_seen": r.first_seen.isoformat(),
+                    "last_seen": r.last_seen.isoformat(),
+                    "closed_at": r.closed_at.isoformat() if r.closed_at else None,
+                }
+                for r in rows
+            ]
+            out_console.file.write(jsonlib.dumps(data, indent=2) + "\n")
+            return
+        table = Table(header_style="bold", title=f"Services ({state})")
+        for column in ("Host", "Port", "State", "Service", "Product", "Version", "First seen", "Last seen"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(
+                r.asset if r.asset == r.service.address else f"{r.asset} ({r.service.address})",
+                f"{r.service.port}/{r.service.transport}",
+                r.state,
+                r.service.service or "",
+                r.service.product or "",
+                r.service.version or "",
+                r.first_seen.strftime("%Y-%m-%d %H:%M"),
+                r.last_seen.strftime("%Y-%m-%d %H:%M"),
+            )
+        out_console.print(table)
+
+    @app.command("scans")
+    @cli_errors
+    def scans_command(
+        limit: Annotated[int, typer.Option("--limit", help="How many of the latest scans.")] = 50,
+        json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    ) -> None:
+        """The scan audit trail: who scanned what, when, and whether they declared authorization."""
+        with open_default_store() as store:
+            rows = list_scans(store, settings().tenant, limit)
+        if json:
+            data = [
+                {
+                    "id": r.id,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "started": r.started.isoformat(),
+                    "finished": r.finished.isoformat() if r.finished else None,
+                    "targets": r.targets,
+                    "ports": r.ports,
+                    "authorized": r.authorized,
+                    "engine": r.engine,
+                    "summary": r.summary,
+                }
+                for r in rows
+            ]
+            out_console.file.write(jsonlib.dumps(data, indent=2) + "\n")
+            return
+        table = Table(header_style="bold", title="Scan audit trail")
+        for column in ("Started", "Actor", "Action", "Targets", "Ports", "Authorized", "Engine", "Summary"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            summary = ", ".join(f"{k} {v}" for k, v in r.summary.items())
+            table.add_row(
+                r.started.strftime("%Y-%m-%d %H:%M:%S"),
+                r.actor,
+                r.action,
+                " ".join(r.targets),
+                r.ports or "",
+                "yes" if r.authorized else "no",
+                r.engine or "",
+                summary,
+            )
+        out_console.print(table)

@@ -77,6 +77,7 @@ def _register_commands() -> None:
     from tianmu.cli import discover, websec
 
     discover.register(app)
+    discover.register_listings(app)
     websec.register(app)
 
     from tianmu.cli import malware
