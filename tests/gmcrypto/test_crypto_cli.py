@@ -112,3 +112,29 @@ def test_bad_key_file_is_a_located_error(tmp_path: Path) -> None:
         "crypto", "sm2", "sign", "--key", tmp_path / "k.pem", "--in", tmp_path / "m", "--out", tmp_path / "s"
     )
     assert code == 2 and "k.pem" in err and "Traceback" not in out + err
+
+
+def test_cert_show_and_verify(tmp_path: Path, openssl) -> None:  # type: ignore[no-untyped-def]
+    from tianmu import gmcrypto
+    from tianmu.gmcrypto import x509 as gx
+
+    ca_key = gmcrypto.generate_key()
+    ca = gx.issue_certificate(subject="Demo CA", public_key=ca_key.public_key, issuer_key=ca_key, ca=True)
+    leaf = gx.issue_certificate(
+        subject="alice", public_key=gmcrypto.generate_key().public_key, issuer_key=ca_key, issuer=ca
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.to_pem())
+    (tmp_path / "leaf.pem").write_bytes(leaf.to_pem())
+    code, out, _ = run("crypto", "cert", "show", tmp_path / "leaf.pem", "--json")
+    shown = __import__("json").loads(out)[0]
+    assert code == 0 and shown["subject"] == "CN=alice" and shown["fingerprint_sm3"] == leaf.fingerprint()
+    code, out, _ = run("crypto", "cert", "verify", tmp_path / "leaf.pem", "--ca", tmp_path / "ca.pem")
+    assert code == 0 and "CN=alice → CN=Demo CA" in out
+    other = gmcrypto.generate_key()
+    (tmp_path / "other.pem").write_bytes(
+        gx.issue_certificate(
+            subject="Demo CA", public_key=other.public_key, issuer_key=other, ca=True
+        ).to_pem()
+    )
+    code, _, err = run("crypto", "cert", "verify", tmp_path / "leaf.pem", "--ca", tmp_path / "other.pem")
+    assert code == 1 and "verification failed" in err

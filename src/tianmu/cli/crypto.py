@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json as jsonlib
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.core.errors import InputError
 from tianmu.gmcrypto import sm2, sm3, sm4
 from tianmu.gmcrypto.errors import IntegrityError
+from tianmu.gmcrypto.x509 import ChainError, load_certificates, verify_chain
 
 __all__ = ["read_sm4_key", "register", "write_private"]
 
@@ -220,3 +222,50 @@ def register(app: typer.Typer) -> None:
             _write(out, sm2.decrypt(sm2.read_private_key(key), _read(in_)))
         except IntegrityError as exc:
             raise InputError(str(exc), str(in_)) from exc
+
+    cert_app = typer.Typer(help="X.509 certificates with SM2 keys (SM3withSM2).", no_args_is_help=True)
+    crypto.add_typer(cert_app, name="cert")
+
+    @cert_app.command("show")
+    @cli_errors
+    def cert_show(
+        path: Annotated[Path, typer.Argument(help="Certificate(s), PEM or DER.")],
+        json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Print subject, issuer, validity, serial and SM3 fingerprint of each certificate."""
+        rows = [
+            {
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "serial": format(c.serial_number, "x"),
+                "not_before": c.not_before.isoformat(),
+                "not_after": c.not_after.isoformat(),
+                "ca": c.is_ca,
+                "fingerprint_sm3": c.fingerprint(),
+                "public_key_sm3": c.public_key.fingerprint(),
+            }
+            for c in load_certificates(_read(path), source=str(path))
+        ]
+        if json:
+            out_console.file.write(jsonlib.dumps(rows, indent=2) + "\n")
+            return
+        for row in rows:
+            out_console.print("\n".join(f"{key:>16}: {value}" for key, value in row.items()) + "\n")
+
+    @cert_app.command("verify")
+    @cli_errors
+    def cert_verify(
+        path: Annotated[
+            Path, typer.Argument(help="Certificate to check; intermediates may follow in the file.")
+        ],
+        ca: Annotated[Path, typer.Option("--ca", help="Trusted CA certificate(s), PEM.")],
+    ) -> None:
+        """Check the chain to a trusted CA (names, validity, CA flags, SM3withSM2); exit 1 if it fails."""
+        chain = load_certificates(_read(path), source=str(path))
+        trusted = load_certificates(_read(ca), source=str(ca))
+        try:
+            found = verify_chain(chain[0], chain[1:], trusted)
+        except ChainError as exc:
+            err_console.print(f"{path}: verification failed: {exc}")
+            raise typer.Exit(ExitCode.FINDINGS) from exc
+        out_console.print(f"{path}: OK (" + " → ".join(c.subject for c in found) + ")")
