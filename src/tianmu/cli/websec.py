@@ -56,7 +56,10 @@ def register(app: typer.Typer) -> None:
                 help="Allow sites outside private/loopback ranges: only sites you may test.",
             ),
         ] = False,
-        ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust these CA certificates (PEM) instead of the system store.")] = None,
+        ca_file: Annotated[
+            Path | None,
+            typer.Option("--ca-file", help="Trust these CA certificates (PEM) instead of the system store."),
+        ] = None,
         save: SaveOpt = True,
         fail_on: FailOnOpt = FailOn.NONE,
         json: JsonOpt = False,
@@ -114,7 +117,7 @@ def register(app: typer.Typer) -> None:
         fail_on: FailOnOpt = FailOn.NONE,
         json: JsonOpt = False,
     ) -> None:
-        """Check domain names: SPF, DMARC, DKIM, DNSSEC, CAA, mail transport, dangling CNAMEs, AXFR, wildcards."""
+        """Check domains: SPF, DMARC, DKIM, DNSSEC, CAA, mail transport, dangling CNAMEs, AXFR, wildcards."""
         options = DomainOptions(
             nameservers=tuple(nameserver or ()),
             port=port,
