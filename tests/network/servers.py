@@ -300,9 +300,10 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
     """Answers from dnspython zones: authoritative data, NXDOMAIN/NODATA, CNAME chasing inside the zone,
     wildcards, DNSSEC records when asked (DO bit), and AXFR for the zones listed in `axfr`."""
 
-    def __init__(self, zones: dict[str, dns.zone.Zone], axfr: set[str]) -> None:
+    def __init__(self, zones: dict[str, dns.zone.Zone], axfr: set[str], version: str | None = None) -> None:
         self.zones = zones
         self.axfr = axfr
+        self.version = version
         self.queries: list[tuple[str, str]] = []
 
     def _zone(self, name: dns.name.Name) -> dns.zone.Zone | None:
@@ -321,6 +322,14 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         self.queries.append((name.to_text(), dns.rdatatype.to_text(rdtype)))
         reply = dns.message.make_response(query)
         reply.flags |= dns.flags.AA
+        if question.rdclass == dns.rdataclass.CH:
+            # `version.bind CH TXT`, as BIND answers it (when not hidden by `version "none";`).
+            if self.version is not None and name == dns.name.from_text("version.bind."):
+                rrset = dns.rrset.from_text(name, 0, "CH", "TXT", f'"{self.version}"')
+                reply.answer.append(rrset)
+            else:
+                reply.set_rcode(dns.rcode.REFUSED)
+            return DNSRecord.parse(reply.to_wire())
         # A DS record lives in the parent zone (RFC 4035 3.1.4.1), not at the child's apex.
         zone = self._zone(name.parent() if rdtype == dns.rdatatype.DS and name != dns.name.root else name)
         if zone is None:
@@ -385,7 +394,7 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
 
 @contextmanager
 def serve_dns(
-    zones: dict[str, str | dns.zone.Zone], axfr: set[str] | None = None
+    zones: dict[str, str | dns.zone.Zone], axfr: set[str] | None = None, version: str | None = None
 ) -> Iterator[tuple[int, ZoneResolver]]:
     """UDP and TCP DNS on one free port of 127.0.0.1, answering from zones (zone-file texts or dnspython
     zones) by origin."""
@@ -395,7 +404,7 @@ def serve_dns(
         else dns.zone.from_text(zone, origin=origin, relativize=False, check_origin=False)
         for origin, zone in zones.items()
     }
-    resolver = ZoneResolver(parsed, {dns.name.from_text(o).to_text() for o in axfr or set()})
+    resolver = ZoneResolver(parsed, {dns.name.from_text(o).to_text() for o in axfr or set()}, version)
     for _ in range(20):
         port = free_port()
         try:

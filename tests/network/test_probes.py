@@ -215,10 +215,22 @@ def test_memcached() -> None:
 
 def test_dns_over_tcp() -> None:
     zone = "@ 3600 IN SOA ns1 host 1 7200 3600 1209600 3600\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"
-    with serve_dns({"example.test.": zone}) as (port, _resolver):
+    with serve_dns({"example.test.": zone}, version="9.18.28-1~deb12u2-Debian") as (port, _resolver):
         found = run(port)
-    assert found.service == "domain"
-    assert found.info["rcode"] == "REFUSED"
+    assert (found.service, found.product, found.version) == ("domain", "ISC BIND", "9.18.28")
+    assert cpe_for(found.product, found.version) == "cpe:2.3:a:isc:bind:9.18.28:*:*:*:*:*:*:*"
+    with serve_dns({"example.test.": zone}) as (port, _resolver):
+        hidden = run(port)
+    assert (hidden.service, hidden.product, hidden.info["rcode"]) == ("domain", None, "REFUSED")
+
+
+def test_pop3_and_imap_servers() -> None:
+    with serve_banner(b"+OK Dovecot (Debian) ready.\r\n") as port:
+        pop3 = run(port)
+    assert (pop3.service, pop3.product) == ("pop3", "Dovecot")
+    with serve_banner(b"* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS] Dovecot (Debian) ready.\r\n") as port:
+        imap = run(port)
+    assert (imap.service, imap.product) == ("imap", "Dovecot")
 
 
 def test_amqp_parser_negative() -> None:
