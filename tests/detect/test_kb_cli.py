@@ -148,3 +148,34 @@ def test_assess_runs_the_detection_engine(runner: CliRunner, env: dict[str, str]
     assert all(f["evidence"]["path"].startswith("var/log/") for f in detections)
     assert any(note.startswith("detection: 54 events in 3 log files") for note in report["notes"])
     assert not [e for e in report.get("errors", []) if "package.json" in e]
+
+
+def test_changed_rule_set_recompiles_only_changed_files(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _rule_folder(shared_data, tmp_path)
+    cache = tmp_path / "cache"
+    first = load_rule_base([folder], cache_dir=cache)
+    victim = sorted(folder.rglob("*.yml"))[3]
+    text = victim.read_text()
+    victim.write_text(text.replace("\nlevel: ", "\nlevel: critical\n# before: ", 1))
+    (folder / "broken.yml").write_text("title: [unclosed\n")
+    from tianmu.detect import translate
+
+    compiled: list[int] = []
+    original = translate.compile_files
+
+    def counting(files, display):  # type: ignore[no-untyped-def]
+        compiled.append(len(files))
+        return original(files, display)
+
+    monkeypatch.setattr(translate, "compile_files", counting)
+    second = load_rule_base([folder], cache_dir=cache)
+    assert compiled == [2]  # the edited file and the new one
+    full = load_rule_base([folder])  # no cache: everything compiled again
+    assert [(r.id, r.level, r.plan) for r in second.rules] == [(r.id, r.level, r.plan) for r in full.rules]
+    assert sorted(map(str, second.unusable)) == sorted(map(str, full.unusable))
+    assert any("broken.yml" in u.path for u in second.unusable)
+    changed = next(r for r in second.rules if r.path.endswith(victim.name))
+    assert changed.level == "critical" and len(second.rules) == len(first.rules)
+    assert len(list(cache.glob("*.pickle"))) == 1  # the superseded entry is removed

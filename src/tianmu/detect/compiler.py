@@ -331,3 +331,5 @@ class RuleBase:
     files: int = 0
     digest: str = ""
     from_cache: bool = False
+    file_digests: dict[str, str] = field(default_factory=dict)
+    """Rule file (as displayed) → SHA-256 of its content, for incremental recompiles."""

@@ -34,7 +34,7 @@ from tianmu.detect.kb import RuleBase
 from tianmu.detect.logsource import event_source, rule_applies, sources_of
 from tianmu.detect.sources import find_log_files, iter_file_events
 
-__all__ = ["DetectResult", "Detector", "detect_paths", "event_entities", "severity_of"]
+__all__ = ["DetectResult", "Detector", "assess_detection", "detect_paths", "event_entities", "severity_of"]
 
 _LEVELS = {
     "critical": Severity.CRITICAL,

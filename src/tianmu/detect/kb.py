@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -54,7 +55,7 @@ STARTER_RULES = Path(__file__).resolve().parent / "rules"
 """Our own starter pack (Sigma YAML written for Tianmu), loaded with every rule base."""
 
 _RULE_SUFFIXES = (".yml", ".yaml")
-_CACHE_FORMAT = "2"
+_CACHE_FORMAT = "3"
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -70,14 +71,20 @@ def rule_files(path: Path) -> list[Path]:
     return found
 
 
-def _digest(files: Sequence[Path], display: dict[Path, str]) -> str:
-    sha = hashlib.sha256(f"tianmu {tianmu.__version__} rules {_CACHE_FORMAT}\n".encode())
+def _file_digests(files: Sequence[Path], display: dict[Path, str]) -> dict[str, str]:
+    digests: dict[str, str] = {}
     for file in files:
-        sha.update(display[file].encode() + b"\0")
         try:
-            sha.update(hashlib.sha256(file.read_bytes()).digest())
+            digests[display[file]] = hashlib.sha256(file.read_bytes()).hexdigest()
         except OSError:
-            sha.update(b"unreadable")
+            digests[display[file]] = "unreadable"
+    return digests
+
+
+def _digest(file_digests: dict[str, str]) -> str:
+    sha = hashlib.sha256(f"tianmu {tianmu.__version__} rules {_CACHE_FORMAT}\n".encode())
+    for name, digest in file_digests.items():
+        sha.update(f"{name}\0{digest}\n".encode())
     return sha.hexdigest()
 
 
@@ -106,7 +113,8 @@ def _load_rule_set(root: Path, cache_dir: Path | None) -> RuleBase:
         raise KnowledgeBaseError(f"{root}: no such rule file or folder")
     files = rule_files(root)
     display = {file: str(file.relative_to(root.parent)) if root.is_dir() else str(file) for file in files}
-    digest = _digest(files, display)
+    file_digests = _file_digests(files, display)
+    digest = _digest(file_digests)
     cached = cache_dir / f"{digest}.pickle" if cache_dir else None
     base = _load_cached(cached)
     if base is not None:
@@ -114,12 +122,58 @@ def _load_rule_set(root: Path, cache_dir: Path | None) -> RuleBase:
         return base
     from tianmu.detect.translate import compile_files  # pySigma is needed only here: a cold start
 
-    base = compile_files(files, display)
+    # The last compiled version of this set (by its name): files whose content did not change keep
+    # their compiled rules, so a rule-set update recompiles only what changed.
+    latest = (
+        cache_dir / f"latest-{hashlib.sha256(str(root.name).encode()).hexdigest()[:16]}"
+        if cache_dir
+        else None
+    )
+    previous = _previous(latest, cache_dir)
+    reusable = {
+        name
+        for name, sha in file_digests.items()
+        if previous is not None and previous.file_digests.get(name) == sha
+    }
+    if previous is None or any(_needs_one_collection(file) for file in files) or not reusable:
+        base = compile_files(files, display)
+    else:
+        changed = [file for file in files if display[file] not in reusable]
+        base = compile_files(changed, display) if changed else RuleBase()
+        base.rules.extend(rule for rule in previous.rules if rule.path in reusable)
+        base.unusable.extend(
+            u for u in previous.unusable if u.path.rsplit(":", 1)[0] in reusable or u.path in reusable
+        )
+        order = {name: index for index, name in enumerate(file_digests)}
+        base.rules.sort(key=lambda rule: order.get(rule.path, len(order)))
     base.files = len(files)
     base.digest = digest
-    if cached is not None:
+    base.file_digests = file_digests
+    if cached is not None and latest is not None:
         _store_cached(cached, base)
+        if previous is not None and previous.digest != digest:
+            (cached.parent / f"{previous.digest}.pickle").unlink(missing_ok=True)
+        latest.write_text(digest)
     return base
+
+
+def _previous(latest: Path | None, cache_dir: Path | None) -> RuleBase | None:
+    if latest is None or cache_dir is None or not latest.is_file():
+        return None
+    try:
+        name = latest.read_text().strip()
+    except OSError:
+        return None
+    return _load_cached(cache_dir / f"{name}.pickle") if re.fullmatch(r"[0-9a-f]{64}", name) else None
+
+
+def _needs_one_collection(file: Path) -> bool:
+    """Correlations and filters refer to rules of other files: such sets are compiled whole."""
+    try:
+        text = file.read_bytes()
+    except OSError:
+        return False
+    return b"\ncorrelation:" in text or b"\nfilter:" in text or text.startswith((b"correlation:", b"filter:"))
 
 
 def load_rule_base(paths: Sequence[Path], *, cache_dir: Path | None = None) -> RuleBase:
