@@ -50,6 +50,7 @@ def test_addresses_in_networks_and_hashes(matcher: IntelMatcher) -> None:
         ("sha256", DROPPER_SHA256),
     }
     assert _hits(matcher, "198.51.100.200 and 203.0.113.67 and 1203.0.113.66") == set()
+    assert _hits(matcher, "12:00:01 sshd: from 2001:DB8:0::BAD port 22, std::map") == {("ip", "2001:db8::bad")}
     at_sentence_end = f"The dropper was {DROPPER_SHA256}. Another: {DROPPER_SHA256}.exe"
     assert _hits(matcher, at_sentence_end) == {("sha256", DROPPER_SHA256)}
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity, utcnow
 from tianmu.intel.index import IntelIndex, _ipv4_number, load_index
 from tianmu.intel.models import IntelRecord
-from tianmu.intel.normalize import NormalizeError, classify
+from tianmu.intel.normalize import NormalizeError, classify, normalize_ip
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
 
@@ -35,7 +35,14 @@ _TOKENS = re.compile(
 )
 """Host names and IPv4 addresses (dotted words) and hex digests, in lower-cased text."""
 _URLS = re.compile(r"(?:https?|ftp)://[^\s\"'<>\\^`{|}]++")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|(?:[0-9a-f]{1,4}:)*+:(?::?[0-9a-f]{1,4})*+)(?![\w:.])"
+)
+"""IPv6 candidates: eight groups, or a `::` compressed form (never `03:05:40`, never `std::vector`).
+
+Free text is searched for them only where `::` occurs (an uncompressed address alone in a line of text
+is not looked for: loggers print the compressed form; typed fields match any form).
+"""
 _EMAIL = re.compile(r"[a-z0-9._%+-]+@(?:[a-z0-9-]+\.)+[a-z]{2,63}")
 _REFANG_LOWER = (
     ("[.]", "."),
@@ -253,6 +260,7 @@ class IntelMatcher:
         domains, ips, hashes = index.domains, index.ips, index.hashes
         exact = index.exact_domains or None
         cidrs = bool(index.networks4)
+        first_octets = index.first_octets4
         found: list[tuple[int, str, str, str]] = []
         # Hot loop: one pass of a possessive, look-behind-anchored pattern (no backtracking inside
         # words, one attempt per word) and set probes; hosts walk up their parent domains.
@@ -266,7 +274,7 @@ class IntelMatcher:
             elif token[0].isdigit() and token.count(".") == 3 and token.replace(".", "").isdigit():
                 if token in ips:
                     hit = ("ip", token)
-                elif cidrs:
+                elif cidrs and token[: token.find(".")] in first_octets:
                     number = _ipv4_number(token)
                     if number is not None:
                         hit = index.match_network4(number)
@@ -305,13 +313,16 @@ class IntelMatcher:
             for match in _EMAIL.finditer(low):
                 if match.group() in index.emails:
                     found.append((match.start(), "email", match.group(), match.group()))
-        if self._has_v6 and ("::" in low or low.count(":") >= 7):
+        if self._has_v6 and "::" in low:
             for match in _IPV6.finditer(low):
+                candidate = match.group()
+                if candidate.count(":") < 2 or candidate.startswith(":::"):
+                    continue
                 try:
-                    kind, value = classify(match.group())
+                    value = normalize_ip(candidate)
                 except NormalizeError:
                     continue
-                v6 = index.match_ip(value) if kind == "ip" else None
+                v6 = index.match_ip(value)
                 if v6:
                     found.append((match.start(), v6[0], v6[1], value))
         if len(found) > extra and extra:

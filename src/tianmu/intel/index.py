@@ -56,6 +56,8 @@ class IntelIndex:
     url_hosts: set[str] = field(default_factory=set)
     """Hosts (`host[:port]`) of the URL indicators: a cheap first test before a URL is canonicalised."""
 
+    first_octets4: set[str] = field(default_factory=set)
+    """First octets (as text) some listed IPv4 network covers: other addresses skip the network probes."""
     _lengths4: list[tuple[int, int, set[int]]] = field(default_factory=list)
     """(prefix length, shift, network numbers), longest first: the probe order for an IPv4 address."""
 
@@ -65,6 +67,15 @@ class IntelIndex:
     def _derive(self) -> None:
         self.url_hosts = {key.split("/", 1)[0] for key in self.urls}
         self._lengths4 = [(n, 32 - n, self.networks4[n]) for n in sorted(self.networks4, reverse=True)]
+        octets: set[int] = set()
+        for length, _shift, prefixes in self._lengths4:
+            if length >= 8:
+                octets.update(prefix >> (length - 8) for prefix in prefixes)
+            else:
+                for prefix in prefixes:
+                    first = prefix << (8 - length)
+                    octets.update(range(first, first + (1 << (8 - length))))
+        self.first_octets4 = {str(octet) for octet in octets}
 
     def __len__(self) -> int:
         networks = sum(len(v) for v in self.networks4.values()) + sum(len(v) for v in self.networks6.values())
@@ -145,7 +156,7 @@ class IntelIndex:
 
     def match_network4(self, number: int) -> tuple[str, str] | None:
         """(`cidr`, network) of the longest listed IPv4 network holding the address `number`."""
-        for length, shift, prefixes in self._lengths4:
+        for length, _shift, prefixes in self._lengths4:
             prefix = number >> shift
             if prefix in prefixes:
                 return "cidr", str(ipaddress.IPv4Network((prefix << shift, length)))
