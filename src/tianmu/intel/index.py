@@ -156,7 +156,7 @@ class IntelIndex:
 
     def match_network4(self, number: int) -> tuple[str, str] | None:
         """(`cidr`, network) of the longest listed IPv4 network holding the address `number`."""
-        for length, _shift, prefixes in self._lengths4:
+        for length, shift, prefixes in self._lengths4:
             prefix = number >> shift
             if prefix in prefixes:
                 return "cidr", str(ipaddress.IPv4Network((prefix << shift, length)))
