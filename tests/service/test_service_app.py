@@ -245,3 +245,42 @@ def test_user_and_policy_administration_api(client: TestClient) -> None:
     )
     actions = [e["action"] for e in client.get("/api/auth/audit").json()]
     assert actions[:4] == ["policy.set", "user.disable", "user.role", "user.create"]
+
+
+def test_sign_in_leads_to_the_dashboard_when_there_is_one(tmp_path: Path) -> None:
+    from fastapi import APIRouter
+
+    home = APIRouter()
+
+    @home.get("/")
+    def root() -> dict[str, str]:
+        return {"page": "dashboard"}
+
+    app = create_app(service_settings(tmp_path / "a"), routers=[home])
+    assert app.state.after_sign_in == "/"
+    assert create_app(service_settings(tmp_path / "b")).state.after_sign_in == "/auth/account"
+
+
+def test_pages_behind_require_send_people_to_sign_in(tmp_path: Path) -> None:
+    from fastapi import APIRouter
+
+    pages = APIRouter()
+
+    @pages.get("/findings")
+    def findings(principal: Principal = Depends(require(Permission.FINDINGS_READ))) -> dict[str, str]:
+        return {"user": principal.username}
+
+    app = create_app(service_settings(tmp_path), routers=[pages])
+    with TestClient(app, base_url="http://localhost:8000") as browser:
+        page = browser.get("/findings?status=open", headers={"Accept": "text/html"}, follow_redirects=False)
+        assert (
+            page.status_code == 303
+            and page.headers["location"] == "/auth/sign-in?next=/findings%3Fstatus%3Dopen"
+        )
+        assert browser.get("/findings", headers={"Accept": "application/json"}).status_code == 401
+
+
+def test_next_stays_on_this_site(client: TestClient) -> None:
+    assert 'data-after="/findings?x=1"' in client.get("/auth/sign-in", params={"next": "/findings?x=1"}).text
+    for hostile in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        assert 'data-after="/auth/account"' in client.get("/auth/sign-in", params={"next": hostile}).text

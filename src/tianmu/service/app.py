@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from tianmu import __version__
 from tianmu.gmcrypto.errors import CryptoError
@@ -116,7 +117,16 @@ def include_routers(app: FastAPI, routers: Sequence[APIRouter], *, api_prefix: s
     """Add routers after creation (the dashboard and REST resources); keeps the post-sign-in target right."""
     for router in routers:
         app.include_router(router, prefix=api_prefix)
-    has_root = any(getattr(route, "path", None) == "/" for route in app.routes)
+    # Ask the router itself (included routers are not flat route lists in every FastAPI version).
+    scope = {
+        "type": "http",
+        "path": "/",
+        "method": "GET",
+        "root_path": "",
+        "headers": [],
+        "query_string": b"",
+    }
+    has_root = any(route.matches(dict(scope))[0] == Match.FULL for route in app.router.routes)
     app.state.after_sign_in = "/" if has_root else "/auth/account"
 
 

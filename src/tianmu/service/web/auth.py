@@ -41,13 +41,22 @@ def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
     )
 
 
+def _local_path(target: str | None) -> str | None:
+    """`next` only ever leads within this site: a path, never a scheme or another host ("//evil")."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
 @router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_page(request: Request, principal: MaybePrincipal, tenant: str | None = None) -> Response:
+def sign_in_page(
+    request: Request, principal: MaybePrincipal, tenant: str | None = None, next: str | None = None
+) -> Response:
+    target = _local_path(next) or request.app.state.after_sign_in
     if principal is not None:
-        return RedirectResponse(request.app.state.after_sign_in, status_code=303)
-    return _render(
-        request, "auth/sign_in.html", tenant=tenant or request.app.state.service_settings.core.tenant
-    )
+        return RedirectResponse(target, status_code=303)
+    settings = request.app.state.service_settings
+    return _render(request, "auth/sign_in.html", tenant=tenant or settings.core.tenant, next_path=target)
 
 
 @router.get("/certificate", response_class=HTMLResponse)

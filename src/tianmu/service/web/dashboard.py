@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -29,7 +30,7 @@ from tianmu.service.api.deps import require
 from tianmu.service.api.resources import finding_public
 from tianmu.service.api.routes.findings import FindingFilters
 from tianmu.service.api.routes.overview import overview_numbers
-from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, translations
+from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, gettext_for, translations
 from tianmu.store.queries import (
     FindingQuery,
     bulk_set_status,
@@ -64,7 +65,7 @@ def _language(request: Request) -> str:
 
 
 def _gettext(request: Request) -> Any:
-    return translations(_language(request)).gettext
+    return gettext_for(_language(request))
 
 
 def _render(request: Request, principal: Principal, name: str, section: str, **context: Any) -> HTMLResponse:
@@ -78,8 +79,8 @@ def _render(request: Request, principal: Principal, name: str, section: str, **c
             "section": section,
             "language": language,
             "languages": LANGUAGES,
-            "_": gettext.gettext,
-            "gettext": gettext.gettext,
+            "_": gettext_for(language),
+            "gettext": gettext_for(language),
             "ngettext": gettext.ngettext,
             "csrf_token": csrf_token(request),
             "flash": request.query_params.get("done"),
@@ -143,7 +144,7 @@ def findings_page(
         principal,
         "dashboard/findings.html",
         "findings",
-        page={"items": [finding_public(i) for i in page.items], "next_cursor": page.next_cursor},
+        page=SimpleNamespace(items=[finding_public(i) for i in page.items], next_cursor=page.next_cursor),
         kinds=[k.value for k in FindingKind],
         severities=[s.value for s in Severity],
         statuses=[s.value for s in TriageStatus],

@@ -9,6 +9,7 @@ browser's Accept-Language, then English.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import cache
 from gettext import NullTranslations
 from pathlib import Path
@@ -17,7 +18,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-__all__ = ["LANGUAGES", "choose_language", "translations"]
+__all__ = ["LANGUAGES", "choose_language", "gettext_for", "translations"]
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"en": "English", "zh_CN": "简体中文"}
@@ -71,3 +72,14 @@ def choose_language(query: str | None, cookie: str | None, accept_language: str 
         if weighted:
             return max(weighted, key=lambda item: item[0])[1]
     return "en"
+
+
+def gettext_for(language: str) -> Callable[..., str]:
+    """`_("on %(n)s assets", n=3)`: gettext with Jinja2's new-style keyword formatting."""
+    translate = translations(language).gettext
+
+    def gettext(message: str, **values: object) -> str:
+        text = translate(message)
+        return text % values if values else text
+
+    return gettext

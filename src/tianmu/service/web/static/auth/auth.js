@@ -75,7 +75,8 @@ const tenant = () => (document.getElementById("tenant") || {}).value;
 function next(result) {
   if (result.done) {
     say("Signed in.");
-    window.location.assign(result.redirect || "/");
+    const first = document.getElementById("step-first");
+    window.location.assign((first && first.dataset.after) || result.redirect || "/");
     return;
   }
   document.getElementById("step-first").hidden = true;
