@@ -35,8 +35,15 @@ def knowledge_bases() -> list[KnowledgeBase]:
     from tianmu.intel.kb import IntelKnowledgeBase
     from tianmu.malware.kb import MalwareKnowledgeBase
     from tianmu.vulns.kb import VulnKnowledgeBase
+    from tianmu.websec.kb import WebCheckKnowledgeBase
 
-    return [SigmaKnowledgeBase(), MalwareKnowledgeBase(), IntelKnowledgeBase(), VulnKnowledgeBase()]
+    return [
+        WebCheckKnowledgeBase(),
+        SigmaKnowledgeBase(),
+        MalwareKnowledgeBase(),
+        IntelKnowledgeBase(),
+        VulnKnowledgeBase(),
+    ]
 
 
 def _is_documentation(path: Path) -> bool:

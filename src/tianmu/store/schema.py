@@ -616,3 +616,15 @@ identity_audit_checkpoints = Table(
     Column("public_key", Text, nullable=False),
     # PEM of the platform key that signed it
 )
+
+websec_checks = Table(
+    "websec_checks",
+    metadata,
+    # Website check templates imported with `tianmu kb import` (network branch, revision 0002).
+    Column("id", String(128), primary_key=True),
+    Column("source", String(256), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("imported_at", TZ, nullable=False),
+    Index("ix_websec_checks_source", "source"),
+)

@@ -36,7 +36,7 @@ from tianmu.store.repository import save_assessment
 from tianmu.websec import site
 from tianmu.websec.client import PoliteClient, WebResponse
 from tianmu.websec.site import Issue
-from tianmu.websec.templates import CheckTemplate, load_templates
+from tianmu.websec.templates import BUILTIN_CHECKS, CheckTemplate, load_templates
 
 __all__ = ["WebOptions", "WebResult", "check_websites", "hostname_matches", "weak_ciphers"]
 
@@ -64,6 +64,8 @@ class WebOptions:
     templates: tuple[Path, ...] = ()
     """Extra template folders/files, in addition to the built-in checks."""
     builtin_templates: bool = True
+    stored_templates: bool = True
+    """Also run the templates imported with `tianmu kb import` (when a store is given)."""
     authorized: bool = False
     tenant: str = "default"
     save: bool = True
@@ -438,6 +440,30 @@ def _version_vulns(
     return out
 
 
+def _templates(store: Store | None, opts: WebOptions) -> tuple[list[CheckTemplate], list[str]]:
+    """Built-in checks, then those imported into the store, then `--templates`; a later one with the
+    same id replaces an earlier one (an organisation's version of a check wins over ours)."""
+    chosen: dict[str, CheckTemplate] = {}
+    errors: list[str] = []
+    if opts.builtin_templates:
+        builtin, problems = load_templates(BUILTIN_CHECKS)
+        chosen.update((t.id, t) for t in builtin)
+        errors += problems
+    if store is not None and opts.stored_templates:
+        from tianmu.websec.kb import stored_checks
+
+        stored, problems = stored_checks(store)
+        chosen.update((t.id, t) for t in stored)
+        errors += problems
+    if opts.templates:
+        extra, problems = load_templates(*opts.templates)
+        if problems and not extra:
+            raise InputError(f"no check template could be loaded: {problems[0]}")
+        chosen.update((t.id, t) for t in extra)
+        errors += problems
+    return list(chosen.values()), errors
+
+
 def _validate(urls: Sequence[str], authorized: bool) -> list[str]:
     out = []
     for raw in urls:
@@ -459,10 +485,7 @@ def check_websites(
 ) -> WebResult:
     opts = options or WebOptions()
     checked = _validate(urls, opts.authorized)
-    dirs = ((Path(__file__).parent / "checks",) if opts.builtin_templates else ()) + tuple(opts.templates)
-    templates, template_errors = load_templates(*dirs) if dirs else ([], [])
-    if template_errors and opts.templates and not templates:
-        raise InputError(f"no check template could be loaded: {template_errors[0]}")
+    templates, template_errors = _templates(store, opts)
     result = WebResult([], [], errors=list(template_errors))
     audit_id = None
     if store is not None:

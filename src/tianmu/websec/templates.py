@@ -45,7 +45,15 @@ from tianmu.core.errors import ParseError
 from tianmu.core.models import FindingKind, Severity
 from tianmu.websec.client import WebResponse
 
-__all__ = ["BUILTIN_CHECKS", "CheckTemplate", "Matcher", "load_template", "load_templates"]
+__all__ = [
+    "BUILTIN_CHECKS",
+    "CheckTemplate",
+    "Matcher",
+    "load_template",
+    "load_templates",
+    "looks_like_template",
+    "parse_template",
+]
 
 BUILTIN_CHECKS = Path(__file__).parent / "checks"
 _ID = re.compile(r"^[a-z0-9][a-z0-9\-_.]*$")
@@ -207,6 +215,22 @@ def load_template(path: Path) -> CheckTemplate:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ParseError(f"cannot read: {exc}", source) from exc
+    return parse_template(text, source)
+
+
+def looks_like_template(path: Path) -> bool:
+    """A YAML file whose top level has `id`, `request` and `matchers` (cheap: no validation)."""
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+        return False
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace")[:65536])
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and {"id", "request", "matchers"} <= set(data)
+
+
+def parse_template(text: str, source: str) -> CheckTemplate:
+    """One template from its YAML text; `source` names it in errors (a path, or `store:<id>`)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
