@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.knowledge import KbContext
+from tianmu.core.models import FindingKind
 from tianmu.detect.kb import STARTER_RULES, SigmaKnowledgeBase, active_rule_paths, load_rule_base
 from tianmu.knowledge import import_any, kb_status
 from tianmu.store import Store
@@ -134,20 +135,26 @@ def test_detect_with_rules_option_and_rules_status(
     assert "unusable:" in table.stdout and "starter" in table.stdout
 
 
-def test_assess_runs_the_detection_engine(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+def test_assess_runs_the_detection_engine(store: Store, tmp_path: Path) -> None:
+    """The `detection` engine of `assess`, alone (the other engines have tests of their own), stored."""
+    from tianmu.assess import ENGINES, AssessOptions, assess
+
+    assert "detection" in ENGINES
     target = tmp_path / "server"
     shutil.copytree(DEMO_LOGS, target / "var" / "log")
     (target / "package.json").write_text('{\n  "name": "shop",\n  "version": "1.0.0"\n}\n')
-    result = runner.invoke(app, ["assess", str(target), "-f", "json", "--fail-on", "none"], env=env)
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    detections = [f for f in report["findings"] if f["kind"] == "detection"]
+    options = AssessOptions(engines=("detection",), home=tmp_path / "home")
+    result = assess(store, target, options)
+    detections = [f for f in result.findings if f.kind is FindingKind.DETECTION]
     assert {"SSH Brute Force Followed By Successful Login", "Suricata High-Severity Alert"} <= {
-        f["title"] for f in detections
+        f.title for f in detections
     }
-    assert all(f["evidence"]["path"].startswith("var/log/") for f in detections)
-    assert any(note.startswith("detection: 54 events in 3 log files") for note in report["notes"])
-    assert not [e for e in report.get("errors", []) if "package.json" in e]
+    assert all(str(f.evidence["path"]).startswith("var/log/") for f in detections)
+    assert any(note.startswith("detection: 54 events in 3 log files") for note in result.notes)
+    assert not [e for e in result.errors if "package.json" in e]
+    # Stored like any finding: a second run finds the same problems (same fingerprints).
+    again = assess(store, target, options)
+    assert {f.fingerprint for f in again.findings} == {f.fingerprint for f in detections}
 
 
 def test_changed_rule_set_recompiles_only_changed_files(
