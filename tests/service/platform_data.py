@@ -118,6 +118,9 @@ def build_platform(home: Path) -> Platform:
     alice = identity.get_user("acme", "alice")
     acting = Principal(user_id=alice.id, tenant="acme", username="alice", role=Role.ADMIN, via="session")
     headers["alice-token"] = {"Authorization": f"Bearer {identity.create_token(acting, 'tests')[0]}"}
+    gina = identity.get_user("globex", "gina")
+    gina_acting = Principal(user_id=gina.id, tenant="globex", username="gina", role=Role.ADMIN, via="session")
+    gina_token = identity.create_token(gina_acting, "globex-automation")[1]
 
     shop = Asset("/srv/shop", AssetKind.DIRECTORY, tenant="acme", criticality=5)
     gateway = Asset("/srv/gateway", AssetKind.REPOSITORY, tenant="acme")
@@ -151,6 +154,8 @@ def build_platform(home: Path) -> Platform:
         "asset_id": str(list_assets(store, "globex")[0].id),
         "job_id": foreign_job.id,
         "key": "globex-incident",
+        "username": "gina",
+        "token_id": gina_token.id,
     }
     return Platform(app, headers, foreign)
 
