@@ -141,10 +141,10 @@ def detect_format(head: bytes) -> str | None:
         return None
     if re.search(r"^#Fields: ", text[:8192], re.MULTILINE):
         return "w3c"  # IIS and other W3C extended logs (their data lines would pass for ISO syslog)
-    lines = re.split(r"\r\n|\r|\n", text)[:_SNIFF_LINES]
+    lines = re.split(r"\r\n|\r|\n", text)
     if len(head) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last one is probably cut
-    return _sniff_text(lines)
+    return _sniff_text(lines[:_SNIFF_LINES])
 
 
 def _peek(stream: BinaryIO, size: int = 65536) -> tuple[bytes, BinaryIO]:
