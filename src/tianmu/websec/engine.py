@@ -14,6 +14,7 @@ template path, product).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import socket
@@ -137,6 +138,8 @@ async def _offers(address: str, port: int, spec: str, server_name: str | None, t
     except (OSError, TimeoutError, ssl.SSLError, EOFError):
         return False
     writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
     return True
 
 
@@ -258,9 +261,12 @@ def tls_issues(tls: dict[str, Any], host: str, expiry_days: int) -> list[Issue]:
     return out
 
 
-def _same_site_redirects(client: PoliteClient, url: str) -> tuple[WebResponse | None, list[str]]:
+def _same_site_redirects(
+    client: PoliteClient, url: str
+) -> tuple[WebResponse | None, WebResponse | None, list[str]]:
+    """(final response, first response, URLs visited): redirects followed on the same site only."""
     chain = [url]
-    response = client.get(url)
+    response = first = client.get(url)
     for _ in range(5):
         if response is None or response.status not in (301, 302, 303, 307, 308):
             break
@@ -272,7 +278,7 @@ def _same_site_redirects(client: PoliteClient, url: str) -> tuple[WebResponse | 
             break
         chain.append(target)
         response = client.get(target)
-    return response, chain
+    return response, first, chain
 
 
 def _run_templates(
@@ -327,7 +333,7 @@ def _check_site(
     issues: list[tuple[Issue, str]] = []
     summary = SiteResult(url, reachable=False)
     with PoliteClient(rate=options.rate, timeout=options.timeout) as client:
-        response, chain = _same_site_redirects(client, url)
+        response, first, chain = _same_site_redirects(client, url)
         if response is None:
             result.errors.append(f"{url}: not reachable")
             summary.requests = client.requests
@@ -369,7 +375,6 @@ def _check_site(
             issues += [(i, final) for i in site.check_hsts(response)]
             issues += [(i, final) for i in site.check_mixed_content(response)]
         else:
-            first = client.get(url)
             issues += [(i, url) for i in site.check_https_redirect(first)]
         issues += [(i, final) for i in site.check_headers(response)]
         issues += [(i, final) for i in site.check_cookies(response, https)]
