@@ -241,3 +241,12 @@ def test_dmarc_and_dkim_cases() -> None:
     assert dmarc_issues("x.test", lookup({"_dmarc.x.test": ["v=DMARC1; p=quarantine; pct=100"]})) == []
     garbage = {"k._domainkey.x.test": ["v=DKIM1; p=bm90IGEga2V5"]}
     assert [i.rule for i in dkim_issues("x.test", ["k"], lookup(garbage))] == ["domain.dkim.invalid"]
+
+
+def test_silent_resolver_is_an_error_not_missing_records(lab: tuple[int, int, str]) -> None:
+    from network.servers import free_port
+
+    options = DomainOptions(nameservers=("127.0.0.1",), port=free_port(), timeout=0.5)
+    result = check_domains(None, ["good.test"], options)
+    assert result.findings == [] and result.domains == []
+    assert "no usable answer from the resolver" in result.errors[0]

@@ -423,8 +423,13 @@ def _wildcard_issues(domain: str, dns_: _Dns) -> list[Issue]:
 
 def _check(domain: str, options: DomainOptions) -> tuple[list[Issue], dict[str, Any]]:
     dns_ = _Dns(options)
-    if dns_.records(domain, "SOA") is None and dns_.records(domain, "NS") is None:
-        raise InputError(f"{domain}: the domain does not exist (NXDOMAIN)")
+    # The resolver must answer for the domain at all; otherwise every record would look missing.
+    try:
+        dns_.resolver.resolve(domain, "SOA", raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN as exc:
+        raise InputError(f"{domain}: the domain does not exist (NXDOMAIN)") from exc
+    except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+        raise InputError(f"{domain}: no usable answer from the resolver ({exc.__class__.__name__})") from exc
     issues = spf_issues(domain, dns_.txt) + dmarc_issues(domain, dns_.txt)
     issues += dkim_issues(domain, options.dkim_selectors, dns_.txt)
     dnssec_issues, dnssec_facts = _dnssec_issues(domain, dns_)
