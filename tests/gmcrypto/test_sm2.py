@@ -257,3 +257,18 @@ def test_tianmu_verifies_and_decrypts_openssl_output(tmp_path: Path, openssl) ->
     (tmp_path / "ct2").write_bytes(gmcrypto.encrypt(key, b"from tianmu", der=True))
     out = openssl("pkeyutl", "-decrypt", "-inkey", tmp_path / "key.pem", "-in", tmp_path / "ct2").stdout
     assert out == b"from tianmu"
+
+
+def test_pure_python_fallback_without_libcrypto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sm2, "_native_available", lambda: False)
+    key = sm2.generate_key()
+    assert key._pkey is None and key.public_key._pkey is None
+    signature = sm2.sign(key, b"fallback")
+    assert sm2.verify(key.public_key, b"fallback", signature)
+    assert not sm2.verify(key.public_key, b"fallback!", signature)
+    assert sm2.decrypt(key, sm2.encrypt(key.public_key, b"secret")) == b"secret"
+    monkeypatch.undo()
+    # and the native path agrees with what the fallback produced
+    native = sm2.Sm2PrivateKey.from_value(key.value)
+    assert native._pkey is not None and native.public_key == key.public_key
+    assert sm2.verify(native.public_key, b"fallback", signature)
