@@ -133,3 +133,19 @@ def test_reports_name_techniques_and_group_by_tactic(
         Assessment(target="/srv", asset=asset, started=datetime.now(UTC), findings=[findings[2]])
     )
     assert bare["tactics"] == []
+
+
+def test_assess_sweeps_file_names(sqlite_store: Store, shared_data: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    import_feed(sqlite_store, shared_data / "intel" / "signature-base-iocs", home=home)
+    target = tmp_path / "image"
+    (target / "Windows" / "System32").mkdir(parents=True)
+    (target / "Windows" / "System32" / "winhttpc.dll").write_bytes(b"MZ")
+    (target / "Windows" / "System32" / "kernel32.dll").write_bytes(b"MZ")
+    result = assess(sqlite_store, target, AssessOptions(home=home, engines=("intel",), save=False))
+    [finding] = result.findings
+    assert finding.evidence["path"] == "Windows/System32/winhttpc.dll"
+    assert (
+        finding.evidence["fingerprint_extra"]
+        == r"filename:ystem32\\winhttpc\.dll@Windows/System32/winhttpc.dll"
+    )

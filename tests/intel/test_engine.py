@@ -50,7 +50,9 @@ def test_addresses_in_networks_and_hashes(matcher: IntelMatcher) -> None:
         ("sha256", DROPPER_SHA256),
     }
     assert _hits(matcher, "198.51.100.200 and 203.0.113.67 and 1203.0.113.66") == set()
-    assert _hits(matcher, "12:00:01 sshd: from 2001:DB8:0::BAD port 22, std::map") == {("ip", "2001:db8::bad")}
+    assert _hits(matcher, "12:00:01 sshd: from 2001:DB8:0::BAD port 22, std::map") == {
+        ("ip", "2001:db8::bad")
+    }
     at_sentence_end = f"The dropper was {DROPPER_SHA256}. Another: {DROPPER_SHA256}.exe"
     assert _hits(matcher, at_sentence_end) == {("sha256", DROPPER_SHA256)}
 
@@ -165,3 +167,28 @@ def test_plain_lines_are_scanned_in_blocks_with_line_numbers(matcher: IntelMatch
     assert found["evil-updates.example"].evidence["line"] == 4322
     assert found["evil-updates.example"].evidence["excerpt"] == lines[4321]
     assert len(found) == 2
+
+
+def test_loki_filename_expressions_match_paths_without_false_positives(
+    sqlite_store: Store, shared_data: Path, tmp_path: Path
+) -> None:
+    import_feed(sqlite_store, shared_data / "intel" / "signature-base-iocs", home=tmp_path)
+    matcher = IntelMatcher.open(sqlite_store, tmp_path)
+    event = Event(
+        fields={"Image": r"C:\Windows\System32\winhttpc.dll", "User": "NT AUTHORITY\\SYSTEM"},
+        raw="Process Create",
+        origin=Location("Sysmon.evtx"),
+    )
+    [finding] = matcher.match_events([event], ASSET)
+    assert finding.evidence["indicator"] == {"type": "filename", "value": r"ystem32\\winhttpc\.dll"}
+    assert finding.evidence["field"] == "Image"
+    assert finding.evidence["entities"]["file"] == [r"C:\Windows\System32\winhttpc.dll"]
+    assert {s.indicator for s in matcher.match_path(r"C:\Users\bob\Downloads\whatsapp.exe")} >= {
+        r"\\whatsapp\.exe"
+    }
+    # The same name where WhatsApp installs itself is LOKI's listed false positive.
+    installed = r"C:\Users\bob\AppData\Local\WhatsApp\whatsapp.exe"
+    assert r"\\whatsapp\.exe" not in {s.indicator for s in matcher.match_path(installed)}
+    # A Linux path to a mounted Windows disk is tried with backslashes too.
+    assert matcher.match_path("/mnt/disk/Windows/System32/winhttpc.dll")
+    assert matcher.match_path("/srv/www/index.html") == []

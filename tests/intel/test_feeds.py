@@ -134,7 +134,10 @@ def test_real_signature_base_iocs(shared_data: Path) -> None:
     assert caracal.description.startswith("Dark Caracal")
     scored = [e for e in hashes.entries if e.confidence != 75]
     assert scored, "the `hash;score;comment` lines carry their own score"
-    assert results["signature-base:filename"].skipped > 3000
+    names = results["signature-base:filename"]
+    assert len(names.entries) > 3800 and not names.errors
+    whatsapp = next(e for e in names.entries if e.value == r"\\whatsapp\.exe")
+    assert whatsapp.confidence == 55 and whatsapp.labels[1].startswith(r"exclude:(\\WhatsApp|")
 
 
 def test_real_maltrail_files(shared_data: Path, tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 It runs after the malware engine (ENGINES order), so the file hashes the scanner reported and the
 network peers and hosts other engines put into `evidence["entities"]` are matched too. Logs are read
 with the detection readers (`tianmu.detect.iter_events`), which give each event its fields and origin;
-a log-looking file no reader understands is scanned as plain text. Without an imported feed the engine
+a log-looking file no reader understands is scanned as plain text. File names under the target are
+swept with the filename indicators (LOKI's), when the base has any. Without an imported feed the engine
 says so in the notes and finds nothing.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +64,17 @@ def _log_files(root: Path, all_files: bool) -> Iterator[Path]:
             or any(w in name for w in ("log", "messages", "syslog", "secure"))
         ):
             yield path
+
+
+def _all_files(root: Path) -> Iterator[str]:
+    """Every regular file under `root` (not following links, version-control and tool folders left out)."""
+    if root.is_file():
+        yield str(root.resolve())
+        return
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        for name in files:
+            yield str(Path(directory, name).resolve())
 
 
 def _is_text(path: Path) -> bool:
@@ -143,6 +156,11 @@ def assess_engine(ctx: EngineContext) -> list[Finding]:
         matcher, ctx.root, ctx.asset, errors=ctx.errors, notes=ctx.notes, progress=ctx.progress
     )
     findings += matcher.match_findings(ctx.earlier, ctx.asset)
+    if matcher.index.filenames:
+        swept = list(matcher.match_paths(_all_files(ctx.root), ctx.asset))
+        for finding in swept:
+            _relocate(finding, ctx.root)
+        findings += swept
     # A finding of another engine over a log may name an address the log scan matched in that file too:
     # one finding per fingerprint, the log's own (with its line and excerpt) first.
     unique: dict[str, Finding] = {}

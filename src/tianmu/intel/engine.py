@@ -13,7 +13,7 @@ the evidence line and time, later ones raise the count. Expired or not-yet-valid
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +81,9 @@ _ENTITY = {
     "url": "url",
     "email": "user",
     "user-agent": "process",
+    "filename": "file",
 }
+_PATH_FIELDS = ("Image", "TargetFilename", "ParentImage", "ImageLoaded", "file.path", "process.executable")
 
 
 def severity_for(record: IntelRecord) -> Severity:
@@ -128,6 +130,7 @@ class IntelMatcher:
         self.now = now or utcnow()
         self._records: dict[tuple[str, str], IntelRecord | None] = {}
         self._has_v6 = bool(index.networks6) or any(":" in ip for ip in index.ips)
+        self._path_matcher: Callable[[str], list[str]] | None = None
 
     @classmethod
     def open(cls, store: Store, home: Path | None = None, now: datetime | None = None) -> IntelMatcher:
@@ -329,6 +332,39 @@ class IntelMatcher:
             found.sort()
         return found
 
+    # --- file paths (LOKI filename IOCs) -----------------------------------------------------------------
+
+    def match_path(self, path: str, field: str = "path") -> list[Sighting]:
+        """Filename indicators (regular expressions) matching a file path, false positives excluded.
+
+        LOKI's expressions are written for Windows paths (System32 and backslashes): a path with `/` is
+        tried as written and with backslash separators, so a mounted Windows disk is recognised too.
+        """
+        if not self.index.filenames:
+            return []
+        if self._path_matcher is None:
+            self._path_matcher = _compile_path_set(sorted(self.index.filenames))
+        forms = [path, path.replace("/", "\\")] if "/" in path else [path]
+        found: dict[str, Sighting] = {}
+        for text in forms:
+            for pattern in self._path_matcher(text):
+                record = self.record("filename", pattern)
+                if pattern in found or record is None or _excluded(record, text):
+                    continue
+                found[pattern] = Sighting("filename", pattern, path, field)
+        return list(found.values())
+
+    def match_paths(self, paths: Iterable[str], asset: Asset) -> Iterator[Finding]:
+        """Filename indicators over file paths: a file-system sweep by name, as LOKI does."""
+        hits = _Hits()
+        if self.index.filenames:
+            for path in paths:
+                for sighting in self.match_path(path):
+                    record = self.record(sighting.type, sighting.indicator)
+                    if record is not None:
+                        hits.add(record, sighting, path, None, None, None, "", {"file": [path]})
+        yield from hits.findings(asset)
+
     # --- events and findings -----------------------------------------------------------------------------
 
     def event_sightings(self, event: Event) -> list[Sighting]:
@@ -344,6 +380,12 @@ class IntelMatcher:
         if host and uri and str(uri).startswith("/"):
             values.append(("cs-host+cs-uri", f"http://{host}{uri}"))
         found = {(s.type, s.indicator): s for s in self.match_values(values)}
+        if self.index.filenames:
+            for name in _PATH_FIELDS:
+                value = fields.get(name)
+                if value:
+                    for sighting in self.match_path(str(value), name):
+                        found.setdefault((sighting.type, sighting.indicator), sighting)
         for sighting in self.scan_text(event.raw):
             found.setdefault((sighting.type, sighting.indicator), sighting)
         return list(found.values())
@@ -393,7 +435,10 @@ class IntelMatcher:
             entities = evidence.get("entities") or {}
             for kind in ("ip", "domain", "url", "hash", "host"):
                 values += [(kind, str(v)) for v in entities.get(kind, [])]
-            for sighting in self.match_values(values):
+            sightings = self.match_values(values)
+            if evidence.get("path") and self.index.filenames and finding.kind == FindingKind.MALWARE:
+                sightings += self.match_path(str(evidence["path"]))
+            for sighting in sightings:
                 record = self.record(sighting.type, sighting.indicator)
                 if record is not None:
                     where = str(evidence.get("path", finding.asset.name))
@@ -425,6 +470,39 @@ _FIELD_KINDS: dict[str, str] = {
     "hash": "hashes",
 }
 _ALL_FIELDS = _IP_FIELDS + _DOMAIN_FIELDS + _URL_FIELDS + _UA_FIELDS + _HASH_FIELDS
+
+
+def _compile_path_set(patterns: list[str]) -> Callable[[str], list[str]]:
+    """One RE2 set over every filename expression (a single automaton, no loop over indicators);
+    the rare expression RE2 cannot take (look-arounds, back-references) is tried with `re`."""
+    import re2
+
+    # Case-sensitive, as LOKI matches them: the lists carry upper- and lower-case variants on purpose.
+    options = re2.Options()
+    regex_set = re2.Set.SearchSet(options)
+    in_set: list[str] = []
+    fallback: list[re.Pattern[str]] = []
+    for pattern in patterns:
+        try:
+            regex_set.Add(pattern)
+            in_set.append(pattern)
+        except Exception:  # re2 signals an unsupported expression with a bare error class
+            fallback.append(re.compile(pattern))
+    regex_set.Compile()
+
+    def match(text: str) -> list[str]:
+        hits = [in_set[i] for i in regex_set.Match(text) or ()] if in_set else []
+        return hits + [p.pattern for p in fallback if p.search(text)]
+
+    return match
+
+
+def _excluded(record: IntelRecord, text: str) -> bool:
+    """LOKI's third field: a path that also matches the false-positive expression is no hit."""
+    for label in record.labels:
+        if label.startswith("exclude:") and re.search(label[8:], text):
+            return True
+    return False
 
 
 def _url_key_of(url: str) -> str:

@@ -35,7 +35,7 @@ __all__ = ["INTEL_KIND", "IntelIndex", "index_digest", "load_index"]
 
 INTEL_KIND = "intel"
 """`kb_sources.kind` of every threat-intelligence source."""
-_FORMAT = 1
+_FORMAT = 2
 _HASH_TYPES = ("md5", "sha1", "sha256", "sha512")
 
 
@@ -53,6 +53,8 @@ class IntelIndex:
     hashes: set[str] = field(default_factory=set)
     emails: set[str] = field(default_factory=set)
     user_agents: set[str] = field(default_factory=set)
+    filenames: set[str] = field(default_factory=set)
+    """Regular expressions over file paths (LOKI filename IOCs), matched at once by an RE2 set."""
     url_hosts: set[str] = field(default_factory=set)
     """Hosts (`host[:port]`) of the URL indicators: a cheap first test before a URL is canonicalised."""
 
@@ -88,6 +90,7 @@ class IntelIndex:
             + len(self.hashes)
             + len(self.emails)
             + len(self.user_agents)
+            + len(self.filenames)
         )
 
     # --- building -------------------------------------------------------------------------------------
@@ -112,6 +115,8 @@ class IntelIndex:
             self.emails.add(value)
         elif kind == "user-agent":
             self.user_agents.add(value)
+        elif kind == "filename":
+            self.filenames.add(value)
 
     def finish(self) -> None:
         # A name some source wants matched with its subdomains is matched so, whatever the others say.
@@ -185,6 +190,7 @@ class IntelIndex:
                 self.hashes,
                 self.emails,
                 self.user_agents,
+                self.filenames,
             )
         )
 
@@ -193,7 +199,7 @@ class IntelIndex:
         values = marshal.loads(data)
         if not isinstance(values, tuple) or not values or values[0] != _FORMAT:
             raise ValueError("index file of another format")
-        return cls(*values[1:11])
+        return cls(*values[1:12])
 
 
 def _ipv4_number(text: str) -> int | None:

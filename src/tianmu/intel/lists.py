@@ -5,7 +5,7 @@
 | one indicator per line (`#` comments)   | list           | `list:<file stem>` (or as given)    |
 | CSV with a header and a column map      | csv            | `csv:<file stem>` (or as given)     |
 | maltrail `trails/static` folder         | maltrail       | `maltrail:<malware|malicious|...>` |
-| signature-base `iocs/` (LOKI) files     | signature-base | `signature-base:<c2|hash>`         |
+| signature-base `iocs/` (LOKI) files     | signature-base | `signature-base:<c2|hash|filename>`|
 
 A line that is not an indicator is reported as `path:line: message`; the other lines are kept.
 """
@@ -244,7 +244,8 @@ def read_signature_base(path: Path) -> list[FeedResult]:
 
     LOKI chooses the list type from the file name, so do we. `#` lines are comments; the last one above
     an entry names the campaign or report it comes from and becomes its description. Filename regexes
-    and keywords are not network or file indicators and are counted as skipped.
+    (`filename-iocs*.txt`) become `filename` indicators, their false-positive regex an `exclude:` label;
+    keywords are counted as skipped.
     """
     files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
     results: list[FeedResult] = []
@@ -253,8 +254,10 @@ def read_signature_base(path: Path) -> list[FeedResult]:
         if kind is None:
             continue
         result = FeedResult(source=f"signature-base:{kind}", kind="signature-base")
-        if kind in ("filename", "keywords"):
+        if kind == "keywords":
             result.skipped = sum(1 for _, line in _lines(file) if line and not line.startswith("#"))
+        elif kind == "filename":
+            _read_filename_iocs(file, result)
         else:
             _read_loki_file(file, kind, result)
         results.append(result)
@@ -287,4 +290,30 @@ def _read_loki_file(file: Path, kind: str, result: FeedResult) -> None:
             continue
         entry.description = comment
         entry.labels = ["c2"] if kind == "c2" else []
+        result.entries.append(entry)
+
+
+def _read_filename_iocs(file: Path, result: FeedResult) -> None:
+    """`regex;score[;false-positive regex]`: LOKI matches the regex against the full file path."""
+    heading = ""
+    for number, line in _lines(file):
+        if not line:
+            continue
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            continue
+        fields = line.split(";")
+        confidence = SIGNATURE_BASE_CONFIDENCE
+        if len(fields) > 1 and _SCORE.match(fields[1].strip()):
+            confidence = min(100, int(fields[1]))
+        try:
+            entry = _entry("filename", fields[0], confidence, f"{file}:{number}")
+            exclude = ";".join(fields[2:]).strip()
+            if exclude:
+                normalize("filename", exclude)
+        except NormalizeError as exc:
+            result.errors.append(f"{file}:{number}: {exc}")
+            continue
+        entry.description = heading
+        entry.labels = ["filename"] + ([f"exclude:{exclude}"] if exclude else [])
         result.entries.append(entry)

@@ -44,8 +44,10 @@ INDICATOR_TYPES = (
     "sha512",
     "email",
     "user-agent",
+    "filename",
 )
-"""Types of `tianmu.core.models.IndicatorType`, plus sha512 and user-agent (STIX and MISP carry both)."""
+"""Types of `tianmu.core.models.IndicatorType`, plus sha512 and user-agent (STIX and MISP carry both) and
+filename (a regular expression over a file path, as LOKI's filename IOCs are)."""
 
 
 class NormalizeError(ValueError):
@@ -222,6 +224,13 @@ def normalize(kind: str, value: str) -> tuple[str, str]:
         return normalize_hash(value)
     if kind == "email":
         return "email", normalize_email(value)
+    if kind == "filename":
+        text = value.strip()
+        try:
+            re.compile(text, re.IGNORECASE)
+        except re.error as exc:
+            raise NormalizeError(f"not a valid file-name regular expression: {text!r} ({exc})") from exc
+        return "filename", text
     if kind == "user-agent":
         text = value.strip()
         if not text:
