@@ -11,13 +11,26 @@ from network.servers import free_port
 from tianmu.assets.network.sweep import SweepOptions, sweep
 from tianmu.assets.network.targets import Target
 
+# An address of the loopback network no other test binds: sweeps over ranges of ports then see only the
+# listeners these tests open (servers bound to 0.0.0.0 aside), even beside parallel test workers.
+HOST = "127.0.0.77"
+
+
+def _closed_ports(count: int) -> list[int]:
+    ports = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
 
 @pytest.fixture
 def listeners() -> Iterator[list[int]]:
     socks = []
     for _ in range(3):
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         sock.listen(64)
         socks.append(sock)
     yield [s.getsockname()[1] for s in socks]
@@ -26,11 +39,11 @@ def listeners() -> Iterator[list[int]]:
 
 
 def test_open_and_closed_ports(listeners: list[int]) -> None:
-    closed = [free_port() for _ in range(5)]
-    result = sweep([Target("127.0.0.1")], sorted(listeners + closed))
-    assert result.open["127.0.0.1"] == sorted(listeners)
-    assert result.closed["127.0.0.1"] == len(set(closed) - set(listeners))
-    assert result.filtered["127.0.0.1"] == []
+    closed = _closed_ports(5)
+    result = sweep([Target(HOST)], sorted(listeners + closed))
+    assert result.open[HOST] == sorted(listeners)
+    assert result.closed[HOST] == len(set(closed) - set(listeners))
+    assert result.filtered[HOST] == []
 
 
 def test_ipv6_loopback() -> None:
@@ -50,8 +63,8 @@ def test_ipv6_loopback() -> None:
 
 def test_window_per_host_cap_and_rate_limit(listeners: list[int]) -> None:
     ports = list(range(40000, 40200)) + listeners
-    result = sweep([Target("127.0.0.1")], ports, SweepOptions(max_inflight=16, per_host=4, rate=2000))
-    assert result.open["127.0.0.1"] == sorted(listeners)
+    result = sweep([Target(HOST)], ports, SweepOptions(max_inflight=16, per_host=4, rate=2000))
+    assert result.open[HOST] == sorted(listeners)
     assert result.attempts >= len(set(ports))
     # 2000 attempts/s over ~203 attempts cannot finish in much less than 0.1 s.
     assert result.elapsed >= 0.09
