@@ -195,6 +195,8 @@ def register(app: typer.Typer) -> None:
         )
         with open_default_store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
             result = discover(store, targets, options, progress=advance)
+        for note in result.notes:
+            err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
         if result.self_connects:
             err_console.print(f"[dim]note:[/] {result.self_connects} loopback self-connect(s) ignored")
         if json:

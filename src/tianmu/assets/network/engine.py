@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from tianmu.assets.network.audit import record_scan_end, record_scan_start
 from tianmu.assets.network.cpe import cpe_for, parse_cpe
 from tianmu.assets.network.inventory import HostDiff, save_host_services
@@ -50,6 +52,7 @@ from tianmu.core.models import (
 )
 from tianmu.store.database import Store
 from tianmu.store.repository import save_assessment
+from tianmu.store.schema import kb_sources
 
 __all__ = ["DiscoverOptions", "DiscoveryResult", "HostResult", "discover", "service_findings"]
 
@@ -406,6 +409,14 @@ def _from_nmap(targets: Sequence[Target], ports: list[int], options: DiscoverOpt
     return _nmap_hosts(run_nmap(targets, ports, version_scan=options.fingerprint, rate=options.rate), hosts)
 
 
+def _has_nvd(store: Store) -> bool:
+    with store.connect() as conn:
+        return (
+            conn.execute(select(kb_sources.c.name).where(kb_sources.c.kind == "nvd").limit(1)).first()
+            is not None
+        )
+
+
 def discover(
     store: Store | None,
     specs: Sequence[str],
@@ -499,6 +510,11 @@ def discover(
             )
             save_assessment(store, assessment)
     findings.sort(key=lambda f: (-f.severity.rank, f.rule_id, f.evidence.get("fingerprint_extra", "")))
+    if store is not None and any(s.version for h in hosts for s in h.services) and not _has_nvd(store):
+        notes.append(
+            "no NVD CVE data imported: service versions were matched against OSV only "
+            "(`tianmu kb import nvdcve-2.0-<year>.json.gz`)"
+        )
     elapsed = time.monotonic() - begin
     result = DiscoveryResult(
         hosts, findings, len(ports) * len(targets), elapsed, self_connects, audit_id, opts.engine, notes
