@@ -94,14 +94,14 @@ def _save(app: FastAPI, asset: Asset, findings: list[Finding], when: datetime) -
     )
 
 
-def build_platform(home: Path) -> Platform:
+def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platform:
     home.mkdir(parents=True, exist_ok=True)
     core = Settings(home=home, database_url=f"sqlite:///{home / 'tianmu.db'}", tenant="acme")
-    app = create_platform_app(ServiceSettings(core=core, origin="http://localhost:8000"), runner_kind="local")
+    app = create_platform_app(ServiceSettings(core=core, origin=origin), runner_kind="local")
     identity: IdentityService = app.state.identity
     headers: dict[str, dict[str, str]] = {}
     # Without `with`: no lifespan, so the app's job runner is started only by the test's own client.
-    csrf_token = TestClient(app, base_url="http://localhost:8000").get("/api/auth/csrf").json()["csrf_token"]
+    csrf_token = TestClient(app, base_url=origin).get("/api/auth/csrf").json()["csrf_token"]
     for tenant, users in (
         ("acme", [("alice", Role.ADMIN), ("anna", Role.ANALYST), ("victor", Role.VIEWER)]),
         ("globex", [("gina", Role.ADMIN)]),

@@ -119,6 +119,8 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
                 "new_findings": saved.new_findings,
                 "seen_again": saved.seen_again,
                 "reopened": saved.reopened,
+                "components": saved.components,
+                "findings": saved.findings,
             },
         )
 
@@ -126,9 +128,8 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
     if "engines" in ctx.job.params:
         options = replace(options, engines=tuple(ctx.job.params["engines"]))
     result = assess(ctx.store, path, options, progress=ctx.progress)
-    summary = dict(ctx.result)
-    summary.update({"components": len(result.components), "findings": len(result.findings)})
-    return summary
+    # The job was marked done with this summary inside the transaction that stored the assessment.
+    return dict(ctx.result) or {"components": len(result.components), "findings": len(result.findings)}
 
 
 def _run_kb_import(ctx: JobContext) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class SaveResult:
     new_findings: int
     seen_again: int
     reopened: int
+    components: int = 0
+    findings: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,9 @@ def save_assessment(store: Store, assessment: Assessment, *, also: SaveHook | No
             .where(assessments.c.id == assessment_id)
             .values(finding_counts=dict(open_counts))
         )
-        saved = SaveResult(assessment_id, asset_id, new, again, reopened)
+        saved = SaveResult(
+            assessment_id, asset_id, new, again, reopened, len(assessment.components), len(assessment.findings)
+        )
         if also is not None:
             also(conn, saved)
     return saved

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -37,6 +37,8 @@ from tianmu.store.queries import (
 
 __all__ = ["FindingFilters", "router"]
 
+E = TypeVar("E", FindingKind, Severity, TriageStatus)
+
 router = APIRouter(prefix="/findings", tags=["findings"])
 
 Reader = Annotated[Principal, Depends(require(Permission.FINDINGS_READ))]
@@ -49,33 +51,59 @@ class ExportFormat(StrEnum):
 
 
 class FindingFilters:
-    """The query parameters every findings list understands (the API's and the dashboard's)."""
+    """The query parameters every findings list understands (the API's and the dashboard's).
+
+    Empty values are ignored rather than refused, because an HTML filter form sends `severity=` for
+    "any"; a value that is present but wrong is a 422 naming the parameter and what it accepts.
+    """
 
     def __init__(
         self,
-        kind: Annotated[list[FindingKind] | None, Query(description="One or more kinds.")] = None,
-        severity: Annotated[list[Severity] | None, Query(description="Exactly these severities.")] = None,
-        min_severity: Annotated[Severity | None, Query(description="At or above this severity.")] = None,
-        status: Annotated[list[TriageStatus] | None, Query(description="Triage statuses.")] = None,
-        asset_id: Annotated[int | None, Query()] = None,
+        kind: Annotated[list[str] | None, Query(description="One or more kinds.")] = None,
+        severity: Annotated[list[str] | None, Query(description="Exactly these severities.")] = None,
+        min_severity: Annotated[str | None, Query(description="At or above this severity.")] = None,
+        status: Annotated[list[str] | None, Query(description="Triage statuses.")] = None,
+        asset_id: Annotated[str | None, Query(description="One asset's findings.")] = None,
         since: Annotated[datetime | None, Query(description="Last seen at or after (ISO 8601).")] = None,
         until: Annotated[datetime | None, Query(description="Last seen before (ISO 8601).")] = None,
         q: Annotated[str | None, Query(max_length=200, description="Text in the rule id or title.")] = None,
         kev: Annotated[bool | None, Query(description="Only (or never) CISA KEV-listed flaws.")] = None,
         sort: Annotated[FindingSort, Query()] = FindingSort.LAST_SEEN,
     ) -> None:
+        minimum = _choices("min_severity", [min_severity] if min_severity else [], Severity)
         self.query = FindingQuery(
-            kinds=tuple(kind or ()),
-            severities=tuple(severity or ()),
-            min_severity=min_severity,
-            statuses=tuple(status or ()),
-            asset_id=asset_id,
+            kinds=_choices("kind", kind, FindingKind),
+            severities=_choices("severity", severity, Severity),
+            min_severity=minimum[0] if minimum else None,
+            statuses=_choices("status", status, TriageStatus),
+            asset_id=_integer("asset_id", asset_id),
             since=since,
             until=until,
             text=q or None,
             kev=kev,
             sort=sort,
         )
+
+
+def _choices(name: str, values: list[str] | None, enum: type[E]) -> tuple[E, ...]:
+    chosen = []
+    for value in values or []:
+        if not value:
+            continue
+        try:
+            chosen.append(enum(value))
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)  # type: ignore[attr-defined]
+            raise HTTPException(422, f"{name}={value!r} is not one of: {allowed}") from None
+    return tuple(chosen)
+
+
+def _integer(name: str, value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise HTTPException(422, f"{name}={value!r} is not a number")
+    return int(value)
 
 
 Filters = Annotated[FindingFilters, Depends()]
