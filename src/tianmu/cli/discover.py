@@ -71,17 +71,25 @@ def exit_code_for(findings: list[Finding], fail_on: FailOn) -> ExitCode:
     return ExitCode.FINDINGS if any(f.severity.at_least(threshold) for f in findings) else ExitCode.OK
 
 
+def _where(finding: Finding) -> str:
+    evidence = finding.evidence
+    if evidence.get("url"):
+        return str(evidence["url"])
+    if "port" in evidence:
+        return f"{(evidence.get('entities') or {}).get('ip', ['?'])[0]}:{evidence['port']}"
+    return str(evidence.get("domain") or finding.asset.name)
+
+
 def print_findings(findings: list[Finding]) -> None:
     if not findings:
         out_console.print("[green]No finding.[/]")
         return
     table = Table(header_style="bold", title="Findings")
-    for column in ("Severity", "Kind", "Rule", "Title"):
+    for column in ("Severity", "Kind", "Rule", "Title", "Where"):
         table.add_column(column, overflow="fold")
     for f in findings:
-        table.add_row(
-            f"[{_SEVERITY_STYLE[f.severity]}]{f.severity.value}[/]", f.kind.value, f.rule_id, f.title
-        )
+        style = _SEVERITY_STYLE[f.severity]
+        table.add_row(f"[{style}]{f.severity.value}[/]", f.kind.value, f.rule_id, f.title, _where(f))
     out_console.print(table)
 
 
