@@ -48,10 +48,12 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# The passkey browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here); a CJK font lets
+# the Chinese dashboard render as text in the screenshots instead of empty boxes.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 chromium:
-	@test -x /usr/bin/chromium || (flock /tmp/apt.lock apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock apt-get install -y -q chromium)
+	@(test -x /usr/bin/chromium && test -f $(CJK_FONT)) || (flock /tmp/apt.lock apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock apt-get install -y -q chromium fonts-wqy-microhei)
 
 test: install lint chromium
 	$(BIN)/pytest -n 2 -q
