@@ -122,3 +122,22 @@ def test_disclosed_products() -> None:
         ("PHP", "8.1.2"),
     ]
     assert site.disclosed_products(resp([("Server", "Apache")]))[0].version is None
+
+
+def test_tls_issue_rules() -> None:
+    from tianmu.websec.engine import tls_issues
+
+    good_cert = {"san": ["www.example.test"], "days_left": 200, "expired": False, "self_signed": False}
+    sound = {"versions": ["TLSv1.2", "TLSv1.3"], "certificate": good_cert, "trusted": True}
+    assert tls_issues(sound, "www.example.test", 30) == []
+    old_only = {**sound, "versions": ["TLSv1.0", "TLSv1.1"]}
+    assert {i.rule for i in tls_issues(old_only, "www.example.test", 30)} == {
+        "tls.protocol.legacy",
+        "tls.protocol.no-modern",
+    }
+    future = {**sound, "certificate": {**good_cert, "not_yet_valid": True, "not_before": "2099-01-01"}}
+    assert [i.rule for i in tls_issues(future, "www.example.test", 30)] == ["tls.certificate.not-yet-valid"]
+    soon = {**sound, "certificate": {**good_cert, "days_left": 20}}
+    [expiring] = tls_issues(soon, "www.example.test", 30)
+    assert (expiring.rule, expiring.severity.value) == ("tls.certificate.expiring", "low")
+    assert tls_issues(soon, "www.example.test", 14) == []
