@@ -265,3 +265,14 @@ def test_fail2ban_apache_variants(shared_data: Path) -> None:
     [access], stats = _read(folder / "apache-pass")
     assert stats.malformed_count == 0 and access.fields["cs-username"] == "user1"
     assert access.timestamp is not None and access.timestamp.isoformat() == "2013-06-27T11:55:44+00:00"
+
+
+def test_hostile_json_is_malformed_not_fatal(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": 1}\n' + "[" * 100_000 + "\n" + '{"b": ' * 5000 + "1" + "}" * 5000 + "\n")
+    events, stats = _read(deep)
+    assert len(events) == 1 and stats.malformed_count == 2
+    array = tmp_path / "deep-array.json"
+    array.write_text('[{"a": 1}, ' + "[" * 100_000 + "]" * 100_000 + "]")
+    events, stats = _read(array)
+    assert len(events) == 1 and stats.malformed_count == 1

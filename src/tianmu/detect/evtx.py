@@ -133,7 +133,7 @@ def read_evtx(source: str | IO[bytes], path: str, stats: ReadStats) -> Iterator[
         raw = str(record.get("data") or "")
         try:
             doc = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             stats.malformed(path, number, f"EVTX record is not valid JSON: {exc}")
             continue
         fields, when = flatten_record(doc)

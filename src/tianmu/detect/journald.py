@@ -54,6 +54,9 @@ def read_journald(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats)
         except json.JSONDecodeError as exc:
             stats.malformed(path, number, f"not a JSON object: {exc.msg}")
             continue
+        except RecursionError:
+            stats.malformed(path, number, "JSON nested too deeply")
+            continue
         if not isinstance(record, dict):
             stats.malformed(path, number, "not a JSON object")
             continue

@@ -125,6 +125,9 @@ def iter_json_array(stream: BinaryIO, path: str, stats: ReadStats) -> Iterator[t
             continue
         try:
             value, end = decoder.raw_decode(buffer)
+        except RecursionError:
+            stats.malformed(path, line, "JSON nested too deeply")
+            return
         except ValueError as exc:
             if not eof:
                 chunk = text_stream.read(1 << 16)
@@ -146,7 +149,12 @@ def read_json_records(
         if not isinstance(value, dict):
             stats.malformed(path, number, "not a JSON object")
             continue
-        yield record_event(value, raw, Location(path, number), field_map)
+        try:
+            event = record_event(value, raw, Location(path, number), field_map)
+        except RecursionError:
+            stats.malformed(path, number, "JSON nested too deeply")
+            continue
+        yield event
 
 
 def json_lines(
@@ -157,6 +165,8 @@ def json_lines(
             yield number, text, json.loads(text)
         except json.JSONDecodeError as exc:
             stats.malformed(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+        except RecursionError:
+            stats.malformed(path, number, "JSON nested too deeply")
 
 
 def read_csv(
