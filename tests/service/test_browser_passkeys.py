@@ -178,3 +178,43 @@ def test_enrolment_without_user_verification_adds_nothing(served: tuple[str, Any
     assert "not added" in (page.text_content("#message") or "")
     with app.state.store.connect() as conn:
         assert conn.execute(select(identity_passkeys.c.id)).first() is None
+
+
+def test_password_then_totp_and_certificate_pages(served: tuple[str, Any], page: Any) -> None:
+    import base64
+
+    import pyotp
+
+    from tianmu import gmcrypto
+    from tianmu.identity import Policy, cli_principal
+
+    origin, app = served
+    identity = app.state.identity
+    admin = cli_principal("acme")
+    identity.set_policy(admin, "acme", Policy(required_factors=(("password", "totp"), ("certificate",))))
+    seed, _ = identity.enable_totp(admin, "acme", "alice")
+    page.goto(f"{origin}/auth/sign-in")
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("#password-submit")
+    page.wait_for_selector("#step-totp:not([hidden])")
+    page.fill("#totp-code", pyotp.TOTP(seed).now())
+    page.click("#step-totp button[type=submit]")
+    page.wait_for_url(f"{origin}/auth/account")
+    assert "password + totp" in (page.text_content("#signed-in") or "")
+    page.click("#sign-out")
+    page.wait_for_url(f"{origin}/auth/sign-in")
+
+    identity.init_tenant_ca(admin, "acme")
+    key = gmcrypto.generate_key()
+    cert = identity.issue_user_certificate(admin, "acme", "alice", key.public_key)
+    page.click("#certificate-link")
+    page.wait_for_url(f"{origin}/auth/certificate?tenant=acme")
+    page.click("#cert-challenge")
+    page.wait_for_selector("#message.ok")
+    message = page.input_value("#cert-message").encode("utf-8")
+    page.fill("#cert-pem", cert.to_pem().decode("ascii"))
+    page.fill("#cert-signature", base64.b64encode(gmcrypto.sign(key, message)).decode("ascii"))
+    page.click("#certificate-form button[type=submit]")
+    page.wait_for_url(f"{origin}/auth/account")
+    assert "certificate" in (page.text_content("#signed-in") or "")
