@@ -7,24 +7,34 @@ built index (`tianmu.intel.index`). Log text is scanned a block of lines at a ti
 hit is found by counting newlines only when there is a hit.
 
 Every hit becomes a `Finding` of kind `intel`, one per (indicator, file): the first sighting gives
-the evidence line and time, later ones raise the count. Expired or not-yet-valid indicators do not hit.
+the evidence line and time, later ones raise the count (see `tianmu.intel.findings`). Expired or
+not-yet-valid indicators do not hit.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
-from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity, utcnow
+from tianmu.core.models import Asset, Event, Finding, FindingKind, utcnow
+from tianmu.intel.fields import (
+    ALL_FIELDS,
+    HASH_BY_LENGTH,
+    PATH_FIELDS,
+    compile_path_set,
+    event_entities,
+    excluded,
+    observations,
+    url_key_of,
+)
+from tianmu.intel.findings import Hits, Sighting, aware, parse_time, severity_for
 from tianmu.intel.index import IntelIndex, _ipv4_number, load_index
 from tianmu.intel.models import IntelRecord
-from tianmu.intel.normalize import NormalizeError, classify, normalize_ip
+from tianmu.intel.normalize import NormalizeError, normalize_ip
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
 
@@ -59,66 +69,7 @@ _REFANG_LOWER = (
 )
 """`tianmu.intel.normalize.refang` for lower-cased text, as plain replacements (no regex pass)."""
 _TRAILING = ".,;:!?)]}'\""
-_DEFAULT_PORT = {"http": ":80", "https": ":443", "ftp": ":21"}
 _BLOCK = 2000
-
-# Event fields (Sigma / ECS / Suricata names) holding one typed value each.
-_IP_FIELDS = (
-    "src_ip", "dst_ip", "dest_ip", "SourceIp", "DestinationIp", "c-ip", "s-ip", "IpAddress", "SourceAddress",
-    "DestAddress", "ClientIP", "source.ip", "destination.ip", "client.ip", "remote_addr", "rhost",
-)  # fmt: skip
-_DOMAIN_FIELDS = (
-    "query", "QueryName", "cs-host", "DestinationHostname", "dns.rrname", "http.hostname", "tls.sni",
-    "url.domain", "destination.domain", "dns.question.name", "r-dns",
-)  # fmt: skip
-_URL_FIELDS = ("url", "http.url", "c-uri", "cs-uri", "url.full", "cs-referer", "http.http_refer")
-_UA_FIELDS = ("cs-user-agent", "c-useragent", "cs(User-Agent)", "http.http_user_agent", "user_agent.original")
-_HASH_FIELDS = ("Hashes", "md5", "sha1", "sha256", "file.hash.md5", "file.hash.sha1", "file.hash.sha256")
-_ENTITY = {
-    "ip": "ip",
-    "cidr": "ip",
-    "domain": "domain",
-    "url": "url",
-    "email": "user",
-    "user-agent": "process",
-    "filename": "file",
-}
-_PATH_FIELDS = ("Image", "TargetFilename", "ParentImage", "ImageLoaded", "file.path", "process.executable")
-
-
-def severity_for(record: IntelRecord) -> Severity:
-    """High from confidence 80, medium from 50, low from 25; scanner and "suspicious" lists stay low."""
-    noisy = any(label in ("mass-scanner", "suspicious") for label in record.labels)
-    if record.confidence >= 80 and not noisy:
-        return Severity.HIGH
-    if record.confidence >= 50 and not noisy:
-        return Severity.MEDIUM
-    return Severity.LOW if record.confidence >= 25 else Severity.INFO
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """An indicator seen: its type and canonical value, the text observed, and the field it was in."""
-
-    type: str
-    indicator: str
-    observed: str
-    field: str = "text"
-    line: int | None = None
-
-
-@dataclass(slots=True)
-class _Hit:
-    record: IntelRecord
-    sighting: Sighting
-    path: str
-    line: int | None
-    record_no: int | None
-    time: datetime | None
-    excerpt: str
-    entities: dict[str, list[str]] = field(default_factory=dict)
-    count: int = 1
-    last_line: int | None = None
 
 
 class IntelMatcher:
@@ -164,8 +115,8 @@ class IntelMatcher:
         def union(name: str) -> tuple[str, ...]:
             return tuple(dict.fromkeys(v for r in rows for v in (getattr(r, name) or [])))
 
-        untils = [_aware(r.valid_until) for r in live]
-        froms = [_aware(r.valid_from) for r in live]
+        untils = [aware(r.valid_until) for r in live]
+        froms = [aware(r.valid_from) for r in live]
         return IntelRecord(
             type=kind,
             value=value,
@@ -204,12 +155,12 @@ class IntelMatcher:
         return None
 
     def match_values(self, values: Iterable[tuple[str, str]]) -> list[Sighting]:
-        """Typed observations `(field, value)`: the field name says the type (see `_FIELD_KINDS`), an
+        """Typed observations `(field, value)`: the field name says the type (see `FIELD_KINDS`), an
         unknown field name means "guess the type from the value". A URL is also matched by its host.
         """
         found: dict[tuple[str, str], Sighting] = {}
         for name, raw in values:
-            for kind, value in _observations(name, raw):
+            for kind, value in observations(name, raw):
                 hit = self.probe(kind, value)
                 if hit and hit not in found and self.record(*hit):
                     found[hit] = Sighting(hit[0], hit[1], value, name)
@@ -220,7 +171,7 @@ class IntelMatcher:
         of an address, a URL and its host. Expired indicators are included (their validity says so).
         """
         records: list[IntelRecord] = []
-        for kind, canonical in _observations("value", value):
+        for kind, canonical in observations("value", value):
             hit = self.probe(kind, canonical)
             if hit:
                 record = self.record(*hit, include_expired=True)
@@ -271,7 +222,7 @@ class IntelMatcher:
             token = match.group()
             hit: tuple[str, str] | None = None
             if "." not in token:
-                kind = _HASH_BY_LENGTH.get(len(token))
+                kind = HASH_BY_LENGTH.get(len(token))
                 if kind is not None and token in hashes:
                     hit = (kind, token)
             elif token[0].isdigit() and token.count(".") == 3 and token.replace(".", "").isdigit():
@@ -309,7 +260,7 @@ class IntelMatcher:
                 host = url[begin:end].rpartition("@")[2].rstrip(_TRAILING)
                 if host in url_hosts or host.split(":", 1)[0] in url_hosts:
                     url = url.rstrip(_TRAILING)
-                    indicator = index.match_url_key(_url_key_of(url))
+                    indicator = index.match_url_key(url_key_of(url))
                     if indicator is not None:
                         found.append((match.start(), "url", indicator, url))
         if index.emails and "@" in low:
@@ -343,20 +294,20 @@ class IntelMatcher:
         if not self.index.filenames:
             return []
         if self._path_matcher is None:
-            self._path_matcher = _compile_path_set(sorted(self.index.filenames))
+            self._path_matcher = compile_path_set(sorted(self.index.filenames))
         forms = [path, path.replace("/", "\\")] if "/" in path else [path]
         found: dict[str, Sighting] = {}
         for text in forms:
             for pattern in self._path_matcher(text):
                 record = self.record("filename", pattern)
-                if pattern in found or record is None or _excluded(record, text):
+                if pattern in found or record is None or excluded(record, text):
                     continue
                 found[pattern] = Sighting("filename", pattern, path, field)
         return list(found.values())
 
     def match_paths(self, paths: Iterable[str], asset: Asset) -> Iterator[Finding]:
         """Filename indicators over file paths: a file-system sweep by name, as LOKI does."""
-        hits = _Hits()
+        hits = Hits()
         if self.index.filenames:
             for path in paths:
                 for sighting in self.match_path(path):
@@ -371,7 +322,7 @@ class IntelMatcher:
         """What an event hits: its typed fields first (so the field is named), then its raw text."""
         fields = event.fields
         values: list[tuple[str, str]] = []
-        for name in _ALL_FIELDS:
+        for name in ALL_FIELDS:
             value = fields.get(name)
             if value not in (None, "", "-"):
                 values.append((name, str(value)))
@@ -381,7 +332,7 @@ class IntelMatcher:
             values.append(("cs-host+cs-uri", f"http://{host}{uri}"))
         found = {(s.type, s.indicator): s for s in self.match_values(values)}
         if self.index.filenames:
-            for name in _PATH_FIELDS:
+            for name in PATH_FIELDS:
                 value = fields.get(name)
                 if value:
                     for sighting in self.match_path(str(value), name):
@@ -392,13 +343,13 @@ class IntelMatcher:
 
     def match_events(self, events: Iterable[Event], asset: Asset) -> Iterator[Finding]:
         """One finding per (indicator, file) over the events, with the first sighting as evidence."""
-        hits = _Hits()
+        hits = Hits()
         for event in events:
             for sighting in self.event_sightings(event):
                 record = self.record(sighting.type, sighting.indicator)
                 if record is not None:
                     origin = event.origin
-                    entities = _event_entities(event.fields)
+                    entities = event_entities(event.fields)
                     hits.add(
                         record, sighting, origin.path, origin.line, None, event.timestamp, event.raw, entities
                     )
@@ -406,7 +357,7 @@ class IntelMatcher:
 
     def match_lines(self, lines: Iterable[str], path: str, asset: Asset) -> Iterator[Finding]:
         """Plain text lines of one file (when no log reader understands it), streamed in blocks."""
-        hits = _Hits()
+        hits = Hits()
         block: list[str] = []
         first = 1
         for line in lines:
@@ -418,7 +369,7 @@ class IntelMatcher:
         self._hit_lines(hits, block, first, path)
         yield from hits.findings(asset)
 
-    def _hit_lines(self, hits: _Hits, block: list[str], first: int, path: str) -> None:
+    def _hit_lines(self, hits: Hits, block: list[str], first: int, path: str) -> None:
         for sighting in self.scan_lines(block, first):
             record = self.record(sighting.type, sighting.indicator)
             if record is not None and sighting.line is not None:
@@ -426,7 +377,7 @@ class IntelMatcher:
 
     def match_findings(self, findings: Iterable[Finding], asset: Asset) -> Iterator[Finding]:
         """Earlier findings' file hashes (malware scan) and entities (network peers, hosts, URLs)."""
-        hits = _Hits()
+        hits = Hits()
         for finding in findings:
             if finding.kind == FindingKind.INTEL:
                 continue
@@ -442,7 +393,7 @@ class IntelMatcher:
                 record = self.record(sighting.type, sighting.indicator)
                 if record is not None:
                     where = str(evidence.get("path", finding.asset.name))
-                    time = _parse_time(evidence.get("time"))
+                    time = parse_time(evidence.get("time"))
                     copied = {k: list(v) for k, v in entities.items()}
                     hits.add(
                         record,
@@ -457,218 +408,6 @@ class IntelMatcher:
         yield from hits.findings(asset)
 
 
-_HASH_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
-_FIELD_KINDS: dict[str, str] = {
-    **{f: "ip" for f in _IP_FIELDS},
-    **{f: "domain" for f in _DOMAIN_FIELDS},
-    **{f: "url" for f in _URL_FIELDS},
-    **{f: "user-agent" for f in _UA_FIELDS},
-    **{f: "hashes" for f in _HASH_FIELDS},
-    "ip": "ip",
-    "domain": "domain",
-    "host": "domain",
-    "hash": "hashes",
-}
-_ALL_FIELDS = _IP_FIELDS + _DOMAIN_FIELDS + _URL_FIELDS + _UA_FIELDS + _HASH_FIELDS
-
-
-def _compile_path_set(patterns: list[str]) -> Callable[[str], list[str]]:
-    """One RE2 set over every filename expression (a single automaton, no loop over indicators);
-    the rare expression RE2 cannot take (look-arounds, back-references) is tried with `re`."""
-    import re2
-
-    # Case-sensitive, as LOKI matches them: the lists carry upper- and lower-case variants on purpose.
-    options = re2.Options()
-    regex_set = re2.Set.SearchSet(options)
-    in_set: list[str] = []
-    fallback: list[re.Pattern[str]] = []
-    for pattern in patterns:
-        try:
-            regex_set.Add(pattern)
-            in_set.append(pattern)
-        except Exception:  # re2 signals an unsupported expression with a bare error class
-            fallback.append(re.compile(pattern))
-    regex_set.Compile()
-
-    def match(text: str) -> list[str]:
-        hits = [in_set[i] for i in regex_set.Match(text) or ()] if in_set else []
-        return hits + [p.pattern for p in fallback if p.search(text)]
-
-    return match
-
-
-def _excluded(record: IntelRecord, text: str) -> bool:
-    """LOKI's third field: a path that also matches the false-positive expression is no hit."""
-    for label in record.labels:
-        if label.startswith("exclude:") and re.search(label[8:], text):
-            return True
-    return False
-
-
-def _url_key_of(url: str) -> str:
-    """`host[:port]/path?query` of a lower-case URL, default port dropped (the index's URL key)."""
-    scheme, _, rest = url.partition("://")
-    rest = rest.split("#", 1)[0]
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, path = rest[:cut], rest[cut:]
-    host = netloc.rpartition("@")[2]
-    default = _DEFAULT_PORT.get(scheme)
-    if default and host.endswith(default):
-        host = host[: -len(default)]
-    return host + (path if path.startswith("/") else "/" + path)
-
-
-def _observations(name: str, raw: str) -> list[tuple[str, str]]:
-    """Normalised (type, value) pairs an observed field value stands for."""
-    kind = _FIELD_KINDS.get(name)
-    text = raw.strip()
-    try:
-        if kind == "user-agent":
-            return [("user-agent", text)]
-        if kind == "hashes":
-            # Sysmon writes `SHA1=...,MD5=...,SHA256=...,IMPHASH=...`.
-            parts = (
-                [p.split("=", 1)[-1] for p in text.replace(";", ",").split(",")] if "=" in text else [text]
-            )
-            return [
-                (_HASH_BY_LENGTH[len(p)], p.lower())
-                for p in (q.strip() for q in parts)
-                if len(p) in _HASH_BY_LENGTH
-            ]
-        if kind == "domain":
-            text = text.rstrip(".")
-        if kind == "url" and text.startswith("/"):
-            return []  # a path alone (cs-uri): matched with its host (cs-host+cs-uri) or not at all
-        guessed, value = classify(text)
-    except NormalizeError:
-        return []
-    if guessed in ("md5", "sha1", "sha256", "sha512") and kind not in (None, "hashes"):
-        return []
-    pairs = [(guessed, value)]
-    if guessed == "url":
-        host = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host.strip("[]")
-        pairs.append(("ip", host) if host.replace(".", "").isdigit() or ":" in host else ("domain", host))
-    if guessed == "email":
-        pairs.append(("domain", value.rsplit("@", 1)[1]))
-    if guessed == "cidr":
-        return []
-    return pairs
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        from datetime import UTC
-
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def _expired(until: datetime | None, now: datetime) -> bool:
-    aware = _aware(until)
-    return aware is not None and aware <= now
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-def _event_entities(fields: dict[str, Any]) -> dict[str, list[str]]:
-    entities: dict[str, list[str]] = {}
-    for name in _IP_FIELDS:
-        value = fields.get(name)
-        if value and value != "-":
-            entities.setdefault("ip", [])
-            if str(value) not in entities["ip"]:
-                entities["ip"].append(str(value))
-    for name, kind in (("User", "user"), ("user", "user"), ("Image", "process"), ("TargetFilename", "file")):
-        if fields.get(name):
-            entities.setdefault(kind, []).append(str(fields[name]))
-    return entities
-
-
-class _Hits:
-    """Sightings grouped by (indicator, path): one finding each."""
-
-    def __init__(self) -> None:
-        self.by_key: dict[tuple[str, str, str], _Hit] = {}
-
-    def add(
-        self,
-        record: IntelRecord,
-        sighting: Sighting,
-        path: str,
-        line: int | None,
-        record_no: int | None,
-        time: datetime | None,
-        raw: str,
-        entities: dict[str, list[str]],
-    ) -> None:
-        key = (record.type, record.value, path)
-        known = self.by_key.get(key)
-        if known is not None:
-            known.count += 1
-            known.last_line = line
-            return
-        self.by_key[key] = _Hit(record, sighting, path, line, record_no, time, raw[:500], entities)
-
-    def findings(self, asset: Asset) -> Iterator[Finding]:
-        for hit in self.by_key.values():
-            yield _finding(hit, asset)
-
-
-def _finding(hit: _Hit, asset: Asset) -> Finding:
-    record, sighting = hit.record, hit.sighting
-    entities = {k: list(v) for k, v in hit.entities.items()}
-    entity = "hash" if record.type in _HASH_BY_LENGTH.values() else _ENTITY.get(record.type, "domain")
-    observed = sighting.observed
-    if entity not in entities or observed not in entities[entity]:
-        entities.setdefault(entity, []).append(observed)
-    about = ", ".join(record.malware or record.actors) or ", ".join(record.sources)
-    evidence: dict[str, Any] = {
-        "path": hit.path,
-        "entities": entities,
-        "fingerprint_extra": f"{record.type}:{record.value}@{hit.path}",
-        "indicator": {"type": record.type, "value": record.value},
-        "observed": sighting.observed,
-        "field": sighting.field,
-        "sightings": hit.count,
-    }
-    if hit.line is not None:
-        evidence["line"] = hit.line
-    if hit.record_no is not None:
-        evidence["record"] = hit.record_no
-    if hit.time is not None:
-        evidence["time"] = _aware(hit.time).isoformat()  # type: ignore[union-attr]
-    if hit.last_line is not None and hit.last_line != hit.line:
-        evidence["last_line"] = hit.last_line
-    if hit.excerpt:
-        evidence["excerpt"] = hit.excerpt
-    return Finding(
-        kind=FindingKind.INTEL,
-        rule_id=f"intel:{record.type}:{record.value}",
-        title=f"Known-bad {record.type} {record.value} ({about})",
-        severity=severity_for(record),
-        asset=asset,
-        score=round(record.confidence / 10, 1),
-        summary=record.description or f"{record.value} is listed by {', '.join(record.sources)}.",
-        evidence=evidence,
-        references=record.references,
-        techniques=record.techniques,
-        data={
-            "sources": list(record.sources),
-            "confidence": record.confidence,
-            "malware": list(record.malware),
-            "actors": list(record.actors),
-            "labels": list(record.labels),
-            "valid_until": record.valid_until.isoformat() if record.valid_until else None,
-            "origins": list(record.origins[:10]),
-        },
-    )
+    moment = aware(until)
+    return moment is not None and moment <= now
