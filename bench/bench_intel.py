@@ -205,6 +205,7 @@ def main() -> None:
         index = load_index(store, home, rebuild=True)
         build_seconds = time.perf_counter() - start
         index_file = next((home / "intel").glob("index-*.bin"))
+        index_mb = index_file.stat().st_size / 2**20
         print(f"built {len(index):,} indicators ({real_count:,} real) in {build_seconds:.1f} s", flush=True)
 
         loaded = json.loads(subprocess.run([sys.executable, "-c", _LOADER, url, str(home)], check=True,
@@ -242,7 +243,7 @@ def main() -> None:
         "build_seconds": round(build_seconds, 2),
         "build_read_seconds": round(read_seconds, 2),
         "build_store_seconds": round(store_seconds, 2),
-        "index_file_mb": round(index_file.stat().st_size / 2**20, 1) if index_file.exists() else None,
+        "index_file_mb": round(index_mb, 1),
         "load_seconds": round(loaded["load_seconds"], 3),
         "load_rss_delta_mb": round(loaded["rss_delta_mb"], 1),
         "scan_lines_per_second": round(LINES / scan_seconds),
