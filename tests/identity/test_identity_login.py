@@ -16,6 +16,7 @@ from tianmu.identity import (
     AccountLocked,
     AuthenticationError,
     IdentityService,
+    PermissionDenied,
     Policy,
     Principal,
     RateLimited,
@@ -373,3 +374,24 @@ def test_external_ca_can_be_trusted(svc: IdentityService, admin: Principal, alic
         not_before=svc.clock(),
     )
     assert cert_login(svc, key, cert.to_pem()).done
+
+
+def test_lost_passkey_is_removed(
+    svc: IdentityService, admin: Principal, alice: str, authenticator: SoftAuthenticator
+) -> None:
+    principal = enrol(svc, authenticator)
+    [key] = svc.list_passkeys(principal)
+    svc.create_user(admin, "acme", "vic", Role.VIEWER, password=PASSWORD)
+    vic = login_principal(svc, "acme", "vic", PASSWORD)
+    with pytest.raises(PermissionDenied):
+        svc.remove_passkey(vic, key["id"])
+    with pytest.raises(PermissionDenied):
+        svc.list_passkeys(vic, principal.user_id)
+    assert svc.list_passkeys(admin, principal.user_id)[0]["id"] == key["id"]
+    svc.remove_passkey(principal, key["id"])
+    assert svc.list_passkeys(principal) == []
+    handle, options = svc.passkey_login_options("acme")
+    with pytest.raises(AuthenticationError, match="not registered"):
+        svc.passkey_login_verify("acme", handle, authenticator.get(options))
+    assert "passkey.remove" in [e.action for e in svc.audit.entries(limit=5)]
+    )

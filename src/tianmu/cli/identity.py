@@ -296,6 +296,27 @@ def _register_user(app: typer.Typer) -> None:
         out.write_bytes(issued.to_pem())
         out_console.print(f"issued serial {issued.serial_number:x}, valid until {issued.not_after:%Y-%m-%d}")
 
+    @user.command("passkeys")
+    @cli_errors
+    def passkeys_(
+        tenant: str,
+        username: str,
+        remove: Annotated[str | None, typer.Option("--remove", help="Credential id to remove.")] = None,
+    ) -> None:
+        """List a user's passkeys, or remove one (a lost device)."""
+        with _identity() as identity:
+            admin = cli_principal(tenant)
+            if remove:
+                identity.remove_passkey(admin, remove)
+                out_console.print("passkey removed")
+                return
+            keys = identity.list_passkeys(admin, identity.get_user(tenant, username).id)
+        table = Table("Credential", "Name", "Uses", "Added", "Last used")
+        for k in keys:
+            last = k["last_used_at"].strftime("%Y-%m-%d %H:%M") if k["last_used_at"] else "never"
+            table.add_row(k["id"], k["name"], str(k["sign_count"]), f"{k['created_at']:%Y-%m-%d}", last)
+        out_console.print(table)
+
     @user.command("revoke-cert")
     @cli_errors
     def revoke_cert(tenant: str, serial: str, reason: str = "") -> None:

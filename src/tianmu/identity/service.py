@@ -508,10 +508,13 @@ class IdentityService(LoginMixin):
             )
         return registered.id
 
-    def list_passkeys(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_passkeys(self, principal: Principal, user_id: str | None = None) -> list[dict[str, Any]]:
+        """The principal's passkeys, or (for user managers of the tenant) another user's."""
+        if user_id is not None and user_id != principal.user_id:
+            authorize(principal, Permission.USERS_READ, self.get_user_by_id(user_id).tenant)
         with self.store.connect() as conn:
             rows = conn.execute(
-                select(identity_passkeys).where(identity_passkeys.c.user_id == principal.user_id)
+                select(identity_passkeys).where(identity_passkeys.c.user_id == (user_id or principal.user_id))
             )
             return [
                 {
@@ -523,6 +526,29 @@ class IdentityService(LoginMixin):
                 }
                 for r in rows
             ]
+
+    def remove_passkey(self, principal: Principal, credential_id: str) -> None:
+        """Remove a passkey (a lost or replaced device): one's own, or any in the tenant for user managers."""
+        with self.store.begin() as conn:
+            row = conn.execute(
+                select(identity_passkeys).where(identity_passkeys.c.id == credential_id)
+            ).first()
+            if row is None or row.tenant != principal.tenant:
+                raise NotFound(f"no passkey {credential_id[:16]}…")
+            owner = self._user_by_id(conn, row.user_id)
+            if row.user_id != principal.user_id:
+                authorize(principal, Permission.USERS_MANAGE, row.tenant)
+                if not role_may_grant(principal.role, Role(owner.role)):
+                    raise PermissionDenied(f"role {principal.role.value} may not change a {owner.role}")
+            conn.execute(delete(identity_passkeys).where(identity_passkeys.c.id == credential_id))
+            self.audit.append(
+                conn,
+                tenant=row.tenant,
+                actor=principal.username,
+                action="passkey.remove",
+                target=owner.username,
+                details={"credential": credential_id[:16], "name": row.name},
+            )
 
     # --- API tokens ------------------------------------------------------------------------------------
 

@@ -277,6 +277,11 @@ def passkey_list(principal: Self, identity: IdentityDep) -> list[dict[str, Any]]
     return identity.list_passkeys(principal)
 
 
+@router.delete("/passkeys/{credential_id}", status_code=204, dependencies=[CsrfChecked])
+def passkey_remove(credential_id: str, principal: Self, identity: IdentityDep) -> None:
+    identity.remove_passkey(principal, credential_id)
+
+
 class TotpConfirm(BaseModel):
     handle: str
     code: str = Field(min_length=6, max_length=10)
