@@ -394,4 +394,3 @@ def test_lost_passkey_is_removed(
     with pytest.raises(AuthenticationError, match="not registered"):
         svc.passkey_login_verify("acme", handle, authenticator.get(options))
     assert "passkey.remove" in [e.action for e in svc.audit.entries(limit=5)]
-    )
