@@ -265,7 +265,15 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
         asset_count = conn.execute(
             select(func.count()).select_from(assets).where(assets.c.tenant == tenant)
         ).scalar()
-    kev = find_findings(store, tenant, FindingQuery(statuses=(TriageStatus.OPEN,), kev=True), limit=1000)
+    kev_query = FindingQuery(statuses=(TriageStatus.OPEN,), kev=True)
+    kev = find_findings(store, tenant, kev_query, limit=newest)
+    with store.connect() as conn:
+        kev_statement = _kev_filter(
+            select(func.count()).select_from(findings).where(and_(*_filters(tenant, kev_query))),
+            True,
+            store.dialect,
+        )
+        kev_open = int(conn.execute(kev_statement).scalar() or 0)
     detections = find_findings(
         store,
         tenant,
@@ -280,8 +288,8 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
         "open_findings": sum(by_severity.values()),
         "by_severity": by_severity,
         "by_kind": by_kind,
-        "kev_open": len(kev.items),
-        "kev": kev.items[:newest],
+        "kev_open": kev_open,
+        "kev": kev.items,
         "newest_detections": detections.items,
         "newest_intel": intel.items,
         "top_assets": [
