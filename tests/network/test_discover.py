@@ -180,8 +180,9 @@ def test_nmap_xml() -> None:
     [host] = parse_nmap_xml((DATA / "nmap-sample.xml").read_text(), "nmap-sample.xml")
     assert (host.address, host.hostname) == ("127.0.0.1", "localhost")
     open_ports = {p.port: p for p in host.ports if p.state == "open"}
-    assert set(open_ports) == {22, 5432, 6379}
+    assert set(open_ports) == {22, 5432, 6379, 8443}
     assert open_ports[22].cpe == "cpe:2.3:a:openbsd:openssh:9.2p1:*:*:*:*:*:*:*"
+    assert open_ports[8443].service == "https"  # http over nmap's ssl tunnel
     assert cpe22_to_23("cpe:/a:postgresql:postgresql") == "cpe:2.3:a:postgresql:postgresql:*:*:*:*:*:*:*:*"
     with pytest.raises(InputError, match=r"nmap-sample\.xml"):
         parse_nmap_xml("<nmaprun><host>", "nmap-sample.xml")
@@ -205,13 +206,17 @@ def test_import_nmap_xml(store: Store, tmp_path: Path, monkeypatch: pytest.Monke
     [host] = result.hosts
     assert (host.address, host.hostname) == ("127.0.0.1", "localhost")
     by_port = {s.port: s for s in host.services}
-    assert set(by_port) == {22, 5432, 6379}
+    assert set(by_port) == {22, 5432, 6379, 8443}
     assert (by_port[22].product, by_port[22].version) == ("OpenSSH", "9.2p1")  # the CPE's bare version
     assert by_port[22].banner == "OpenSSH 9.2p1 Debian 2+deb12u3 (protocol 2.0)"
     assert host.filtered == [9999]
+    # nmap's older vendor names are brought to NVD's current ones.
+    assert by_port[6379].cpe == "cpe:2.3:a:redis:redis:7.0.15:*:*:*:*:*:*:*"
+    assert by_port[8443].cpe == "cpe:2.3:a:f5:nginx:1.22.1:*:*:*:*:*:*:*"
+    assert "CVE-2098-0004" in {f.rule_id for f in result.findings}  # nginx 1.22.1 by its current CPE
     assert "CVE-2098-0001" in {f.rule_id for f in result.findings}
     assert list_scans(store, "default")[0].engine == "nmap-xml"
-    assert {s.service.port for s in list_services(store, "default")} == {22, 5432, 6379}
+    assert {s.service.port for s in list_services(store, "default")} == {22, 5432, 6379, 8443}
 
 
 def test_cli_nmap_xml_and_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,7 +226,7 @@ def test_cli_nmap_xml_and_usage_errors(tmp_path: Path, monkeypatch: pytest.Monke
         app, ["discover", "--nmap-xml", str(DATA / "nmap-sample.xml"), "--json"], env=env
     )
     assert result.exit_code == 0, result.output
-    assert [s["port"] for s in json.loads(result.stdout)["hosts"][0]["services"]] == [22, 5432, 6379]
+    assert [s["port"] for s in json.loads(result.stdout)["hosts"][0]["services"]] == [22, 5432, 6379, 8443]
     assert CliRunner().invoke(app, ["discover"], env=env).exit_code == 2
     bad = tmp_path / "bad.xml"
     bad.write_text("<nmaprun><host>")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["CpeName", "cpe_for", "escape_component", "parse_cpe"]
+__all__ = ["CpeName", "cpe_for", "current_vendor", "escape_component", "parse_cpe"]
 
 # product as the fingerprint names it (lower-case) -> (part, vendor, product) in NVD's dictionary
 PRODUCTS: dict[str, tuple[str, str, str]] = {
@@ -84,6 +84,21 @@ def cpe_for(product: str | None, version: str | None) -> str | None:
     part, vendor, name = entry
     ver = escape_component(version) if version else "*"
     return f"cpe:2.3:{part}:{vendor}:{name}:{ver}:*:*:*:*:*:*:*"
+
+
+def current_vendor(cpe: str) -> str:
+    """The CPE with the vendor NVD uses today for its product (`igor_sysoev:nginx` → `f5:nginx`,
+    `redislabs:redis` → `redis:redis`): nmap's database keeps some older vendor names."""
+    name = parse_cpe(cpe)
+    if name is None:
+        return cpe
+    vendors = {
+        vendor for part, vendor, product in PRODUCTS.values() if part == name.part and product == name.product
+    }
+    if len(vendors) != 1 or name.vendor in vendors:
+        return cpe
+    head = f"cpe:2.3:{name.part}:{name.vendor}:"
+    return cpe.replace(head, f"cpe:2.3:{name.part}:{vendors.pop()}:", 1)
 
 
 @dataclass(frozen=True, slots=True)

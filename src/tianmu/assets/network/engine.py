@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tianmu.assets.network.audit import record_scan_end, record_scan_start
-from tianmu.assets.network.cpe import cpe_for, parse_cpe
+from tianmu.assets.network.cpe import cpe_for, current_vendor, parse_cpe
 from tianmu.assets.network.inventory import HostDiff, save_host_services
 from tianmu.assets.network.nmap import NmapHost, read_nmap_xml, run_nmap
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
@@ -395,6 +395,7 @@ def _nmap_hosts(items: Sequence[NmapHost], hosts: dict[str, HostResult]) -> list
             )
             cpe = port.cpe if named is not None and named.version not in ("*", "") else None
             cpe = cpe or cpe_for(port.product, version) or port.cpe
+            cpe = current_vendor(cpe) if cpe else None
             words = (port.product, port.version, f"({port.extrainfo})" if port.extrainfo else None)
             banner = " ".join(x for x in words if x) or None
             service = Service(

@@ -68,6 +68,16 @@ def cpe22_to_23(uri: str) -> str:
     return "cpe:2.3:" + ":".join(parts)
 
 
+def _service_name(service: ET.Element | None) -> str | None:
+    """nmap's service name, with its TLS tunnel made explicit (`http` over `tunnel="ssl"` is https)."""
+    if service is None:
+        return None
+    name = service.get("name")
+    if service.get("tunnel") == "ssl" and name:
+        return "https" if name == "http" else f"ssl/{name}"
+    return name
+
+
 def parse_nmap_xml(text: str | bytes, source: str = "nmap XML") -> list[NmapHost]:
     try:
         root = ET.fromstring(text)
@@ -92,7 +102,7 @@ def parse_nmap_xml(text: str | bytes, source: str = "nmap XML") -> list[NmapHost
                     port=int(port.get("portid", "0")),
                     transport=port.get("protocol", "tcp"),
                     state=state_el.get("state", "unknown") if state_el is not None else "unknown",
-                    service=service.get("name") if service is not None else None,
+                    service=_service_name(service),
                     product=service.get("product") if service is not None else None,
                     version=service.get("version") if service is not None else None,
                     extrainfo=service.get("extrainfo") if service is not None else None,
