@@ -140,8 +140,15 @@ def test_cbc_matches_openssl_and_ctr_round_trips(tmp_path: Path, openssl) -> Non
     )
     assert (tmp_path / "c").read_bytes() == ct
     assert sm4.cbc_decrypt(key, iv, ct) == plain
-    with pytest.raises(IntegrityError):
-        sm4.cbc_decrypt(os.urandom(16), iv, ct)
+    # CBC: flipping a byte of the second-to-last block flips the same byte of the last plaintext block, so
+    # zeroing the final padding byte makes the padding invalid, deterministically.
+    pad = 16 - len(plain) % 16
+    tampered = bytearray(ct)
+    tampered[-17] ^= pad
+    with pytest.raises(IntegrityError, match="padding"):
+        sm4.cbc_decrypt(key, iv, bytes(tampered))
+    with pytest.raises(CryptoError, match="multiple of 16"):
+        sm4.cbc_decrypt(key, iv, ct[:-1])
     counter = os.urandom(16)
     assert sm4.ctr_crypt(key, counter, sm4.ctr_crypt(key, counter, plain)) == plain
 
