@@ -135,6 +135,16 @@ def test_ports_only_rescan_keeps_fingerprints(store: Store) -> None:
     )
 
 
+def test_silent_addresses_are_not_assets(store: Store) -> None:
+    from tianmu.store.schema import assets
+
+    with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as port:
+        discover(store, ["127.0.0.1-3"], _options([port]))
+    with store.connect() as conn:
+        names = [r.name for r in conn.execute(select(assets.c.name)).all()]
+    assert names == ["127.0.0.1"]
+
+
 def test_refused_before_any_packet(store: Store) -> None:
     with pytest.raises(TargetError, match="--i-am-authorized"):
         discover(store, ["127.0.0.1", "8.8.8.8"], _options([80]))

@@ -64,9 +64,11 @@ def save_host_services(
     """Fold one host's scan result into the store (one transaction) and say what changed."""
     covered = set(scanned_ports)
     with store.begin() as conn:
-        asset_id = upsert_asset(conn, asset, now)
         existing = _existing(conn, asset.tenant, address)
         diff = HostDiff(address, first_scan=not existing)
+        if not found and not existing:
+            return diff  # an address with nothing open, never seen: not an asset (a /24 is 254 of them)
+        asset_id = upsert_asset(conn, asset, now)
         open_now = {(s.port, s.transport) for s in found}
         for svc in found:
             values = {
