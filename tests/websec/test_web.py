@@ -172,18 +172,26 @@ def test_certificate_faults(certs: Certs, cert_name: str, rule: str, severity: s
     assert not others & set(found), set(found)
 
 
-def test_plain_http_redirect() -> None:
+def test_plain_http_redirect(certs: Certs) -> None:
     with serve_http(Site(pages={"/": Page(200, HARDENED, b"")})) as port:
         result = check_websites(
             None, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
         )
     assert "web.http.no-https-redirect" in {f.rule_id for f in result.findings}
-    moved = Site(pages={"/": Page(301, [("Location", "https://127.0.0.1/")], b"")})
-    with serve_http(moved) as port:
-        result = check_websites(
-            None, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
-        )
-    assert "web.http.no-https-redirect" not in {f.rule_id for f in result.findings}
+    secure = Site(pages={"/": Page(200, HARDENED, b"")})
+    with serve_http(secure, cert=certs.good) as https_port:
+        moved = Site(pages={"/": Page(301, [("Location", f"https://localhost:{https_port}/")], b"")})
+        with serve_http(moved, host="127.0.0.1") as port:
+            result = check_websites(
+                None,
+                [f"http://localhost:{port}/"],
+                WebOptions(rate=200, builtin_templates=False, ca_file=certs.ca.cert),
+            )
+    # The redirect is what it should be; the HTTPS site it leads to is checked in its place (and is sound).
+    assert result.findings == [], [f.rule_id for f in result.findings]
+    assert [s.url for s in result.sites] == [f"http://localhost:{port}/", f"https://localhost:{https_port}/"]
+    assert result.sites[1].tls is not None and any("HTTPS site was checked" in n for n in result.notes)
+    assert secure.requests, "the HTTPS site was visited"
 
 
 def test_soft_404_site_does_not_trip_templates(tmp_path: Path) -> None:

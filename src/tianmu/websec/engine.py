@@ -90,6 +90,8 @@ class WebResult:
     findings: list[Finding]
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    upgraded: list[str] = field(default_factory=list)
+    """HTTPS URLs that plain-HTTP URLs redirected to, checked in their place."""
 
     def as_json(self) -> dict[str, Any]:
         from tianmu.reports.json_report import finding_to_dict
@@ -261,6 +263,17 @@ def tls_issues(tls: dict[str, Any], host: str, expiry_days: int) -> list[Issue]:
     return out
 
 
+def _https_upgrade(first: WebResponse | None, url: str) -> str | None:
+    """The https:// URL a plain-HTTP answer redirects to on the same host name, if it does."""
+    if first is None or first.status not in (301, 302, 303, 307, 308):
+        return None
+    target = urljoin(url, first.header("Location") or "")
+    parts = urlsplit(target)
+    if parts.scheme != "https" or parts.hostname != urlsplit(url).hostname:
+        return None
+    return f"https://{parts.netloc}/"
+
+
 def _same_site_redirects(
     client: PoliteClient, url: str
 ) -> tuple[WebResponse | None, WebResponse | None, list[str]]:
@@ -340,6 +353,12 @@ def _check_site(
             return summary, []
         summary.reachable, summary.status = True, response.status
         final = chain[-1]
+        upgrade = _https_upgrade(first, url) if not https else None
+        if upgrade is not None:
+            # The site upgrades to HTTPS as it should: judge the HTTPS site, not the redirect page.
+            result.upgraded.append(upgrade)
+            summary.requests = client.requests
+            return summary, []
         if https:
             tls = asyncio.run(
                 inspect_tls(
@@ -504,8 +523,14 @@ def check_websites(
             engine="websec",
         )
     now = utcnow()
-    for url in checked:
+    queue = list(checked)
+    while queue:
+        url = queue.pop(0)
         summary, findings = _check_site(url, opts, templates, store, result)
+        if result.upgraded and result.upgraded[-1] not in checked:
+            checked.append(result.upgraded[-1])
+            queue.append(result.upgraded[-1])
+            result.notes.append(f"{url} redirects to {result.upgraded[-1]}: the HTTPS site was checked")
         result.sites.append(summary)
         findings.sort(key=lambda f: (-f.severity.rank, f.rule_id))
         result.findings.extend(findings)
