@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from bisect import bisect_left, insort
+from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -171,6 +171,10 @@ def _entry(finding: Finding, tactics: list[str], fingerprint: str | None = None)
     }
 
 
+def _start(interval: list[Any]) -> float:
+    return float(interval[0])
+
+
 def _epoch(entry: Mapping[str, Any]) -> float | None:
     moment = _parse_time(entry.get("time"))
     return moment.timestamp() if moment is not None else None
@@ -260,8 +264,12 @@ class Correlator:
         self._tracked: dict[str, _Tracked] = {}
         self._parent: dict[str, str] = {}
         """Merged incident id → the id that absorbed it (union-find; `_root` compresses paths)."""
-        self._timed: dict[Link, list[tuple[float, str]]] = {}
-        """Per link, (epoch, incident id) of every sighting, sorted by time."""
+        self._timed: dict[Link, list[list[Any]]] = {}
+        """Per link, `[start, end, incident id]` intervals sorted by start. Sightings of one incident
+        less than a window apart share an interval, so "is there a sighting within the window of t"
+        is exactly "does t fall within the window of an interval", and a busy link (a host with
+        thousands of alerts an hour) stays a handful of intervals."""
+        self._longest: dict[Link, float] = {}
         self._untimed: dict[Link, set[str]] = {}
         self._fingerprints: set[str] = set()
         for incident in incidents:
@@ -283,12 +291,40 @@ class Correlator:
                 self.tenant, entry.get("asset_kind", ""), entry.get("asset", ""), entry.get("entities", {})
             )
         epoch = _epoch(entry)
+        root = self._root(incident_id)
         for link in links:
             if epoch is None:
-                self._untimed.setdefault(link, set()).add(incident_id)
+                self._untimed.setdefault(link, set()).add(root)
+                continue
+            intervals = self._timed.setdefault(link, [])
+            for interval in self._near(link, epoch):
+                if self._root(interval[2]) == root:
+                    moved = epoch < interval[0]
+                    interval[0], interval[1], interval[2] = (
+                        min(interval[0], epoch),
+                        max(interval[1], epoch),
+                        root,
+                    )
+                    if moved:
+                        intervals.sort(key=_start)
+                    self._longest[link] = max(self._longest.get(link, 0.0), interval[1] - interval[0])
+                    break
             else:
-                insort(self._timed.setdefault(link, []), (epoch, incident_id))
+                insort(intervals, [epoch, epoch, root], key=_start)
         self._fingerprints.add(entry["fingerprint"])
+
+    def _near(self, link: Link, epoch: float) -> Iterable[list[Any]]:
+        """The intervals of `link` with a sighting within the window of `epoch`, latest start first."""
+        intervals = self._timed.get(link, [])
+        longest = self._longest.get(link, 0.0)
+        index = bisect_right(intervals, epoch + self.window, key=_start)
+        while index > 0:
+            index -= 1
+            interval = intervals[index]
+            if interval[0] + longest < epoch - self.window:
+                return  # every earlier interval ends before the window opens
+            if interval[1] >= epoch - self.window:
+                yield interval
 
     def _load(self, incident: Incident) -> None:
         tracked = _Tracked(incident, dirty=False)
@@ -318,17 +354,10 @@ class Correlator:
         found: set[str] = set()
         for link in links:
             found.update(self._untimed.get(link, ()))
-            sightings = self._timed.get(link)
-            if not sightings:
-                continue
             if epoch is None:
-                found.update(i for _, i in sightings)
+                found.update(interval[2] for interval in self._timed.get(link, ()))
                 continue
-            start = bisect_left(sightings, (epoch - self.window, ""))
-            for at, incident_id in sightings[start:]:
-                if at > epoch + self.window:
-                    break
-                found.add(incident_id)
+            found.update(interval[2] for interval in self._near(link, epoch))
         return {self._root(i) for i in found}
 
     def _headline(self, tracked: _Tracked) -> None:
@@ -399,9 +428,14 @@ class Correlator:
                 if gone.inside_from is not None and (
                     keep.inside_from is None or gone.inside_from < keep.inside_from
                 ):
+                    # The divide moved: every entry must be measured again (rare: the older incident
+                    # usually holds the earlier initial access).
                     keep.inside_from = gone.inside_from
+                    restage = True
+                elif not restage:
+                    # Only the absorbed entries are new to the divide: O(size of the smaller side).
+                    keep.best = max(keep.best, _stage_index(gone.incident.timeline, keep.inside_from))
                 merged.append(gone.incident.id)
-                restage = True
             if restage:
                 keep.best = _stage_index(keep.incident.timeline, keep.inside_from)
         keep.incident.timeline.append(entry)
