@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, free_port, serve_banner, serve_http
 from tianmu.assets.network.audit import list_scans
-from tianmu.assets.network.engine import DiscoverOptions, discover
+from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.nmap import cpe22_to_23, nmap_available, parse_nmap_xml
 from tianmu.assets.network.probes import ProbeOptions
@@ -242,3 +242,15 @@ def test_cli_nmap_xml_and_usage_errors(tmp_path: Path, monkeypatch: pytest.Monke
     bad.write_text("<nmaprun><host>")
     broken = CliRunner().invoke(app, ["discover", "--nmap-xml", str(bad)], env=env)
     assert broken.exit_code == 2 and "bad.xml" in broken.output
+
+
+def test_callable_from_inside_an_event_loop() -> None:
+    """An async caller (a web handler) can call discover(): the probes get a loop of their own."""
+    import asyncio
+
+    async def handler() -> DiscoveryResult:
+        with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as port:
+            return discover(None, ["127.0.0.1"], _options([port]))
+
+    result = asyncio.run(handler())
+    assert [s.product for s in result.hosts[0].services] == ["OpenSSH"]

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from tianmu.assets.network.audit import record_scan_end, record_scan_start
+from tianmu.assets.network.connection import run_sync
 from tianmu.assets.network.cpe import cpe_for
 from tianmu.assets.network.targets import expand_targets
 from tianmu.assets.network.tls import insecure_context, inspect_tls
@@ -155,7 +156,7 @@ def weak_ciphers(
             await _offers(address, port, spec, server_name, timeout) for _label, spec in WEAK_CIPHER_FAMILIES
         ]
 
-    results = asyncio.run(run())
+    results = run_sync(run())
     offered = [label for (label, _s), ok in zip(WEAK_CIPHER_FAMILIES, results, strict=True) if ok]
     untested = [label for (label, _s), ok in zip(WEAK_CIPHER_FAMILIES, results, strict=True) if ok is None]
     return offered, untested
@@ -360,7 +361,7 @@ def _check_site(
             summary.requests = client.requests
             return summary, []
         if https:
-            tls = asyncio.run(
+            tls = run_sync(
                 inspect_tls(
                     addresses[0],
                     port,

@@ -4,15 +4,30 @@ with read deadlines (`Conn`, `talk`)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tianmu.assets.network.tls import insecure_context
 
-__all__ = ["USER_AGENT", "Conn", "Identification", "ProbeOptions", "printable", "talk"]
+__all__ = ["USER_AGENT", "Conn", "Identification", "ProbeOptions", "printable", "run_sync", "talk"]
+
+T = TypeVar("T")
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run probes to completion from synchronous code, also when the caller is itself inside an event
+    loop (an async web handler): then on a loop of its own in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
 
 USER_AGENT = "Tianmu-Discovery/0.1 (+asset inventory; GET only)"
 

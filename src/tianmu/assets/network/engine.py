@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tianmu.assets.network.audit import record_scan_end, record_scan_start
+from tianmu.assets.network.connection import run_sync
 from tianmu.assets.network.cpe import cpe_for, current_vendor, parse_cpe
 from tianmu.assets.network.inventory import HostDiff, save_host_services
 from tianmu.assets.network.nmap import NmapHost, read_nmap_xml, run_nmap
@@ -483,7 +484,7 @@ def discover(
             host.closed = swept.closed.get(host.address, 0)
         work = [(h, p) for h in hosts for p in swept.open.get(h.address, [])]
         if opts.fingerprint:
-            asyncio.run(_fingerprint_all(work, opts, progress))
+            run_sync(_fingerprint_all(work, opts, progress))
         else:
             for host, port in work:
                 host.services.append(Service(host.address, port))
