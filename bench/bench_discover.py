@@ -40,7 +40,11 @@ def ensure_nmap() -> str:
     if found:
         return found
     print("nmap not installed: installing the Debian package", flush=True)
-    subprocess.run(["flock", "/tmp/apt.lock", "apt-get", "install", "-y", "-qq", "nmap"], check=True)
+    install = ["flock", "/tmp/apt.lock", "apt-get", "install", "-y", "-qq", "nmap"]
+    if subprocess.run(install, check=False).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["flock", "/tmp/apt.lock", "apt-get", "update", "-qq"], check=True)
+        subprocess.run(install, check=True)
     found = shutil.which("nmap")
     if not found:
         raise SystemExit("nmap could not be installed")
