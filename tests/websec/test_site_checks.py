@@ -125,7 +125,7 @@ def test_disclosed_products() -> None:
 
 
 def test_tls_issue_rules() -> None:
-    from tianmu.websec.engine import tls_issues
+    from tianmu.websec.tlscheck import tls_issues
 
     good_cert = {"san": ["www.example.test"], "days_left": 200, "expired": False, "self_signed": False}
     sound = {"versions": ["TLSv1.2", "TLSv1.3"], "certificate": good_cert, "trusted": True}

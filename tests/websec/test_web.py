@@ -21,7 +21,8 @@ from tianmu.core.knowledge import KbContext
 from tianmu.knowledge import import_any
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
-from tianmu.websec.engine import WebOptions, check_websites, hostname_matches
+from tianmu.websec.engine import WebOptions, check_websites
+from tianmu.websec.tlscheck import hostname_matches
 
 NETWORK_DATA = Path(__file__).resolve().parents[1] / "network" / "data"
 CUSTOM = Path(__file__).resolve().parents[1] / "fixtures" / "websec" / "custom-templates"
