@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from tianmu.core.config import Settings
 from tianmu.core.models import (
@@ -27,8 +28,11 @@ from tianmu.identity import IdentityService, Principal, Role, cli_principal
 from tianmu.jobs import queue
 from tianmu.service import ServiceSettings
 from tianmu.service.platform import create_platform_app
-from tianmu.store.queries import find_findings, list_assets
+from tianmu.situation import update_situation
+from tianmu.situation.repository import load_incidents
+from tianmu.store.queries import FindingQuery, find_findings, list_assets
 from tianmu.store.repository import save_assessment
+from tianmu.store.schema import identity_passkeys
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -81,17 +85,17 @@ def _detection(asset: Asset, rule: str, title: str, line: int, ip: str) -> Findi
 
 
 def _save(app: FastAPI, asset: Asset, findings: list[Finding], when: datetime) -> None:
-    save_assessment(
-        app.state.store,
-        Assessment(
-            target=asset.name,
-            asset=asset,
-            started=when,
-            finished=when,
-            components=[f.component for f in findings if f.component],
-            findings=findings,
-        ),
+    """Store an assessment and its situation (incidents, risk, posture), as `tianmu assess` does."""
+    assessment = Assessment(
+        target=asset.name,
+        asset=asset,
+        started=when,
+        finished=when,
+        components=[f.component for f in findings if f.component],
+        findings=findings,
     )
+    saved = save_assessment(app.state.store, assessment)
+    update_situation(app.state.store, assessment, assessment_id=saved.assessment_id)
 
 
 def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platform:
@@ -121,6 +125,21 @@ def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platfor
     gina = identity.get_user("globex", "gina")
     gina_acting = Principal(user_id=gina.id, tenant="globex", username="gina", role=Role.ADMIN, via="session")
     gina_token = identity.create_token(gina_acting, "globex-automation")[1]
+    # A passkey row of gina's (its key material is never used: the walk only tries to reach it).
+    with app.state.store.begin() as conn:
+        conn.execute(
+            insert(identity_passkeys).values(
+                id="Z2luYS1wYXNza2V5",
+                tenant="globex",
+                user_id=gina.id,
+                name="gina's laptop",
+                public_key="pQECAyYgASFYIA",
+                sign_count=0,
+                transports=["internal"],
+                backed_up=False,
+                created_at=T0,
+            )
+        )
 
     shop = Asset("/srv/shop", AssetKind.DIRECTORY, tenant="acme", criticality=5)
     gateway = Asset("/srv/gateway", AssetKind.REPOSITORY, tenant="acme")
@@ -145,17 +164,29 @@ def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platfor
         T0 + timedelta(hours=1),
     )
     rival = Asset("/srv/globex-secret", AssetKind.DIRECTORY, tenant="globex")
-    _save(app, rival, [_vuln(rival, "Django", "3.2.0", "PYSEC-2021-98", Severity.CRITICAL, 1)], T0)
+    _save(
+        app,
+        rival,
+        [
+            _vuln(rival, "Django", "3.2.0", "PYSEC-2021-98", Severity.CRITICAL, 1),
+            _detection(rival, "ssh-bruteforce", "SSH brute force", 5, "198.51.100.9"),
+        ],
+        T0,
+    )
     store = app.state.store
-    foreign_finding = find_findings(store, "globex").items[0]
+    foreign_finding = find_findings(store, "globex", FindingQuery(kinds=(FindingKind.VULNERABILITY,))).items[
+        0
+    ]
+    (foreign_incident,) = load_incidents(store, "globex")
     foreign_job, _ = queue.submit(store, "reassess", {}, tenant="globex")
     foreign = {
         "finding_id": str(foreign_finding.id),
         "asset_id": str(list_assets(store, "globex")[0].id),
         "job_id": foreign_job.id,
-        "key": "globex-incident",
+        "key": foreign_incident.id,
         "username": "gina",
         "token_id": gina_token.id,
+        "credential_id": "Z2luYS1wYXNza2V5",
     }
     return Platform(app, headers, foreign)
 

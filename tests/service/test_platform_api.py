@@ -229,3 +229,62 @@ def test_cookie_clients_need_csrf_for_changes(client: TestClient, platform: Plat
     body = {"ids": [items[0]["id"]], "status": "acknowledged"}
     assert client.post("/api/v1/findings/triage", json=body).status_code == 403
     assert client.post("/api/v1/findings/triage", json=body, headers=headers).json() == {"changed": 1}
+
+
+def test_incidents_and_services(client: TestClient, platform: Platform) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from tianmu.store.schema import services
+
+    viewer, analyst = bearer(platform, "victor"), bearer(platform, "anna")
+    incidents = client.get("/api/v1/incidents", headers=viewer).json()
+    assert len(incidents) == 1
+    incident = incidents[0]
+    assert incident["assets"] and "203.0.113.45" in json_text(incident)
+    assert len(incident["timeline"]) == 2
+    one = client.get(f"/api/v1/incidents/{incident['id']}", headers=viewer).json()
+    assert one["id"] == incident["id"]
+    assert (
+        client.patch(
+            f"/api/v1/incidents/{incident['id']}", headers=viewer, json={"status": "resolved"}
+        ).status_code
+        == 403
+    )
+    changed = client.patch(
+        f"/api/v1/incidents/{incident['id']}",
+        headers=analyst,
+        json={"status": "acknowledged", "assignee": "anna"},
+    ).json()
+    assert (changed["status"], changed["assignee"]) == ("acknowledged", "anna")
+    assert client.get("/api/v1/incidents/INC-ffffffffffff", headers=viewer).status_code == 404
+
+    shop = next(a for a in client.get("/api/v1/assets", headers=viewer).json() if a["name"] == "/srv/shop")
+    now = datetime.now(UTC)
+    with platform.app.state.store.begin() as conn:
+        conn.execute(
+            insert(services).values(
+                tenant="acme",
+                asset_id=shop["id"],
+                address="10.0.0.5",
+                port=22,
+                transport="tcp",
+                state="open",
+                service="ssh",
+                product="OpenSSH",
+                version="9.2p1",
+                info={},
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+    listed = client.get("/api/v1/services", headers=viewer, params={"asset_id": shop["id"]}).json()
+    assert [(s["port"], s["product"]) for s in listed] == [(22, "OpenSSH")]
+    assert "OpenSSH" in client.get(f"/assets/{shop['id']}", headers=viewer).text
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from platform_data import Platform, bearer, build_platform
 
+from tianmu.identity import Principal, Role
 from tianmu.store.queries import find_findings, get_asset
 
 # Path parameters that are not ids of another tenant's data, and why.
@@ -65,12 +66,12 @@ def _routes(platform: Platform) -> list[tuple[str, str]]:
 
 def _foreign_markers(platform: Platform) -> list[str]:
     store = platform.app.state.store
-    finding = find_findings(store, "globex").items[0]
+    finding = find_findings(store, "globex").items[-1]
     asset = get_asset(store, "globex", int(platform.foreign["asset_id"]))
     assert asset is not None
     gina = platform.app.state.identity.get_user("globex", "gina")
     # What only globex's data contains (not ids the walker itself sends, which errors may echo).
-    return [asset.asset.name, finding.finding.fingerprint, "globex-automation", gina.id]
+    return [asset.asset.name, finding.finding.fingerprint, "globex-automation", gina.id, "gina's laptop"]
 
 
 def test_the_walk_covers_the_situation_routes(platform: Platform) -> None:
@@ -120,6 +121,8 @@ def test_no_route_reads_or_changes_another_tenants_data(client: TestClient, plat
             assert marker not in text, f"{where} disclosed {marker!r}"
     after = find_findings(store, "globex").items[0].finding.status
     assert after == before  # nothing of globex changed
+    passkeys = platform.app.state.identity.list_passkeys(_gina(platform))
+    assert [p["name"] for p in passkeys] == ["gina's laptop"]
 
 
 def test_foreign_ids_in_bodies_are_ignored(client: TestClient, platform: Platform) -> None:
@@ -137,5 +140,12 @@ def test_foreign_ids_in_bodies_are_ignored(client: TestClient, platform: Platfor
 
 def test_globex_sees_its_own(client: TestClient, platform: Platform) -> None:
     mine = client.get("/api/v1/findings", headers=bearer(platform, "gina")).json()["items"]
-    assert [i["id"] for i in mine] == [int(platform.foreign["finding_id"])]
-    assert Path(mine[0]["detail"]["asset"]["name"]).name == "globex-secret"
+    assert int(platform.foreign["finding_id"]) in {i["id"] for i in mine} and len(mine) == 2
+    assert {Path(i["detail"]["asset"]["name"]).name for i in mine} == {"globex-secret"}
+    incidents = client.get("/api/v1/incidents", headers=bearer(platform, "gina")).json()
+    assert [i["id"] for i in incidents] == [platform.foreign["key"]]
+
+
+def _gina(platform: Platform) -> Principal:
+    gina = platform.app.state.identity.get_user("globex", "gina")
+    return Principal(user_id=gina.id, tenant="globex", username="gina", role=Role.ADMIN, via="session")

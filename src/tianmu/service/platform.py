@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tianmu.core.errors import ConfigError
 from tianmu.jobs.runner import InProcessRunner, Runner
-from tianmu.service.api.routes import assets, findings, jobs, kb, overview
+from tianmu.service.api.routes import assets, findings, jobs, kb, overview, situation
 from tianmu.service.app import create_app
 from tianmu.service.settings import ServiceSettings
 from tianmu.service.web import dashboard
@@ -43,6 +43,8 @@ def api_router() -> APIRouter:
         jobs.router,
         jobs.uploads_router,
         kb.router,
+        situation.incidents_router,
+        situation.services_router,
     ):
         router.include_router(sub)
     return router

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
@@ -40,6 +41,7 @@ from tianmu.store.queries import (
     list_assets,
     list_components,
 )
+from tianmu.store.schema import services as services_table
 
 __all__ = ["router", "templates"]
 
@@ -226,27 +228,23 @@ def asset_page(request: Request, asset_id: int, store: StoreDep, principal: Read
         summary=summary,
         findings=[finding_public(i) for i in found],
         components=list_components(store, principal.tenant, asset_id=asset_id, limit=5000),
-        services=_services(store, principal.tenant, summary.asset.name),
+        services=_services(store, principal.tenant, asset_id),
     )
 
 
-def _services(store: StoreDep, tenant: str, host: str) -> list[Any]:
-    """Network services discovered on the asset, when the discovery tables are there."""
-    try:
-        from sqlalchemy import select
-
-        from tianmu.store.schema import metadata
-
-        table = metadata.tables.get("services")
-        if table is None or "address" not in table.c:
-            return []
-        with store.connect() as conn:
-            query = select(table).where(table.c.address == host)
-            if "tenant" in table.c:
-                query = query.where(table.c.tenant == tenant)
-            return list(conn.execute(query.limit(500)))
-    except Exception:  # the page still shows the asset when the discovery schema differs
-        return []
+def _services(store: StoreDep, tenant: str, asset_id: int) -> list[Any]:
+    """Open network services discovered on the asset."""
+    query = (
+        select(services_table)
+        .where(
+            services_table.c.tenant == tenant,
+            services_table.c.asset_id == asset_id,
+            services_table.c.state == "open",
+        )
+        .order_by(services_table.c.port)
+    )
+    with store.connect() as conn:
+        return list(conn.execute(query.limit(1000)))
 
 
 @router.get("/detections", response_class=HTMLResponse)
