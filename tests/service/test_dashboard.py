@@ -47,6 +47,7 @@ def test_overview_numbers_equal_the_api(client: TestClient, platform: Platform) 
     for severity, count in api["by_severity"].items():
         assert f'data-severity="{severity}" data-value="{count}"' in html
     assert "/srv/shop" in html and "SSH brute force" in html
+    assert 'data-testid="risk"' in html and "No assessment yet." not in html
     # Readable without JavaScript: the numbers are in the HTML, scripts only add the chart.
     assert "<noscript>" in html or "trend appears" in html
     assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -62,11 +63,13 @@ def test_every_section_renders(client: TestClient, platform: Platform) -> None:
         "/findings": "PYSEC-2021-98",
         f"/findings/{finding['id']}": "9.9.9",
         "/detections": "203.0.113.45",
-        "/incidents": "No incidents.",
+        "/incidents": "203.0.113.45",
         "/intel": "No intelligence hits.",
         "/kb": "No knowledge base imported yet.",
         "/jobs": "No jobs.",
     }
+    incident = client.get("/api/v1/incidents", headers=viewer).json()[0]
+    expectations[f"/incidents/{incident['id']}"] = "SSH brute force"
     for path, text in expectations.items():
         response = client.get(path, headers=viewer)
         assert response.status_code == 200, (path, response.text[:300])
