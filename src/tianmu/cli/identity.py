@@ -506,18 +506,11 @@ def _register_login_and_serve(app: typer.Typer) -> None:
         """Run the Tianmu web service (sign-in pages, API, dashboard)."""
         import uvicorn
 
-        from tianmu.service import ServiceSettings, create_app
+        from tianmu.service import ServiceSettings
+        from tianmu.service.platform import create_platform_app
 
-        service_settings = ServiceSettings.from_env()
-        try:
-            # The whole platform (REST API, dashboard, job runner) when it is installed, else identity alone.
-            from tianmu.service.platform import create_platform_app
-        except ModuleNotFoundError as exc:
-            if exc.name != "tianmu.service.platform":
-                raise
-            application = create_app(service_settings)
-        else:
-            application = create_platform_app(service_settings)
+        # The whole platform: sign-in, REST API, dashboard and the job runner (TIANMU_RUNNER).
+        application = create_platform_app(ServiceSettings.from_env())
         uvicorn.run(application, host=host, port=port, proxy_headers=False)
 
 

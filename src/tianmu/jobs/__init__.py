@@ -2,7 +2,7 @@
 
 - `models`: Job, JobStatus and the guarantees (idempotent submission, exactly-once completion, no loss);
 - `queue`: the job table operations (submit, claim under a lease, renew, complete, cancel, reap);
-- `handlers`: the job kinds (`assess`, `kb_import`, `kb_update`, `reassess`), thin calls into the library;
+- `handlers`: the job kinds (assess, kb_import, kb_update, reassess, discover, web, domain), library calls;
 - `runner`: `execute_job`, the in-process runner, scheduling; `celery_app`: Celery workers.
 """
 

@@ -9,6 +9,7 @@ its effects and the `done` mark commit together.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -27,7 +28,10 @@ from tianmu.store.database import Store
 from tianmu.store.repository import SaveResult
 from tianmu.store.schema import assets
 
-__all__ = ["JOB_KINDS", "JobContext", "JobKind", "validate_params"]
+__all__ = ["JOB_KINDS", "PROGRESS_INTERVAL", "JobContext", "JobKind", "validate_params"]
+
+PROGRESS_INTERVAL = 0.5
+"""Seconds between two progress writes of one job."""
 
 
 @dataclass(slots=True)
@@ -41,9 +45,18 @@ class JobContext:
     completed: bool = False
     """True once the handler marked the job done in its own transaction (`complete_in`)."""
     result: dict[str, Any] = field(default_factory=dict)
+    _last_report: float = 0.0
 
     def progress(self, message: str) -> None:
-        """Record progress and renew the lease; raises JobCancelled when a cancel was requested."""
+        """Record progress and renew the lease; raises JobCancelled when a cancel was requested.
+
+        Engines call this per file or per port, thousands of times a second: the database hears about
+        it at most every PROGRESS_INTERVAL seconds.
+        """
+        now = time.monotonic()
+        if now - self._last_report < PROGRESS_INTERVAL:
+            return
+        self._last_report = now
         if queue.renew(self.store, self.job, self.lease, message):
             raise JobCancelled(self.job.id)
 
@@ -175,6 +188,80 @@ def _run_reassess(ctx: JobContext) -> dict[str, Any]:
     return {"queued": queued}
 
 
+def _names(params: dict[str, Any], key: str, what: str) -> list[str]:
+    value = params.get(key)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.replace(",", " ").split() if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise InputError(f"parameter `{key}` is required: one or more {what}")
+    return list(value)
+
+
+def _flag(params: dict[str, Any], key: str) -> bool:
+    value = params.get(key, False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def _discover_params(params: dict[str, Any]) -> dict[str, Any]:
+    ports = params.get("ports") or "top"
+    if not isinstance(ports, str):
+        raise InputError("parameter `ports` is a port spec such as `top`, `22,80,443` or `1-1024`")
+    return {
+        "targets": _names(params, "targets", "IPs, CIDRs, ranges or host names"),
+        "ports": ports,
+        "authorized": _flag(params, "authorized"),
+    }
+
+
+def _web_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {"urls": _names(params, "urls", "http(s) URLs"), "authorized": _flag(params, "authorized")}
+
+
+def _domain_params(params: dict[str, Any]) -> dict[str, Any]:
+    selectors = params.get("dkim_selectors") or []
+    if isinstance(selectors, str):
+        selectors = [s.strip() for s in selectors.split(",") if s.strip()]
+    return {"domains": _names(params, "domains", "domain names"), "dkim_selectors": list(selectors)}
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    findings = getattr(result, "findings", [])
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.severity.value] = counts.get(finding.severity.value, 0) + 1
+    return {"findings": len(findings), "by_severity": counts, "errors": list(getattr(result, "errors", []))}
+
+
+def _run_discover(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.assets.network import DiscoverOptions, discover
+
+    p = ctx.job.params
+    options = DiscoverOptions(ports=p["ports"], authorized=p["authorized"], tenant=ctx.job.tenant)
+    # Discovery reports (stage, count); the job records the stage.
+    result = discover(ctx.store, p["targets"], options, progress=lambda stage, _n: ctx.progress(stage))
+    return {**_summary(result), "hosts": len(result.hosts), "ports_scanned": result.ports_scanned}
+
+
+def _run_web(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.websec import WebOptions, check_websites
+
+    p = ctx.job.params
+    options = WebOptions(authorized=p["authorized"], tenant=ctx.job.tenant)
+    result = check_websites(ctx.store, p["urls"], options, progress=ctx.progress)
+    return {**_summary(result), "sites": len(result.sites)}
+
+
+def _run_domain(ctx: JobContext) -> dict[str, Any]:
+    from tianmu.websec import DomainOptions, check_domains
+
+    p = ctx.job.params
+    options = DomainOptions(dkim_selectors=tuple(p["dkim_selectors"]), tenant=ctx.job.tenant)
+    result = check_domains(ctx.store, p["domains"], options, progress=ctx.progress)
+    return {**_summary(result), "domains": len(result.domains)}
+
+
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
@@ -188,6 +275,11 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind(
             "reassess", "Queue a re-assessment of every registered path asset.", _no_params, _run_reassess
         ),
+        JobKind(
+            "discover", "Discover hosts and services of a network range.", _discover_params, _run_discover
+        ),
+        JobKind("web", "Check websites remotely (TLS, headers, exposures).", _web_params, _run_web),
+        JobKind("domain", "Check domain names (SPF, DMARC, DNSSEC, CAA...).", _domain_params, _run_domain),
     )
 }
 

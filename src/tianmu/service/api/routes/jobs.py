@@ -52,6 +52,10 @@ def submit(
         raise HTTPException(status_code=403, detail=f"only an admin may run {body.kind} on a server path")
     if body.kind == "kb_update" and principal.role.value not in ("owner", "admin"):
         raise HTTPException(status_code=403, detail="only an admin may update the knowledge bases")
+    authorized = str(body.params.get("authorized", "")).lower() in ("1", "true", "yes")
+    if authorized and principal.role.value not in ("owner", "admin"):
+        # Scanning beyond private ranges is a decision with legal weight: administrators only.
+        raise HTTPException(status_code=403, detail="only an admin may scan outside private ranges")
     try:
         job, _created = submit_job(
             store,
