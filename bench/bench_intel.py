@@ -80,16 +80,15 @@ def _generated(count: int, rng: random.Random) -> FeedResult:
         elif kind < 9:
             entries.append(IntelEntry("url", f"http://gen{i}.drop.example/p/{rng.getrandbits(32):x}.php", 60))
         else:
-            prefix = rng.choice((16, 20, 24, 28))
-            entries.append(
-                IntelEntry("cidr", f"100.{rng.randint(64, 127)}.{rng.randint(0, 255)}.0/{prefix}", 40)
-            )
-    # Networks: canonicalise the host bits away as the readers would.
-    import ipaddress
-
-    for entry in entries:
-        if entry.type == "cidr":
-            entry.value = str(ipaddress.ip_network(entry.value, strict=False))
+            # Distinct networks of three prefix lengths.
+            c = i // 10
+            if c % 8 == 0:
+                value = f"{100 + c // 8192}.{64 + (c // 128) % 64}.{((c // 8) % 16) * 16}.0/20"
+            elif c % 2:
+                value = f"100.{64 + (c // 4096) % 64}.{(c // 16) % 256}.{(c % 16) * 16}/28"
+            else:
+                value = f"{110 + c // 32768}.{64 + (c // 512) % 64}.{(c // 2) % 256}.0/24"
+            entries.append(IntelEntry("cidr", value, 40))
     return FeedResult(source="bench:generated", kind="list", entries=entries)
 
 
@@ -206,7 +205,8 @@ def main() -> None:
         build_seconds = time.perf_counter() - start
         index_file = next((home / "intel").glob("index-*.bin"))
         index_mb = index_file.stat().st_size / 2**20
-        print(f"built {len(index):,} indicators ({real_count:,} real) in {build_seconds:.1f} s", flush=True)
+        print(f"built {INDICATORS:,} indicators ({real_count:,} real; {len(index):,} index entries, URLs")
+        print(f"differing only in scheme or case are one) in {build_seconds:.1f} s", flush=True)
 
         loaded = json.loads(subprocess.run([sys.executable, "-c", _LOADER, url, str(home)], check=True,
                                            capture_output=True, text=True).stdout)  # fmt: skip
@@ -236,7 +236,8 @@ def main() -> None:
         store.close()
 
     result: dict[str, Any] = {
-        "indicators": len(index),
+        "indicators": INDICATORS,
+        "index_entries": len(index),
         "real_indicators": real_count,
         "lines": LINES,
         "rounds": ROUNDS,

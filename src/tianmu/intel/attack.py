@@ -98,7 +98,6 @@ def read_attack_bundle(path: Path) -> AttackData:
         kind = obj.get("type")
         if kind == "x-mitre-matrix":
             matrix_order = list(obj.get("tactic_refs") or [])
-            data.version = obj.get("x_mitre_version") or data.version
         elif kind == "x-mitre-tactic" and not obj.get("revoked"):
             tid, _url = _external_id(obj)
             if tid and obj.get("x_mitre_shortname"):
@@ -107,7 +106,10 @@ def read_attack_bundle(path: Path) -> AttackData:
                     "id": tid,
                     "name": obj["name"],
                 }
-        elif kind == "attack-pattern" and not obj.get("revoked"):
+        if isinstance(obj.get("modified"), str):
+            # The bundle names no release; the newest change dates it (as `kb status` shows versions).
+            data.version = max(data.version or "", obj["modified"][:10])
+        if kind == "attack-pattern" and not obj.get("revoked"):
             tid, url = _external_id(obj)
             if not tid:
                 data.errors.append(f"{path}: objects[{index}] ({obj.get('id')}): no mitre-attack external id")
