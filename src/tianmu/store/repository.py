@@ -184,7 +184,13 @@ def save_assessment(store: Store, assessment: Assessment, *, also: SaveHook | No
             .values(finding_counts=dict(open_counts))
         )
         saved = SaveResult(
-            assessment_id, asset_id, new, again, reopened, len(assessment.components), len(assessment.findings)
+            assessment_id,
+            asset_id,
+            new,
+            again,
+            reopened,
+            len(assessment.components),
+            len(assessment.findings),
         )
         if also is not None:
             also(conn, saved)
