@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -37,6 +38,7 @@ from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, normalize_ip
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
+from tianmu.vulns._sql import select_in
 
 __all__ = ["IntelMatcher", "Sighting", "severity_for"]
 
@@ -101,12 +103,31 @@ class IntelMatcher:
             return None
         return found
 
+    def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Load the records of many indicators in a few queries (hits of a block of lines at once)."""
+        wanted = {key for key in keys if key not in self._records}
+        if not wanted:
+            return
+        rows_by_key: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
+        with self.store.connect() as conn:
+            for row in select_in(
+                conn, list(intel_indicators.c), intel_indicators.c.value, {value for _kind, value in wanted}
+            ):
+                bucket = rows_by_key.get((row.type, row.value))
+                if bucket is not None:
+                    bucket.append(row)
+        for key, rows in rows_by_key.items():
+            self._records[key] = self._merge_rows(key[0], key[1], sorted(rows, key=lambda r: r.source))
+
     def _load_record(self, kind: str, value: str) -> IntelRecord | None:
         query = select(intel_indicators).where(
             intel_indicators.c.type == kind, intel_indicators.c.value == value
         )
         with self.store.connect() as conn:
             rows = conn.execute(query.order_by(intel_indicators.c.source)).all()
+        return self._merge_rows(kind, value, list(rows))
+
+    def _merge_rows(self, kind: str, value: str, rows: list[Any]) -> IntelRecord | None:
         if not rows:
             return None
         # Still-valid sources decide validity: one expired feed must not hide another's live entry.
@@ -195,7 +216,9 @@ class IntelMatcher:
         for start in range(0, len(lines), _BLOCK):
             block = "\n".join(lines[start : start + _BLOCK])
             line, position = first_line + start, 0
-            for offset, kind, indicator, observed in self._scan(block):
+            hits = self._scan(block)
+            self.prefetch((kind, indicator) for _offset, kind, indicator, _observed in hits)
+            for offset, kind, indicator, observed in hits:
                 # Lines are counted only up to hits, and only once per block.
                 line += block.count("\n", position, offset)
                 position = offset
