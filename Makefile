@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 
-.PHONY: install static demo test lint format bench clean
+.PHONY: install static demo test lint format bench clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 chromium:
 	@(test -x /usr/bin/chromium && test -f $(CJK_FONT)) || (flock /tmp/apt.lock apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock apt-get install -y -q chromium fonts-wqy-microhei)
+
+# The dashboard screenshots in docs/screenshots, taken by the browser tests.
+screenshots: install chromium
+	TIANMU_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/service/test_dashboard_browser.py
 
 test: install lint chromium
 	$(BIN)/pytest -n 2 -q

@@ -18,15 +18,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POSTGRES_URL = os.environ.get("TIANMU_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def services_required() -> bool:
-    return os.environ.get("TIANMU_REQUIRE_SERVICES") == "1"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Where services are promised (CI), a missing one is a failure, not a skip."""
-    if services_required():
-        pytest.fail(f"{reason} (TIANMU_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
+from testsupport import services_required, skip_or_fail  # noqa: E402,F401 - re-exported for old imports
 
 
 @pytest.fixture(scope="session")

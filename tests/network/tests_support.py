@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import skip_or_fail
+from testsupport import skip_or_fail
 
 
 def machine_port(port: int, what: str, *, required: bool = True) -> int:

@@ -19,7 +19,6 @@ import uvicorn
 from platform_data import PASSWORD, Platform, build_platform
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -51,6 +50,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Platform]]:
 
 
 @pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the screenshots go: `make screenshots` sets TIANMU_SCREENSHOTS=docs/screenshots; a plain
+    test run keeps them in its temporary folder so it leaves the work tree as it was."""
+    folder = Path(os.environ.get("TIANMU_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 def page() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         reason = f"{CHROMIUM} is not installed (make test installs the Debian chromium package)"
@@ -73,7 +81,9 @@ def _sign_in(page: Any, origin: str, user: str) -> None:
     page.wait_for_url(f"{origin}/")
 
 
-def test_sign_in_overview_filter_triage_export(served: tuple[str, Platform], page: Any) -> None:
+def test_sign_in_overview_filter_triage_export(
+    served: tuple[str, Platform], page: Any, screenshots: Path
+) -> None:
     origin, _platform = served
     _sign_in(page, origin, "anna")
     api = page.request.get(f"{origin}/api/v1/overview").json()  # the browser's own session
@@ -82,8 +92,8 @@ def test_sign_in_overview_filter_triage_export(served: tuple[str, Platform], pag
     assert int(page.get_attribute("[data-testid=kev] [data-value]", "data-value")) == api["kev_open"]
     for severity, count in api["by_severity"].items():
         assert int(page.get_attribute(f"[data-severity={severity}]", "data-value")) == count
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard-overview.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard-overview.png"), full_page=True)
+    assert (screenshots / "dashboard-overview.png").stat().st_size > 20_000
 
     # Filter: only detections.
     page.click("nav >> text=Findings")
@@ -114,9 +124,9 @@ def test_sign_in_overview_filter_triage_export(served: tuple[str, Platform], pag
     assert {r["status"] for r in rows_csv} == {"open", "false_positive"}
 
 
-def test_chinese_overview_screenshot(served: tuple[str, Platform], page: Any) -> None:
+def test_chinese_overview_screenshot(served: tuple[str, Platform], page: Any, screenshots: Path) -> None:
     origin, _platform = served
     _sign_in(page, origin, "victor")
     page.goto(f"{origin}/?lang=zh_CN")
     assert "安全态势" in page.inner_text("h1")
-    page.screenshot(path=str(SCREENSHOTS / "dashboard-overview-zh.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard-overview-zh.png"), full_page=True)
