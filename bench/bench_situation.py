@@ -9,7 +9,8 @@ malware 10 %) over 2,000 hosts and 30 days, each with a source IP from a pool of
 KEV flags on the same hosts. Measured:
 
 - correlate: `correlate()` batch, findings/s and the incidents formed;
-- stream: `Correlator.add` one finding at a time in arrival (shuffled) order, findings/s;
+- stream: `Correlator.add` one finding at a time in arrival (shuffled) order, then `flush()`, findings/s;
+- burst: BENCH_SITUATION_BURST (20,000) findings on one host within two hours (a scanner), findings/s;
 - store: `update_incidents` against SQLite in batches of 1,000 (load the active incidents, correlate,
   upsert), findings/s;
 - risk: `score_findings` over events + vulnerabilities, findings/s;
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 EVENTS = int(os.environ.get("BENCH_SITUATION_FINDINGS", "100000"))
 VULNS = int(os.environ.get("BENCH_SITUATION_VULNS", "100000"))
+BURST = int(os.environ.get("BENCH_SITUATION_BURST", "20000"))
 HOSTS = 2000
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 TACTIC_TAGS = [
@@ -118,6 +120,32 @@ def make_findings(rng: random.Random) -> tuple[list[Finding], list[Finding], lis
     return events, vulns, assets
 
 
+def make_burst(rng: random.Random) -> list[Finding]:
+    """A web scanner's two hours against one server: BURST findings on one asset from 50 addresses."""
+    host = Asset("web01", AssetKind.HOST, criticality=4, tags=("internet-facing",))
+    return [
+        Finding(
+            FindingKind.DETECTION,
+            "web-scanner",
+            "Known web scanner user agent",
+            Severity.MEDIUM,
+            host,
+            evidence={
+                "path": "var/log/nginx/access.log",
+                "line": n + 1,
+                "time": (T0 + timedelta(seconds=rng.randrange(7200))).isoformat(),
+                "entities": {
+                    "ip": [f"198.51.100.{rng.randrange(50)}"],
+                    "url": [f"/probe/{rng.randrange(5000)}"],
+                },
+                "fingerprint_extra": n,
+            },
+            data={"tags": ["attack.reconnaissance"]},
+        )
+        for n in range(BURST)
+    ]
+
+
 def _union_find_floor(findings: list[Finding]) -> tuple[float, int]:
     parent: dict[str, str] = {}
 
@@ -158,12 +186,24 @@ def main() -> int:
     correlator = Correlator()
     start = time.perf_counter()
     for finding in shuffled:
-        correlator.add(finding)
+        correlator.add(finding, materialise=False)
+    correlator.flush()
     seconds = time.perf_counter() - start
     out["stream"] = {
         "seconds": round(seconds, 3),
         "findings_per_s": round(EVENTS / seconds),
         "incidents": len(correlator.incidents),
+    }
+
+    burst = make_burst(random.Random(7))
+    start = time.perf_counter()
+    burst_incidents = correlate(burst)
+    seconds = time.perf_counter() - start
+    out["burst_one_host"] = {
+        "findings": len(burst),
+        "seconds": round(seconds, 3),
+        "findings_per_s": round(len(burst) / seconds),
+        "incidents": len(burst_incidents),
     }
 
     floor_seconds, groups = _union_find_floor(events)

@@ -379,19 +379,28 @@ class Correlator:
     @property
     def incidents(self) -> list[Incident]:
         """Every incident, oldest first."""
-        for tracked in self._tracked.values():
-            if tracked.dirty:
-                _materialise(tracked)
+        self.flush()
         far = datetime.max.replace(tzinfo=UTC)
         ordered = sorted(self._tracked.values(), key=lambda t: (t.incident.first_seen or far, t.incident.id))
         return [t.incident for t in ordered]
 
-    def add(self, finding: Finding) -> IncidentChange | None:
-        """Fold one finding in; None when it is not correlated (kind, tenant, or already in an incident)."""
+    def add(self, finding: Finding, *, materialise: bool = True) -> IncidentChange | None:
+        """Fold one finding in; None when it is not correlated (kind, tenant, or already in an incident).
+
+        The incident's id, status, stage and severity are always current. Its lists (sorted timeline,
+        entities, assets...) are rebuilt at once unless `materialise=False`, for a feed that adds many
+        findings and then calls `flush()` (rebuilding a large incident after every finding costs its size).
+        """
         change = self._add(finding)
-        if change is not None:
+        if change is not None and materialise:
             _materialise(self._tracked[change.incident.id])
         return change
+
+    def flush(self) -> None:
+        """Bring every incident's lists up to date (after `add(..., materialise=False)`)."""
+        for tracked in self._tracked.values():
+            if tracked.dirty:
+                _materialise(tracked)
 
     def _add(self, finding: Finding) -> IncidentChange | None:
         if finding.kind not in self.kinds or finding.asset.tenant != self.tenant:
