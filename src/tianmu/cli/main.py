@@ -7,10 +7,11 @@ function; what goes wrong on purpose (TianmuError) is printed as one clear line 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 
@@ -20,12 +21,13 @@ from tianmu.core.config import Settings
 from tianmu.core.errors import TianmuError
 from tianmu.store.database import Store, open_store
 
-__all__ = ["app", "cli_errors", "open_default_store", "run"]
+# `app` (every command registered) is made on first access by the module `__getattr__` below.
+__all__ = ["AREAS", "area_of", "cli_errors", "open_default_store", "register_areas", "run"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-app = typer.Typer(
+_app = typer.Typer(
     name="tianmu",
     help="Tianmu (天目): network security situation awareness.",
     no_args_is_help=True,
@@ -56,59 +58,71 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-@app.command()
+@_app.callback()
+def _root() -> None:
+    """Tianmu (天目): network security situation awareness."""
+    # A callback keeps `tianmu` a command group even when only `version` is loaded.
+
+
+@_app.command()
 def version() -> None:
     """Print Tianmu's version."""
     out_console.print(f"tianmu {__version__}")
 
 
-def _register_commands() -> None:
-    # Imported here so that each area's module can import `app` helpers from this one.
-    from tianmu.cli import assess, findings, kb
-
-    assess.register(app)
-    kb.register(app)
-    findings.register(app)
-
-    from tianmu.cli import jobs
-
-    jobs.register(app)
-
-    from tianmu.cli import discover, websec
-
-    discover.register(app)
-    discover.register_listings(app)
-    websec.register(app)
-
-    from tianmu.cli import malware
-
-    malware.register(app)
-
-    from tianmu.cli import intel
-
-    intel.register(app)
-
-    from tianmu.cli import situation
-
-    situation.register(app)
-
-    from tianmu.cli import detect
-
-    detect.register(app)
-
-    from tianmu.cli import crypto, identity
-
-    crypto.register(app)
-    identity.register(app)
+# Each area's module and the top-level commands it adds. The console script imports only the area of the
+# command it runs (a `tianmu malware scan` never loads the Sigma engine or FastAPI); `--help`, an unknown
+# command, and `tianmu.cli.main.app` (tests, embedding) get every area. tests/cli checks this table
+# against what each module really registers.
+AREAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "assess": (("assess", "inventory", "vulns"), ("register",)),
+    "kb": (("kb",), ("register",)),
+    "findings": (("findings",), ("register",)),
+    "jobs": (("worker", "jobs"), ("register",)),
+    "discover": (("discover", "services", "scans"), ("register", "register_listings")),
+    "websec": (("web", "domain"), ("register",)),
+    "malware": (("malware",), ("register",)),
+    "intel": (("intel",), ("register",)),
+    "situation": (("incidents", "trace", "evidence", "alerts", "risk"), ("register",)),
+    "detect": (("detect", "rules"), ("register",)),
+    "crypto": (("crypto",), ("register",)),
+    "identity": (("tenant", "user", "audit", "login", "serve"), ("register",)),
+}
+_registered: set[str] = set()
 
 
-_register_commands()
+def register_areas(areas: Iterable[str]) -> None:
+    """Add the commands of these areas to the app (once each)."""
+    for area in areas:
+        if area in _registered:
+            continue
+        module = importlib.import_module(f"tianmu.cli.{area}")
+        for function in AREAS[area][1]:
+            getattr(module, function)(_app)
+        _registered.add(area)
+
+
+def area_of(argv: Sequence[str]) -> str | None:
+    """The area whose command `argv` runs, or None (help, options only, an unknown command)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    return next((area for area, (names, _f) in AREAS.items() if command in names), None)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        register_areas(AREAS)
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run() -> None:
     """Console-script entry point."""
+    area = area_of(sys.argv[1:])
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command != "version":
+        register_areas([area] if area else AREAS)
     try:
-        app()
+        _app()
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
