@@ -38,7 +38,7 @@ from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, normalize_ip
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
-from tianmu.vulns._sql import select_in
+from tianmu.vulns._sql import chunks
 
 __all__ = ["IntelMatcher", "Sighting", "severity_for"]
 
@@ -109,13 +109,18 @@ class IntelMatcher:
         if not wanted:
             return
         rows_by_key: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
+        by_type: dict[str, list[str]] = {}
+        for kind, value in wanted:
+            by_type.setdefault(kind, []).append(value)
         with self.store.connect() as conn:
-            for row in select_in(
-                conn, list(intel_indicators.c), intel_indicators.c.value, {value for _kind, value in wanted}
-            ):
-                bucket = rows_by_key.get((row.type, row.value))
-                if bucket is not None:
-                    bucket.append(row)
+            for kind, values in by_type.items():
+                # `type = ? AND value IN (...)`: the (type, value) index answers it, chunk by chunk.
+                for part in chunks(sorted(values)):
+                    query = select(intel_indicators).where(
+                        intel_indicators.c.type == kind, intel_indicators.c.value.in_(part)
+                    )
+                    for row in conn.execute(query):
+                        rows_by_key[(row.type, row.value)].append(row)
         for key, rows in rows_by_key.items():
             self._records[key] = self._merge_rows(key[0], key[1], sorted(rows, key=lambda r: r.source))
 
