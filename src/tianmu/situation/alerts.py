@@ -218,6 +218,8 @@ class EmailChannel:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+    ssl: bool = False
+    """Implicit TLS (SMTPS, usually port 465) instead of plain SMTP with optional STARTTLS."""
 
     def send(self, alert: Alert) -> None:
         message = EmailMessage()
@@ -228,7 +230,8 @@ class EmailChannel:
         body = alert.text() + "\n\n" + json.dumps(alert.payload, indent=2, sort_keys=True, ensure_ascii=False)
         message.set_content(body)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            kind = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
+            with kind(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
                     smtp.starttls()
                 if self.username:
@@ -512,6 +515,7 @@ def _channel(name: str, table: Mapping[str, Any], where: str, environ: Mapping[s
             bool(table.get("starttls", False)),
             table.get("username"),
             password,
+            ssl=bool(table.get("ssl", False)),
         )
     raise InputError(f"{where}: `type` must be webhook, syslog or email, not {kind!r}")
 
