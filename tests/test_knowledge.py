@@ -25,7 +25,16 @@ def test_bundle_folder_goes_to_each_base_and_skips_documentation(ctx: KbContext,
     shutil.copytree(DEMO_KB, bundle)
     (bundle / "NOTICE").write_text("copyright lines, not a knowledge base\n")
     reports = import_any(ctx, bundle)
-    assert {r.source for r in reports} == {"kev", "osv:Debian", "osv:Go", "osv:PyPI", "osv:npm", "yara:kb"}
+    assert {r.source for r in reports} == {
+        "kev",
+        "osv:Debian",
+        "osv:Go",
+        "osv:PyPI",
+        "osv:npm",
+        "yara:kb",
+        "list:shared-blocklist",
+        "stix:northwind-partner-cert",
+    }
     assert all(not r.errors for r in reports)
     assert {s.name for s in kb_status(ctx.store)} == {r.source for r in reports}
 
