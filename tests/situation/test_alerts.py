@@ -162,7 +162,7 @@ def test_rules_filter_by_severity_kind_asset_and_tag() -> None:
     ]
 
 
-def test_one_alert_per_state_change_and_kev_once(sqlite_store: Store, http_receiver: HttpReceiver) -> None:
+def test_one_alert_per_state_change_and_kev_once(store: Store, http_receiver: HttpReceiver) -> None:
     findings = scenario_findings()
     kev = Finding(
         FindingKind.VULNERABILITY,
@@ -178,12 +178,12 @@ def test_one_alert_per_state_change_and_kev_once(sqlite_store: Store, http_recei
         retry=RetryPolicy(2, 0.01),
     )
     incidents = correlate(findings[:3])  # intel + brute force + login: initial access, high
-    first = run_alerts(sqlite_store, "default", config, incidents=incidents, findings=[kev])
+    first = run_alerts(store, "default", config, incidents=incidents, findings=[kev])
     assert [r.ok for r in first] == [True, True]
-    assert run_alerts(sqlite_store, "default", config, incidents=incidents, findings=[kev]) == []
+    assert run_alerts(store, "default", config, incidents=incidents, findings=[kev]) == []
     # New findings move the incident to persistence: one more alert, for the incident only.
     incidents = correlate(findings[:4])
-    again = run_alerts(sqlite_store, "default", config, incidents=incidents, findings=[kev])
+    again = run_alerts(store, "default", config, incidents=incidents, findings=[kev])
     assert [json.loads(body)["state"] for _, body in http_receiver.requests] == [
         "open|initial-access|high",
         "kev",
@@ -191,16 +191,16 @@ def test_one_alert_per_state_change_and_kev_once(sqlite_store: Store, http_recei
     ]
     assert len(again) == 1
     incidents[0].status = TriageStatus.ACKNOWLEDGED
-    assert len(run_alerts(sqlite_store, "default", config, incidents=incidents)) == 1
+    assert len(run_alerts(store, "default", config, incidents=incidents)) == 1
     # A failed delivery is not recorded: the next run tries again.
     http_receiver.fail_first, http_receiver.fail_status = 100, 503
     incidents[0].status = TriageStatus.RESOLVED
     assert [
-        r.ok for r in run_alerts(sqlite_store, "default", config, incidents=incidents, sleep=lambda _s: None)
+        r.ok for r in run_alerts(store, "default", config, incidents=incidents, sleep=lambda _s: None)
     ] == [False]
     http_receiver.fail_first = 0
     http_receiver.requests.clear()
-    assert [r.ok for r in run_alerts(sqlite_store, "default", config, incidents=incidents)] == [True]
+    assert [r.ok for r in run_alerts(store, "default", config, incidents=incidents)] == [True]
 
 
 def test_config_file_and_its_errors(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import Asset, AssetKind, Finding, Incident, Severity, TriageStatus, utcnow
@@ -38,6 +38,22 @@ __all__ = [
     "set_incident",
     "update_incidents",
 ]
+
+
+def _upsert(
+    conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any], constraint: str
+) -> None:
+    """INSERT … ON CONFLICT DO UPDATE: two workers saving the same incident never collide on the key."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(table).values(**key, **values)
+        conn.execute(statement.on_conflict_do_update(constraint=constraint, set_=values))
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite = sqlite_insert(table).values(**key, **values)
+    conn.execute(lite.on_conflict_do_update(index_elements=list(key), set_=values))
 
 
 def _row_values(incident: Incident, now: datetime) -> dict[str, Any]:
@@ -93,13 +109,13 @@ def save_incidents(store: Store, incidents: Iterable[Incident], removed: Iterabl
     with store.begin() as conn:
         for incident in items:
             values = _row_values(incident, now)
-            where = and_(
-                situation_incidents.c.tenant == incident.tenant, situation_incidents.c.key == incident.id
+            _upsert(
+                conn,
+                situation_incidents,
+                {"tenant": incident.tenant, "key": incident.id},
+                values,
+                "uq_situation_incidents_tenant_key",
             )
-            if conn.execute(update(situation_incidents).where(where).values(**values)).rowcount == 0:
-                conn.execute(
-                    insert(situation_incidents).values(tenant=incident.tenant, key=incident.id, **values)
-                )
         gone = list(removed)
         if gone and items:
             conn.execute(
@@ -331,13 +347,11 @@ def set_alert_state(
 ) -> None:
     now = utcnow()
     with store.begin() as conn:
-        where = and_(
-            situation_alert_state.c.tenant == tenant,
-            situation_alert_state.c.rule == rule,
-            situation_alert_state.c.subject == subject,
-        )
         values = {"state": state, "delivered_at": now, "channels": channels}
-        if conn.execute(update(situation_alert_state).where(where).values(**values)).rowcount == 0:
-            conn.execute(
-                insert(situation_alert_state).values(tenant=tenant, rule=rule, subject=subject, **values)
-            )
+        _upsert(
+            conn,
+            situation_alert_state,
+            {"tenant": tenant, "rule": rule, "subject": subject},
+            values,
+            "uq_situation_alert_state_tenant_rule_subject",
+        )
