@@ -16,8 +16,8 @@ from tianmu.assets.inventory import scan_inventory
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, utcnow
 from tianmu.knowledge import kb_status
-from tianmu.store.database import Store
 from tianmu.situation import update_situation
+from tianmu.store.database import Store
 from tianmu.store.repository import SaveHook, save_assessment
 from tianmu.vulns.engine import VulnMatcher, sort_findings
 
