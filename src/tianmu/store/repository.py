@@ -8,6 +8,7 @@ A resolved finding that is found again is reopened, because the problem came bac
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tianmu import __version__
 from tianmu.core.models import (
@@ -133,7 +135,26 @@ def save_assessment(store: Store, assessment: Assessment, *, also: SaveHook | No
     user is shown is what the database holds. `also(conn, result)` runs inside the same transaction
     before it commits: a job marks itself done there, so an assessment is stored once per job even
     when a worker dies between the two (an exception from `also` rolls the whole save back).
+
+    Two workers saving assessments of the same asset at once can both try to insert the same asset or
+    finding row (or lock rows in opposite orders): the loser's transaction is rolled back and run
+    again, and then finds the winner's rows and updates them.
     """
+    for attempt in range(_SAVE_ATTEMPTS):
+        try:
+            return _save_once(store, assessment, also)
+        except (IntegrityError, OperationalError) as exc:
+            retryable = isinstance(exc, IntegrityError) or "deadlock" in str(exc).lower()
+            if not retryable or attempt == _SAVE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_SAVE_ATTEMPTS = 4
+
+
+def _save_once(store: Store, assessment: Assessment, also: SaveHook | None) -> SaveResult:
     now = assessment.finished or utcnow()
     tenant = assessment.asset.tenant
     with store.begin() as conn:
