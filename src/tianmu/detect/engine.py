@@ -246,7 +246,15 @@ def rule_finding(rule: CompiledRule, event: Event, view: View, asset: Asset, roo
         references=rule.references,
         techniques=rule.techniques,
         data={
-            "rule": {"id": rule.id, "title": rule.title, "level": rule.level, "path": rule.path},
+            # The tags (attack.persistence...) let correlation place a detection on the kill chain
+            # even when the ATT&CK base is not imported.
+            "rule": {
+                "id": rule.id,
+                "title": rule.title,
+                "level": rule.level,
+                "path": rule.path,
+                "tags": list(rule.tags),
+            },
             "attack": list(rule.techniques),
             "event": {"path": pointer["path"], "record": event.origin.line, "time": pointer["time"]},
             "fields": matched,
@@ -282,7 +290,13 @@ def correlation_finding(hit: CorrelationHit, asset: Asset) -> Finding:
         references=corr.references,
         techniques=corr.techniques,
         data={
-            "rule": {"id": corr.id, "title": corr.title, "level": corr.level, "path": corr.path},
+            "rule": {
+                "id": corr.id,
+                "title": corr.title,
+                "level": corr.level,
+                "path": corr.path,
+                "tags": list(corr.tags),
+            },
             "attack": list(corr.techniques),
             "event": {"path": last.get("path"), "record": last.get("record", last.get("line")), "time": time},
             "fields": dict(hit.group),

@@ -122,8 +122,11 @@ def match_logs(
                 found = list(matcher.match_events(iter_events(file, stats=stats), asset))
             except InputError:
                 found = []  # no log format the readers know: read as text below
-            errors.extend(stats.errors)
             if stats.events:
+                # A log with some broken records: those are worth reporting. A file that yields no
+                # event at all is not a log (a lockfile, a source file) and is read as text below;
+                # the readers' complaints about it would only be noise.
+                errors.extend(stats.errors)
                 findings.extend(found)
                 continue
         if _is_text(file):
