@@ -187,6 +187,7 @@ def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platfor
         "username": "gina",
         "token_id": gina_token.id,
         "credential_id": "Z2luYS1wYXNza2V5",
+        "value": "198.51.100.9",
     }
     return Platform(app, headers, foreign)
 

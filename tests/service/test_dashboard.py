@@ -124,3 +124,16 @@ def test_chinese_ui(client: TestClient, platform: Platform) -> None:
     assert "Security situation" in english and "安全态势" not in english
     switched = client.get("/findings", headers=viewer, params={"lang": "zh_CN"})
     assert "发现" in switched.text and "tianmu_lang=zh_CN" in switched.headers["set-cookie"]
+
+
+def test_trace_page_and_api(client: TestClient, platform: Platform) -> None:
+    viewer = bearer(platform, "victor")
+    story = client.get("/api/v1/trace/203.0.113.45", headers=viewer).json()
+    assert story["counts"]["finding"] == 2 and story["counts"]["incident"] == 1
+    times = [i["time"] for i in story["items"] if i["time"]]
+    assert times == sorted(times)
+    html = client.get("/trace", headers=viewer, params={"value": "203.0.113.45"}).text
+    assert "SSH brute force" in html and "New local user" in html
+    foreign = client.get("/api/v1/trace/198.51.100.9", headers=viewer).json()
+    assert foreign["items"] == []  # globex's attacker is not acme's business
+    assert "攻击溯源" in client.get("/trace", headers={**viewer, "Accept-Language": "zh-CN"}).text

@@ -45,6 +45,7 @@ def api_router() -> APIRouter:
         kb.router,
         situation.incidents_router,
         situation.services_router,
+        situation.trace_router,
     ):
         router.include_router(sub)
     return router

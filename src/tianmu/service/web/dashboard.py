@@ -281,6 +281,21 @@ def incident_page(request: Request, key: str, store: StoreDep, principal: Reader
     return _render(request, principal, "dashboard/incident.html", "incidents", incident=incident)
 
 
+@router.get("/trace", response_class=HTMLResponse)
+def trace_page(
+    request: Request, store: StoreDep, principal: FindingsReader, value: str | None = None
+) -> HTMLResponse:
+    from tianmu.situation.trace import trace
+
+    story = None
+    if value and value.strip():
+        try:
+            story = trace(store, principal.tenant, value)
+        except InputError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return _render(request, principal, "dashboard/trace.html", "trace", story=story, value=value)
+
+
 @router.get("/intel", response_class=HTMLResponse)
 def intel_page(request: Request, store: StoreDep, principal: FindingsReader) -> HTMLResponse:
     _ = _gettext(request)

@@ -16,10 +16,11 @@ from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.store.schema import services as services_table
 
-__all__ = ["incidents_router", "services_router"]
+__all__ = ["incidents_router", "services_router", "trace_router"]
 
 incidents_router = APIRouter(prefix="/incidents", tags=["situation"])
 services_router = APIRouter(prefix="/services", tags=["assets"])
+trace_router = APIRouter(prefix="/trace", tags=["situation"])
 
 Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]
 Triager = Annotated[Principal, Depends(require(Permission.FINDINGS_TRIAGE))]
@@ -71,6 +72,16 @@ def patch_incident(key: str, body: IncidentUpdate, store: StoreDep, principal: T
         )
     except InputError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+@trace_router.get("/{value}", summary="Everything connected to an IP, user, hash or host, in time order")
+def trace_entity(value: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+    from tianmu.situation.trace import trace
+
+    try:
+        return trace(store, principal.tenant, value).as_dict()
+    except InputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
 
 
 @services_router.get("", summary="Network services discovered on the tenant's hosts")
