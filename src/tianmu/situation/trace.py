@@ -24,18 +24,12 @@ from sqlalchemy import ColumnElement, Text, and_, cast, or_, select
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import (
-    Asset,
-    AssetKind,
-    Component,
     Event,
     Finding,
-    FindingKind,
     Incident,
-    Location,
-    Severity,
-    TriageStatus,
 )
 from tianmu.store.database import Store
+from tianmu.store.repository import finding_from_row
 from tianmu.store.schema import assets, findings
 
 from .correlation import finding_time
@@ -107,34 +101,6 @@ class TraceStory:
         }
 
 
-def _component(data: Mapping[str, Any] | None) -> Component | None:
-    if not data:
-        return None
-    location = Location(data["path"], data.get("line")) if data.get("path") else None
-    return Component(data["name"], data["version"], data["ecosystem"], data["purl"], location)
-
-
-def _finding(row: Any) -> Finding:
-    return Finding(
-        kind=FindingKind(row.kind),
-        rule_id=row.rule_id,
-        title=row.title,
-        severity=Severity(row.severity),
-        asset=Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant),
-        score=row.score,
-        summary=row.summary,
-        component=_component(row.component),
-        evidence=row.evidence or {},
-        aliases=tuple(row.aliases or ()),
-        references=tuple(row.references or ()),
-        techniques=tuple(row.techniques or ()),
-        data=row.data or {},
-        status=TriageStatus(row.status),
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-    )
-
-
 def _names(finding: Finding, types: tuple[str, ...], value: str) -> bool:
     entities = finding.evidence.get("entities")
     entities = entities if isinstance(entities, Mapping) else {}
@@ -173,7 +139,7 @@ def _store_findings(store: Store, tenant: str, value: str, types: tuple[str, ...
         .where(and_(findings.c.tenant == tenant, condition))
     )
     with store.connect() as conn:
-        candidates = [_finding(row) for row in conn.execute(query)]
+        candidates = [finding_from_row(row) for row in conn.execute(query)]
     return [f for f in candidates if _names(f, types, value)]
 
 

@@ -29,7 +29,7 @@ from tianmu.core.models import (
     TriageStatus,
 )
 from tianmu.store.database import Store
-from tianmu.store.repository import _component_from_json
+from tianmu.store.repository import finding_from_row
 from tianmu.store.schema import assets, components, findings
 
 __all__ = [
@@ -131,27 +131,6 @@ def _filters(tenant: str, q: FindingQuery) -> list[ColumnElement[bool]]:
     return where
 
 
-def _row_finding(row: Any) -> Finding:
-    return Finding(
-        kind=FindingKind(row.kind),
-        rule_id=row.rule_id,
-        title=row.title,
-        severity=Severity(row.severity),
-        asset=Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant),
-        score=row.score,
-        summary=row.summary,
-        component=_component_from_json(row.component),
-        evidence=row.evidence or {},
-        aliases=tuple(row.aliases or ()),
-        references=tuple(row.references or ()),
-        techniques=tuple(row.techniques or ()),
-        data=row.data or {},
-        status=TriageStatus(row.status),
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-    )
-
-
 def _kev_filter(query: Select[Any], kev: bool | None, dialect: str) -> Select[Any]:
     if kev is None:
         return query
@@ -191,7 +170,7 @@ def find_findings(
     statement = statement.order_by(*[k.desc() for k in keys]).limit(limit + 1)
     with store.connect() as conn:
         rows = conn.execute(statement).all()
-    items = [PagedFinding(int(r.id), int(r.asset_id), _row_finding(r)) for r in rows[:limit]]
+    items = [PagedFinding(int(r.id), int(r.asset_id), finding_from_row(r)) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -212,7 +191,7 @@ def get_finding(store: Store, tenant: str, finding_id: int) -> PagedFinding | No
     )
     with store.connect() as conn:
         row = conn.execute(statement).first()
-    return PagedFinding(int(row.id), int(row.asset_id), _row_finding(row)) if row else None
+    return PagedFinding(int(row.id), int(row.asset_id), finding_from_row(row)) if row else None
 
 
 def bulk_set_status(store: Store, tenant: str, ids: Iterable[int], status: TriageStatus) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "SaveResult",
     "StoredFinding",
     "count_assessments",
+    "finding_from_row",
     "list_findings",
     "save_assessment",
     "set_status",
@@ -327,27 +328,32 @@ def list_findings(
     out: list[StoredFinding] = []
     with store.connect() as conn:
         for row in conn.execute(query):
-            asset = Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant)
-            finding = Finding(
-                kind=FindingKind(row.kind),
-                rule_id=row.rule_id,
-                title=row.title,
-                severity=Severity(row.severity),
-                asset=asset,
-                score=row.score,
-                summary=row.summary,
-                component=_component_from_json(row.component),
-                evidence=row.evidence or {},
-                aliases=tuple(row.aliases or ()),
-                references=tuple(row.references or ()),
-                techniques=tuple(row.techniques or ()),
-                data=row.data or {},
-                status=TriageStatus(row.status),
-                first_seen=row.first_seen,
-                last_seen=row.last_seen,
-            )
+            finding = finding_from_row(row)
             out.append(StoredFinding(int(row.id), finding))
     return out
+
+
+def finding_from_row(row: Any) -> Finding:
+    """A stored finding as the model, from a `findings` row joined with its asset's `asset_name` and
+    `asset_kind` (every reader of stored findings builds them here, so they read the same everywhere)."""
+    return Finding(
+        kind=FindingKind(row.kind),
+        rule_id=row.rule_id,
+        title=row.title,
+        severity=Severity(row.severity),
+        asset=Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant),
+        score=row.score,
+        summary=row.summary,
+        component=_component_from_json(row.component),
+        evidence=row.evidence or {},
+        aliases=tuple(row.aliases or ()),
+        references=tuple(row.references or ()),
+        techniques=tuple(row.techniques or ()),
+        data=row.data or {},
+        status=TriageStatus(row.status),
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+    )
 
 
 def count_assessments(store: Store, tenant: str) -> int:
