@@ -217,6 +217,13 @@ def sweep(
                 code = sock.connect_ex(address)
                 started += 1
                 budget -= 1
+                if code in _IN_PROGRESS:
+                    # A near host (loopback above all) has often refused before connect() returns: the
+                    # error is already on the socket, and asking for it costs one syscall instead of an
+                    # epoll registration, a wake-up and a second look. Anything else is still pending.
+                    pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if pending in _REFUSED:
+                        code = pending
                 if code in _IN_PROGRESS or code == 0:
                     fd = sock.fileno()
                     inflight[fd] = (sock, index, port, attempt, now)
@@ -241,9 +248,14 @@ def sweep(
 
             # 2. Wait for handshakes to finish (or fail), at most until the oldest deadline.
             wait = deadlines[0][0] - time.monotonic() if deadlines else 0.05
+            rate_wait = max(0.0, (started + 1) / rate - (time.monotonic() - begin)) if rate else 0.0
             if rate is not None and (not exhausted or again):
-                wait = min(wait, max(0.0, (started + 1) / rate - (time.monotonic() - begin)))
-            events = poller.wait(max(0.0, min(wait, 0.25)))
+                wait = min(wait, rate_wait)
+            if not inflight:
+                # Every attempt was answered at once (refusals on a near host): start the next ones
+                # straight away, or when the rate limit allows the next one.
+                wait = rate_wait
+            events = poller.wait(max(0.0, min(wait, 0.25))) if inflight or wait > 0 else []
             answered = time.monotonic()
             for fd, _event in events:
                 entry = inflight.get(fd)
