@@ -279,49 +279,35 @@ def _tls_findings(host: HostResult, svc: Service, tenant: str, at: str) -> list[
     tls = svc.tls or {}
     cert = tls.get("certificate") or {}
     mis = FindingKind.MISCONFIGURATION
-    out: list[Finding] = []
-    if cert.get("expired"):
-        out.append(
-            _finding(
-                host,
-                svc,
-                tenant,
-                mis,
-                "tls.certificate.expired",
-                f"Expired TLS certificate at {at}",
-                Severity.HIGH,
-                f"The certificate of {cert.get('subject')} expired on {cert.get('not_after')}.",
-                certificate=cert,
-            )
-        )
-    if cert.get("not_yet_valid"):
-        out.append(
-            _finding(
-                host,
-                svc,
-                tenant,
-                mis,
-                "tls.certificate.not-yet-valid",
-                f"TLS certificate not yet valid at {at}",
-                Severity.MEDIUM,
-                f"Valid from {cert.get('not_before')}.",
-                certificate=cert,
-            )
-        )
-    if cert.get("self_signed"):
-        out.append(
-            _finding(
-                host,
-                svc,
-                tenant,
-                mis,
-                "tls.certificate.self-signed",
-                f"Self-signed TLS certificate at {at}",
-                Severity.MEDIUM,
-                "Clients cannot verify who they talk to; use a certificate from a trusted CA.",
-                certificate=cert,
-            )
-        )
+    # (certificate flag, rule, title, severity, summary): one finding per flag the inspection set.
+    checks = (
+        (
+            "expired",
+            "tls.certificate.expired",
+            f"Expired TLS certificate at {at}",
+            Severity.HIGH,
+            f"The certificate of {cert.get('subject')} expired on {cert.get('not_after')}.",
+        ),
+        (
+            "not_yet_valid",
+            "tls.certificate.not-yet-valid",
+            f"TLS certificate not yet valid at {at}",
+            Severity.MEDIUM,
+            f"Valid from {cert.get('not_before')}.",
+        ),
+        (
+            "self_signed",
+            "tls.certificate.self-signed",
+            f"Self-signed TLS certificate at {at}",
+            Severity.MEDIUM,
+            "Clients cannot verify who they talk to; use a certificate from a trusted CA.",
+        ),
+    )
+    out = [
+        _finding(host, svc, tenant, mis, rule, title, severity, summary, certificate=cert)
+        for flag, rule, title, severity, summary in checks
+        if cert.get(flag)
+    ]
     legacy = [v for v in tls.get("versions") or [] if v in ("TLSv1.0", "TLSv1.1")]
     if legacy:
         out.append(
