@@ -236,3 +236,61 @@ def test_incidents_do_not_depend_on_arrival_order() -> None:
         for finding in shuffled:
             correlator.add(finding)
         assert sorted(sorted(i.finding_fingerprints) for i in correlator.incidents) == batch, seed
+
+
+def _sweep_and_campaign() -> tuple[list[Finding], list[Finding]]:
+    """A scanner's address on 60 hosts (noise), and one attacker's C2 address on three of them."""
+    sweep = [
+        Finding(
+            FindingKind.DETECTION,
+            "sigma:port-scan",
+            "Port scan",
+            Severity.LOW,
+            WEB01.__class__(f"host{n:02d}", WEB01.kind),
+            evidence={"time": f"2026-11-20T02:{n:02d}:00+00:00", "entities": {"ip": ["198.51.100.7"]}},
+        )
+        for n in range(60)
+    ]
+    campaign = [
+        Finding(
+            FindingKind.INTEL,
+            "intel:c2",
+            "Beacon to a known C2 address",
+            Severity.HIGH,
+            WEB01.__class__(f"host{n:02d}", WEB01.kind),
+            evidence={"time": f"2026-11-20T04:{n:02d}:00+00:00", "entities": {"ip": ["203.0.113.66"]}},
+        )
+        for n in (3, 17, 41)
+    ]
+    return sweep, campaign
+
+
+def test_an_address_on_too_many_assets_stops_joining_their_incidents() -> None:
+    sweep, campaign = _sweep_and_campaign()
+    unlimited = correlate(sweep + campaign, fanout=None)
+    assert len(unlimited) == 1 and len(unlimited[0].assets) == 60  # everything in one incident
+    incidents = correlate(sweep + campaign)
+    # The scanner is on 60 hosts (over the limit of 50): one incident per host; the C2 address, on
+    # three, still joins theirs. The scanner stays an entity of each incident.
+    assert len(incidents) == 58
+    joined = [i for i in incidents if len(i.assets) > 1]
+    assert [sorted(i.assets) for i in joined] == [["host03", "host17", "host41"]]
+    assert all("198.51.100.7" in i.entities["ip"] for i in incidents)
+    shuffled = sweep + campaign
+    random.Random(7).shuffle(shuffled)
+    assert [(i.id, i.assets) for i in correlate(shuffled)] == [(i.id, i.assets) for i in incidents]
+    assert len(correlate(sweep + campaign, fanout=100)) == 1
+
+
+def test_streaming_stops_joining_once_a_link_crosses_the_limit() -> None:
+    sweep, _campaign = _sweep_and_campaign()
+    correlator = Correlator(fanout=5)
+    for finding in sweep[:6]:
+        correlator.add(finding)
+    # The first five hosts joined through the address; the sixth crossed the limit and stands alone,
+    # as does every later one; what was merged stays merged.
+    assert sorted(len(i.assets) for i in correlator.incidents) == [1, 5]
+    for finding in sweep[6:]:
+        correlator.add(finding)
+    assert len(correlator.incidents) == 56
+    assert ("ip", "198.51.100.7") in correlator.hubs

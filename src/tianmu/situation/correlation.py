@@ -14,6 +14,13 @@ The rules, documented in docs/situation.md:
   person); loopback and unspecified addresses link nothing. Process images and file paths are shown
   but do not link: ``/bin/bash`` is on every host.
 - A finding that links to several incidents merges them into the oldest.
+- Fan-out limit: an ip, host, hash, domain or url seen on more than `fanout` assets (default 50)
+  among the findings the correlator holds is too common to mean one attacker — a resolver, an update
+  server, a scanner sweeping the network, a hash every host has — and links no more: it stays in the
+  incidents' entities and in tracing, but no longer joins the incidents of different assets (a finding
+  still joins its asset's incident through the asset itself). `correlate` and `add_all` count before
+  they link, so a batch's result does not depend on its order; findings added one by one join through
+  such a link until it crosses the limit, and what was merged stays merged.
 - The timeline is ordered by evidence time, then kill-chain order. The stage is the furthest ATT&CK
   tactic reached (see `tactics`); what happened before the first initial-access evidence counts at
   most as initial access, since the attacker was still outside (the brute force that preceded a
@@ -48,6 +55,7 @@ from .tactics import TACTIC_NAMES, TACTICS, TechniqueResolver, finding_tactics, 
 
 __all__ = [
     "CORRELATED_KINDS",
+    "DEFAULT_FANOUT",
     "DEFAULT_WINDOW",
     "Correlator",
     "IncidentChange",
@@ -58,6 +66,7 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW = timedelta(hours=24)
+DEFAULT_FANOUT = 50
 CORRELATED_KINDS = frozenset({FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL})
 _LINK_TYPES = ("ip", "host", "hash", "domain", "url")
 _INITIAL = "initial-access"
@@ -256,9 +265,14 @@ class Correlator:
         resolver: TechniqueResolver | None = None,
         kinds: Iterable[FindingKind] = CORRELATED_KINDS,
         incidents: Iterable[Incident] = (),
+        fanout: int | None = DEFAULT_FANOUT,
     ) -> None:
         self.tenant = tenant
         self.window = window.total_seconds()
+        self.fanout = fanout
+        self.hubs: set[Link] = set()
+        """Links seen on more than `fanout` assets: kept as entities, no longer linking."""
+        self._seen_on: dict[Link, set[str]] = {}
         self.resolver = resolver
         self.kinds = frozenset(kinds)
         self._tracked: dict[str, _Tracked] = {}
@@ -285,11 +299,25 @@ class Correlator:
             self._parent[incident_id], incident_id = root, self._parent[incident_id]
         return root
 
+    def _usable(self, links: set[Link], asset_kind: str, asset: str) -> set[Link]:
+        """Count the asset against each link's fan-out; the links that may still join incidents."""
+        if self.fanout is None:
+            return links
+        where = f"{asset_kind}|{asset}"
+        for link in links:
+            if link[0] not in _LINK_TYPES or link in self.hubs:
+                continue
+            seen = self._seen_on.setdefault(link, set())
+            seen.add(where)
+            if len(seen) > self.fanout:
+                self.hubs.add(link)
+                del self._seen_on[link]
+        return links - self.hubs if self.hubs else links
+
     def _index(self, entry: Mapping[str, Any], incident_id: str, links: set[Link] | None = None) -> None:
         if links is None:
-            links = _links(
-                self.tenant, entry.get("asset_kind", ""), entry.get("asset", ""), entry.get("entities", {})
-            )
+            kind, asset = entry.get("asset_kind", ""), entry.get("asset", "")
+            links = self._usable(_links(self.tenant, kind, asset, entry.get("entities", {})), kind, asset)
         epoch = _epoch(entry)
         root = self._root(incident_id)
         for link in links:
@@ -409,7 +437,8 @@ class Correlator:
         if fingerprint in self._fingerprints:
             return None
         entry = _entry(finding, finding_tactics(finding, self.resolver), fingerprint)
-        links = _links(self.tenant, finding.asset.kind.value, finding.asset.name, entry["entities"])
+        kind, asset = finding.asset.kind.value, finding.asset.name
+        links = self._usable(_links(self.tenant, kind, asset, entry["entities"]), kind, asset)
         roots = sorted(
             (self._tracked[r] for r in self._linked(links, _epoch(entry))),
             key=lambda t: (t.start, t.incident.id),
@@ -464,6 +493,13 @@ class Correlator:
         brought up to date once at the end rather than after every finding."""
         far = datetime.max.replace(tzinfo=UTC)
         ordered = sorted(findings, key=lambda f: finding_time(f) or far)
+        if self.fanout is not None:
+            # Fan-out counted over the whole batch first: whether a link is too common to join
+            # incidents must not depend on which findings happened to come before it.
+            for finding in ordered:
+                if finding.kind in self.kinds and finding.asset.tenant == self.tenant:
+                    kind, asset = finding.asset.kind.value, finding.asset.name
+                    self._usable(_links(self.tenant, kind, asset, _entities(finding.evidence)), kind, asset)
         changes = [change for change in map(self._add, ordered) if change is not None]
         live = {self._root(c.incident.id) for c in changes}
         for incident_id in live:
@@ -518,14 +554,18 @@ def correlate(
     tenant: str | None = None,
     window: timedelta = DEFAULT_WINDOW,
     resolver: TechniqueResolver | None = None,
+    fanout: int | None = DEFAULT_FANOUT,
 ) -> list[Incident]:
     """Batch correlation: the incidents these findings form, oldest first.
 
-    `tenant` defaults to the first finding's; findings of other tenants are never mixed in.
+    `tenant` defaults to the first finding's; findings of other tenants are never mixed in. `fanout`
+    None: no limit on how many assets a link may join.
     """
     items = list(findings)
     if not items:
         return []
-    correlator = Correlator(tenant=tenant or items[0].asset.tenant, window=window, resolver=resolver)
+    correlator = Correlator(
+        tenant=tenant or items[0].asset.tenant, window=window, resolver=resolver, fanout=fanout
+    )
     correlator.add_all(items)
     return correlator.incidents
