@@ -27,6 +27,14 @@ NOT_TENANT_DATA = {
         "/api/v1/uploads/{what}",
         "what",
     ): "the kind of upload (logs, sbom); the data is placed in the caller's tenant",
+    (
+        "/taxii2/api/collections/{collection_id}/",
+        "collection_id",
+    ): "the TAXII collection of the installation's intelligence base (not a tenant's)",
+    (
+        "/taxii2/api/collections/{collection_id}/objects/",
+        "collection_id",
+    ): "the TAXII collection of the installation's intelligence base (not a tenant's)",
 }
 # Path parameters that are search terms, not ids: the answer is the caller's own data about the term, so
 # the walk expects a success that discloses nothing of the other tenant.

@@ -107,6 +107,12 @@ def register(app: typer.Typer) -> None:
         password: Annotated[
             str | None, typer.Option(envvar="TIANMU_TAXII_PASSWORD", help="TAXII password.")
         ] = None,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                envvar="TIANMU_TAXII_TOKEN", help="TAXII Bearer token (e.g. another Tianmu's API token)."
+            ),
+        ] = None,
         json: JsonOpt = False,
     ) -> None:
         """Import threat-intelligence feeds (offline), or pull a TAXII collection."""
@@ -133,7 +139,9 @@ def register(app: typer.Typer) -> None:
                 )
             if taxii:
                 reports.append(
-                    pull_into(store, taxii, home=home, user=user, password=password, progress=advance)
+                    pull_into(
+                        store, taxii, home=home, user=user, password=password, token=token, progress=advance
+                    )
                 )
         _print_reports(reports, json)
         if any(r.status == "failed" for r in reports) or (

@@ -5,21 +5,22 @@ from `added_after` the previous pull of the same collection — the server's `X-
 header, kept in the source's `kb_sources.details` — and adds them to the source `taxii:<collection
 URL>`. Objects go through the STIX reader, so bad ones are reported and the rest kept.
 
-Serve: `create_taxii_app(store)` is a FastAPI application with the TAXII 2.1 discovery, API root,
-collections and get-objects endpoints (read-only), publishing every stored indicator as a STIX 2.1
-indicator in one collection, with `added_after`, `limit` and `next` paging. It lets other tools (and
-another Tianmu) subscribe to what this one knows.
+Serve: `taxii_router()` has the TAXII 2.1 discovery, API root, collections and get-objects endpoints
+(read-only), publishing every stored indicator as a STIX 2.1 indicator in one collection, with
+`added_after`, `limit` and `next` paging. It lets other tools (and another Tianmu) subscribe to what
+this one knows: `tianmu serve` mounts it at /taxii2/ behind sign-in (an API token as Bearer
+credential), `create_taxii_app(store)` serves it alone for `tianmu intel serve`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
@@ -37,12 +38,14 @@ __all__ = [
     "indicator_object",
     "pull_collection",
     "pull_into",
+    "taxii_router",
 ]
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
 _NAMESPACE = uuid.UUID("6f1c8b1e-7d0a-4c3e-9a43-7469616e6d75")
 COLLECTION_ID = str(uuid.uuid5(_NAMESPACE, "tianmu-indicators"))
 _PAGE = 500
+TITLE = "Tianmu threat intelligence"
 
 
 def _taxii_time(moment: datetime) -> str:
@@ -62,13 +65,17 @@ def pull_collection(
     added_after: str | None = None,
     user: str | None = None,
     password: str | None = None,
+    token: str | None = None,
     per_request: int = _PAGE,
 ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-    """Pages of (objects, the page's X-TAXII-Date-Added-Last) from a collection URL."""
+    """Pages of (objects, the page's X-TAXII-Date-Added-Last) from a collection URL; `user`/`password`
+    for HTTP Basic, `token` for a Bearer token (another Tianmu service's API token)."""
     from taxii2client.common import _HTTPConnection
     from taxii2client.v21 import Collection, as_pages
 
     connection = _HTTPConnection(user=user, password=password, version="2.1")
+    if token:
+        connection.session.headers["Authorization"] = f"Bearer {token}"
     last_seen: list[str] = []
 
     def remember(response: Any, *_args: Any, **_kwargs: Any) -> None:
@@ -91,6 +98,7 @@ def pull_into(
     home: Path | None = None,
     user: str | None = None,
     password: str | None = None,
+    token: str | None = None,
     confidence: int = 50,
     progress: Any = None,
     per_request: int = _PAGE,
@@ -107,7 +115,7 @@ def pull_into(
     newest = added_after
     try:
         for page, last in pull_collection(
-            url, added_after=added_after, user=user, password=password, per_request=per_request
+            url, added_after=added_after, user=user, password=password, token=token, per_request=per_request
         ):
             objects.extend(page)
             newest = last or newest
@@ -178,9 +186,11 @@ def indicator_object(row: Any, created: datetime) -> dict[str, Any]:
     return obj
 
 
-def create_taxii_app(store: Store, title: str = "Tianmu threat intelligence") -> FastAPI:
-    """A read-only TAXII 2.1 server (FastAPI) over the stored indicators: one collection, all sources."""
-    app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None)
+def taxii_router(title: str = TITLE, dependencies: Sequence[Any] = ()) -> APIRouter:
+    """The TAXII 2.1 endpoints (read-only, one collection of every stored indicator) as a router, for
+    the application's `state.store`; `dependencies` guard every endpoint (the service requires a
+    signed-in principal or an API token there)."""
+    router = APIRouter(prefix="/taxii2", dependencies=list(dependencies), include_in_schema=False)
 
     def taxii(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(content, media_type=MEDIA_TYPE, headers=headers)
@@ -194,27 +204,28 @@ def create_taxii_app(store: Store, title: str = "Tianmu threat intelligence") ->
         "media_types": ["application/stix+json;version=2.1"],
     }
 
-    @app.get("/taxii2/")
+    @router.get("/")
     def discovery(request: Request) -> JSONResponse:
-        root = str(request.url_for("api_root"))
+        root = str(request.url_for("taxii_api_root"))
         return taxii({"title": title, "default": root, "api_roots": [root]})
 
-    @app.get("/taxii2/api/", name="api_root")
+    @router.get("/api/", name="taxii_api_root")
     def api_root() -> JSONResponse:
         return taxii({"title": title, "versions": [MEDIA_TYPE], "max_content_length": 10 * 1024 * 1024})
 
-    @app.get("/taxii2/api/collections/")
+    @router.get("/api/collections/")
     def collections() -> JSONResponse:
         return taxii({"collections": [collection]})
 
-    @app.get("/taxii2/api/collections/{collection_id}/")
+    @router.get("/api/collections/{collection_id}/")
     def get_collection(collection_id: str) -> JSONResponse:
         if collection_id != COLLECTION_ID:
             raise HTTPException(404, "no such collection")
         return taxii(collection)
 
-    @app.get("/taxii2/api/collections/{collection_id}/objects/")
+    @router.get("/api/collections/{collection_id}/objects/")
     def objects(
+        request: Request,
         collection_id: str,
         added_after: str | None = None,
         limit: int = Query(_PAGE, ge=1, le=10_000),
@@ -227,9 +238,18 @@ def create_taxii_app(store: Store, title: str = "Tianmu threat intelligence") ->
             offset = int(next) if next else 0
         except ValueError as exc:
             raise HTTPException(400, f"bad added_after or next: {exc}") from exc
-        body, headers = _objects_page(store, after, limit, offset)
+        body, headers = _objects_page(request.app.state.store, after, limit, offset)
         return taxii(body, headers)
 
+    return router
+
+
+def create_taxii_app(store: Store, title: str = TITLE) -> FastAPI:
+    """The TAXII endpoints alone, without sign-in (`tianmu intel serve`, which listens on 127.0.0.1 by
+    default); `tianmu serve` mounts the same router behind its authentication."""
+    app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.store = store
+    app.include_router(taxii_router(title))
     return app
 
 

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from tianmu.core.errors import ConfigError
+from tianmu.identity import Permission
+from tianmu.intel.taxii import taxii_router
 from tianmu.jobs.runner import InProcessRunner, Runner
+from tianmu.service.api.deps import require
 from tianmu.service.api.routes import assets, findings, jobs, kb, overview, situation
 from tianmu.service.app import create_app
 from tianmu.service.settings import ServiceSettings
@@ -60,7 +63,10 @@ def create_platform_app(
 ) -> FastAPI:
     """The service application. `runner` overrides the choice of TIANMU_RUNNER (local | celery)."""
     settings = settings or ServiceSettings.from_env()
-    app = create_app(settings, store=store, routers=[api_router(), dashboard.router])
+    # TAXII 2.1 (read-only) over the intelligence base, for any signed-in user or API token: other tools
+    # (and other Tianmu installations) subscribe to it with their token as a Bearer credential.
+    taxii = taxii_router(dependencies=[Depends(require(Permission.SITUATION_READ))])
+    app = create_app(settings, store=store, routers=[api_router(), dashboard.router, taxii])
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
     kind = runner_kind or os.environ.get("TIANMU_RUNNER", "local")
     owned: InProcessRunner | None = None
