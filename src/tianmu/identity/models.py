@@ -155,7 +155,8 @@ class Principal:
     username: str
     role: Role
     via: str
-    """`session`, `token` or `cli` (a local administrator at the command line)."""
+    """`session`, `token`, `cli` (a local administrator at the command line) or `operator` (an owner of
+    the operator tenant creating a tenant's first owner)."""
     scopes: frozenset[str] | None = None
     """For tokens: the permissions it was limited to (None = everything the role allows)."""
     factors: tuple[str, ...] = ()

@@ -20,7 +20,7 @@ from tianmu.identity import Permission
 from tianmu.intel.taxii import taxii_router
 from tianmu.jobs.runner import InProcessRunner, Runner
 from tianmu.service.api.deps import require
-from tianmu.service.api.routes import assets, findings, jobs, kb, overview, situation
+from tianmu.service.api.routes import assets, findings, jobs, kb, overview, situation, tenants
 from tianmu.service.app import create_app
 from tianmu.service.settings import ServiceSettings
 from tianmu.service.web import dashboard
@@ -49,6 +49,7 @@ def api_router() -> APIRouter:
         situation.incidents_router,
         situation.services_router,
         situation.trace_router,
+        tenants.router,
     ):
         router.include_router(sub)
     return router

@@ -33,6 +33,9 @@ class ServiceSettings:
     rp_id: str = ""
     rp_name: str = "Tianmu"
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    operator_tenant: str = ""
+    """The tenant whose owners may create tenants through the API (`TIANMU_OPERATOR_TENANT`); empty:
+    tenants are created at the command line only (`tianmu.identity.provisioning`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -48,6 +51,7 @@ class ServiceSettings:
             trusted_proxies=tuple(
                 p.strip() for p in env.get("TIANMU_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
+            operator_tenant=env.get("TIANMU_OPERATOR_TENANT", "").strip(),
         )
         settings.validate()
         return settings
