@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 
-.PHONY: install static demo test lint format bench clean chromium screenshots
+.PHONY: install static demo test lint format bench clean chromium test-tools screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,17 +49,20 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here); a CJK font lets
-# the Chinese dashboard render as text in the screenshots instead of empty boxes.
+# the Chinese dashboard render as text in the screenshots instead of empty boxes. The discovery tests run
+# `--engine nmap` against nmap itself. None of these has a PyPI route.
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
-chromium:
-	@(test -x /usr/bin/chromium && test -f $(CJK_FONT)) || (flock /tmp/apt.lock apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock apt-get install -y -q chromium fonts-wqy-microhei)
+test-tools:
+	@(test -x /usr/bin/chromium && test -f $(CJK_FONT) && command -v nmap >/dev/null) || \
+		(flock /tmp/apt.lock apt-get update -q && DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock \
+		apt-get install -y -q chromium fonts-wqy-microhei nmap)
+chromium: test-tools
 
 # The dashboard screenshots in docs/screenshots, taken by the browser tests.
 screenshots: install chromium
 	TIANMU_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/service/test_dashboard_browser.py
 
-test: install lint chromium
+test: install lint test-tools
 	$(BIN)/pytest -n 2 -q
 
 # Every bench/bench_*.py, one after another (they measure; running two at once would skew both).
