@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -42,6 +43,9 @@ class ExitCode(IntEnum):
     """Bad usage or input that could not be read at all."""
 
 
+_REFRESH_EVERY = 0.1
+
+
 @contextmanager
 def progress_reporter(description: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
     """A callback that advances a Rich progress bar on a terminal, and does nothing elsewhere."""
@@ -51,10 +55,18 @@ def progress_reporter(description: str, total: int | None = None) -> Iterator[Ca
     columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
     columns += [MofNCompleteColumn()] if total else [TextColumn("{task.completed} files")]
     columns += [TimeElapsedColumn(), TextColumn("[dim]{task.fields[item]}")]
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    # Refreshed from `advance`, not by Rich's refresh thread: with no other thread running, the scanners
+    # may fork their worker processes (which then share the loaded rules) instead of spawning them.
+    with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(description, total=total, item="")
+        shown = 0.0
 
         def advance(item: str) -> None:
+            nonlocal shown
             progress.update(task, advance=1, item=item[-60:])
+            now = time.monotonic()
+            if now - shown >= _REFRESH_EVERY:
+                progress.refresh()
+                shown = now
 
         yield advance
