@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from testsupport import free_port, serve_app
 from tianmu.cli.main import app
 from tianmu.core.config import Settings
 from tianmu.store.database import Store
@@ -98,16 +95,10 @@ def test_administration_and_audit_verify(env: dict[str, str]) -> None:
     assert code == 1 and "entry 2 was altered" in err and "NOT intact" in out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_login_with_certificate_against_a_server(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     origin = f"http://localhost:{port}"
     monkeypatch.setenv("TIANMU_ORIGIN", origin)
     monkeypatch.setenv("TIANMU_TENANT", "acme")
@@ -122,14 +113,7 @@ def test_login_with_certificate_against_a_server(
     from tianmu.service import ServiceSettings, create_app
 
     server_app = create_app(ServiceSettings.from_env())
-    server = uvicorn.Server(
-        uvicorn.Config(server_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with serve_app(server_app, port, lifespan="off"):
         code, out, err = run("login", "--cert", cert, "--key", key, "--server", origin)
         assert code == 0, err
         assert "signed in" in out and "certificate" in out
@@ -144,6 +128,3 @@ def test_login_with_certificate_against_a_server(
         # a server that names another audience gets no signature
         code, _, err = run("login", "--cert", cert, "--key", key, "--server", f"http://127.0.0.1:{port}")
         assert code == 2 and "refusing" in err
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

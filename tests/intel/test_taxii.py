@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from testsupport import free_port, serve_app
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import COLLECTION_ID, MEDIA_TYPE, create_taxii_app, pull_into
 from tianmu.store.database import Store
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(loaded: Store) -> Iterator[str]:
-    port = _free_port()
-    config = uvicorn.Config(create_taxii_app(loaded), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the TAXII test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    with serve_app(create_taxii_app(loaded), port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_discovery_and_collections(server: str) -> None:
@@ -90,6 +72,6 @@ def test_pull_pages_and_then_only_what_was_added(
 
 
 def test_pull_from_nowhere_fails_cleanly(sqlite_store: Store, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/taxii2/api/collections/{COLLECTION_ID}/"
+    url = f"http://127.0.0.1:{free_port()}/taxii2/api/collections/{COLLECTION_ID}/"
     report = pull_into(sqlite_store, url, home=tmp_path)
     assert report.status == "failed" and report.errors and url in report.errors[0]

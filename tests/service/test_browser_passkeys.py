@@ -5,18 +5,15 @@ http://localhost (an IP address cannot be a WebAuthn relying-party id)."""
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from service_helpers import PASSWORD, seeded_app
 from sqlalchemy import select
 
+from testsupport import free_port, serve_app
 from tianmu.store.schema import identity_audit, identity_passkeys
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,32 +27,13 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    port = _free_port()
+    port = free_port()
     origin = f"http://localhost:{port}"
     app = seeded_app(tmp_path / "home", origin)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
+    with serve_app(app, port, lifespan="off"):
         yield origin, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from platform_data import Platform, bearer, build_platform
 
+from testsupport import free_port, serve_app
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import COLLECTION_ID, MEDIA_TYPE, pull_into
@@ -45,26 +42,11 @@ def test_taxii_needs_a_signed_in_user_or_token(platform: Platform) -> None:
     assert "[ipv4-addr:value = '198.51.100.23']" in patterns
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(platform: Platform) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(platform.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the service did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    port = free_port()
+    with serve_app(platform.app, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_another_tianmu_pulls_with_an_api_token(platform: Platform, served: str, tmp_path: Path) -> None:
