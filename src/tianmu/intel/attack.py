@@ -21,9 +21,9 @@ from sqlalchemy import delete, select
 
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.models import Finding
+from tianmu.store.bulk import insert_rows, select_in
 from tianmu.store.database import Store
 from tianmu.store.schema import attack_tactics, attack_techniques
-from tianmu.vulns._sql import insert_rows, select_in
 
 __all__ = [
     "AttackData",

@@ -36,9 +36,9 @@ from tianmu.intel.findings import Hits, Sighting, aware, parse_time, severity_fo
 from tianmu.intel.index import IntelIndex, _ipv4_number, load_index
 from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, normalize_ip
+from tianmu.store.bulk import chunks
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
-from tianmu.vulns._sql import chunks
 
 __all__ = ["IntelMatcher", "Sighting", "severity_for"]
 

@@ -37,9 +37,9 @@ from tianmu.core.models import utcnow
 from tianmu.intel import attack, lists, misp, stix
 from tianmu.intel.index import INTEL_KIND, load_index
 from tianmu.intel.models import FeedResult, IntelEntry, merge_entries
+from tianmu.store.bulk import insert_rows, upsert_row
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators, intel_objects, kb_sources
-from tianmu.vulns._sql import insert_rows, upsert_row
 
 __all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
 

@@ -7,13 +7,10 @@ advisory id links to, how a time is written or how many KEV-listed findings ther
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from enum import Enum
-from typing import Any
+from collections.abc import Iterable
 
 from tianmu.core.models import Finding, FindingKind, Location, Severity
+from tianmu.core.serialize import VulnDetails, iso, jsonable, vuln_details
 
 __all__ = [
     "VulnDetails",
@@ -71,73 +68,6 @@ def finding_location(finding: Finding) -> Location | None:
         valid = isinstance(line, int) and not isinstance(line, bool) and line > 0
         return Location(path, line if valid else None)
     return None
-
-
-def iso(moment: datetime | date | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`; a naive datetime is taken to be UTC already (Tianmu stores UTC)."""
-    if moment is None:
-        return None
-    if not isinstance(moment, datetime):
-        return moment.isoformat()
-    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return aware.isoformat().replace("+00:00", "Z")
-
-
-def jsonable(value: Any) -> Any:
-    """Turn engine-supplied evidence/data into plain JSON types, so no renderer trips on a datetime."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Enum):
-        return jsonable(value.value)
-    if isinstance(value, datetime | date):
-        return iso(value)
-    if isinstance(value, Location):
-        return {"path": value.path, "line": value.line}
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, set | frozenset):
-        return [jsonable(item) for item in sorted(value, key=str)]
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class VulnDetails:
-    """The vulnerability-specific part of `Finding.data`, read defensively (engines may omit keys)."""
-
-    fixed_versions: tuple[str, ...]
-    kev: bool
-    kev_details: dict[str, Any] | None
-    epss: float | None
-    epss_percentile: float | None
-    cvss_vector: str | None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def vuln_details(finding: Finding) -> VulnDetails:
-    data = finding.data
-    fixed = data.get("fixed_versions") or ()
-    kev_details = data.get("kev_details")
-    vector = data.get("cvss_vector")
-    return VulnDetails(
-        fixed_versions=tuple(str(v) for v in fixed),
-        kev=bool(data.get("kev", False)),
-        kev_details=dict(jsonable(kev_details)) if isinstance(kev_details, Mapping) else None,
-        epss=_float_or_none(data.get("epss")),
-        epss_percentile=_float_or_none(data.get("epss_percentile")),
-        cvss_vector=str(vector) if vector else None,
-    )
 
 
 def is_kev(finding: Finding) -> bool:

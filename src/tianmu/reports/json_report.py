@@ -11,9 +11,17 @@ import json
 from typing import Any
 
 import tianmu
-from tianmu.core.models import Assessment, Component, Finding, FindingKind, Incident, Location, Unresolved
+from tianmu.core.models import Assessment, Incident
+from tianmu.core.serialize import (
+    component_to_dict,
+    finding_to_dict,
+    iso,
+    jsonable,
+    location_to_dict,
+    unresolved_to_dict,
+)
 
-from ._common import iso, jsonable, kev_count, severity_counts, vuln_details
+from ._common import kev_count, severity_counts
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -28,88 +36,6 @@ __all__ = [
 
 SCHEMA_VERSION = "1"
 """Bumped only on incompatible changes; adding a field is compatible."""
-
-_FLATTENED = frozenset({"fixed_versions", "kev", "kev_details", "epss", "epss_percentile", "cvss_vector"})
-
-
-def location_to_dict(location: Location | None) -> dict[str, Any] | None:
-    if location is None:
-        return None
-    return {"path": location.path, "line": location.line}
-
-
-def component_to_dict(component: Component) -> dict[str, Any]:
-    return {
-        "purl": component.purl,
-        "name": component.name,
-        "version": component.version,
-        "ecosystem": component.ecosystem,
-        "location": location_to_dict(component.location),
-        "direct": component.direct,
-        "source_name": component.source_name,
-        "distro_release": component.distro_release,
-    }
-
-
-def unresolved_to_dict(item: Unresolved) -> dict[str, Any]:
-    return {
-        "name": item.name,
-        "ecosystem": item.ecosystem,
-        "requirement": item.requirement,
-        "location": location_to_dict(item.location),
-        "reason": item.reason,
-    }
-
-
-def finding_to_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as plain JSON types.
-
-    Every kind carries the common fields and `data`, the engine's kind-specific details; for a
-    vulnerability the well-known details (`fixed_versions`, `kev`, `epss`...) are lifted out of
-    `data` into fields of their own.
-    """
-    out: dict[str, Any] = {
-        "kind": finding.kind.value,
-        "id": finding.rule_id,
-        "title": finding.title,
-        "severity": finding.severity.value,
-        "score": finding.score,
-        "summary": finding.summary,
-        "asset": {"name": finding.asset.name, "kind": finding.asset.kind.value},
-        "component": component_to_dict(finding.component) if finding.component else None,
-        "aliases": list(finding.aliases),
-        "references": list(finding.references),
-        "techniques": list(finding.techniques),
-        "evidence": jsonable(finding.evidence),
-        "fingerprint": finding.fingerprint,
-        "status": finding.status.value,
-        "first_seen": iso(finding.first_seen),
-        "last_seen": iso(finding.last_seen),
-    }
-    if finding.kind is FindingKind.VULNERABILITY:
-        details = vuln_details(finding)
-        out.update(
-            {
-                "fixed_versions": list(details.fixed_versions),
-                "kev": details.kev,
-                "kev_details": details.kev_details,
-                "epss": details.epss,
-                "epss_percentile": details.epss_percentile,
-                "cvss_vector": details.cvss_vector,
-            }
-        )
-        # Whatever else the matcher recorded (how it matched, publication date...) stays available.
-        rest = {k: v for k, v in finding.data.items() if k not in _FLATTENED}
-        out["data"] = jsonable(rest)
-    else:
-        # Each engine's headline details (a detection's `rule`, `event`, `fields`; a malware hit's
-        # `file`, `matches`) are documented fields of that kind, so they are lifted to the top level
-        # too — without ever shadowing a common field.
-        data = jsonable(finding.data)
-        for key, value in data.items():
-            out.setdefault(key, value)
-        out["data"] = data
-    return out
 
 
 def incident_to_dict(incident: Incident) -> dict[str, Any]:

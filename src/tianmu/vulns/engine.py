@@ -38,9 +38,9 @@ from cvss import CVSS2, CVSS3, CVSS4
 from sqlalchemy import Connection, select
 
 from tianmu.core.models import Asset, Component, Finding, FindingKind, Severity
+from tianmu.store.bulk import chunks, select_in
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, affected_packages, epss_scores, kev_entries
-from tianmu.vulns._sql import chunks, select_in
 from tianmu.vulns.osv import DISTRO_ECOSYSTEMS, normalize_name, split_ecosystem
 from tianmu.vulns.ranges import CompiledAffected, RangeMatch
 from tianmu.vulns.versions import version_key

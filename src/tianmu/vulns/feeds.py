@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from tianmu.core.errors import KnowledgeBaseError, ParseError
+from tianmu.store.bulk import delete_in, insert_rows
 from tianmu.store.schema import epss_scores, kev_entries
-from tianmu.vulns._sql import delete_in, insert_rows
 
 __all__ = ["FeedData", "read_epss", "read_kev_csv", "read_kev_json", "sync_table"]
 

@@ -53,10 +53,10 @@ from sqlalchemy import update as sql_update
 from tianmu.core.errors import InputError, KnowledgeBaseError
 from tianmu.core.knowledge import ImportReport, KbContext, KbStatus
 from tianmu.core.models import utcnow
+from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
 from tianmu.vulns import feeds, nvd
-from tianmu.vulns._sql import delete_in, insert_rows, select_in, upsert_row
 from tianmu.vulns.osv import (
     ParsedRecord,
     blob_hash,

@@ -36,9 +36,9 @@ from sqlalchemy import and_, select
 from tianmu.assets.network.cpe import CpeName, parse_cpe
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.knowledge import ImportReport, Progress
+from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, affected_packages, kb_sources, kev_entries
-from tianmu.vulns._sql import delete_in, insert_rows, select_in, upsert_row
 
 __all__ = ["CpeHit", "CpeMatcher", "import_nvd", "is_nvd", "parse_nvd", "version_order_key"]
 

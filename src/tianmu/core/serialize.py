@@ -1,0 +1,176 @@
+"""Findings, components and locations as plain JSON types, the one rendering every floor shares.
+
+Engines describing their own results (`discover --json`), the situation step's evidence bundles, the
+API and every report format call these, so that a finding reads the same wherever it is shown. They
+live on the ground floor because capabilities may not import `reports`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from tianmu.core.models import Component, Finding, FindingKind, Location, Unresolved
+
+__all__ = [
+    "VulnDetails",
+    "component_to_dict",
+    "finding_to_dict",
+    "iso",
+    "jsonable",
+    "location_to_dict",
+    "unresolved_to_dict",
+    "vuln_details",
+]
+
+_FLATTENED = frozenset({"fixed_versions", "kev", "kev_details", "epss", "epss_percentile", "cvss_vector"})
+
+
+def iso(moment: datetime | date | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`; a naive datetime is taken to be UTC already (Tianmu stores UTC)."""
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        return moment.isoformat()
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.isoformat().replace("+00:00", "Z")
+
+
+def jsonable(value: Any) -> Any:
+    """Turn engine-supplied evidence/data into plain JSON types, so no renderer trips on a datetime."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime | date):
+        return iso(value)
+    if isinstance(value, Location):
+        return {"path": value.path, "line": value.line}
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        return [jsonable(item) for item in sorted(value, key=str)]
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class VulnDetails:
+    """The vulnerability-specific part of `Finding.data`, read defensively (engines may omit keys)."""
+
+    fixed_versions: tuple[str, ...]
+    kev: bool
+    kev_details: dict[str, Any] | None
+    epss: float | None
+    epss_percentile: float | None
+    cvss_vector: str | None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def vuln_details(finding: Finding) -> VulnDetails:
+    data = finding.data
+    fixed = data.get("fixed_versions") or ()
+    kev_details = data.get("kev_details")
+    vector = data.get("cvss_vector")
+    return VulnDetails(
+        fixed_versions=tuple(str(v) for v in fixed),
+        kev=bool(data.get("kev", False)),
+        kev_details=dict(jsonable(kev_details)) if isinstance(kev_details, Mapping) else None,
+        epss=_float_or_none(data.get("epss")),
+        epss_percentile=_float_or_none(data.get("epss_percentile")),
+        cvss_vector=str(vector) if vector else None,
+    )
+
+
+def location_to_dict(location: Location | None) -> dict[str, Any] | None:
+    if location is None:
+        return None
+    return {"path": location.path, "line": location.line}
+
+
+def component_to_dict(component: Component) -> dict[str, Any]:
+    return {
+        "purl": component.purl,
+        "name": component.name,
+        "version": component.version,
+        "ecosystem": component.ecosystem,
+        "location": location_to_dict(component.location),
+        "direct": component.direct,
+        "source_name": component.source_name,
+        "distro_release": component.distro_release,
+    }
+
+
+def unresolved_to_dict(item: Unresolved) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "ecosystem": item.ecosystem,
+        "requirement": item.requirement,
+        "location": location_to_dict(item.location),
+        "reason": item.reason,
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    """One finding as plain JSON types.
+
+    Every kind carries the common fields and `data`, the engine's kind-specific details; for a
+    vulnerability the well-known details (`fixed_versions`, `kev`, `epss`...) are lifted out of
+    `data` into fields of their own.
+    """
+    out: dict[str, Any] = {
+        "kind": finding.kind.value,
+        "id": finding.rule_id,
+        "title": finding.title,
+        "severity": finding.severity.value,
+        "score": finding.score,
+        "summary": finding.summary,
+        "asset": {"name": finding.asset.name, "kind": finding.asset.kind.value},
+        "component": component_to_dict(finding.component) if finding.component else None,
+        "aliases": list(finding.aliases),
+        "references": list(finding.references),
+        "techniques": list(finding.techniques),
+        "evidence": jsonable(finding.evidence),
+        "fingerprint": finding.fingerprint,
+        "status": finding.status.value,
+        "first_seen": iso(finding.first_seen),
+        "last_seen": iso(finding.last_seen),
+    }
+    if finding.kind is FindingKind.VULNERABILITY:
+        details = vuln_details(finding)
+        out.update(
+            {
+                "fixed_versions": list(details.fixed_versions),
+                "kev": details.kev,
+                "kev_details": details.kev_details,
+                "epss": details.epss,
+                "epss_percentile": details.epss_percentile,
+                "cvss_vector": details.cvss_vector,
+            }
+        )
+        # Whatever else the matcher recorded (how it matched, publication date...) stays available.
+        rest = {k: v for k, v in finding.data.items() if k not in _FLATTENED}
+        out["data"] = jsonable(rest)
+    else:
+        # Each engine's headline details (a detection's `rule`, `event`, `fields`; a malware hit's
+        # `file`, `matches`) are documented fields of that kind, so they are lifted to the top level
+        # too — without ever shadowing a common field.
+        data = jsonable(finding.data)
+        for key, value in data.items():
+            out.setdefault(key, value)
+        out["data"] = data
+    return out
