@@ -1,0 +1,64 @@
+"""Finish in one place: every job's results end here — annotate, save, situation.
+
+`tianmu assess`, `discover`, `web`, `domain`, `malware scan`, `detect`, `intel match` and the jobs the
+workers run all end with `finish()`:
+
+1. **annotate** — ATT&CK names and tactics into `finding.data["attack"]`, once, for every finding;
+2. **save** — each assessment and its findings in one transaction (`store.repository.save_assessment`,
+   the only caller of it), so the findings carry the stored first/last seen and triage status;
+3. **situation** — the findings join the tenant's incidents, the tenant's risk and posture are
+   recomputed, and the alert rules of `$TIANMU_HOME/alerts.toml` run.
+
+The situation step comes after the save on purpose: incidents and risk are computed over the stored
+findings, whose triage status (an acknowledged finding weighs less) is only known once they are merged.
+A run that does not save (`tianmu inventory`, `--no-save`) still gets incidents and risk for its own
+findings, computed without writing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tianmu.core.models import Assessment
+from tianmu.intel.attack import annotate_findings
+from tianmu.situation import update_situation
+from tianmu.store.database import Store
+from tianmu.store.repository import SaveHook, SaveResult, save_assessment
+
+__all__ = ["FinishOptions", "finish"]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishOptions:
+    save: bool = True
+    """False for read-only runs: nothing is written, the situation is computed for these findings alone."""
+    home: Path | None = None
+    """The data directory, where `alerts.toml` is looked for."""
+    save_hook: SaveHook | None = None
+    """Runs inside the transaction that stores the (last) assessment: a job marks itself done there."""
+    situation: bool = True
+    """False where the caller only wants the findings stored (a knowledge-base import has none)."""
+
+
+def finish(
+    store: Store, assessments: Sequence[Assessment], options: FinishOptions | None = None
+) -> list[SaveResult | None]:
+    """Annotate, save and put into the situation every assessment of one job, in order."""
+    options = options or FinishOptions()
+    annotate_findings(store, [f for a in assessments for f in a.findings])
+    saved: list[SaveResult | None] = []
+    last = len(assessments) - 1
+    for index, assessment in enumerate(assessments):
+        hook = options.save_hook if index == last else None
+        saved.append(save_assessment(store, assessment, also=hook) if options.save else None)
+    if options.situation:
+        for assessment, result in zip(assessments, saved, strict=True):
+            update_situation(
+                store,
+                assessment,
+                assessment_id=result.assessment_id if result is not None else None,
+                home=options.home,
+            )
+    return saved
