@@ -49,8 +49,8 @@ def _sqlite_approach() -> dict[str, Any]:
     started = time.perf_counter()
     from sigma_oracle import load_table, parse_rules, run_oracle
 
-    from tianmu.detect import iter_events
     from tianmu.detect.kb import rule_files
+    from tianmu.readers import iter_events
 
     rules = parse_rules(rule_files(RULES))
     parsed = time.perf_counter()
@@ -102,9 +102,9 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def _steady_state() -> dict[str, Any]:
-    from tianmu.detect import iter_events
     from tianmu.detect.engine import Detector
     from tianmu.detect.kb import load_rule_base
+    from tianmu.readers import iter_events
 
     events = list(iter_events(EVTX))
     with tempfile.TemporaryDirectory() as cache:

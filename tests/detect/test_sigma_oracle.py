@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tianmu.detect import iter_events
 from tianmu.detect.engine import Detector
 from tianmu.detect.kb import load_rule_base, rule_files
+from tianmu.readers import iter_events
 
 from .sigma_oracle import load_table, parse_rules, run_oracle
 

@@ -220,7 +220,7 @@ def _trace(app: typer.Typer) -> None:
         """Everything connected to ENTITY — findings, incidents, assets, log events — oldest first."""
         events: list[Any] = []
         if logs:
-            from tianmu.detect import iter_events
+            from tianmu.readers import iter_events
 
             with progress_reporter("Reading logs") as advance:
                 for path in logs:

@@ -1,20 +1,9 @@
-"""Intrusion detection: log readers and the Sigma rule engine.
+"""Intrusion detection: the Sigma rule engine over events (see docs/detect.md).
 
-Public surface (kept stable; other capabilities call it):
+- `tianmu.detect.engine`: `Detector` (compiled matchers of a rule base), `DetectionEngine` (the event
+  engine the road runs: every event of the one parse pass), `detect_paths` (`tianmu detect FILES`).
+- `tianmu.detect.kb`: the rule base (`load_rule_base`, `SigmaKnowledgeBase`).
 
-- `iter_events(path, fmt=None, field_map=None, stats=None)`: every `Event` of a log file or a folder of
-  them, format judged from the content, compressed files read transparently; each Event's origin is
-  `Location(path, line)` (`record` for EVTX).
-- `ReadStats`: counts and located errors of a read.
-- `FORMATS`, `detect_format`, `find_log_files`.
-
-The engine (`tianmu.detect.engine.Detector`, `detect_paths`) and the rule base
-(`tianmu.detect.kb.load_rule_base`, `SigmaKnowledgeBase`) are documented in docs/detect.md.
+The log readers it consumes live in the shared room `tianmu.readers`, so that every event engine reads
+the same events from one parse.
 """
-
-from __future__ import annotations
-
-from tianmu.detect._common import ReadStats
-from tianmu.detect.sources import FORMATS, detect_format, find_log_files, iter_events
-
-__all__ = ["FORMATS", "ReadStats", "detect_format", "find_log_files", "iter_events"]

@@ -27,12 +27,12 @@ from typing import Any
 import ahocorasick_rs
 
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity
-from tianmu.detect._common import ReadStats
 from tianmu.detect.compiler import CompiledCorrelation, CompiledRule, Matcher, View, build
 from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
 from tianmu.detect.kb import RuleBase
 from tianmu.detect.logsource import event_source, rule_applies, sources_of
-from tianmu.detect.sources import find_log_files, iter_file_events
+from tianmu.readers._common import ReadStats
+from tianmu.readers.sources import find_log_files, iter_file_events
 
 __all__ = ["DetectResult", "Detector", "assess_detection", "detect_paths", "event_entities", "severity_of"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tianmu.core.models import Event
-from tianmu.detect.auth import AUTH_PROGRAMS, SSHD_PROGRAMS
+from tianmu.readers.auth import AUTH_PROGRAMS, SSHD_PROGRAMS
 
 __all__ = ["SYSMON_CHANNEL", "WINDOWS_CATEGORIES", "EventSource", "event_source", "rule_applies"]
 

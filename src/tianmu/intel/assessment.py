@@ -44,7 +44,7 @@ def has_indicators(store: Store) -> bool:
 
 def _log_files(root: Path, all_files: bool) -> Iterator[Path]:
     try:
-        from tianmu.detect import find_log_files
+        from tianmu.readers import find_log_files
     except ImportError:
         find_log_files = None  # type: ignore[assignment]
     if find_log_files is not None:
@@ -108,7 +108,7 @@ def match_logs(
     errors = errors if errors is not None else []
     findings: list[Finding] = []
     try:
-        from tianmu.detect import ReadStats, iter_events
+        from tianmu.readers import ReadStats, iter_events
     except ImportError:
         iter_events = None  # type: ignore[assignment]
         if notes is not None:

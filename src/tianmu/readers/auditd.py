@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats
+from tianmu.readers._common import ReadStats
 
 __all__ = ["AUDIT_LINE", "read_auditd"]
 

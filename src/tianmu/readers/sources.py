@@ -30,13 +30,13 @@ from typing import Any, BinaryIO, cast
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import Event
-from tianmu.detect._common import ReadStats, iter_lines
-from tianmu.detect.auditd import AUDIT_LINE, read_auditd
-from tianmu.detect.evtx import EVTX_MAGIC, read_evtx
-from tianmu.detect.journald import read_journald
-from tianmu.detect.jsonlines import classify_record, iter_json_array, json_lines, read_csv, read_json_records
-from tianmu.detect.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
-from tianmu.detect.web import (
+from tianmu.readers._common import ReadStats, iter_lines
+from tianmu.readers.auditd import AUDIT_LINE, read_auditd
+from tianmu.readers.evtx import EVTX_MAGIC, read_evtx
+from tianmu.readers.journald import read_journald
+from tianmu.readers.jsonlines import classify_record, iter_json_array, json_lines, read_csv, read_json_records
+from tianmu.readers.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
+from tianmu.readers.web import (
     ACCESS_LINE,
     APACHE_ERROR_LINE,
     NGINX_ERROR_LINE,
@@ -46,7 +46,7 @@ from tianmu.detect.web import (
     read_w3c,
 )
 
-__all__ = ["FORMATS", "detect_format", "find_log_files", "iter_events", "open_members"]
+__all__ = ["FORMATS", "detect_format", "find_log_files", "iter_events", "iter_file_events", "open_members"]
 
 FORMATS = (
     "evtx",

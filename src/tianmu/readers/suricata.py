@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tianmu.detect._common import flatten, parse_iso_time
+from tianmu.readers._common import flatten, parse_iso_time
 
 __all__ = ["is_eve_record", "suricata_fields"]
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats, parse_iso_time
+from tianmu.readers._common import ReadStats, parse_iso_time
 
 __all__ = ["ACCESS_LINE", "JSON_WEB_KEYS", "access_fields", "read_access_log", "read_json_access_log"]
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 import evtx
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats, parse_iso_time
+from tianmu.readers._common import ReadStats, parse_iso_time
 
 __all__ = ["EVTX_MAGIC", "flatten_record", "read_evtx"]
 

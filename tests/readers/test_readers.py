@@ -15,8 +15,9 @@ from pathlib import Path
 import evtx
 import pytest
 
+import tianmu.readers
 from tianmu.core.errors import InputError
-from tianmu.detect import ReadStats, detect_format, iter_events
+from tianmu.readers import ReadStats, detect_format, iter_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "detect"
 
@@ -234,10 +235,15 @@ def test_evtx_records_exported_as_json_lines(shared_data: Path, tmp_path: Path) 
 
 
 def test_public_surface() -> None:
-    import tianmu.detect
-
-    assert tianmu.detect.__all__ == ["FORMATS", "ReadStats", "detect_format", "find_log_files", "iter_events"]
-    assert "evtx" in tianmu.detect.FORMATS and "suricata" in tianmu.detect.FORMATS
+    assert tianmu.readers.__all__ == [
+        "FORMATS",
+        "ReadStats",
+        "detect_format",
+        "find_log_files",
+        "iter_events",
+        "iter_file_events",
+    ]
+    assert "evtx" in tianmu.readers.FORMATS and "suricata" in tianmu.readers.FORMATS
 
 
 def test_iis_w3c_log() -> None:

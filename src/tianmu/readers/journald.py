@@ -2,7 +2,7 @@
 
 The journal fields are kept as they are (`_HOSTNAME`, `SYSLOG_IDENTIFIER`, `_COMM`, `_EXE`, `_PID`,
 `MESSAGE`...) and the syslog names are added (`host`, `program`, `pid`, `message`), with the
-authentication fields of `tianmu.detect.auth`, so the same rules read a journal and a syslog file.
+authentication fields of `tianmu.readers.auth`, so the same rules read a journal and a syslog file.
 `MESSAGE` may be an array of bytes when it was not UTF-8; it is decoded with replacement characters.
 """
 
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats
-from tianmu.detect.syslog import program_fields
+from tianmu.readers._common import ReadStats
+from tianmu.readers.syslog import program_fields
 
 __all__ = ["is_journal_record", "journal_fields", "read_journald"]
 

@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats, flatten, parse_iso_time
-from tianmu.detect.evtx import flatten_record
-from tianmu.detect.journald import is_journal_record, journal_fields
-from tianmu.detect.suricata import is_eve_record, suricata_fields
-from tianmu.detect.web import json_access_fields
+from tianmu.readers._common import ReadStats, flatten, parse_iso_time
+from tianmu.readers.evtx import flatten_record
+from tianmu.readers.journald import is_journal_record, journal_fields
+from tianmu.readers.suricata import is_eve_record, suricata_fields
+from tianmu.readers.web import json_access_fields
 
 __all__ = ["classify_record", "iter_json_array", "read_csv", "read_json_records", "record_event"]
 

@@ -3,7 +3,7 @@ high-precision ISO format.
 
 Fields: `host`, `program` (app name), `pid`, `message`, and for RFC 5424 also `msgid` and
 `structured_data`; with a `<PRI>` header, `facility` and `severity`. Authentication messages (sshd, sudo,
-su, useradd, passwd, pam_unix) get the fields of `tianmu.detect.auth`. RFC 3164 has no year: it is taken
+su, useradd, passwd, pam_unix) get the fields of `tianmu.readers.auth`. RFC 3164 has no year: it is taken
 from the file's modification time, one year back when that would put the line in the future; times
 without an offset are taken as UTC.
 """
@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tianmu.core.models import Event, Location
-from tianmu.detect._common import ReadStats, parse_iso_time
-from tianmu.detect.auth import parse_auth_message
+from tianmu.readers._common import ReadStats, parse_iso_time
+from tianmu.readers.auth import parse_auth_message
 
 __all__ = ["ISO_SYSLOG", "RFC3164", "RFC5424", "program_fields", "read_syslog"]
 
