@@ -47,6 +47,20 @@ def test_issued_certificate_fields(pki: dict) -> None:  # type: ignore[type-arg]
     assert again.der == leaf.der and again.fingerprint() == leaf.fingerprint()
 
 
+def test_read_public_key_from_key_files_and_certificates(tmp_path: Path, pki: dict) -> None:  # type: ignore[type-arg]
+    key = pki["user_key"]
+    files = {
+        "public.pem": key.public_key.to_pem(),
+        "private.pem": key.to_pem(),
+        "leaf.pem": pki["leaf"].to_pem(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert gx.read_public_key(tmp_path / name) == key.public_key, name
+    with pytest.raises(KeyFormatError, match="cannot read"):
+        gx.read_public_key(tmp_path / "missing.pem")
+
+
 def test_chain_verifies_through_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
     path = gx.verify_chain(pki["leaf"], [pki["sub"]], [pki["root"]])
     assert [c.common_name for c in path] == ["alice", "Tianmu Tenant CA", "Tianmu Root"]

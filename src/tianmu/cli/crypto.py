@@ -19,7 +19,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.core.errors import InputError
 from tianmu.gmcrypto import sm2, sm3, sm4
 from tianmu.gmcrypto.errors import IntegrityError
-from tianmu.gmcrypto.x509 import ChainError, load_certificates, verify_chain
+from tianmu.gmcrypto.x509 import ChainError, load_certificates, read_public_key, verify_chain
 
 __all__ = ["read_sm4_key", "register", "write_private"]
 
@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
         ident: Ident = sm2.DEFAULT_ID.decode(),
     ) -> None:
         """Exit 0 and print "Verified OK" when the signature is good; exit 1 otherwise."""
-        public = sm2.read_public_key(pub)
+        public = read_public_key(pub)
         if sm2.verify(public, _read(in_), _read(sig), ident=ident.encode("utf-8")):
             out_console.print("Verified OK")
             return
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
         """SM2 public-key encryption of a (small) file."""
         if order not in ("c1c3c2", "c1c2c3"):
             raise InputError("--order must be c1c3c2 or c1c2c3")
-        _write(out, sm2.encrypt(sm2.read_public_key(pub), _read(in_), order=order, der=der))  # type: ignore[arg-type]
+        _write(out, sm2.encrypt(read_public_key(pub), _read(in_), order=order, der=der))  # type: ignore[arg-type]
 
     @sm2_app.command("decrypt")
     @cli_errors

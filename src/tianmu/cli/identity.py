@@ -25,7 +25,7 @@ from tianmu.cli.crypto import write_private
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.gmcrypto import sm2
-from tianmu.gmcrypto.x509 import load_certificates
+from tianmu.gmcrypto.x509 import load_certificates, read_public_key
 from tianmu.identity import IdentityService, Policy, Principal, RelyingParty, Role, cli_principal
 from tianmu.identity.certlogin import sign_challenge
 
@@ -291,7 +291,7 @@ def _register_user(app: typer.Typer) -> None:
         """Issue a login certificate from the tenant CA for the user's SM2 public key."""
         with _identity() as identity:
             issued = identity.issue_user_certificate(
-                cli_principal(tenant), tenant, username, sm2.read_public_key(pub), days=days
+                cli_principal(tenant), tenant, username, read_public_key(pub), days=days
             )
         out.write_bytes(issued.to_pem())
         out_console.print(f"issued serial {issued.serial_number:x}, valid until {issued.not_after:%Y-%m-%d}")

@@ -8,6 +8,7 @@ Without an OpenSSL 3 libcrypto, `tianmu.gmcrypto.reference` takes over at refere
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from tianmu.gmcrypto import reference
 from tianmu.gmcrypto.asn1 import decode_cipher, decode_signature, encode_cipher, encode_signature
 from tianmu.gmcrypto.errors import BackendError, CryptoError, IntegrityError, KeyFormatError
 from tianmu.gmcrypto.reference import SM2_CURVE
+from tianmu.gmcrypto.sm3 import digest
 
 __all__ = [
     "DEFAULT_ID",
@@ -172,8 +174,6 @@ class Sm2PublicKey:
 
     def fingerprint(self) -> str:
         """Hex SM3 of the DER SubjectPublicKeyInfo: a stable name for this key."""
-        from tianmu.gmcrypto.sm3 import digest
-
         return digest(self.to_der()).hex()
 
 
@@ -253,8 +253,6 @@ class Sm2PrivateKey:
 def generate_key() -> Sm2PrivateKey:
     """A fresh SM2 key pair from OpenSSL's generator."""
     if not _native_available():
-        import secrets
-
         return Sm2PrivateKey.from_value(secrets.randbelow(SM2_CURVE.n - 2) + 1)
     ffi, lib = _lib()
     ctx = lib.EVP_PKEY_CTX_new_from_name(ffi.NULL, b"SM2", ffi.NULL)
@@ -528,18 +526,3 @@ def read_private_key(path: Path, password: bytes | None = None) -> Sm2PrivateKey
     except OSError as exc:
         raise KeyFormatError(f"{path}: cannot read the key: {exc.strerror}") from exc
     return load_private_key(data, source=str(path), password=password)
-
-
-def read_public_key(path: Path) -> Sm2PublicKey:
-    """A public key file, or the public half of a private key file."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyFormatError(f"{path}: cannot read the key: {exc.strerror}") from exc
-    if b"PRIVATE KEY" in data:
-        return load_private_key(data, source=str(path)).public_key
-    if b"CERTIFICATE" in data:
-        from tianmu.gmcrypto.x509 import load_certificate
-
-        return load_certificate(data, source=str(path)).public_key
-    return load_public_key(data, source=str(path))

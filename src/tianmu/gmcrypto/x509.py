@@ -13,8 +13,10 @@ import datetime as dt
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder, encoder  # type: ignore[import-untyped]
 from pyasn1.error import PyAsn1Error  # type: ignore[import-untyped]
@@ -23,6 +25,7 @@ from pyasn1_modules import rfc5280  # type: ignore[import-untyped]
 
 from tianmu.gmcrypto import sm2
 from tianmu.gmcrypto.errors import CryptoError, KeyFormatError
+from tianmu.gmcrypto.sm3 import digest
 
 __all__ = [
     "SM3_WITH_SM2",
@@ -31,6 +34,7 @@ __all__ = [
     "issue_certificate",
     "load_certificate",
     "load_certificates",
+    "read_public_key",
     "verify_chain",
 ]
 
@@ -83,13 +87,9 @@ class Certificate:
 
     def fingerprint(self) -> str:
         """Hex SM3 of the DER certificate."""
-        from tianmu.gmcrypto.sm3 import digest
-
         return digest(self.der).hex()
 
     def to_pem(self) -> bytes:
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         return self.cert.public_bytes(Encoding.PEM)
 
     def signed_by(self, issuer: Certificate) -> bool:
@@ -114,8 +114,6 @@ def _from_x509(cert: x509.Certificate, source: str) -> Certificate:
     except PyAsn1Error as exc:
         raise KeyFormatError(f"{source}: unreadable TBSCertificate: {exc}") from exc
     spki = bytes(encoder.encode(tbs["subjectPublicKeyInfo"]))
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return Certificate(cert, sm2.load_public_key(spki, source=source), cert.public_bytes(Encoding.DER))
 
 
@@ -140,6 +138,23 @@ def load_certificates(data: bytes, *, source: str = "certificates") -> list[Cert
     except ValueError as exc:
         raise KeyFormatError(f"{source}: not a PEM certificate bundle: {exc}") from exc
     return [_from_x509(c, source) for c in certs]
+
+
+def read_public_key(path: Path) -> sm2.Sm2PublicKey:
+    """The SM2 public key of a file: a public key, the public half of a private key, or a certificate's.
+
+    It lives here rather than in `sm2` because reading a certificate needs this module, which builds on
+    `sm2`; `sm2` knowing about certificates would make the two import each other.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFormatError(f"{path}: cannot read the key: {exc.strerror}") from exc
+    if b"PRIVATE KEY" in data:
+        return sm2.load_private_key(data, source=str(path)).public_key
+    if b"CERTIFICATE" in data:
+        return load_certificate(data, source=str(path)).public_key
+    return sm2.load_public_key(data, source=str(path))
 
 
 def verify_chain(
