@@ -9,7 +9,7 @@ from pathlib import Path
 from tianmu.core.models import Finding, FindingKind, Severity, TriageStatus
 from tianmu.situation import Correlator, correlate
 from tianmu.situation.correlation import incident_state
-from tianmu.situation.tactics import TACTICS, finding_tactics, intel_technique_resolver, normalise_tactic
+from tianmu.situation.tactics import TACTICS, finding_tactics, normalise_tactic, store_technique_resolver
 from tianmu.store import Store
 
 from .scenario import ATTACKER, MALWARE_SHA256, WEB01, scenario_findings
@@ -197,8 +197,7 @@ def test_scenario_with_the_real_attack_base(sqlite_store: Store, shared_data: Pa
     from tianmu.intel.kb import import_feed
 
     import_feed(sqlite_store, shared_data / "attack" / "enterprise-attack.json.gz", home=tmp_path)
-    resolver = intel_technique_resolver(sqlite_store)
-    assert resolver is not None
+    resolver = store_technique_resolver(sqlite_store)
     assert list(resolver("T1110")) == ["credential-access"]
     assert "initial-access" in resolver("T1078") and "persistence" in resolver("T1078")
     assert list(resolver("T1136.001")) == ["persistence"]

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Severity
 from tianmu.gmcrypto import digest
+from tianmu.road.evidence import quarantine_lookup
 from tianmu.situation import correlate, export_bundle, load_signer, verify_bundle
-from tianmu.situation.evidence import MANIFEST, SIGNATURE, EvidenceSigner, _zip_bytes
+from tianmu.situation.evidence import MANIFEST, SIGNATURE, EvidenceSigner, _zip_bytes, folder_quarantine
 
 from .scenario import AUTH_LOG, MALWARE_SHA256, scenario_findings, write_scenario_files
 
@@ -171,7 +172,11 @@ def test_quarantined_sample_and_evtx_record(tmp_path: Path, shared_data: Path) -
     incident = correlate([detection, malware])[0]
     out = tmp_path / "b.zip"
     manifest = export_bundle(
-        incident, [detection, malware], out, load_signer(tmp_path / "h"), quarantine=quarantine
+        incident,
+        [detection, malware],
+        out,
+        load_signer(tmp_path / "h"),
+        quarantine=folder_quarantine(quarantine),
     )
     assert manifest["missing"] == []
     members = dict(_members(out))
@@ -199,7 +204,7 @@ def test_a_sample_in_tianmus_quarantine_travels_sealed(tmp_path: Path) -> None:
     incident = correlate(findings)[0]
     out = tmp_path / "b.zip"
     manifest = export_bundle(
-        incident, findings, out, load_signer(home), roots=[root], quarantine=home / "quarantine"
+        incident, findings, out, load_signer(home), roots=[root], quarantine=quarantine_lookup(home)
     )
     members = dict(_members(out))
     sealed = members[f"samples/{MALWARE_SHA256}.tmq"]

@@ -19,10 +19,10 @@ from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
 from tianmu.reports.json_report import incident_to_dict
+from tianmu.road.evidence import quarantine_lookup
 from tianmu.situation import (
     find_incident,
     insurance_summary,
-    intel_technique_resolver,
     load_assets,
     load_incidents,
     open_findings,
@@ -30,6 +30,7 @@ from tianmu.situation import (
     rebuild_incidents,
     score_findings,
     set_incident,
+    store_technique_resolver,
     trace,
     update_incidents,
 )
@@ -183,7 +184,7 @@ def _incidents(app: typer.Typer) -> None:
         with open_default_store() as store:
             kinds = (FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL)
             findings = [r.finding for r in list_findings(store, tenant, kinds=kinds)]
-            span, resolver = timedelta(hours=window), intel_technique_resolver(store)
+            span, resolver = timedelta(hours=window), store_technique_resolver(store)
             if rebuild:
                 before = {i.id for i in load_incidents(store, tenant)}
                 rebuilt = {
@@ -272,7 +273,7 @@ def _evidence(app: typer.Typer) -> None:
         target = output or Path(f"{incident.id}.zip")
         signer = load_signer(config.home)
         manifest = export_bundle(
-            incident, findings, target, signer, roots=root or [], quarantine=config.home / "quarantine"
+            incident, findings, target, signer, roots=root or [], quarantine=quarantine_lookup(config.home)
         )
         err_console.print(
             f"{target}: {len(manifest['files'])} file(s), signed with {signer.algorithm}"
@@ -414,7 +415,7 @@ def _risk(app: typer.Typer) -> None:
             report = score_findings(findings, assets, tenant=tenant)
             report.history = [p.as_dict() for p in posture_history(store, tenant)]
             summary = insurance_summary(
-                findings, assets, currency=currency, resolver=intel_technique_resolver(store)
+                findings, assets, currency=currency, resolver=store_technique_resolver(store)
             )
         if json:
             data = report.as_dict()

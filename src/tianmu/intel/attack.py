@@ -5,8 +5,9 @@ tactics matter here; it is read with `json` and filtered, because building `stix
 relationship and analytic would take minutes for nothing. Revoked techniques are left out; deprecated
 ones are kept (old findings and feeds still name them) and marked.
 
-`technique_info(store, ids)` is the public look-up that reports, the situation step and the intel
-matcher call: `{id: {"name", "tactics": [tactic names], "tactic_ids", "url", "parent"}}`.
+Reading the stored tables back (`technique_info`, `tactic_order`) is a store query
+(`tianmu.store.attack`), so that the situation step and reports need not import this capability; the
+names are re-exported here for the intel capability's own callers.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.models import Finding
-from tianmu.store.bulk import insert_rows, select_in
+from tianmu.store.attack import tactic_order, technique_info
+from tianmu.store.bulk import insert_rows
 from tianmu.store.database import Store
 from tianmu.store.schema import attack_tactics, attack_techniques
 
@@ -148,51 +150,6 @@ def save_attack(store: Store, data: AttackData) -> None:
         insert_rows(conn, attack_tactics, data.tactics)
 
 
-def technique_info(store: Store, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """ATT&CK names and tactics of the given technique ids (unknown ids are left out).
-
-    `{"T1059.001": {"name": "PowerShell", "full_name": "Command and Scripting Interpreter: PowerShell",
-    "tactics": ["Execution"], "tactic_ids": ["TA0002"], "tactic_shortnames": ["execution"], "url": ...}}`.
-    Returns `{}` when the ATT&CK base was never imported.
-    """
-    wanted = {i.strip().upper() for i in ids if i and i.strip()}
-    if not wanted:
-        return {}
-    parents = {i.split(".")[0] for i in wanted if "." in i}
-    with store.connect() as conn:
-        rows = select_in(
-            conn,
-            [
-                attack_techniques.c.id,
-                attack_techniques.c.name,
-                attack_techniques.c.tactics,
-                attack_techniques.c.url,
-            ],
-            attack_techniques.c.id,
-            wanted | parents,
-        )
-        if not rows:
-            return {}
-        tactics = {r.shortname: r for r in conn.execute(select(attack_tactics)).all()}
-    names = {r.id: r.name for r in rows}
-    info: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row.id not in wanted:
-            continue
-        parent = row.id.split(".")[0] if "." in row.id else None
-        shortnames = sorted(row.tactics or [], key=lambda s: tactics[s].position if s in tactics else 99)
-        info[row.id] = {
-            "name": row.name,
-            "full_name": f"{names[parent]}: {row.name}" if parent and parent in names else row.name,
-            "tactics": [tactics[s].name if s in tactics else s for s in shortnames],
-            "tactic_ids": [tactics[s].id for s in shortnames if s in tactics],
-            "tactic_shortnames": shortnames,
-            "tactic_positions": [tactics[s].position for s in shortnames if s in tactics],
-            "url": row.url,
-        }
-    return info
-
-
 def annotate_findings(store: Store, findings: Iterable[Finding]) -> None:
     """Put ATT&CK names and tactics into `finding.data["attack"]` of every finding with technique ids.
 
@@ -208,10 +165,3 @@ def annotate_findings(store: Store, findings: Iterable[Finding]) -> None:
         known = [t.upper() for t in finding.techniques if t.upper() in info]
         if known:
             finding.data["attack"] = [{"id": t, **info[t]} for t in dict.fromkeys(known)]
-
-
-def tactic_order(store: Store) -> list[dict[str, Any]]:
-    """The tactics in kill-chain order: `[{"shortname", "id", "name"}]` (empty without ATT&CK)."""
-    with store.connect() as conn:
-        rows = conn.execute(select(attack_tactics).order_by(attack_tactics.c.position)).all()
-    return [{"shortname": r.shortname, "id": r.id, "name": r.name} for r in rows]

@@ -17,9 +17,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatus
 from tianmu.store.database import Store
 
+from .alerts import load_config, run_alerts
 from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate, finding_time
 from .evidence import BundleReport, export_bundle, load_signer, verify_bundle
 from .insurance import InsuranceSummary, insurance_summary
@@ -36,7 +38,7 @@ from .repository import (
     update_incidents,
 )
 from .risk import AssetRisk, Factor, FindingRisk, RiskReport, score_finding, score_findings
-from .tactics import TACTICS, finding_tactics, intel_technique_resolver
+from .tactics import TACTICS, finding_tactics, store_technique_resolver
 from .trace import TraceStory, trace
 
 __all__ = [
@@ -58,7 +60,6 @@ __all__ = [
     "finding_tactics",
     "finding_time",
     "insurance_summary",
-    "intel_technique_resolver",
     "load_assets",
     "load_incidents",
     "load_signer",
@@ -69,6 +70,7 @@ __all__ = [
     "score_finding",
     "score_findings",
     "set_incident",
+    "store_technique_resolver",
     "trace",
     "update_incidents",
     "update_situation",
@@ -89,7 +91,7 @@ def update_situation(
     computed for this assessment's findings alone and nothing is written.
     """
     tenant = assessment.asset.tenant
-    resolver = intel_technique_resolver(store)
+    resolver = store_technique_resolver(store)
     if assessment_id is None:
         assessment.incidents = correlate(assessment.findings, tenant=tenant, resolver=resolver)
         report = score_findings(assessment.findings, [assessment.asset], tenant=tenant)
@@ -123,10 +125,6 @@ def _run_configured_alerts(
     findings: list[Finding],
     assets: list[Asset],
 ) -> None:
-    from tianmu.core.errors import InputError
-
-    from .alerts import load_config, run_alerts
-
     try:
         config = load_config(config_path)
     except InputError as exc:

@@ -19,20 +19,37 @@ a key of their own, so `tianmu evidence verify --key` is what an investigator us
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from evtx import PyEvtxParser
+
 from tianmu.core.errors import InputError, TianmuError
 from tianmu.core.models import Finding, Incident, utcnow
+from tianmu.core.serialize import finding_to_dict
+from tianmu.gmcrypto import digest
+from tianmu.gmcrypto.sm2 import generate_key, load_private_key, load_public_key, sign, verify
 
-__all__ = ["BundleReport", "EvidenceSigner", "export_bundle", "load_signer", "verify_bundle"]
+__all__ = [
+    "BundleReport",
+    "EvidenceSigner",
+    "QuarantineLookup",
+    "export_bundle",
+    "folder_quarantine",
+    "load_signer",
+    "verify_bundle",
+]
 
 FORMAT = "tianmu-evidence/1"
 MANIFEST = "manifest.json"
@@ -42,9 +59,13 @@ MAX_SAMPLE = 64 * 1024 * 1024
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _sm3(data: bytes) -> str:
-    from tianmu.gmcrypto import digest
+QuarantineLookup = Callable[[str], Sequence[tuple[str, Path]]]
+"""A sample's SHA-256 → the bundle members of its quarantined copy, as (name in the bundle, file to copy);
+empty when it is not quarantined. The quarantine belongs to the malware capability, so the caller that
+composes both (`tianmu.road.evidence`) supplies it; `folder_quarantine` is the plain-folder kind."""
 
+
+def _sm3(data: bytes) -> str:
     return digest(data).hex()
 
 
@@ -62,24 +83,16 @@ class EvidenceSigner:
 
     def sign(self, data: bytes) -> bytes:
         if self.algorithm == "SM2":
-            from tianmu.gmcrypto import sign
-            from tianmu.gmcrypto.sm2 import load_private_key
-
             return sign(load_private_key(self.private_pem, source="evidence key"), data)
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-        key = load_pem_private_key(self.private_pem, password=None)
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
         assert isinstance(key, Ed25519PrivateKey)
         return key.sign(data)
 
 
 def _sm2_available() -> bool:
     try:
-        from tianmu.gmcrypto import generate_key
-
         generate_key()
-    except Exception:  # no OpenSSL 3 libcrypto with SM2, or gmcrypto absent: fall back to Ed25519
+    except Exception:  # no OpenSSL 3 libcrypto with SM2 on this machine: fall back to Ed25519
         return False
     return True
 
@@ -90,16 +103,10 @@ def load_signer(home: Path) -> EvidenceSigner:
     sm2_path, ed_path = keys / "evidence-sm2.pem", keys / "evidence-ed25519.pem"
     try:
         if sm2_path.exists() or (not ed_path.exists() and _sm2_available()):
-            from tianmu.gmcrypto import generate_key
-            from tianmu.gmcrypto.sm2 import load_private_key
-
             if not sm2_path.exists():
                 _write_private(sm2_path, generate_key().to_pem())
             pem = sm2_path.read_bytes()
             return EvidenceSigner("SM2", pem, load_private_key(pem, source=str(sm2_path)).public_key.to_pem())
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         if not ed_path.exists():
             fresh = Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -127,16 +134,9 @@ def _write_private(path: Path, pem: bytes) -> None:
 def _verify_signature(algorithm: str, public_pem: bytes, data: bytes, signature: bytes) -> bool:
     try:
         if algorithm == "SM2":
-            from tianmu.gmcrypto import verify
-            from tianmu.gmcrypto.sm2 import load_public_key
-
             return bool(verify(load_public_key(public_pem, source="bundle"), data, signature))
         if algorithm == "Ed25519":
-            from cryptography.exceptions import InvalidSignature
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-            from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-            key = load_pem_public_key(public_pem)
+            key = serialization.load_pem_public_key(public_pem)
             if not isinstance(key, Ed25519PublicKey):
                 return False
             try:
@@ -188,39 +188,24 @@ def _line(path: Path, number: int) -> bytes | None:
 
 
 def _evtx_record(path: Path, record: int) -> bytes | None:
-    from evtx import PyEvtxParser
-
     for item in PyEvtxParser(str(path)).records():
         if item is not None and int(item["event_record_id"]) == record:
             return str(item["data"]).encode()
     return None
 
 
-def _quarantined(sha256: str, quarantine: Path | None) -> list[tuple[str, Path]]:
-    """The quarantined copy of a sample (still sealed with SM4: a bundle never carries live malware) and
-    its index entry; `[]` when there is none."""
-    if quarantine is None or not quarantine.is_dir():
-        return []
-    items: list[Any] = []
-    try:
-        from tianmu.malware.quarantine import list_items
+def folder_quarantine(folder: Path) -> QuarantineLookup:
+    """Samples kept in a plain folder under names containing their SHA-256 (each carried as it lies)."""
 
-        items = list(list_items(quarantine.parent))
-    except (ImportError, TianmuError):
-        # No malware capability, or an unreadable index: fall back to a file named after the hash.
-        items = []
-    if items:
-        for item in items:
-            sealed = quarantine / f"{item.id}.tmq"
-            if item.sha256 == sha256 and sealed.is_file():
-                return [
-                    (f"samples/{sha256}.tmq", sealed),
-                    (f"samples/{sha256}.quarantine.json", quarantine / f"{item.id}.json"),
-                ]
-    for candidate in sorted(quarantine.rglob(f"*{sha256}*")):
-        if candidate.is_file():
-            return [(f"samples/{sha256}.quarantined", candidate)]
-    return []
+    def lookup(sha256: str) -> list[tuple[str, Path]]:
+        if not folder.is_dir():
+            return []
+        for candidate in sorted(folder.rglob(f"*{sha256}*")):
+            if candidate.is_file():
+                return [(f"samples/{sha256}.quarantined", candidate)]
+        return []
+
+    return lookup
 
 
 def _sample_hash(finding: Finding) -> str | None:
@@ -245,8 +230,6 @@ def _sample_hash(finding: Finding) -> str | None:
 def _sample_bytes(path_text: str, finding: Finding, roots: Sequence[Path], sha256: str) -> bytes | None:
     """The file's bytes when it is still there with that hash; `a.zip!b/c.zip!x` (the malware scanner's
     notation for archive members) is read through the nested zip archives."""
-    import hashlib
-
     if not path_text:
         return None
     outer, *inner = path_text.split("!")
@@ -269,15 +252,8 @@ def _sample_bytes(path_text: str, finding: Finding, roots: Sequence[Path], sha25
     return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
-def _finding_dict(finding: Finding) -> dict[str, Any]:
-    # Imported here: reports import the situation package, so a module-level import would be circular.
-    from tianmu.reports.json_report import finding_to_dict
-
-    return finding_to_dict(finding)
-
-
 def _collect(
-    finding: Finding, index: int, roots: Sequence[Path], quarantine: Path | None
+    finding: Finding, index: int, roots: Sequence[Path], quarantine: QuarantineLookup | None
 ) -> tuple[list[tuple[str, bytes]], list[dict[str, str]]]:
     members: list[tuple[str, bytes]] = []
     missing: list[dict[str, str]] = []
@@ -317,7 +293,7 @@ def _collect(
         members.append((f"{prefix}.event.txt", raw.encode()))
     sha256 = _sample_hash(finding)
     if sha256 is not None:
-        sealed = _quarantined(sha256, quarantine)
+        sealed = list(quarantine(sha256)) if quarantine is not None else []
         for name, sample in sealed:
             if sample.stat().st_size > MAX_SAMPLE:
                 miss(f"sample {sha256}: larger than {MAX_SAMPLE} bytes")
@@ -339,12 +315,13 @@ def export_bundle(
     signer: EvidenceSigner,
     *,
     roots: Sequence[Path] = (),
-    quarantine: Path | None = None,
+    quarantine: QuarantineLookup | None = None,
 ) -> dict[str, Any]:
     """Write the incident's bundle to `output`; returns the manifest.
 
     `findings` are the incident's findings (others are ignored); `roots` are folders relative evidence
-    paths are resolved against (besides a directory asset's own root).
+    paths are resolved against (besides a directory asset's own root); `quarantine` finds the
+    quarantined copy of a sample, carried instead of the file itself.
     """
     wanted = set(incident.finding_fingerprints)
     chosen = [f for f in findings if f.fingerprint in wanted]
@@ -372,7 +349,7 @@ def export_bundle(
     members.append(
         (
             "findings.json",
-            json.dumps([_finding_dict(f) for f in chosen], indent=2, ensure_ascii=False).encode(),
+            json.dumps([finding_to_dict(f) for f in chosen], indent=2, ensure_ascii=False).encode(),
         )
     )
     seen_names: set[str] = set()
@@ -507,16 +484,12 @@ def _same_key(algorithm: str, trusted: bytes, public_pem: bytes) -> bool:
     """Compare keys, not PEM texts (the trusted copy may be DER or a private key file of ours)."""
     try:
         if algorithm == "SM2":
-            from tianmu.gmcrypto.sm2 import load_private_key, load_public_key
-
             mine = (
                 load_private_key(trusted, source="trusted key").public_key
                 if b"PRIVATE KEY" in trusted
                 else load_public_key(trusted, source="trusted key")
             )
             return bool(mine == load_public_key(public_pem, source="bundle"))
-        from cryptography.hazmat.primitives import serialization
-
         if b"PRIVATE KEY" in trusted:
             pub = serialization.load_pem_private_key(trusted, password=None).public_key()
         else:

@@ -9,8 +9,8 @@ A finding's tactics come, in order of trust, from
 1. ATT&CK tactic tags in its data (`data["tags"]`, `data["rule"]["tags"]`: Sigma rules carry
    `attack.persistence`, `attack.credential_access`),
 2. the ATT&CK annotation the intel capability adds (`data["attack"]`, with each technique's tactics),
-3. its techniques mapped through the intel knowledge base (`tianmu.intel.technique_info`), when that base
-   exists and knows the technique, or through a resolver the caller passes in.
+3. its techniques mapped through a resolver the caller passes in: usually `store_technique_resolver`,
+   over the ATT&CK tables the intel capability imported (read through `tianmu.store.attack`).
 
 A technique that belongs to several tactics (T1078 Valid Accounts is initial access, persistence,
 privilege escalation and defense evasion) counts only as the earliest of them when nothing else says
@@ -24,14 +24,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tianmu.core.models import Finding
+from tianmu.store.attack import technique_info
+from tianmu.store.database import Store
 
 __all__ = [
     "TACTICS",
     "TACTIC_NAMES",
     "TechniqueResolver",
     "finding_tactics",
-    "intel_technique_resolver",
     "normalise_tactic",
+    "store_technique_resolver",
     "tactic_index",
 ]
 
@@ -145,43 +147,19 @@ def finding_tactics(finding: Finding, resolver: TechniqueResolver | None = None)
     return sorted(tactics, key=tactic_index)
 
 
-def _tactics_of(info: object) -> list[str]:
-    if not isinstance(info, Mapping):
-        return []
-    value = info.get("tactic_shortnames") or info.get("tactics") or []
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list | tuple) else []
+def store_technique_resolver(store: Store) -> TechniqueResolver:
+    """A resolver over the ATT&CK tables in the store (`tianmu.store.attack.technique_info`).
 
-
-def intel_technique_resolver(store: object) -> TechniqueResolver | None:
-    """A resolver over the intel capability's ATT&CK base, or None when that capability is absent.
-
-    `technique_info(store, ids)` answers `{id: {"tactic_shortnames": [...], ...}}` and `{}` when the
-    ATT&CK base was never imported. Lookups are cached: an incident replays the same few techniques.
+    It answers nothing (every technique unknown) when the ATT&CK base was never imported. Lookups are
+    cached for the resolver's lifetime: an incident replays the same few techniques.
     """
-    info_fn: Callable[..., Any] | None = None
-    try:
-        from tianmu import intel
-
-        info_fn = getattr(intel, "technique_info", None)
-        if info_fn is None:
-            from tianmu.intel import attack
-
-            info_fn = getattr(attack, "technique_info", None)
-    except ImportError:
-        return None
-    if info_fn is None:
-        return None
-    lookup = info_fn
     cache: dict[str, list[str]] = {}
 
     def resolve(technique: str) -> list[str]:
-        if technique not in cache:
-            try:
-                answer = lookup(store, [technique])
-            except Exception:  # another capability's failure must not stop correlation: "unknown"
-                answer = {}
-            info = answer.get(technique.upper()) if isinstance(answer, Mapping) else None
-            cache[technique] = _tactics_of(info)
-        return cache[technique]
+        key = technique.upper()
+        if key not in cache:
+            info = technique_info(store, [key]).get(key, {})
+            cache[key] = [t for t in info.get("tactic_shortnames", []) if isinstance(t, str)]
+        return cache[key]
 
     return resolve
