@@ -18,6 +18,7 @@ from tianmu.cli.console import ExitCode, err_console, out_console, progress_repo
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
+from tianmu.readers import iter_events
 from tianmu.reports.json_report import incident_to_dict
 from tianmu.road.evidence import quarantine_lookup
 from tianmu.situation import (
@@ -221,8 +222,6 @@ def _trace(app: typer.Typer) -> None:
         """Everything connected to ENTITY — findings, incidents, assets, log events — oldest first."""
         events: list[Any] = []
         if logs:
-            from tianmu.readers import iter_events
-
             with progress_reporter("Reading logs") as advance:
                 for path in logs:
                     for event in iter_events(path):

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import Asset, AssetKind, Finding, Incident, Severity, TriageStatus, utcnow
@@ -45,13 +47,9 @@ def _upsert(
 ) -> None:
     """INSERT … ON CONFLICT DO UPDATE: two workers saving the same incident never collide on the key."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         statement = pg_insert(table).values(**key, **values)
         conn.execute(statement.on_conflict_do_update(constraint=constraint, set_=values))
         return
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
     lite = sqlite_insert(table).values(**key, **values)
     conn.execute(lite.on_conflict_do_update(index_elements=list(key), set_=values))
 
