@@ -301,7 +301,7 @@ def test_correlation_types(
     from tianmu.detect import engine
 
     result = engine.DetectResult()
-    engine._scan(detector, events, Asset("h", AssetKind.HOST), None, result)
+    engine.scan_events(detector, events, Asset("h", AssetKind.HOST), None, result)
     hits = engine.correlate(detector.correlations, result.sightings)
     assert [tuple(h.group.values()) for h in hits] == expected
     assert not log.exists()
@@ -457,7 +457,7 @@ level: low
     from tianmu.detect import engine
 
     result = engine.DetectResult()
-    engine._scan(detector, [web, ssh, other], Asset("h", AssetKind.HOST), None, result)
+    engine.scan_events(detector, [web, ssh, other], Asset("h", AssetKind.HOST), None, result)
     hits = engine.correlate(detector.correlations, result.sightings)
     assert [h.group for h in hits] == [{"attacker": "9.9.9.9"}]
     assert [e["path"] for s in hits[0].sightings for e in s.evidence] == ["access.log", "auth.log"]

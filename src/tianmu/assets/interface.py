@@ -53,6 +53,10 @@ class Extractor(ABC):
     sniff_bytes: int = 0
     """When > 0, the scanner reads this many leading bytes and extracts only if `accepts(head)`."""
 
+    reads_beside: tuple[tuple[str, ...], ...] = ()
+    """Path endings of files it reads besides its own (a package database's `etc/os-release`), so the
+    collector counts them as inventory files too and no other reader opens them."""
+
     def accepts(self, head: bytes) -> bool:
         """Content check after a name match, for generic names (`bom.json`) and binaries."""
         return True

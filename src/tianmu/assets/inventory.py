@@ -18,7 +18,7 @@ from tianmu.assets.registry import default_extractors
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Unresolved
 
-__all__ = ["SKIP_DIRS", "scan_inventory"]
+__all__ = ["SKIP_DIRS", "InventoryReader", "scan_inventory"]
 
 SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
@@ -27,59 +27,88 @@ SKIP_DIRS = frozenset(
 _SKIP_AT_SYSTEM_ROOT = frozenset({"proc", "sys", "dev"})
 
 
+class InventoryReader:
+    """Runs the extractors over files one at a time and gathers one `InventoryResult`.
+
+    Exact duplicates (same ecosystem, name, version and file) are reported once. When an extractor fails
+    part-way through a file, what it yielded before the failure is kept and the failure is reported.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        extractors: Sequence[Extractor] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.extractors = list(default_extractors() if extractors is None else extractors)
+        self.progress = progress
+        self.result = InventoryResult(root=root)
+        self._components: set[tuple[str, str, str, str | None]] = set()
+        self._unresolved: set[tuple[str, str, str, str, int | None]] = set()
+        self._errors: set[str] = set()
+
+    def claims(self, match_path: Path) -> bool:
+        """True when an extractor reads a file of this name (content may still turn it down)."""
+        parts = match_path.parts
+        return any(
+            x.matches(match_path) or any(parts[-len(end) :] == end for end in x.reads_beside)
+            for x in self.extractors
+        )
+
+    def read(self, path: Path, display: str, match_path: Path) -> None:
+        if _scan_file(path, display, match_path, self.extractors, self.progress, self._add):
+            self.result.files_read += 1
+
+    def error(self, error: InputError) -> None:
+        self.result.errors.append(error)
+
+    def _add(self, item: Component | Unresolved | InputError, display: str) -> None:
+        result = self.result
+        if isinstance(item, Component):
+            key = (item.ecosystem, item.name, item.version, item.location.path if item.location else None)
+            if key not in self._components:
+                self._components.add(key)
+                result.components.append(item)
+        elif isinstance(item, Unresolved):
+            ukey = (item.ecosystem, item.name, item.requirement, item.location.path, item.location.line)
+            if ukey not in self._unresolved:
+                self._unresolved.add(ukey)
+                result.unresolved.append(item)
+        else:
+            if not item.path:
+                item.path = display
+            if str(item) not in self._errors:
+                self._errors.add(str(item))
+                result.errors.append(item)
+
+
 def scan_inventory(
     root: Path,
     *,
     progress: Callable[[str], None] | None = None,
     extractors: Sequence[Extractor] | None = None,
 ) -> InventoryResult:
-    """Inventory the software under `root` (a directory or one file).
+    """Inventory the software under `root` (a directory or one file), walking it on its own.
 
     Locations are relative to `root` (posix separators); for a single file, its name. `progress` is
-    called with that relative path for every file an extractor reads. Exact duplicates (same ecosystem,
-    name, version and file) are reported once. When an extractor fails part-way through a file, what it
-    yielded before the failure is kept and the failure is reported as an error.
+    called with that relative path for every file an extractor reads. (`tianmu assess` does not call
+    this: the road walks the target once and gives the `InventoryEngine` its files.)
     """
     root = Path(root)
-    chosen = list(default_extractors() if extractors is None else extractors)
-    result = InventoryResult(root=str(root))
-    seen_components: set[tuple[str, str, str, str | None]] = set()
-    seen_unresolved: set[tuple[str, str, str, str, int | None]] = set()
-    seen_errors: set[str] = set()
-
-    def add(item: Component | Unresolved | InputError, display: str) -> None:
-        if isinstance(item, Component):
-            key = (item.ecosystem, item.name, item.version, item.location.path if item.location else None)
-            if key not in seen_components:
-                seen_components.add(key)
-                result.components.append(item)
-        elif isinstance(item, Unresolved):
-            ukey = (item.ecosystem, item.name, item.requirement, item.location.path, item.location.line)
-            if ukey not in seen_unresolved:
-                seen_unresolved.add(ukey)
-                result.unresolved.append(item)
-        else:
-            if not item.path:
-                item.path = display
-            if str(item) not in seen_errors:
-                seen_errors.add(str(item))
-                result.errors.append(item)
-
+    reader = InventoryReader(str(root), extractors, progress)
     if not root.exists() and not root.is_symlink():
-        result.errors.append(InputError("no such file or directory", str(root)))
-        return result
+        reader.error(InputError("no such file or directory", str(root)))
+        return reader.result
     if root.is_dir():
         walk: Iterator[tuple[Path, str, Path] | InputError] = _walk(root)
     else:
         walk = iter([(root, root.name, Path(os.path.abspath(root)))])
     for entry in walk:
         if isinstance(entry, InputError):
-            result.errors.append(entry)
+            reader.error(entry)
             continue
-        path, display, match_path = entry
-        if _scan_file(path, display, match_path, chosen, progress, add):
-            result.files_read += 1
-    return result
+        reader.read(*entry)
+    return reader.result
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, str, Path] | InputError]:

@@ -20,6 +20,7 @@ from tianmu.core.models import Component, Location
 __all__ = ["ApkInstalledExtractor", "DpkgStatusExtractor", "read_os_release"]
 
 _OS_RELEASE_LIMIT = 64 * 1024
+_OS_RELEASE_PATHS = (("etc", "os-release"), ("usr", "lib", "os-release"))
 
 
 def read_os_release(tree: Path) -> dict[str, str]:
@@ -80,6 +81,7 @@ def _tree_above(path: Path, depth: int) -> Path:
 class DpkgStatusExtractor(Extractor):
     name = "dpkg-status"
     ecosystem = "Debian"
+    reads_beside = _OS_RELEASE_PATHS
 
     def matches(self, relpath: Path) -> bool:
         parts = relpath.parts
@@ -135,6 +137,7 @@ class DpkgStatusExtractor(Extractor):
 class ApkInstalledExtractor(Extractor):
     name = "apk-installed"
     ecosystem = "Alpine"
+    reads_beside = _OS_RELEASE_PATHS
 
     def matches(self, relpath: Path) -> bool:
         return relpath.parts[-4:] == ("lib", "apk", "db", "installed")

@@ -38,6 +38,7 @@ __all__ = [
     "EngineResult",
     "EventEngine",
     "EventSink",
+    "EventStream",
     "FileClass",
     "InputKind",
     "Inputs",
@@ -165,10 +166,36 @@ class Engine(Protocol):
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult: ...
 
 
+@dataclass(frozen=True, slots=True)
+class EventStream:
+    """One stream of events the road parses: a log file, one member of a zip archive, or (live) one
+    source such as a syslog listener or a followed file."""
+
+    file: str
+    """The file (or source) as given."""
+    name: str
+    """Display path of the stream: the file, or `archive.zip!member`."""
+    format: str
+    """The reader's format; `text` for the numbered lines of a text file no reader understands;
+    `unknown` for a stream in no format we read and `unreadable` for one that could not be read (both
+    without events: their errors come with `EventSink.end`)."""
+    generic: bool = False
+    """Generic JSON or CSV records found in a folder walk: data rather than a log we know. Engines that
+    look for indicators in any data want them; rule engines do not (package.json is no log)."""
+
+
 class EventSink(Protocol):
-    """One stream of events into one event engine."""
+    """Events of one pass into one event engine, stream by stream."""
+
+    def begin(self, stream: EventStream) -> bool:
+        """Whether this sink wants the stream's events (the road skips streams no sink wants)."""
+        ...
 
     def add(self, event: Event) -> None: ...
+
+    def end(self, stream: EventStream, events: int, errors: Sequence[str]) -> None:
+        """After the stream's last event: how many it had, and its malformed records (`path:line: why`)."""
+        ...
 
     def partial(self) -> Any:
         """A picklable summary of what the sink saw since it was opened (or since the last call)."""

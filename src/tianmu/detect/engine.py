@@ -13,12 +13,9 @@ then correlates the sightings of all files in time order and returns findings so
 from __future__ import annotations
 
 import ipaddress
-import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 
 import ahocorasick_rs
 
+from tianmu.core.forking import fork_map
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity
 from tianmu.detect.compiler import CompiledCorrelation, CompiledRule, Matcher, View, build
 from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
@@ -34,7 +32,15 @@ from tianmu.detect.logsource import event_source, rule_applies, sources_of
 from tianmu.readers._common import ReadStats
 from tianmu.readers.sources import find_log_files, iter_file_events
 
-__all__ = ["DetectResult", "Detector", "assess_detection", "detect_paths", "event_entities", "severity_of"]
+__all__ = [
+    "DetectResult",
+    "Detector",
+    "detect_paths",
+    "event_entities",
+    "finish_results",
+    "scan_events",
+    "severity_of",
+]
 
 _LEVELS = {
     "critical": Severity.CRITICAL,
@@ -317,9 +323,10 @@ class DetectResult:
     untimed_sightings: int = 0
 
 
-def _scan(
+def scan_events(
     detector: Detector, events: Iterable[Event], asset: Asset, root: Path | None, result: DetectResult
 ) -> None:
+    """Run the detector over events: findings of output rules, sightings for the correlations."""
     rules = detector.rules
     for event in events:
         hits, view = detector.match(event)
@@ -345,23 +352,26 @@ def _scan(
                 )
 
 
+def finish_results(detector: Detector, parts: Iterable[DetectResult], asset: Asset) -> DetectResult:
+    """Merge per-file (or per-worker) results, correlate their sightings, sort findings by event time."""
+    total = DetectResult()
+    for part in parts:
+        total.findings.extend(part.findings)
+        total.sightings.extend(part.sightings)
+        total.stats.merge(part.stats)
+        total.evaluations += part.evaluations
+        total.untimed_sightings += part.untimed_sightings
+    for hit in correlate(detector.correlations, total.sightings):
+        if hit.correlation.output:
+            total.findings.append(correlation_finding(hit, asset))
+    total.findings.sort(
+        key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id)
+    )
+    return total
+
+
 _PARALLEL_FROM = 16 << 20
 """Bytes of input from which files are read in parallel processes (when `workers` is not given)."""
-
-_WORKER: dict[str, Any] = {}
-"""Per worker process: the detector inherited at fork and the run's options (never shared back)."""
-
-
-def _scan_file(job: tuple[Path, bool]) -> DetectResult:
-    """One file (named by the user: `strict`, an unknown format is an error; found in a folder: skipped)."""
-    path, strict = job
-    detector: Detector = _WORKER["detector"]
-    result = DetectResult()
-    before = detector.evaluations
-    events = iter_file_events(path, result.stats, _WORKER["fmt"], _WORKER["field_map"], strict=strict)
-    _scan(detector, events, _WORKER["asset"], _WORKER["root"], result)
-    result.evaluations = detector.evaluations - before
-    return result
 
 
 def detect_paths(
@@ -376,7 +386,7 @@ def detect_paths(
     all_files: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> DetectResult:
-    """Run the detector over log files and folders; correlate; findings sorted by event time."""
+    """`tianmu detect FILES`: the detector over log files and folders; correlated; sorted by time."""
     jobs: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
@@ -387,68 +397,22 @@ def detect_paths(
         # Forking, and sending findings back, costs more than it saves on a few megabytes of logs.
         size = sum(file.stat().st_size for file, _ in jobs if file.is_file())
         workers = min(len(jobs), os.cpu_count() or 1) if size > _PARALLEL_FROM else 1
-    total = DetectResult()
-    _WORKER.update(detector=detector, fmt=fmt, field_map=field_map, asset=asset, root=root)
-    try:
-        with ExitStack() as stack:
-            parts: Iterable[DetectResult]
-            if workers > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods():
-                # Fork: the workers inherit the compiled detector instead of unpickling it.
-                context = multiprocessing.get_context("fork")
-                pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
-                parts = pool.map(_scan_file, jobs, chunksize=1)
-            else:
-                parts = map(_scan_file, jobs)
-            for part in parts:
-                total.findings.extend(part.findings)
-                total.sightings.extend(part.sightings)
-                total.stats.merge(part.stats)
-                total.evaluations += part.evaluations
-                total.untimed_sightings += part.untimed_sightings
-                if progress is not None:
-                    progress(str(part.stats.files))
-    finally:
-        _WORKER.clear()
-    for hit in correlate(detector.correlations, total.sightings):
-        if hit.correlation.output:
-            total.findings.append(correlation_finding(hit, asset))
-    total.findings.sort(
-        key=lambda f: (str(f.evidence.get("time") or ""), str(f.evidence.get("path")), f.rule_id)
-    )
-    return total
 
+    def scan_file(job: tuple[Path, bool]) -> DetectResult:
+        # Named by the user (`strict`): an unknown format is an error; found in a folder: passed over.
+        path, strict = job
+        result = DetectResult()
+        before = detector.evaluations
+        events = iter_file_events(path, result.stats, fmt, field_map, strict=strict)
+        scan_events(detector, events, asset, root, result)
+        result.evaluations = detector.evaluations - before
+        return result
 
-def assess_detection(
-    store: Any,
-    root: Path,
-    asset: Asset,
-    *,
-    home: Path | None,
-    errors: list[str],
-    notes: list[str],
-    progress: Callable[[str], None] | None = None,
-) -> list[Finding]:
-    """The `detection` engine of `tianmu assess`: log files under `root` (found by name, judged by
-    content) against the starter pack and every imported rule set."""
-    from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base
+    def reported(parts: Iterable[DetectResult]) -> Iterator[DetectResult]:
+        for part in parts:
+            if progress is not None:
+                progress(str(part.stats.files))
+            yield part
 
-    paths = active_rule_paths(store, home)
-    base = load_rule_base(paths, cache_dir=cache_dir(home) if home is not None else None)
-    detector = Detector(base)
-    result = detect_paths(
-        detector,
-        [root],
-        asset,
-        root=root if root.is_dir() else root.parent,
-        all_files=False,
-        progress=progress,
-    )
-    base_dir = root if root.is_dir() else root.parent
-    errors.extend(_relative(error, base_dir) for error in result.stats.errors)
-    imported = len(paths) - 1
-    notes.append(
-        f"detection: {result.stats.events} events in {result.stats.files} log files against "
-        f"{len(base.rules)} rules and {len(base.correlations)} correlations "
-        f"(starter pack{f' + {imported} imported rule sets' if imported else '; no rule set imported'})"
-    )
-    return result.findings
+    # Forked workers inherit the compiled detector instead of unpickling it.
+    return finish_results(detector, reported(fork_map(scan_file, jobs, workers)), asset)

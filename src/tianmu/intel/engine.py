@@ -40,7 +40,7 @@ from tianmu.store.bulk import chunks
 from tianmu.store.database import Store
 from tianmu.store.schema import intel_indicators
 
-__all__ = ["IntelMatcher", "Sighting", "severity_for"]
+__all__ = ["Hits", "IntelMatcher", "LineScan", "Sighting", "severity_for"]
 
 _TOKENS = re.compile(
     r"(?<![a-z0-9_-])(?:[0-9a-f]{32,128}+(?![a-z0-9_-]|\.[a-z0-9_-])|[a-z0-9_-]++(?:\.[a-z0-9_-]++)+)"
@@ -373,29 +373,30 @@ class IntelMatcher:
         """One finding per (indicator, file) over the events, with the first sighting as evidence."""
         hits = Hits()
         for event in events:
-            for sighting in self.event_sightings(event):
-                record = self.record(sighting.type, sighting.indicator)
-                if record is not None:
-                    origin = event.origin
-                    entities = event_entities(event.fields)
-                    hits.add(
-                        record, sighting, origin.path, origin.line, None, event.timestamp, event.raw, entities
-                    )
+            self.add_event(hits, event)
         yield from hits.findings(asset)
+
+    def add_event(self, hits: Hits, event: Event) -> None:
+        """The sightings of one event into `hits` (the push form of `match_events`, for event sinks)."""
+        for sighting in self.event_sightings(event):
+            record = self.record(sighting.type, sighting.indicator)
+            if record is not None:
+                origin = event.origin
+                entities = event_entities(event.fields)
+                hits.add(
+                    record, sighting, origin.path, origin.line, None, event.timestamp, event.raw, entities
+                )
 
     def match_lines(self, lines: Iterable[str], path: str, asset: Asset) -> Iterator[Finding]:
         """Plain text lines of one file (when no log reader understands it), streamed in blocks."""
-        hits = Hits()
-        block: list[str] = []
-        first = 1
+        scan = self.line_scan(path)
         for line in lines:
-            block.append(line.rstrip("\r\n"))
-            if len(block) >= _BLOCK * 10:
-                self._hit_lines(hits, block, first, path)
-                first += len(block)
-                block = []
-        self._hit_lines(hits, block, first, path)
-        yield from hits.findings(asset)
+            scan.add(line)
+        yield from scan.findings(asset)
+
+    def line_scan(self, path: str) -> LineScan:
+        """A push-style scan of one file's text lines (line numbers from 1), in bounded blocks."""
+        return LineScan(self, path)
 
     def _hit_lines(self, hits: Hits, block: list[str], first: int, path: str) -> None:
         for sighting in self.scan_lines(block, first):
@@ -434,6 +435,31 @@ class IntelMatcher:
                         copied,
                     )
         yield from hits.findings(asset)
+
+
+class LineScan:
+    """Lines of one text file pushed one by one; matched a block at a time (bounded memory)."""
+
+    def __init__(self, matcher: IntelMatcher, path: str) -> None:
+        self.matcher = matcher
+        self.path = path
+        self.hits = Hits()
+        self.block: list[str] = []
+        self.first = 1
+
+    def add(self, line: str) -> None:
+        self.block.append(line.rstrip("\r\n"))
+        if len(self.block) >= _BLOCK * 10:
+            self._flush()
+
+    def findings(self, asset: Asset) -> Iterator[Finding]:
+        self._flush()
+        yield from self.hits.findings(asset)
+
+    def _flush(self) -> None:
+        self.matcher._hit_lines(self.hits, self.block, self.first, self.path)
+        self.first += len(self.block)
+        self.block = []
 
 
 def _expired(until: datetime | None, now: datetime) -> bool:

@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from tianmu.core.engine import EventStream
 from tianmu.core.errors import InputError
-from tianmu.core.models import Event
+from tianmu.core.models import Event, Location
 from tianmu.readers._common import ReadStats, iter_lines
 from tianmu.readers.auditd import AUDIT_LINE, read_auditd
 from tianmu.readers.evtx import EVTX_MAGIC, read_evtx
@@ -46,7 +47,17 @@ from tianmu.readers.web import (
     read_w3c,
 )
 
-__all__ = ["FORMATS", "detect_format", "find_log_files", "iter_events", "iter_file_events", "open_members"]
+__all__ = [
+    "FORMATS",
+    "LOG_SKIP_DIRS",
+    "detect_format",
+    "find_log_files",
+    "is_log_name",
+    "iter_events",
+    "iter_file_events",
+    "iter_log_members",
+    "open_members",
+]
 
 FORMATS = (
     "evtx",
@@ -234,6 +245,100 @@ def _first_char(stream: BinaryIO) -> str:
     return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")[:1]
 
 
+_MAX_TEXT_BYTES = 256 << 20
+"""Plain-text fallback only for files up to this size (the lines are scanned in bounded blocks)."""
+
+
+def iter_log_members(
+    path: Path | str,
+    *,
+    fmt: str | None = None,
+    field_map: Mapping[str, str] | None = None,
+    text_fallback: bool = False,
+) -> Iterator[tuple[EventStream, ReadStats, Iterator[Event]]]:
+    """Each stream of one file with its own read statistics and its events, opening the file once.
+
+    The consumer exhausts a member's events before asking for the next member. A stream in no format a
+    reader knows is a member of format `unknown`, and a file or stream that cannot be read one of format
+    `unreadable` (its stats say why), both without events. With `text_fallback`, a plain file that gave
+    no event at all is read again from its start, on the same open file, as a `text` member of numbered
+    lines (so an engine looking for indicators in any text never opens the file a second time).
+    """
+    name_of_file = str(path)
+    file = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", name_of_file)
+    reference = _reference_time(file)
+    with ExitStack() as stack:
+        try:
+            members = list(open_members(file, stack))
+        except (OSError, zipfile.BadZipFile) as exc:
+            failed = ReadStats()
+            failed.malformed(name_of_file, None, f"cannot open: {exc}")
+            yield EventStream(name_of_file, name_of_file, "unreadable"), failed, iter(())
+            return
+        events_seen = 0
+        for name, stream in members:
+            stats = ReadStats()
+            try:
+                head, stream = _peek(stream)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                stats.malformed(name, None, f"cannot read: {exc}")
+                yield EventStream(name_of_file, name, "unreadable"), stats, iter(())
+                continue
+            kind = fmt or detect_format(head)
+            if kind is None:
+                yield EventStream(name_of_file, name, "unknown"), stats, iter(())
+                continue
+            generic = fmt is None and not _plausible_in_walk(kind, head)
+            stats.files += 1
+            buffered = (
+                stream if hasattr(stream, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+            )
+            member = EventStream(name_of_file, name, kind, generic)
+            counted = _counted(_read_stream(buffered, name, kind, stats, reference, field_map), name, stats)
+            yield member, stats, counted
+            events_seen += stats.events
+        if text_fallback and events_seen == 0 and len(members) == 1 and members[0][0] == name_of_file:
+            raw = members[0][1]
+            lines = _text_lines(raw, name_of_file)
+            if lines is not None:
+                yield EventStream(name_of_file, name_of_file, "text", True), ReadStats(), lines
+
+
+def _counted(events: Iterator[Event], name: str, stats: ReadStats) -> Iterator[Event]:
+    try:
+        for event in events:
+            stats.events += 1
+            yield event
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        stats.malformed(name, None, f"read stopped: {exc}")
+
+
+def _text_lines(raw: BinaryIO, name: str) -> Iterator[Event] | None:
+    """The numbered lines of a plain text file, from its start; None for binary or too large files."""
+    try:
+        size = os.fstat(raw.fileno()).st_size
+        raw.seek(0)
+        head = raw.read(8192)
+        raw.seek(0)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if b"\x00" in head or size > _MAX_TEXT_BYTES:
+        return None
+    return _numbered(raw, name)
+
+
+def _numbered(raw: BinaryIO, name: str) -> Iterator[Event]:
+    # Universal newlines, as reading the file in text mode would: CR, LF and CRLF end a line.
+    text = io.TextIOWrapper(cast(Any, raw), encoding="utf-8", errors="replace")
+    try:
+        for number, line in enumerate(text, 1):
+            yield Event({}, line.rstrip("\r\n"), Location(name, number), source_type="text")
+    finally:
+        text.detach()
+
+
 def iter_file_events(
     path: Path,
     stats: ReadStats,
@@ -242,41 +347,21 @@ def iter_file_events(
     *,
     strict: bool = True,
 ) -> Iterator[Event]:
-    """Events of one file (each zip member on its own). `strict`: an unknown format is an error."""
-    if fmt is not None and fmt not in FORMATS:
-        raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", str(path))
-    reference = _reference_time(path)
-    with ExitStack() as stack:
+    """Events of one file (each zip member on its own). `strict`: an unknown format is an error.
+
+    Not strict (a file found in a folder walk): generic JSON and CSV data are passed over.
+    """
+    for member, member_stats, events in iter_log_members(path, fmt=fmt, field_map=field_map):
+        if member.format == "unknown" or (member.generic and not strict):
+            if strict:
+                stats.malformed(member.name, None, "not a log format Tianmu reads")
+            else:
+                stats.skipped_files.append(f"{member.name}: not a log format Tianmu reads")
+            continue
         try:
-            members = list(open_members(path, stack))
-        except (OSError, zipfile.BadZipFile) as exc:
-            stats.malformed(str(path), None, f"cannot open: {exc}")
-            return
-        for name, stream in members:
-            try:
-                head, stream = _peek(stream)
-            except (OSError, EOFError, lzma.LZMAError) as exc:
-                stats.malformed(name, None, f"cannot read: {exc}")
-                continue
-            kind = fmt or detect_format(head)
-            if kind is not None and fmt is None and not strict and not _plausible_in_walk(kind, head):
-                kind = None
-            if kind is None:
-                if strict:
-                    stats.malformed(name, None, "not a log format Tianmu reads")
-                else:
-                    stats.skipped_files.append(f"{name}: not a log format Tianmu reads")
-                continue
-            stats.files += 1
-            buffered = (
-                stream if hasattr(stream, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
-            )
-            try:
-                for event in _read_stream(buffered, name, kind, stats, reference, field_map):
-                    stats.events += 1
-                    yield event
-            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-                stats.malformed(name, None, f"read stopped: {exc}")
+            yield from events
+        finally:
+            stats.merge(member_stats)
 
 
 def _plausible_in_walk(kind: str, head: bytes) -> bool:
@@ -325,17 +410,29 @@ _DOC_NAMES = re.compile(
 )
 
 
-def _is_documentation(name: str) -> bool:
-    return bool(_DOC_NAMES.match(name)) or name.lower().endswith(
+_DOC_SUFFIXES = (".md", ".rst", ".html", ".py", ".yml", ".yaml")
+
+
+def is_log_name(name: str) -> bool:
+    """What a log may be called (content decides later): `auth.log.1`, `messages.2.gz`, `eve.json`,
+    `secure`, or a name without suffix; documentation and source files are not."""
+    rotated = re.sub(r"(\.\d+)+$", "", name)  # auth.log.1, messages.2.gz
+    if _DOC_NAMES.match(rotated) or rotated.lower().endswith(
         (".md", ".rst", ".html", ".py", ".yml", ".yaml")
-    )
+    ):
+        return False
+    suffix = Path(rotated).suffix.lower()
+    return suffix in _LOG_SUFFIXES or bool(_LOG_NAMES.search(rotated)) or not suffix
+
+
+LOG_SKIP_DIRS = _SKIP_DIRS
+"""Folders a search for logs never enters (version control, dependency trees, virtualenvs, caches)."""
 
 
 def find_log_files(root: Path, *, all_files: bool = False) -> Iterator[Path]:
     """Files under `root` that may be logs (by name; content decides later), sorted, no symlinks followed.
 
-    With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does); `assess` passes
-    False so that source trees are not sniffed file by file.
+    With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does).
     """
     if root.is_file():
         yield root
@@ -346,11 +443,7 @@ def find_log_files(root: Path, *, all_files: bool = False) -> Iterator[Path]:
             candidate = Path(directory) / name
             if candidate.is_symlink() or not candidate.is_file():
                 continue
-            rotated = re.sub(r"(\.\d+)+$", "", name)  # auth.log.1, messages.2.gz
-            suffix = Path(rotated).suffix.lower()
-            if _is_documentation(rotated):
-                continue
-            if all_files or suffix in _LOG_SUFFIXES or _LOG_NAMES.search(rotated) or not suffix:
+            if all_files or is_log_name(name):
                 yield candidate
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from cvss import CVSS2, CVSS3, CVSS4
 from sqlalchemy import Connection, select
 
+from tianmu.core.engine import EngineResult, InputKind, Inputs, JobContext, Requirements
 from tianmu.core.models import Asset, Component, Finding, FindingKind, Severity
 from tianmu.store.bulk import chunks, select_in
 from tianmu.store.database import Store
@@ -45,7 +46,7 @@ from tianmu.vulns.osv import DISTRO_ECOSYSTEMS, normalize_name, split_ecosystem
 from tianmu.vulns.ranges import CompiledAffected, RangeMatch
 from tianmu.vulns.versions import version_key
 
-__all__ = ["VulnMatcher", "cvss_severity", "sort_findings"]
+__all__ = ["VulnEngine", "VulnMatcher", "cvss_severity", "sort_findings"]
 
 Key = tuple[str, str]
 
@@ -429,3 +430,17 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
         )
 
     return sorted(findings, key=key)
+
+
+class VulnEngine:
+    """The vulnerability engine of the road: the inventory's components in, advisories that affect them
+    out (OSV, with KEV and EPSS details)."""
+
+    name = "vulnerability"
+    requirements = Requirements(knowledge=frozenset({"vulns"}), inputs=frozenset({InputKind.COMPONENTS}))
+
+    def __init__(self, store: Store) -> None:
+        self.matcher = VulnMatcher(store)
+
+    def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
+        return EngineResult(findings=self.matcher.match(inputs.components, job.asset))

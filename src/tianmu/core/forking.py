@@ -1,0 +1,93 @@
+"""`fork_map`: run a function over items in forked worker processes that inherit it.
+
+Compiled rule sets (Sigma matchers, yara-x scanners, intel indexes) are expensive to build and cannot be
+pickled. A process pool would pickle the function for every task; forked processes inherit it, with
+everything it closes over, at the cost of nothing. So the function and the items stay in the parent's
+memory and only item numbers go to the workers, only results come back (results must pickle).
+
+This replaces the module-global "worker state" a `ProcessPoolExecutor` initializer needs: the state
+lives in the closure the caller owns, for exactly the length of the call.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.queues import Queue
+from queue import Empty
+from typing import Any, TypeVar
+
+__all__ = ["can_fork", "fork_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_POLL_SECONDS = 1.0
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """`work(item)` for every item, yielded in the items' order; in-process when one worker will do.
+
+    An exception in a worker is raised again here (as RuntimeError with the worker's traceback); a
+    worker that dies (killed, out of memory) raises RuntimeError too, instead of hanging the caller.
+    """
+    if workers <= 1 or len(items) <= 1 or not can_fork():
+        for item in items:
+            yield work(item)
+        return
+    context = multiprocessing.get_context("fork")
+    tasks: Queue[int | None] = context.Queue()
+    results: Queue[tuple[int, bool, Any]] = context.Queue()
+    count = min(workers, len(items))
+    for index in range(len(items)):
+        tasks.put(index)
+    for _ in range(count):
+        tasks.put(None)
+    processes = [
+        context.Process(target=_serve, args=(work, items, tasks, results), daemon=True) for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        pending: dict[int, Any] = {}
+        following = 0
+        while following < len(items):
+            try:
+                index, ok, value = results.get(timeout=_POLL_SECONDS)
+            except Empty:
+                if not any(p.is_alive() for p in processes):
+                    raise RuntimeError("a worker process died before finishing its work") from None
+                continue
+            if not ok:
+                raise RuntimeError(f"worker failed:\n{value}")
+            pending[index] = value
+            while following in pending:
+                yield pending.pop(following)
+                following += 1
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _serve(
+    work: Callable[[Any], Any],
+    items: Sequence[Any],
+    tasks: Queue[int | None],
+    results: Queue[tuple[int, bool, Any]],
+) -> None:
+    while (index := tasks.get()) is not None:
+        try:
+            results.put((index, True, work(items[index])))
+        except BaseException:  # reported to the parent, which raises it: the worker must not die silently
+            results.put((index, False, traceback.format_exc()))
+    results.close()
+    results.join_thread()
+    os._exit(0)  # skip the parent's atexit handlers and finalisers inherited at fork

@@ -1,0 +1,165 @@
+"""Collect once: the target is walked once and each file is classified once.
+
+`collect(root, classifier)` walks a directory with `os.scandir` (one listing in memory at a time, never
+following symlinked directories, so a link loop cannot trap it), or takes one file, and gives every
+regular file a `CollectedFile` with its classes:
+
+- `ANY` for every regular file that is not a symlink (malware scanning, filename indicators);
+- one primary class, the first that applies: `PACKAGE` when the inventory claims the file (lockfiles,
+  manifests, package databases and the files they need, SBOMs, binaries), else `LOG` when its name
+  says it may be a log (content decides later, in the one parse pass), else `ARCHIVE`, `SOURCE` or
+  `CONFIG` by suffix. A requirements.txt is a lockfile, not a log: one classification, one reader.
+
+A symlinked file is collected (as `PACKAGE` only) when it stays inside the tree: in an unpacked image an
+absolute link would otherwise make the inventory read the scanning host's own files. Folders of version
+control and tool caches are left out per class (the inventory still reads `node_modules` and `.venv`;
+log search does not), as each engine did on its own before. The pseudo file systems of a live system
+(`/proc`, `/sys`, `/dev`) are never entered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tianmu.core.engine import CollectedFile, FileClass
+from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
+
+__all__ = ["Classifier", "Collection", "collect"]
+
+_INVENTORY_SKIP = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+)
+_SYSTEM_PSEUDO = frozenset({"proc", "sys", "dev"})
+
+_ARCHIVE_SUFFIXES = frozenset({".zip", ".jar", ".war", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".apk"})
+_SOURCE_SUFFIXES = frozenset(
+    {".py", ".js", ".mjs", ".ts", ".tsx", ".jsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp"}
+    | {".hpp", ".cs", ".php", ".rb", ".sh", ".pl", ".swift", ".scala", ".lua", ".sql"}
+)
+_CONFIG_SUFFIXES = frozenset(
+    {".conf", ".cfg", ".ini", ".toml", ".yaml", ".yml", ".xml", ".properties", ".env", ".service"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """Decides a file's primary class from its path relative to the root."""
+
+    claims_package: Callable[[PurePosixPath], bool]
+    """The inventory's claim (its extractors' name rules and the files they read beside them)."""
+
+    def primary(self, relpath: str, *, symlink: bool, single: bool) -> FileClass | None:
+        parts = relpath.split("/")
+        match_path = PurePosixPath(relpath)
+        inventoried = not _INVENTORY_SKIP.intersection(parts[:-1]) and not _in_npm_cache(parts)
+        if inventoried and self.claims_package(match_path):
+            return FileClass.PACKAGE
+        if symlink:
+            return None
+        if single or (not LOG_SKIP_DIRS.intersection(parts[:-1]) and is_log_name(parts[-1])):
+            return FileClass.LOG
+        suffix = match_path.suffix.lower()
+        if suffix in _ARCHIVE_SUFFIXES:
+            return FileClass.ARCHIVE
+        if suffix in _SOURCE_SUFFIXES:
+            return FileClass.SOURCE
+        if suffix in _CONFIG_SUFFIXES:
+            return FileClass.CONFIG
+        return None
+
+
+def _in_npm_cache(parts: list[str]) -> bool:
+    return any(a == "node_modules" and b == ".cache" for a, b in itertools.pairwise(parts[:-1]))
+
+
+@dataclass(slots=True)
+class Collection:
+    """What one walk found."""
+
+    root: Path
+    files: list[CollectedFile] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Folders or files that could not be listed or read, as `path: reason`."""
+    special: int = 0
+    """Devices, FIFOs and sockets passed over."""
+
+
+def collect(root: Path, classifier: Classifier) -> Collection:
+    """Walk `root` once (a directory, or one file) and classify every regular file."""
+    found = Collection(root)
+    if root.is_dir():
+        for item in _walk(root, classifier, found):
+            found.files.append(item)
+        return found
+    try:
+        info = os.stat(root)
+    except OSError as exc:
+        found.errors.append(f"{root}: cannot read: {exc.strerror or exc}")
+        return found
+    if not stat.S_ISREG(info.st_mode):
+        found.special += 1
+        return found
+    # One named file: the extractors judge it by its full path (`.../var/lib/dpkg/status`).
+    primary = classifier.primary(Path(os.path.abspath(root)).as_posix(), symlink=False, single=True)
+    classes = {FileClass.ANY} | ({primary} if primary else set())
+    found.files.append(CollectedFile(str(root), root.name, info.st_size, frozenset(classes)))
+    return found
+
+
+def _walk(root: Path, classifier: Classifier, found: Collection) -> Iterator[CollectedFile]:
+    """Depth first, each directory sorted by name, its files before its subdirectories."""
+    real_root = os.path.realpath(root)
+    at_system_root = real_root == os.path.abspath(os.sep)
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            found.errors.append(f"{rel or '.'}: cannot list directory: {exc.strerror or exc}")
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for item in entries:
+            relpath = f"{rel}/{item.name}" if rel else item.name
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    if not (at_system_root and not rel and item.name in _SYSTEM_PSEUDO):
+                        subdirs.append((item.path, relpath))
+                    continue
+                collected = _file(item, relpath, real_root, classifier, found)
+            except OSError as exc:
+                found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
+                continue
+            if collected is not None:
+                yield collected
+        stack.extend(reversed(subdirs))
+
+
+def _file(
+    item: os.DirEntry[str], relpath: str, real_root: str, classifier: Classifier, found: Collection
+) -> CollectedFile | None:
+    if item.is_symlink():
+        if not item.is_file(follow_symlinks=True) or not _inside(os.path.realpath(item.path), real_root):
+            return None
+        primary = classifier.primary(relpath, symlink=True, single=False)
+        if primary is None:
+            return None
+        size = item.stat(follow_symlinks=True).st_size
+        return CollectedFile(item.path, relpath, size, frozenset({primary}))
+    info = item.stat(follow_symlinks=False)
+    if not stat.S_ISREG(info.st_mode):
+        found.special += 1
+        return None
+    primary = classifier.primary(relpath, symlink=False, single=False)
+    classes = {FileClass.ANY} | ({primary} if primary else set())
+    return CollectedFile(item.path, relpath, info.st_size, frozenset(classes))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

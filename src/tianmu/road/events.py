@@ -1,0 +1,96 @@
+"""Parse once, analyse many: the one pass of a job's log files through every event engine.
+
+Each log file is opened once; each of its streams (the file, or each zip member) is parsed once, and
+every event goes to each event engine's sink that wants that stream (`EventSink.begin`). A plain text
+file that no reader understands is read again from its start on the same open file, as numbered lines,
+for the engines that look for indicators in any text. The live monitor feeds the same sinks.
+
+Large inputs are split into contiguous groups of files, each group parsed in a forked worker with its
+own sinks (the engines' compiled rules are inherited, never pickled); the partials come back in file
+order and each engine combines them, so the result does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from tianmu.core.engine import CollectedFile, EngineResult, EventEngine, EventSink, JobContext
+from tianmu.core.forking import fork_map
+from tianmu.readers.sources import iter_log_members
+
+__all__ = ["PARALLEL_FROM", "run_event_pass"]
+
+PARALLEL_FROM = 16 << 20
+"""Bytes of logs from which the pass runs in parallel processes: forking and sending findings back cost
+more than they save on a few megabytes."""
+_GROUPS_PER_WORKER = 4
+
+
+def run_event_pass(
+    files: Sequence[CollectedFile],
+    engines: Sequence[EventEngine],
+    job: JobContext,
+    *,
+    workers: int | None = None,
+) -> list[EngineResult]:
+    """Every engine's result over the events of `files`, in the order of `engines`."""
+    if not engines:
+        return []
+    if workers is None:
+        size = sum(file.size for file in files)
+        workers = min(len(files), os.cpu_count() or 1) if size > PARALLEL_FROM else 1
+    groups = _groups(files, workers * _GROUPS_PER_WORKER if workers > 1 else 1)
+
+    def parse_group(group: Sequence[CollectedFile]) -> list[Any]:
+        sinks = [engine.open(job) for engine in engines]
+        for file in group:
+            if job.progress is not None and workers == 1:
+                job.progress(file.relpath)
+            _parse_file(file, sinks)
+        return [sink.partial() for sink in sinks]
+
+    per_group: list[list[Any]] = []
+    for done in fork_map(parse_group, groups, workers):
+        per_group.append(done)
+        if job.progress is not None and workers > 1:
+            job.progress(f"{len(per_group)}/{len(groups)} groups of logs")
+    return [
+        engine.combine([partials[index] for partials in per_group], job)
+        for index, engine in enumerate(engines)
+    ]
+
+
+def _parse_file(file: CollectedFile, sinks: Sequence[EventSink]) -> None:
+    for stream, stats, events in iter_log_members(file.path, text_fallback=True):
+        wanting = [sink for sink in sinks if sink.begin(stream)]
+        if not wanting:
+            continue  # nobody wants it: not even parsed
+        if len(wanting) == 1:
+            add = wanting[0].add
+            for event in events:
+                add(event)
+        else:
+            for event in events:
+                for sink in wanting:
+                    sink.add(event)
+        for sink in wanting:
+            sink.end(stream, stats.events, stats.errors)
+
+
+def _groups(files: Sequence[CollectedFile], count: int) -> list[Sequence[CollectedFile]]:
+    """Contiguous groups of about equal bytes (contiguous: results stay in file order)."""
+    if count <= 1 or len(files) <= 1:
+        return [files]
+    target = sum(file.size for file in files) / count
+    groups: list[Sequence[CollectedFile]] = []
+    start = 0
+    size = 0
+    for index, file in enumerate(files):
+        size += file.size
+        if size >= target and index + 1 < len(files):
+            groups.append(files[start : index + 1])
+            start, size = index + 1, 0
+    groups.append(files[start:])
+    return [group for group in groups if group]
