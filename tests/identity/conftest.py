@@ -7,19 +7,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from identity_helpers import Clock, SoftAuthenticator, make_service
+from identity_helpers import SoftAuthenticator, make_service, start_clock
 
+from tianmu.core.clock import ManualClock
 from tianmu.identity import IdentityService, Principal, Role, cli_principal
 from tianmu.store.database import Store
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return start_clock()
 
 
 @pytest.fixture
-def svc(tmp_path: Path, clock: Clock) -> Iterator[IdentityService]:
+def svc(tmp_path: Path, clock: ManualClock) -> Iterator[IdentityService]:
     store = Store(f"sqlite:///{tmp_path / 'id.db'}")
     service = make_service(store, tmp_path / "home", clock)
     service.create_tenant("acme", "Acme Corp")

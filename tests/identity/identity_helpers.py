@@ -1,5 +1,5 @@
-"""Helpers for identity tests: a settable clock, a service factory, and a software WebAuthn authenticator
-(a fake of the device, so every verification path runs without a browser)."""
+"""Helpers for identity tests: a clock that moves only when told (`ManualClock`), a service factory, and a
+software WebAuthn authenticator (a fake of the device, so every verification path runs without a browser)."""
 
 from __future__ import annotations
 
@@ -17,24 +17,23 @@ import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tianmu.core.clock import ManualClock
 from tianmu.identity import IdentityService, Principal, RelyingParty
 from tianmu.store.database import Store
 
 RP = RelyingParty(id="localhost", name="Tianmu test", origin="http://localhost:8123")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
+DAY = 86_400
+"""Seconds, for `ManualClock.advance`."""
 
 
-def make_service(store: Store, home: Path, clock: Clock, **kwargs: Any) -> IdentityService:
+def start_clock() -> ManualClock:
+    """The tests' clock: it moves only when a test advances it."""
+    return ManualClock(current=dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC))
+
+
+def make_service(store: Store, home: Path, clock: ManualClock, **kwargs: Any) -> IdentityService:
     return IdentityService(store, home=home, kek=b"k" * 16, rp=RP, clock=clock, **kwargs)
 
 

@@ -3,13 +3,16 @@ rewritten history all detected (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from identity_helpers import Clock, make_service
+from identity_helpers import make_service
 from sqlalchemy import delete, select, update
 
+from tianmu import gmcrypto
+from tianmu.core.clock import ManualClock
 from tianmu.identity import AuthenticationError, IdentityService, Role, cli_principal
 from tianmu.identity.audit import entry_hash
 from tianmu.store.database import Store
@@ -17,7 +20,7 @@ from tianmu.store.schema import identity_audit, identity_audit_checkpoints
 
 
 @pytest.fixture
-def audited(store: Store, tmp_path: Path, clock: Clock) -> Iterator[IdentityService]:
+def audited(store: Store, tmp_path: Path, clock: ManualClock) -> Iterator[IdentityService]:
     svc = make_service(store, tmp_path / "home", clock, checkpoint_every=5)
     svc.create_tenant("acme")
     admin = cli_principal("acme")
@@ -112,9 +115,9 @@ def test_forged_checkpoint_is_detected(audited: IdentityService) -> None:
     assert any("invalid SM2 signature" in p for p in report.problems)
 
 
-def test_checkpoint_by_another_key_is_flagged(audited: IdentityService, tmp_path: Path, clock: Clock) -> None:
-    from tianmu import gmcrypto
-
+def test_checkpoint_by_another_key_is_flagged(
+    audited: IdentityService, tmp_path: Path, clock: ManualClock
+) -> None:
     stranger = gmcrypto.generate_key().public_key
     report = audited.audit.verify(stranger)
     assert any("key other than the platform key" in p for p in report.problems)
@@ -122,9 +125,7 @@ def test_checkpoint_by_another_key_is_flagged(audited: IdentityService, tmp_path
     assert audited.audit.verify(audited.platform_key().public_key).checkpoints == 2
 
 
-def test_concurrent_appends_keep_one_chain(store: Store, tmp_path: Path, clock: Clock) -> None:
-    import threading
-
+def test_concurrent_appends_keep_one_chain(store: Store, tmp_path: Path, clock: ManualClock) -> None:
     svc = make_service(store, tmp_path / "home", clock, checkpoint_every=25)
     svc.create_tenant("acme")
     errors: list[BaseException] = []

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from identity_helpers import Clock, SoftAuthenticator, make_service
+from identity_helpers import SoftAuthenticator, make_service
 
 from tianmu import gmcrypto
+from tianmu.core.clock import ManualClock
 from tianmu.identity import AccountLocked, AuthenticationError, Policy, Role, cli_principal
 from tianmu.identity.certlogin import sign_challenge
 from tianmu.store.database import Store
@@ -17,7 +18,7 @@ PASSWORD = "correct horse battery"
 
 
 def test_factors_sessions_tokens_and_lockout(
-    store: Store, tmp_path: Path, clock: Clock, authenticator: SoftAuthenticator
+    store: Store, tmp_path: Path, clock: ManualClock, authenticator: SoftAuthenticator
 ) -> None:
     svc = make_service(store, tmp_path / "home", clock)
     svc.create_tenant("acme")
@@ -31,7 +32,7 @@ def test_factors_sessions_tokens_and_lockout(
     seed, _ = svc.enable_totp(admin, "acme", "alice")
     step = svc.password_login("acme", "alice", PASSWORD)
     assert step.pending and step.remaining == ("totp",)
-    done = svc.totp_login(step.pending, pyotp.TOTP(seed).at(clock.now))
+    done = svc.totp_login(step.pending, pyotp.TOTP(seed).at(clock.now()))
     assert done.done and done.session_secret
     principal = svc.session_principal(done.session_secret)
 

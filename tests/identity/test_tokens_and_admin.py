@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from identity_helpers import Clock, login_principal
+from identity_helpers import DAY, login_principal
 from sqlalchemy import select
 
+from tianmu.core.clock import ManualClock
 from tianmu.identity import (
     AuthenticationError,
     Conflict,
@@ -40,12 +41,12 @@ def test_token_is_stored_hashed_and_scoped(svc: IdentityService, admin: Principa
 
 
 def test_token_expiry_revocation_and_forgery(
-    svc: IdentityService, admin: Principal, alice: str, clock: Clock
+    svc: IdentityService, admin: Principal, alice: str, clock: ManualClock
 ) -> None:
     svc.set_role(admin, "acme", "alice", Role.ADMIN)
     principal = login_principal(svc, "acme", "alice", PASSWORD)
     token, record = svc.create_token(principal, "short", days=1)
-    clock.advance(days=1, seconds=1)
+    clock.advance(DAY + 1)
     with pytest.raises(AuthenticationError, match="expired"):
         svc.token_principal(token)
     principal = login_principal(svc, "acme", "alice", PASSWORD)

@@ -2,7 +2,8 @@
 required — the web's way to fingerprint and face recognition), SM2 certificate login; API tokens; per-tenant
 policies, lockout and rate limits; sessions; and the SM3/SM2 audit chain.
 
-`IdentityService` is the one entry point; `authorize` is the one place permissions are decided.
+`IdentityService` is the one entry point (a facade over accounts, the tenant CA, enrolment, sign-in,
+lockout, sessions and tokens); `authorize` is the one place permissions are decided.
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ from tianmu.identity.errors import (
     PermissionDenied,
     RateLimited,
 )
-from tianmu.identity.models import ApiToken, LoginStep, Permission, Policy, Principal, Role, Tenant, User
-from tianmu.identity.permissions import ROLE_PERMISSIONS, authorize, can
-from tianmu.identity.service import IdentityService, RelyingParty, cli_principal
+from tianmu.identity.models import (
+    ApiToken,
+    LoginStep,
+    Permission,
+    Policy,
+    Principal,
+    RelyingParty,
+    Role,
+    Tenant,
+    User,
+)
+from tianmu.identity.permissions import ROLE_PERMISSIONS, authorize, can, cli_principal
+from tianmu.identity.service import IdentityService
 
 __all__ = [
     "ROLE_PERMISSIONS",

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text
 
+from tianmu.core.clock import Clock, SystemClock
 from tianmu.gmcrypto import sm2
 from tianmu.gmcrypto.sm3 import digest
 from tianmu.identity.models import AuditEntry
@@ -77,12 +78,12 @@ class AuditLog:
         signing_key: Callable[[], sm2.Sm2PrivateKey],
         *,
         checkpoint_every: int = 100,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self._signing_key = signing_key
         self.checkpoint_every = checkpoint_every
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
 
     def _lock(self, conn: Connection) -> None:
         """Serialise appends: two writers must never read the same last entry and both extend it."""
@@ -111,7 +112,7 @@ class AuditLog:
         ).first()
         seq = (last.seq + 1) if last else 1
         prev = last.hash if last else GENESIS
-        at = self._clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
+        at = self._clock.now().astimezone(dt.UTC).isoformat(timespec="microseconds")
         details = details or {}
         details_text = _canonical(details)
         h = entry_hash(prev, seq, at, tenant, actor, action, target, outcome, details_text)
@@ -135,7 +136,7 @@ class AuditLog:
 
     def _write_checkpoint(self, conn: Connection, seq: int, h: str) -> None:
         key = self._signing_key()
-        at = self._clock().astimezone(dt.UTC).isoformat(timespec="microseconds")
+        at = self._clock.now().astimezone(dt.UTC).isoformat(timespec="microseconds")
         signature = sm2.sign(key, _checkpoint_message(seq, h, at))
         conn.execute(
             insert(identity_audit_checkpoints).values(

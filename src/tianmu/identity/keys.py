@@ -1,7 +1,9 @@
-"""The platform's SM2 signing key (audit checkpoints), kept in the data directory sealed under the KEK."""
+"""The keys of identity: the key-encryption key that seals secrets at rest (TOTP seeds, the tenant CA keys)
+and the platform's SM2 signing key (audit checkpoints), kept in the data directory sealed under the KEK."""
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from tianmu import gmcrypto
 from tianmu.core.errors import ConfigError
 from tianmu.gmcrypto import sm2
 
-__all__ = ["PLATFORM_KEY_FILE", "platform_key"]
+__all__ = ["PLATFORM_KEY_FILE", "Keyring", "platform_key"]
 
 PLATFORM_KEY_FILE = "platform-sm2.key.sealed"
 _AAD = b"tianmu:platform-sm2-key"
@@ -37,3 +39,27 @@ def platform_key(home: Path, kek: bytes) -> sm2.Sm2PrivateKey:
     with os.fdopen(fd, "wb") as handle:
         handle.write(sealed)
     return key
+
+
+class Keyring:
+    """Seals and opens secrets under keys derived from the KEK (one per purpose, bound to an AAD naming
+    the owner, so a sealed value cannot be moved to another user or tenant), and holds the platform key
+    once it has been loaded (it is read only when a checkpoint is signed)."""
+
+    def __init__(self, home: Path, kek: bytes | None = None) -> None:
+        self.home = home
+        self.kek = kek if kek is not None else gmcrypto.master_key(home)
+        self._platform_key: sm2.Sm2PrivateKey | None = None
+
+    def platform_key(self) -> sm2.Sm2PrivateKey:
+        if self._platform_key is None:
+            self._platform_key = platform_key(self.home, self.kek)
+        return self._platform_key
+
+    def seal(self, purpose: str, plaintext: bytes, aad: str) -> str:
+        key = gmcrypto.derive_key(self.kek, purpose)
+        return base64.b64encode(gmcrypto.seal(key, plaintext, aad=aad.encode("utf-8"))).decode("ascii")
+
+    def unseal(self, purpose: str, sealed: str, aad: str) -> bytes:
+        key = gmcrypto.derive_key(self.kek, purpose)
+        return gmcrypto.open(key, base64.b64decode(sealed), aad=aad.encode("utf-8"))

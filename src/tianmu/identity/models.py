@@ -1,4 +1,5 @@
-"""The nouns of identity: roles and permissions, tenants, users, principals, policies, sessions, tokens."""
+"""The nouns of identity: roles and permissions, tenants, users, principals, policies, sessions, tokens,
+and the relying party (the site) passkeys and certificate logins are bound to."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ __all__ = [
     "Permission",
     "Policy",
     "Principal",
+    "RelyingParty",
     "Role",
     "Session",
     "Tenant",
@@ -161,6 +163,15 @@ class Principal:
     """For tokens: the permissions it was limited to (None = everything the role allows)."""
     factors: tuple[str, ...] = ()
     session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelyingParty:
+    """Where the sign-in pages are served: WebAuthn binds passkeys to `id`, assertions to `origin`."""
+
+    id: str = "localhost"
+    name: str = "Tianmu"
+    origin: str = "http://localhost:8000"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tianmu.identity.errors import PermissionDenied
 from tianmu.identity.models import Permission, Principal, Role
 
-__all__ = ["ROLE_PERMISSIONS", "authorize", "can", "role_may_grant"]
+__all__ = ["ROLE_PERMISSIONS", "authorize", "can", "cli_principal", "role_may_grant"]
 
 _READ = {Permission.SITUATION_READ, Permission.FINDINGS_READ, Permission.SELF_MANAGE}
 _ANALYST = _READ | {Permission.FINDINGS_TRIAGE, Permission.ASSESS_RUN, Permission.ASSETS_WRITE}
@@ -54,3 +54,8 @@ def authorize(principal: Principal, permission: Permission, tenant: str | None =
 def role_may_grant(granter: Role, role: Role) -> bool:
     """An admin manages analysts and viewers (and other admins); only an owner makes owners."""
     return _RANK[granter] >= _RANK[role] and (granter == Role.OWNER or role != Role.OWNER)
+
+
+def cli_principal(tenant: str) -> Principal:
+    """A local administrator at the command line: whoever holds the data directory owns every tenant."""
+    return Principal(user_id="cli", tenant=tenant, username="cli", role=Role.OWNER, via="cli")

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tianmu.identity import passwords
+from tianmu.identity.accounts import check_tenant_id, check_username
 from tianmu.identity.errors import IdentityError, PermissionDenied
 from tianmu.identity.models import Permission, Policy, Principal, Role, Tenant, User
 from tianmu.identity.permissions import authorize
-from tianmu.identity.service import _NAME, _TENANT, IdentityService
+from tianmu.identity.service import IdentityService
 
 __all__ = ["NewTenant", "list_tenants_as_operator", "provision_tenant"]
 
@@ -48,10 +49,8 @@ def provision_tenant(
     """Create a tenant and its first owner, as an owner of the operator tenant."""
     _check_operator(principal, operator_tenant)
     # Everything checked before anything is written: a tenant is never left without its owner.
-    if not _TENANT.match(tenant_id):
-        raise IdentityError(f"tenant id {tenant_id!r}: use lowercase letters, digits and '-' (max 64)")
-    if not _NAME.match(owner):
-        raise IdentityError(f"user name {owner!r}: letters, digits and . _ @ - only (max 128)")
+    check_tenant_id(tenant_id)
+    check_username(owner)
     policy = Policy()
     if password is not None and (problem := passwords.check_strength(password, policy.password_min_length)):
         raise IdentityError(problem)
