@@ -1,18 +1,23 @@
-"""TAXII 2.1 end to end: Tianmu's read-only endpoint served by uvicorn on 127.0.0.1, pulled with paging."""
+"""TAXII 2.1: pulls from an in-memory collection (no server), and end to end: Tianmu's read-only endpoint
+served by uvicorn on 127.0.0.1, pulled with paging."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from intel_helpers import build_stix_bundle
+from taxii_twin import MemoryTaxiiCollection
 
 from testsupport import free_port, serve_app
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import COLLECTION_ID, MEDIA_TYPE, create_taxii_app, pull_into
+from tianmu.knowledge import kb_status
 from tianmu.store.database import Store
 
 
@@ -62,8 +67,6 @@ def test_pull_pages_and_then_only_what_was_added(
     import_feed(loaded, feed, home=home)
     second = pull_into(sqlite_store, url, home=client_home, per_request=4)
     assert (second.status, second.added, second.record_count) == ("updated", 1, first.record_count + 1)
-    from tianmu.knowledge import kb_status
-
     [row] = [r for r in kb_status(sqlite_store) if r.name.startswith("taxii:")]
     assert row.record_count == first.record_count + 1
     third = pull_into(sqlite_store, url, home=client_home)
@@ -75,3 +78,52 @@ def test_pull_from_nowhere_fails_cleanly(sqlite_store: Store, tmp_path: Path) ->
     url = f"http://127.0.0.1:{free_port()}/taxii2/api/collections/{COLLECTION_ID}/"
     report = pull_into(sqlite_store, url, home=tmp_path)
     assert report.status == "failed" and report.errors and url in report.errors[0]
+
+
+def test_pull_from_an_in_memory_collection_pages_and_resumes(sqlite_store: Store, tmp_path: Path) -> None:
+    partner = MemoryTaxiiCollection(token="partner-token")
+    objects = build_stix_bundle()["objects"]
+    assert isinstance(objects, list)
+    partner.add(datetime(2026, 3, 1, tzinfo=UTC), objects)
+    transport = partner.transport()
+    first = pull_into(
+        sqlite_store, partner.url, home=tmp_path, token="partner-token", per_request=10, transport=transport
+    )
+    assert first.status == "imported", first.errors
+    pages = [r for r in partner.requests if r.url.path.endswith("/objects/")]
+    assert len(pages) == -(-len(objects) // 10)  # every page of ten, through `next`
+    assert "added_after" not in pages[0].url.params
+    assert any("bad" in error or "pattern" in error for error in first.errors)  # the broken object
+    [record] = IntelMatcher.open(sqlite_store, tmp_path).lookup("nightowl-c2.example")
+    assert record.sources == (f"taxii:{partner.url.rstrip('/')}",) and record.confidence == 90
+
+    partner.requests.clear()
+    late = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--3b1f2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        "created": "2026-03-02T00:00:00Z",
+        "modified": "2026-03-02T00:00:00Z",
+        "pattern": "[domain-name:value = 'late-addition.example']",
+        "pattern_type": "stix",
+        "valid_from": "2026-03-02T00:00:00Z",
+    }
+    partner.add(datetime(2026, 3, 2, tzinfo=UTC), [late])
+    second = pull_into(sqlite_store, partner.url, home=tmp_path, token="partner-token", transport=transport)
+    assert (second.status, second.added) == ("updated", 1)
+    [asked] = [r for r in partner.requests if r.url.path.endswith("/objects/")]
+    assert asked.url.params["added_after"] == "2026-03-01T00:00:00.000000Z"
+    assert IntelMatcher.open(sqlite_store, tmp_path).lookup("late-addition.example")
+    assert (
+        pull_into(sqlite_store, partner.url, token="partner-token", transport=transport).status == "unchanged"
+    )
+
+
+def test_pull_refused_by_an_in_memory_collection_stores_nothing(sqlite_store: Store, tmp_path: Path) -> None:
+    partner = MemoryTaxiiCollection(token="right")
+    objects = build_stix_bundle()["objects"]
+    assert isinstance(objects, list)
+    partner.add(datetime(2026, 3, 1, tzinfo=UTC), objects[:3])
+    report = pull_into(sqlite_store, partner.url, home=tmp_path, token="wrong", transport=partner.transport())
+    assert report.status == "failed" and "401" in report.errors[0]
+    assert not [r for r in kb_status(sqlite_store) if r.name.startswith("taxii:")]

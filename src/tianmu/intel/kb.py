@@ -29,23 +29,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import select
 
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.knowledge import ImportReport, KbContext
 from tianmu.core.models import utcnow
 from tianmu.intel import attack, lists, misp, stix
 from tianmu.intel.index import INTEL_KIND, load_index
-from tianmu.intel.models import FeedResult, IntelEntry, merge_entries
-from tianmu.store.bulk import insert_rows, upsert_row
+from tianmu.intel.models import FeedResult
+from tianmu.intel.storage import store_feed
+from tianmu.intel.taxii import pull_into
+from tianmu.store.bulk import upsert_row
 from tianmu.store.database import Store
-from tianmu.store.schema import intel_indicators, intel_objects, kb_sources
+from tianmu.store.schema import kb_sources
 
 __all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
 
 FORMATS = ("attack", "stix", "misp", "maltrail", "signature-base", "csv", "list")
 ATTACK_SOURCE = "attack:enterprise"
-_MAX_VALUE = 2048
 _SKIP_NAMES = frozenset(
     {"license", "license.txt", "readme", "readme.md", "readme.txt", "copying", "feeds.md"}
 )
@@ -188,143 +189,6 @@ def _unchanged(store: Store, path: Path, digest: str) -> list[ImportReport]:
     ]
 
 
-def _entry_row(source: str, entry: IntelEntry) -> dict[str, Any]:
-    return {
-        "source": source,
-        "type": entry.type,
-        "value": entry.value,
-        "exact": entry.exact,
-        "confidence": max(0, min(100, entry.confidence)),
-        "valid_from": entry.valid_from,
-        "valid_until": entry.valid_until,
-        "labels": entry.labels,
-        "techniques": entry.techniques,
-        "malware": entry.malware,
-        "actors": entry.actors,
-        "references": entry.references,
-        "description": entry.description[:4000],
-        "origin": entry.origin[-_MAX_VALUE:],
-    }
-
-
-def _stored_entries(conn: Connection, source: str) -> list[IntelEntry]:
-    rows = conn.execute(select(intel_indicators).where(intel_indicators.c.source == source)).all()
-    return [
-        IntelEntry(
-            type=r.type,
-            value=r.value,
-            confidence=r.confidence,
-            exact=r.exact,
-            valid_from=r.valid_from,
-            valid_until=r.valid_until,
-            labels=list(r.labels),
-            techniques=list(r.techniques),
-            malware=list(r.malware),
-            actors=list(r.actors),
-            description=r.description,
-            references=list(r.references),
-            origin=r.origin,
-        )
-        for r in rows
-    ]
-
-
-def store_feed(
-    store: Store, result: FeedResult, origin: str, input_digest: str, *, additive: bool = False
-) -> ImportReport:
-    """Write one source's indicators and context objects; `additive` keeps what the source had before."""
-    errors = list(result.errors)
-    entries = []
-    for entry in result.entries:
-        if len(entry.value) > _MAX_VALUE:
-            errors.append(f"{entry.origin}: indicator longer than {_MAX_VALUE} characters, skipped")
-        else:
-            entries.append(entry)
-    merged = merge_entries(entries)
-    source = result.source
-    with store.begin() as conn:
-        previous = conn.execute(select(kb_sources.c.digest).where(kb_sources.c.name == source)).scalar()
-        keys = select(intel_indicators.c.type, intel_indicators.c.value).where(
-            intel_indicators.c.source == source
-        )
-        old_keys = {(kind, value) for kind, value in conn.execute(keys)}
-        if additive:
-            for key, entry in merge_entries(_stored_entries(conn, source)).items():
-                if key in merged:
-                    entry.merge(merged[key])
-                merged[key] = entry
-        conn.execute(delete(intel_indicators).where(intel_indicators.c.source == source))
-        batch: list[dict[str, Any]] = []
-        for entry in merged.values():
-            batch.append(_entry_row(source, entry))
-            if len(batch) >= 5000:
-                insert_rows(conn, intel_indicators, batch)
-                batch = []
-        insert_rows(conn, intel_indicators, batch)
-        if not additive:
-            conn.execute(delete(intel_objects).where(intel_objects.c.source == source))
-        objects = {str(o["id"]): o for o in result.objects if o.get("id")}
-        if additive and objects:
-            conn.execute(
-                delete(intel_objects).where(
-                    intel_objects.c.source == source, intel_objects.c.id.in_(list(objects))
-                )
-            )
-        insert_rows(
-            conn,
-            intel_objects,
-            [
-                {
-                    "source": source,
-                    "id": i,
-                    "type": o["type"],
-                    "name": str(o.get("name") or "")[:512] or None,
-                    "data": o,
-                }
-                for i, o in objects.items()
-            ],
-        )
-        new_keys = set(merged)
-        content = hashlib.sha256(f"{input_digest}\t{source}".encode()).hexdigest()
-        details = {
-            "format": result.kind,
-            "input_digest": input_digest,
-            "errors": len(errors),
-            "skipped": result.skipped,
-            "objects": len(objects),
-        }
-        upsert_row(
-            conn,
-            kb_sources,
-            kb_sources.c.name,
-            {
-                "name": source,
-                "kind": INTEL_KIND,
-                "origin": origin,
-                "digest": content,
-                "version": result.version,
-                "record_count": len(merged),
-                "imported_at": utcnow(),
-                "details": details,
-            },
-        )
-    added = len(new_keys - old_keys)
-    removed = len(old_keys - new_keys)
-    status = "imported" if previous is None else "updated"
-    return ImportReport(
-        source,
-        INTEL_KIND,
-        origin,
-        status,
-        added,
-        len(new_keys & old_keys),
-        removed,
-        errors,
-        len(merged),
-        content,
-    )
-
-
 def _import_attack(store: Store, path: Path, note: Any) -> ImportReport:
     digest = _file_digest(path)
     with store.connect() as conn:
@@ -393,8 +257,6 @@ class IntelKnowledgeBase:
 
     def update(self, ctx: KbContext, sources: Sequence[str]) -> list[ImportReport]:
         """`taxii:<collection URL>`: pull what was added since the last pull (see `tianmu.intel.taxii`)."""
-        from tianmu.intel.taxii import pull_into
-
         reports: list[ImportReport] = []
         for source in sources:
             url = source.split(":", 1)[1]
