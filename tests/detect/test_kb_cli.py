@@ -137,7 +137,7 @@ def test_detect_with_rules_option_and_rules_status(
 
 def test_assess_runs_the_detection_engine(store: Store, tmp_path: Path) -> None:
     """The `detection` engine of `assess`, alone (the other engines have tests of their own), stored."""
-    from tianmu.assess import ENGINES, AssessOptions, assess
+    from tianmu.road.assess import ENGINES, AssessOptions, assess
 
     assert "detection" in ENGINES
     target = tmp_path / "server"

@@ -11,7 +11,7 @@ import pytest
 from intel_helpers import FIXTURES
 from typer.testing import CliRunner
 
-from tianmu.assess import AssessOptions, assess
+from tianmu.road.assess import AssessOptions, assess
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, FindingKind, Severity

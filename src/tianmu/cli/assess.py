@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tianmu.assess import AssessOptions, assess
+from tianmu.road.assess import AssessOptions, assess
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError

@@ -12,14 +12,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tianmu.assess import asset_for_path
+from tianmu.road.assess import asset_for_path
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import Severity
 from tianmu.detect.engine import Detector, detect_paths
 from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base, rules_status
-from tianmu.detect.sources import FORMATS
+from tianmu.readers.sources import FORMATS
 from tianmu.reports.json_report import finding_to_dict
 
 __all__ = ["register"]

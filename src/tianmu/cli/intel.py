@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Match logs against the intel base. Exit 1 when an indicator is seen, 0 when none is."""
-        from tianmu.assess import asset_for_path
+        from tianmu.road.assess import asset_for_path
         from tianmu.intel.assessment import has_indicators, match_logs
         from tianmu.intel.engine import IntelMatcher
 

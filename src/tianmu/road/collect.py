@@ -24,7 +24,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tianmu.core.engine import CollectedFile, FileClass
 from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
@@ -50,12 +50,12 @@ _CONFIG_SUFFIXES = frozenset(
 class Classifier:
     """Decides a file's primary class from its path relative to the root."""
 
-    claims_package: Callable[[PurePosixPath], bool]
+    claims_package: Callable[[Path], bool]
     """The inventory's claim (its extractors' name rules and the files they read beside them)."""
 
     def primary(self, relpath: str, *, symlink: bool, single: bool) -> FileClass | None:
         parts = relpath.split("/")
-        match_path = PurePosixPath(relpath)
+        match_path = Path(relpath)
         inventoried = not _INVENTORY_SKIP.intersection(parts[:-1]) and not _in_npm_cache(parts)
         if inventoried and self.claims_package(match_path):
             return FileClass.PACKAGE
@@ -105,7 +105,7 @@ def collect(root: Path, classifier: Classifier) -> Collection:
         found.special += 1
         return found
     # One named file: the extractors judge it by its full path (`.../var/lib/dpkg/status`).
-    primary = classifier.primary(Path(os.path.abspath(root)).as_posix(), symlink=False, single=True)
+    primary = classifier.primary(os.path.abspath(root), symlink=False, single=True)
     classes = {FileClass.ANY} | ({primary} if primary else set())
     found.files.append(CollectedFile(str(root), root.name, info.st_size, frozenset(classes)))
     return found

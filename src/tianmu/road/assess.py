@@ -1,0 +1,91 @@
+"""`assess`: a directory, a repository checkout, a mounted system or one file, through every engine.
+
+The road of a path: collect once (one walk, each file classified once) → the inventory → the engines
+listed in `AssessOptions.engines` (`tianmu.road.engines.ENGINES`) → finish (annotate, save, situation).
+The CLI, the API and the job runners call this; none of them holds assessment logic of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tianmu.assets.engine import InventoryEngine
+from tianmu.core.engine import JobContext
+from tianmu.core.errors import InputError
+from tianmu.core.models import Assessment, Asset, AssetKind, utcnow
+from tianmu.knowledge import kb_status
+from tianmu.road.collect import Classifier, collect
+from tianmu.road.engines import ENGINES, EngineSetup, build_engines
+from tianmu.road.finish import FinishOptions, finish
+from tianmu.road.run import run_engines
+from tianmu.store.database import Store
+from tianmu.store.repository import SaveHook
+from tianmu.vulns.engine import sort_findings
+
+__all__ = ["ENGINES", "AssessOptions", "assess", "asset_for_path"]
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AssessOptions:
+    tenant: str = "default"
+    engines: tuple[str, ...] = field(default_factory=lambda: tuple(ENGINES))
+    save: bool = True
+    """False for read-only runs (`tianmu inventory`/`vulns` as pure queries)."""
+    home: Path | None = None
+    """The data directory (`Settings.home`), for engines that keep files there."""
+    save_hook: SaveHook | None = None
+    """Runs inside the transaction that stores the assessment (see `save_assessment`)."""
+    workers: int | None = None
+    """Processes for the log pass (None: by the size of the logs)."""
+
+
+def asset_for_path(path: Path, tenant: str) -> Asset:
+    resolved = path.resolve()
+    kind = AssetKind.REPOSITORY if (resolved / ".git").exists() else AssetKind.DIRECTORY
+    return Asset(name=str(resolved), kind=kind, tenant=tenant)
+
+
+def assess(
+    store: Store,
+    path: Path,
+    options: AssessOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Assessment:
+    """Inventory `path`, run the engines, store the results, and return what was found.
+
+    Raises InputError when the path does not exist. Unreadable or malformed files inside it are not
+    errors of the assessment: they are listed in `Assessment.errors` and the rest is assessed.
+    """
+    options = options or AssessOptions()
+    if not path.exists():
+        raise InputError("no such file or directory", str(path))
+    started = utcnow()
+    asset = asset_for_path(path, options.tenant)
+    inventory = InventoryEngine()
+    engines = build_engines(EngineSetup(store, options.home, progress), options.engines)
+    collected = collect(path, Classifier(inventory.claims))
+    job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
+    run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
+    merged = run.merged()
+    notes = list(merged.notes)
+    result = Assessment(
+        target=str(path),
+        asset=asset,
+        started=started,
+        components=merged.components,
+        unresolved=merged.unresolved,
+        findings=sort_findings(merged.findings),
+        errors=list(dict.fromkeys([*collected.errors, *merged.errors])),
+        notes=notes,
+        files_read=merged.files_read,
+        knowledge_bases=[status.as_dict() for status in kb_status(store)],
+        engines=list(options.engines),
+    )
+    result.finished = utcnow()
+    finish(store, [result], FinishOptions(save=options.save, home=options.home, save_hook=options.save_hook))
+    return result

@@ -1,0 +1,55 @@
+"""The composition root's list of engines: which engines a path assessment runs, and how each is built.
+
+Every capability exposes its engine in the core shape (`tianmu.core.engine`); this is the one place
+that knows them all and builds them with their collaborators (the store, the data directory, loaded
+rule sets). `ENGINES` is the order their results are reported in (and the names `--engine` takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tianmu.core.engine import Engine, EventEngine
+from tianmu.core.errors import InputError
+from tianmu.detect.events import DetectionEngine
+from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base
+from tianmu.intel.events import IntelEngine
+from tianmu.road.malware_engine import malware_engine
+from tianmu.store.database import Store
+from tianmu.vulns.engine import VulnEngine
+
+__all__ = ["ENGINES", "EngineSetup", "build_engines", "detection_engine"]
+
+AnyEngine = Engine | EventEngine
+
+
+class EngineSetup:
+    """What engines are built with: the store, the data directory, who shows progress."""
+
+    def __init__(self, store: Store, home: Path | None, progress: Callable[[str], None] | None = None):
+        self.store = store
+        self.home = home
+        self.progress = progress
+
+
+def detection_engine(setup: EngineSetup, extra_rules: Sequence[Path] | None = None) -> DetectionEngine:
+    """The starter pack and every imported rule set (or the `extra_rules` named for this run)."""
+    paths = active_rule_paths(setup.store, setup.home, extra_rules)
+    base = load_rule_base(paths, cache_dir=cache_dir(setup.home) if setup.home is not None else None)
+    return DetectionEngine(base, imported_sets=len(paths) - 1)
+
+
+ENGINES: dict[str, Callable[[EngineSetup], AnyEngine]] = {
+    "vulnerability": lambda setup: VulnEngine(setup.store),
+    "malware": malware_engine,
+    "intel": lambda setup: IntelEngine(setup.store, setup.home),
+    "detection": detection_engine,
+}
+
+
+def build_engines(setup: EngineSetup, names: Sequence[str]) -> list[AnyEngine]:
+    unknown = [name for name in names if name not in ENGINES]
+    if unknown:
+        raise InputError(f"unknown engine(s): {', '.join(unknown)} (known: {', '.join(ENGINES)})")
+    return [ENGINES[name](setup) for name in names]
