@@ -12,24 +12,20 @@ the rest of Tianmu calls; their signatures are stable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from tianmu.gmcrypto.errors import BackendError, CryptoError, IntegrityError, KeyFormatError
 from tianmu.gmcrypto.keys import derive_key, master_key
+from tianmu.gmcrypto.sm2 import (
+    DEFAULT_ID,
+    Sm2PrivateKey,
+    Sm2PublicKey,
+    decrypt,
+    encrypt,
+    generate_key,
+    sign,
+    verify,
+)
 from tianmu.gmcrypto.sm3 import digest, digest_file, digest_stream, hmac_sm3
 from tianmu.gmcrypto.sm4 import open, open_stream, seal, seal_stream
-
-if TYPE_CHECKING:
-    from tianmu.gmcrypto.sm2 import (
-        DEFAULT_ID,
-        Sm2PrivateKey,
-        Sm2PublicKey,
-        decrypt,
-        encrypt,
-        generate_key,
-        sign,
-        verify,
-    )
 
 __all__ = [
     "DEFAULT_ID",
@@ -55,23 +51,3 @@ __all__ = [
     "sign",
     "verify",
 ]
-
-_SM2_NAMES = {
-    "DEFAULT_ID",
-    "Sm2PrivateKey",
-    "Sm2PublicKey",
-    "decrypt",
-    "encrypt",
-    "generate_key",
-    "sign",
-    "verify",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # SM2 loads the system libcrypto; only pay for it (and only fail without it) when SM2 is used.
-    if name in _SM2_NAMES:
-        from tianmu.gmcrypto import sm2
-
-        return getattr(sm2, name)
-    raise AttributeError(f"module 'tianmu.gmcrypto' has no attribute {name!r}")
