@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import socket
 import socketserver
 import ssl
@@ -56,8 +57,6 @@ def make_cert(
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
     key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    import ipaddress
-
     alt: list[x509.GeneralName] = []
     for san in sans:
         try:

@@ -1,8 +1,10 @@
 """`discover` end to end on 127.0.0.1: services in the store, re-scan diffs, findings, the audit trail,
-the JSON shape of `tianmu discover --json`, and the nmap engine."""
+the JSON shape of `tianmu discover --json`, and the nmap engine. Runs that check vulnerabilities or
+stored findings take the road (`run_discover`): the engine alone neither matches nor saves findings."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -13,20 +15,21 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, free_port, serve_banner, serve_http
-from tianmu.assets.network.audit import list_scans
 from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.nmap import cpe22_to_23, nmap_available, parse_nmap_xml
 from tianmu.assets.network.probes import ProbeOptions
-from tianmu.assets.network.targets import TargetError
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.errors import InputError
 from tianmu.core.knowledge import KbContext
 from tianmu.knowledge import import_any
+from tianmu.network.audit import list_scans
+from tianmu.network.targets import TargetError
+from tianmu.road.network import run_discover
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
-from tianmu.store.schema import scan_audit
+from tianmu.store.schema import assets, scan_audit
 
 DATA = Path(__file__).parent / "data"
 FAST = ProbeOptions(timeout=2.0, banner_wait=0.5, tls_versions=False)
@@ -58,7 +61,7 @@ def _options(ports: list[int], **extra: object) -> DiscoverOptions:
 def test_scan_store_findings_and_audit(store: Store, lab: dict[str, int], tmp_path: Path) -> None:
     import_any(KbContext(store=store, home=tmp_path), DATA / "nvd-sample.json")
     closed = free_port()
-    result = discover(store, ["127.0.0.1"], _options([*lab.values(), closed]))
+    result = run_discover(store, ["127.0.0.1"], _options([*lab.values(), closed]))
     [host] = result.hosts
     by_port = {s.port: s for s in host.services}
     assert set(by_port) == set(lab.values())
@@ -101,12 +104,12 @@ def test_rescan_diff(store: Store, certs: Certs) -> None:
         serve_banner(b"", memcached) as cache,
     ):
         later = free_port()
-        first = discover(store, ["127.0.0.1"], _options([stays, goes, cache, later]))
+        first = run_discover(store, ["127.0.0.1"], _options([stays, goes, cache, later]))
         assert {s.port for s in first.hosts[0].services} == {stays, goes, cache}
         assert any(f.rule_id == "network.memcached.exposed" for f in first.findings)
     with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as stays_again:
         # The same port number cannot be taken back reliably; scan the old ports and the new one.
-        result = discover(store, ["127.0.0.1"], _options([stays, goes, cache, later, stays_again]))
+        result = run_discover(store, ["127.0.0.1"], _options([stays, goes, cache, later, stays_again]))
     diff = result.hosts[0].diff
     assert diff is not None and not diff.first_scan
     assert diff.appeared == [stays_again]
@@ -136,10 +139,8 @@ def test_ports_only_rescan_keeps_fingerprints(store: Store) -> None:
 
 
 def test_silent_addresses_are_not_assets(store: Store) -> None:
-    from tianmu.store.schema import assets
-
     with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as port:
-        discover(store, ["127.0.0.1-3"], _options([port]))
+        run_discover(store, ["127.0.0.1-3"], _options([port]))
     with store.connect() as conn:
         names = [r.name for r in conn.execute(select(assets.c.name)).all()]
     assert names == ["127.0.0.1"]
@@ -212,7 +213,7 @@ def test_nmap_engine(store: Store) -> None:
 
 def test_import_nmap_xml(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import_any(KbContext(store=store, home=tmp_path), DATA / "nvd-sample.json")
-    result = discover(store, [], DiscoverOptions(nmap_xml=DATA / "nmap-sample.xml"))
+    result = run_discover(store, [], DiscoverOptions(nmap_xml=DATA / "nmap-sample.xml"))
     [host] = result.hosts
     assert (host.address, host.hostname) == ("127.0.0.1", "localhost")
     by_port = {s.port: s for s in host.services}
@@ -246,7 +247,6 @@ def test_cli_nmap_xml_and_usage_errors(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_callable_from_inside_an_event_loop() -> None:
     """An async caller (a web handler) can call discover(): the probes get a loop of their own."""
-    import asyncio
 
     async def handler() -> DiscoveryResult:
         with serve_banner(b"SSH-2.0-OpenSSH_9.6\r\n") as port:

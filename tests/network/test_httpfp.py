@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tianmu.assets.network.httpfp import parse_http_response, products_of
+from tianmu.network.httpfp import parse_http_response, products_of
 
 
 def products(head: str, body: bytes = b"") -> list[tuple[str, str | None]]:

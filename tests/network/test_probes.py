@@ -9,12 +9,23 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from network.servers import Certs, Page, Site, free_port, serve_banner, serve_dns, serve_http, serve_raw
+from network.servers import (
+    Certs,
+    Page,
+    Site,
+    free_port,
+    make_cert,
+    serve_banner,
+    serve_dns,
+    serve_http,
+    serve_raw,
+)
 from network.tests_support import machine_port
-from tianmu.assets.network.cpe import cpe_for
 from tianmu.assets.network.probes import (
     Identification,
     ProbeOptions,
@@ -24,6 +35,8 @@ from tianmu.assets.network.probes import (
     parse_banner,
     parse_mysql_greeting,
 )
+from tianmu.network.cpe import cpe_for
+from tianmu.network.tls import certificate_details
 
 FAST = ProbeOptions(timeout=2.0, banner_wait=0.5, tls_versions=True)
 
@@ -88,8 +101,6 @@ def test_tls_self_signed(certs: Certs) -> None:
 
 
 def test_tls_expired_rsa(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from network.servers import make_cert
-
     rsa_expired, _c, _k = make_cert(
         tmp_path_factory.mktemp("rsa"), "old", "localhost", days=(-100, -1), rsa_bits=2048
     )
@@ -123,8 +134,6 @@ def test_ftp_banner_and_bare_220() -> None:
 
 
 def test_smtp_with_aiosmtpd() -> None:
-    from aiosmtpd.controller import Controller
-
     class Sink:
         async def handle_DATA(self, *_args: object) -> str:
             return "250 OK"
@@ -286,10 +295,6 @@ def test_mqtt_of_this_machine() -> None:
 def test_sm2_certificate_recognised() -> None:
     """An SM2 certificate (made with OpenSSL 3: `-pkeyopt ec_paramgen_curve:SM2 -sm3`): cryptography
     cannot load its key, so the key type comes from the SM2 OIDs."""
-    from pathlib import Path
-
-    from tianmu.assets.network.tls import certificate_details
-
     der = (Path(__file__).resolve().parents[1] / "fixtures" / "websec" / "sm2-selfsigned.der").read_bytes()
     details = certificate_details(der)
     assert (details["key_type"], details["key_bits"]) == ("SM2", 256)

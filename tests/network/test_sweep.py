@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import _socket
 import socket
 from collections.abc import Iterator
 
 import pytest
 
+import tianmu.assets.network.sweep as module
 from network.servers import free_port
 from tianmu.assets.network.sweep import SweepOptions, sweep
-from tianmu.assets.network.targets import Target
+from tianmu.network.targets import Target, expand_targets
 
 # An address of the loopback network no other test binds: sweeps over ranges of ports then see only the
 # listeners these tests open (servers bound to 0.0.0.0 aside), even beside parallel test workers.
@@ -94,10 +96,6 @@ def test_unanswered_connects_are_filtered_after_retries() -> None:
 
 def test_self_connect_is_not_an_open_port(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force the trap: a socket whose local address is its peer address, as TCP simultaneous open makes it.
-    import _socket
-
-    import tianmu.assets.network.sweep as module
-
     class SelfConnected(_socket.socket):
         def getsockname(self) -> object:
             return self.getpeername()
@@ -116,8 +114,6 @@ def test_self_connect_is_not_an_open_port(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_several_hosts_of_a_range() -> None:
-    from tianmu.assets.network.targets import expand_targets
-
     sock = socket.socket()
     sock.bind(("127.0.0.3", 0))
     sock.listen(8)

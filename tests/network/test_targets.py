@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import pytest
 
-from tianmu.assets.network.targets import TargetError, expand_targets, is_internal, parse_ports
+from tianmu.network.targets import TargetError, expand_targets, is_internal, parse_ports
 
 
 def test_literals_cidrs_ranges_and_localhost() -> None:
@@ -53,8 +56,6 @@ def test_bad_targets(bad: str) -> None:
 
 
 def test_internal_ranges() -> None:
-    import ipaddress
-
     assert is_internal(ipaddress.ip_address("fe80::1"))
     assert is_internal(ipaddress.ip_address("::ffff:192.168.0.1"))
     assert not is_internal(ipaddress.ip_address("::ffff:8.8.8.8"))
@@ -71,8 +72,6 @@ def test_ports() -> None:
 
 def test_unresolvable_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # No lookup leaves the machine: the resolver is replaced by one that knows no name.
-    import socket
-
     def no_such_name(*_args: object, **_kwargs: object) -> list[object]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 

@@ -13,8 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from network.servers import Certs, Page, Site, make_cert, serve_dns, serve_http
+from network.servers import Certs, Page, Site, free_port, make_cert, serve_dns, serve_http
 from tianmu.core.errors import InputError
+from tianmu.network.audit import list_scans
+from tianmu.road.network import run_domain
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
 from tianmu.websec.domain import DomainOptions, check_domains, dkim_issues, dmarc_issues, spf_issues
@@ -203,9 +205,7 @@ def test_unknown_domain_and_bad_names(lab: tuple[int, int, str]) -> None:
 
 
 def test_stored_with_audit(store: Store, lab: tuple[int, int, str]) -> None:
-    from tianmu.assets.network.audit import list_scans
-
-    check_domains(store, ["bad.test"], _options(lab, axfr=False))
+    run_domain(store, ["bad.test"], _options(lab, axfr=False))
     stored = {s.finding.rule_id for s in list_findings(store, "default")}
     assert "domain.spf.pass-all" in stored and "domain.axfr.open" not in stored
     assert list_scans(store, "default")[0].action == "domain"
@@ -244,8 +244,6 @@ def test_dmarc_and_dkim_cases() -> None:
 
 
 def test_silent_resolver_is_an_error_not_missing_records(lab: tuple[int, int, str]) -> None:
-    from network.servers import free_port
-
     options = DomainOptions(nameservers=("127.0.0.1",), port=free_port(), timeout=0.5)
     result = check_domains(None, ["good.test"], options)
     assert result.findings == [] and result.domains == []

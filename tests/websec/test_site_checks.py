@@ -6,6 +6,7 @@ import httpx
 
 from tianmu.websec import site
 from tianmu.websec.client import WebResponse
+from tianmu.websec.tlscheck import tls_issues
 
 
 def resp(headers: list[tuple[str, str]] | None = None, body: bytes = b"", status: int = 200) -> WebResponse:
@@ -125,8 +126,6 @@ def test_disclosed_products() -> None:
 
 
 def test_tls_issue_rules() -> None:
-    from tianmu.websec.tlscheck import tls_issues
-
     good_cert = {"san": ["www.example.test"], "days_left": 200, "expired": False, "self_signed": False}
     sound = {"versions": ["TLSv1.2", "TLSv1.3"], "certificate": good_cert, "trusted": True}
     assert tls_issues(sound, "www.example.test", 30) == []

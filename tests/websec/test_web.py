@@ -13,12 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, make_cert, serve_http
-from tianmu.assets.network.audit import list_scans
-from tianmu.assets.network.targets import TargetError
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.knowledge import KbContext
 from tianmu.knowledge import import_any
+from tianmu.network.audit import list_scans
+from tianmu.network.targets import TargetError
+from tianmu.road.network import run_web
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
 from tianmu.websec.engine import WebOptions, check_websites
@@ -86,7 +87,7 @@ def test_careless_site(store: Store, careless: tuple[Site, int], tmp_path: Path)
     import_any(KbContext(store=store, home=tmp_path), NETWORK_DATA / "nvd-sample.json")
     site, port = careless
     url = f"https://localhost:{port}/"
-    result = check_websites(store, [url], WebOptions(rate=200, templates=(CUSTOM,)))
+    result = run_web(store, [url], WebOptions(rate=200, templates=(CUSTOM,)))
     found = {f.rule_id for f in result.findings}
     expected = {
         "tls.protocol.legacy",
@@ -250,9 +251,7 @@ def test_disclosed_package_version_matched_by_osv(store: Store, tmp_path: Path) 
     import_any(KbContext(store=store, home=tmp_path), NETWORK_DATA / "osv-werkzeug.json")
     site = Site(pages={"/": Page(200, [*HARDENED, ("Server", "Werkzeug/2.0.1 Python/3.11.4")], b"")})
     with serve_http(site) as port:
-        result = check_websites(
-            store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
-        )
+        result = run_web(store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False))
     [hit] = [f for f in result.findings if f.rule_id == "TIANMU-TEST-0001"]
     assert hit.data["matched_by"] == "osv" and hit.component is not None
     assert (hit.component.ecosystem, hit.component.name, hit.component.version) == (
@@ -262,7 +261,5 @@ def test_disclosed_package_version_matched_by_osv(store: Store, tmp_path: Path) 
     )
     assert hit.evidence["url"] == f"http://127.0.0.1:{port}/" and hit.severity.value == "high"
     with serve_http(Site(pages={"/": Page(200, [*HARDENED, ("Server", "Werkzeug/3.0.1")], b"")})) as port:
-        fixed = check_websites(
-            store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False)
-        )
+        fixed = run_web(store, [f"http://127.0.0.1:{port}/"], WebOptions(rate=200, builtin_templates=False))
     assert not [f for f in fixed.findings if f.rule_id == "TIANMU-TEST-0001"]

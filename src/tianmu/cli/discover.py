@@ -1,4 +1,6 @@
-"""`tianmu discover`: hosts and services on the network, fingerprinted, stored, diffed, audited."""
+"""`tianmu discover`: hosts and services on the network, fingerprinted, stored, diffed, audited.
+
+The command only reads options and prints: the work is `tianmu.road.network.run_discover`."""
 
 from __future__ import annotations
 
@@ -20,17 +22,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tianmu.assets.network.audit import list_scans
-from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
+from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult
 from tianmu.assets.network.engine import Progress as StageProgress
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.probes import ProbeOptions
-from tianmu.assets.network.targets import parse_ports
 from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
 from tianmu.cli.console import ExitCode, err_console, out_console
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import Finding, Severity
+from tianmu.network.audit import list_scans
+from tianmu.network.targets import parse_ports
+from tianmu.road.network import run_discover
 
 __all__ = ["exit_code_for", "register", "register_listings", "stage_progress"]
 
@@ -202,7 +205,7 @@ def register(app: typer.Typer) -> None:
             nmap_xml=nmap_xml,
         )
         with open_default_store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
-            result = discover(store, targets, options, progress=advance)
+            result = run_discover(store, targets, options, progress=advance, home=settings().home)
         for note in result.notes:
             err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
         if result.self_connects:

@@ -1,4 +1,6 @@
-"""`tianmu web` (website checks) and `tianmu domain` (domain-name security)."""
+"""`tianmu web` (website checks) and `tianmu domain` (domain-name security).
+
+The commands only read options and print: the work is `tianmu.road.network.run_web` / `run_domain`."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from tianmu.cli.assess import FailOn
 from tianmu.cli.console import err_console, out_console, progress_reporter
 from tianmu.cli.discover import exit_code_for, print_findings
 from tianmu.cli.main import cli_errors, open_default_store, settings
-from tianmu.websec.domain import DomainOptions, check_domains
-from tianmu.websec.engine import WebOptions, check_websites
+from tianmu.road.network import run_domain, run_web
+from tianmu.websec.domain import DomainOptions
+from tianmu.websec.engine import WebOptions
 
 __all__ = ["register"]
 
@@ -77,7 +80,7 @@ def register(app: typer.Typer) -> None:
             ca_file=ca_file,
         )
         with open_default_store() as store, progress_reporter("Checking", total=len(urls)) as advance:
-            result = check_websites(store, urls, options, progress=advance)
+            result = run_web(store, urls, options, progress=advance, home=settings().home)
         _notes(result.errors, result.notes)
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
@@ -128,7 +131,7 @@ def register(app: typer.Typer) -> None:
             save=save,
         )
         with open_default_store() as store, progress_reporter("Checking", total=len(names)) as advance:
-            result = check_domains(store, names, options, progress=advance)
+            result = run_domain(store, names, options, progress=advance, home=settings().home)
         _notes(result.errors, [])
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")

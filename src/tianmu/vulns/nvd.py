@@ -33,9 +33,10 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from tianmu.assets.network.cpe import CpeName, parse_cpe
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.knowledge import ImportReport, Progress
+from tianmu.core.models import utcnow
+from tianmu.network.cpe import CpeName, parse_cpe
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, affected_packages, kb_sources, kev_entries
@@ -285,7 +286,7 @@ def import_nvd(store: Store, path: Path, progress: Progress | None = None) -> Im
             "digest": digest,
             "version": version,
             "record_count": len(usable),
-            "imported_at": _now(),
+            "imported_at": utcnow(),
             "details": {"errors": len(errors)},
         }
         upsert_row(conn, kb_sources, kb_sources.c.name, row)
@@ -294,12 +295,6 @@ def import_nvd(store: Store, path: Path, progress: Progress | None = None) -> Im
     return ImportReport(
         source, "nvd", str(path), status, len(new), len(changed), len(removed), errors, len(usable), digest
     )
-
-
-def _now() -> Any:
-    from tianmu.core.models import utcnow
-
-    return utcnow()
 
 
 # --- matching ---------------------------------------------------------------------------------------

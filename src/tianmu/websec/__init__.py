@@ -1,6 +1,8 @@
 """Remote checks of websites (TLS, headers, cookies, CORS, exposures, versions, YAML check templates)
 and of domain names (SPF, DMARC, DKIM, DNSSEC, CAA, MX/TLS-RPT/MTA-STS, dangling CNAMEs, AXFR,
-wildcards). `check_websites` and `check_domains` are the entry points the CLI and API call."""
+wildcards). `check_websites` and `check_domains` are the engines; the CLI and job runners reach them
+through the road (`tianmu.road.network.run_web` / `run_domain`), which adds the vulnerabilities of
+disclosed versions and finishes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """A polite HTTP client for website checks: GET and HEAD only, a clear User-Agent, a rate limit.
 
-Built on httpx. Certificates are not verified here (the TLS checks judge them separately and report
+Built on httpx; requests go through an `httpx.BaseTransport` when one is given (httpx's own transport
+interface: `httpx.MockTransport`, or `tianmu.network.http.SiteTransport`, answers in memory), else over
+the network. Certificates are not verified here (the TLS checks judge them separately and report
 what is wrong); redirects are not followed automatically, so every request the checks make is one
 the rate limit counted. Bodies are read up to `max_body` bytes.
 """
@@ -39,6 +41,8 @@ class WebResponse:
 
 
 class PoliteClient:
+    """One site's requests: GET/HEAD only, at most `rate` a second, bodies cut at `max_body` bytes."""
+
     def __init__(
         self,
         *,
@@ -46,13 +50,18 @@ class PoliteClient:
         timeout: float = 10.0,
         max_body: int = 1 << 20,
         user_agent: str = USER_AGENT,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.max_body = max_body
         self._last = 0.0
         self.requests = 0
         self._client = httpx.Client(
-            verify=False, follow_redirects=False, timeout=timeout, headers={"User-Agent": user_agent}
+            verify=False,
+            follow_redirects=False,
+            timeout=timeout,
+            headers={"User-Agent": user_agent},
+            transport=transport,
         )
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> WebResponse | None:

@@ -16,15 +16,20 @@
 DNSSEC validation here is local: the DNSKEY RRset must be signed by one of its keys, the SOA by a zone
 key, and the parent's DS must match a DNSKEY. Whether the parent itself chains to the root is for a
 validating resolver to say; we report the AD bit of the answer when the resolver sets it.
+
+With a store, the engine writes the scan audit trail around its queries; the road
+(`tianmu.road.network.run_domain`) stores one assessment per domain and updates the situation.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import dns.dnssec
@@ -38,15 +43,15 @@ import dns.resolver
 import dns.xfr
 import dns.zone
 
-from tianmu.assets.network.audit import record_scan_end, record_scan_start
 from tianmu.core.errors import InputError
-from tianmu.core.models import Assessment, Asset, AssetKind, Finding, FindingKind, Severity, utcnow
+from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Severity, utcnow
+from tianmu.core.serialize import finding_to_dict
+from tianmu.network.audit import record_scan_end, record_scan_start
 from tianmu.store.database import Store
-from tianmu.store.repository import save_assessment
 from tianmu.websec.mail import dkim_issues, dmarc_issues, spf_issues
 from tianmu.websec.site import Issue
 
-__all__ = ["CLOUD_SUFFIXES", "DomainOptions", "DomainResult", "check_domains", "spf_issues"]
+__all__ = ["CLOUD_SUFFIXES", "DomainCheck", "DomainOptions", "DomainResult", "check_domains", "spf_issues"]
 
 Progress = Callable[[str], None]
 
@@ -99,6 +104,17 @@ class DomainOptions:
     """Trust anchors for the MTA-STS policy host instead of the system store."""
     tenant: str = "default"
     save: bool = True
+    """Whether the road stores the findings (the engine itself only writes the scan audit trail)."""
+
+
+@dataclass(slots=True)
+class DomainCheck:
+    """One domain that answered: the asset its findings belong to, and when it was checked."""
+
+    asset: Asset
+    findings: list[Finding]
+    started: datetime
+    finished: datetime
 
 
 @dataclass(slots=True)
@@ -106,10 +122,10 @@ class DomainResult:
     domains: list[dict[str, Any]]
     findings: list[Finding]
     errors: list[str] = field(default_factory=list)
+    checked: list[DomainCheck] = field(default_factory=list)
+    """Per domain checked, for the road to store one assessment each."""
 
     def as_json(self) -> dict[str, Any]:
-        from tianmu.reports.json_report import finding_to_dict
-
         return {
             "domains": self.domains,
             "findings": [finding_to_dict(f) for f in self.findings],
@@ -315,8 +331,6 @@ def _mail_issues(domain: str, dns_: _Dns, options: DomainOptions) -> list[Issue]
 
 
 def _fetch_mta_sts(domain: str, dns_: _Dns, options: DomainOptions) -> str | None:
-    import socket
-
     host = f"mta-sts.{domain}"
     addresses = [str(r) for r in dns_.records(host, "A") or []]
     if not addresses:
@@ -447,6 +461,7 @@ def check_domains(
     *,
     progress: Progress | None = None,
 ) -> DomainResult:
+    """Check each domain; a domain that does not resolve is an error of the result, not a failure."""
     opts = options or DomainOptions()
     names = []
     for raw in domains:
@@ -493,18 +508,7 @@ def check_domains(
         findings.sort(key=lambda f: (-f.severity.rank, f.rule_id))
         result.findings.extend(findings)
         result.domains.append(facts)
-        if store is not None and opts.save:
-            save_assessment(
-                store,
-                Assessment(
-                    target=name,
-                    asset=asset,
-                    started=started,
-                    finished=utcnow(),
-                    findings=findings,
-                    engines=["domain"],
-                ),
-            )
+        result.checked.append(DomainCheck(asset, findings, started, utcnow()))
         if progress is not None:
             progress(name)
     if store is not None and audit_id is not None:

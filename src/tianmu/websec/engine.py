@@ -3,8 +3,14 @@
 For each URL: one GET of the page (redirects on the same site followed, at most 5), then TLS (versions
 offered, weak cipher suites, certificate validity, chain, host-name match, expiry soon), HSTS, the
 plain-HTTP redirect, security headers, cookies, CORS (a GET with a foreign `Origin`), mixed content,
-disclosed product versions (→ CVEs by CPE when an NVD feed is imported), and every check template.
-Requests are GET/HEAD only, rate-limited, with Tianmu's User-Agent (see `client.py`).
+disclosed product versions, and every check template. Requests are GET/HEAD only, rate-limited, with
+Tianmu's User-Agent (see `client.py`), through `WebOptions.transport` when one is given (an
+`httpx.MockTransport` in tests: no server needed for the HTTP checks).
+
+The engine does not look up vulnerabilities (capabilities never call each other): each site's
+`sightings` name the product versions it disclosed, and the road (`tianmu.road.network.run_web`)
+matches them with `tianmu.vulns.services`, then stores one assessment per site and updates the
+situation. With a store, the engine reads the imported check templates and writes the scan audit trail.
 
 Findings: asset `website` named by the origin (`https://host:port`); evidence `url`, entities `url`,
 `host`/`domain`, `ip`; `fingerprint_extra` is what tells two issues of one rule apart (cookie name,
@@ -18,22 +24,27 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from tianmu.assets.network.audit import record_scan_end, record_scan_start
-from tianmu.assets.network.connection import run_sync
-from tianmu.assets.network.cpe import cpe_for
-from tianmu.assets.network.targets import expand_targets
-from tianmu.assets.network.tls import inspect_tls
-from tianmu.assets.network.vulnmatch import product_vulnerabilities
+import httpx
+
 from tianmu.core.errors import InputError
-from tianmu.core.models import Assessment, Asset, AssetKind, Finding, FindingKind, Severity, utcnow
+from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Severity, utcnow
+from tianmu.core.serialize import finding_to_dict
+from tianmu.network.audit import record_scan_end, record_scan_start
+from tianmu.network.connection import run_sync
+from tianmu.network.cpe import cpe_for
+from tianmu.network.httpfp import Product
+from tianmu.network.sightings import ProductSighting
+from tianmu.network.targets import expand_targets
+from tianmu.network.tls import inspect_tls
 from tianmu.store.database import Store
-from tianmu.store.repository import save_assessment
 from tianmu.websec import site
 from tianmu.websec.client import PoliteClient, WebResponse
+from tianmu.websec.kb import stored_checks
 from tianmu.websec.site import Issue
 from tianmu.websec.templates import BUILTIN_CHECKS, CheckTemplate, load_templates
 from tianmu.websec.tlscheck import tls_issues, weak_ciphers
@@ -57,8 +68,16 @@ class WebOptions:
     authorized: bool = False
     tenant: str = "default"
     save: bool = True
+    """Whether the road stores the findings (the engine itself only writes the scan audit trail)."""
     ca_file: Path | None = None
     """Trust anchors for the chain check instead of the system store (an internal PKI)."""
+    transport: httpx.BaseTransport | None = field(default=None, compare=False)
+    """Where HTTP requests go (default: the network). TLS checks still open their own connections."""
+
+
+def _site_order(finding: Finding) -> tuple[int, str]:
+    """A site's findings are listed most severe first, then by rule."""
+    return (-finding.severity.rank, finding.rule_id)
 
 
 @dataclass(slots=True)
@@ -69,6 +88,18 @@ class SiteResult:
     tls: dict[str, Any] | None = None
     products: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
+    asset: Asset | None = None
+    """The website (its origin) this site's findings belong to."""
+    findings: list[Finding] = field(default_factory=list)
+    sightings: list[ProductSighting] = field(default_factory=list)
+    """The product versions the site disclosed, for vulnerability matching."""
+    started: datetime | None = None
+    finished: datetime | None = None
+
+    def add_findings(self, findings: Sequence[Finding]) -> None:
+        """Add findings (the road's vulnerabilities) and keep the site's order: most severe first."""
+        self.findings.extend(findings)
+        self.findings.sort(key=_site_order)
 
 
 @dataclass(slots=True)
@@ -80,9 +111,11 @@ class WebResult:
     upgraded: list[str] = field(default_factory=list)
     """HTTPS URLs that plain-HTTP URLs redirected to, checked in their place."""
 
-    def as_json(self) -> dict[str, Any]:
-        from tianmu.reports.json_report import finding_to_dict
+    def regroup(self) -> None:
+        """`findings` again from the sites' findings, after some were added to a site."""
+        self.findings = [f for s in self.sites for f in s.findings]
 
+    def as_json(self) -> dict[str, Any]:
         return {
             "sites": [
                 {
@@ -165,9 +198,8 @@ def _check_site(
     url: str,
     options: WebOptions,
     templates: Sequence[CheckTemplate],
-    store: Store | None,
     result: WebResult,
-) -> tuple[SiteResult, list[Finding]]:
+) -> SiteResult:
     parts = urlsplit(url)
     host = parts.hostname or ""
     https = parts.scheme == "https"
@@ -182,13 +214,13 @@ def _check_site(
         entities["host"] = [host.lower()]
         entities["domain"] = [host.lower()]
     issues: list[tuple[Issue, str]] = []
-    summary = SiteResult(url, reachable=False)
-    with PoliteClient(rate=options.rate, timeout=options.timeout) as client:
+    summary = SiteResult(url, reachable=False, asset=asset, started=utcnow())
+    with PoliteClient(rate=options.rate, timeout=options.timeout, transport=options.transport) as client:
         response, first, chain = _same_site_redirects(client, url)
         if response is None:
             result.errors.append(f"{url}: not reachable")
             summary.requests = client.requests
-            return summary, []
+            return summary
         summary.reachable, summary.status = True, response.status
         final = chain[-1]
         upgrade = _https_upgrade(first, url) if not https else None
@@ -196,7 +228,7 @@ def _check_site(
             # The site upgrades to HTTPS as it should: judge the HTTPS site, not the redirect page.
             result.upgraded.append(upgrade)
             summary.requests = client.requests
-            return summary, []
+            return summary
         if https:
             tls = run_sync(
                 inspect_tls(
@@ -266,10 +298,9 @@ def _check_site(
             )
             issues.append((issue, hit.url))
         summary.requests = client.requests
-    findings = [_to_finding(asset, i, where, entities) for i, where in issues]
-    if store is not None:
-        findings += _version_vulns(store, asset, products, final, entities)
-    return summary, findings
+    summary.findings = [_to_finding(asset, i, where, entities) for i, where in issues]
+    summary.sightings = _sightings(asset, products, final, entities)
+    return summary
 
 
 def _to_finding(asset: Asset, issue: Issue, url: str, entities: dict[str, list[str]]) -> Finding:
@@ -289,17 +320,20 @@ def _to_finding(asset: Asset, issue: Issue, url: str, entities: dict[str, list[s
     )
 
 
-def _version_vulns(
-    store: Store, asset: Asset, products: Sequence[Any], url: str, entities: dict[str, list[str]]
-) -> list[Finding]:
-    out: list[Finding] = []
-    for product in products:
-        if not product.version:
-            continue
-        evidence = {"url": url, "entities": entities, "disclosed_by": product.source}
-        cpe = cpe_for(product.name, product.version)
-        out.extend(product_vulnerabilities(store, asset, product.name, product.version, cpe, evidence, ""))
-    return out
+def _sightings(
+    asset: Asset, products: Sequence[Product], url: str, entities: dict[str, list[str]]
+) -> list[ProductSighting]:
+    return [
+        ProductSighting(
+            asset,
+            product.name,
+            product.version,
+            cpe_for(product.name, product.version),
+            {"url": url, "entities": entities, "disclosed_by": product.source},
+        )
+        for product in products
+        if product.version
+    ]
 
 
 def _templates(store: Store | None, opts: WebOptions) -> tuple[list[CheckTemplate], list[str]]:
@@ -312,8 +346,6 @@ def _templates(store: Store | None, opts: WebOptions) -> tuple[list[CheckTemplat
         chosen.update((t.id, t) for t in builtin)
         errors += problems
     if store is not None and opts.stored_templates:
-        from tianmu.websec.kb import stored_checks
-
         stored, problems = stored_checks(store)
         chosen.update((t.id, t) for t in stored)
         errors += problems
@@ -345,6 +377,11 @@ def check_websites(
     *,
     progress: Progress | None = None,
 ) -> WebResult:
+    """Check each URL (and the HTTPS site a plain-HTTP one upgrades to); unreachable ones are errors.
+
+    Raises `TargetError` before any request when a site is outside the private ranges without
+    `authorized`, and InputError when a URL is no http(s) URL or a host name does not resolve.
+    """
     opts = options or WebOptions()
     checked = _validate(urls, opts.authorized)
     templates, template_errors = _templates(store, opts)
@@ -360,34 +397,18 @@ def check_websites(
             authorized=opts.authorized,
             engine="websec",
         )
-    now = utcnow()
     queue = list(checked)
     while queue:
         url = queue.pop(0)
-        summary, findings = _check_site(url, opts, templates, store, result)
+        summary = _check_site(url, opts, templates, result)
         if result.upgraded and result.upgraded[-1] not in checked:
             checked.append(result.upgraded[-1])
             queue.append(result.upgraded[-1])
             result.notes.append(f"{url} redirects to {result.upgraded[-1]}: the HTTPS site was checked")
+        summary.findings.sort(key=_site_order)
+        summary.finished = utcnow()
         result.sites.append(summary)
-        findings.sort(key=lambda f: (-f.severity.rank, f.rule_id))
-        result.findings.extend(findings)
-        if store is not None and opts.save and summary.reachable:
-            save_assessment(
-                store,
-                Assessment(
-                    target=url,
-                    asset=findings[0].asset
-                    if findings
-                    else Asset(
-                        urlsplit(url).scheme + "://" + urlsplit(url).netloc, AssetKind.WEBSITE, opts.tenant
-                    ),
-                    started=now,
-                    finished=utcnow(),
-                    findings=findings,
-                    engines=["websec"],
-                ),
-            )
+        result.findings.extend(summary.findings)
         if progress is not None:
             progress(url)
     if store is not None and audit_id is not None:

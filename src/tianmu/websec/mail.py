@@ -8,6 +8,9 @@ import base64
 import re
 from collections.abc import Callable, Sequence
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
 from tianmu.core.models import Severity
 from tianmu.websec.site import Issue
 
@@ -164,9 +167,6 @@ def dmarc_issues(domain: str, lookup_txt: Callable[[str], list[str]]) -> list[Is
 
 
 def dkim_issues(domain: str, selectors: Sequence[str], lookup_txt: Callable[[str], list[str]]) -> list[Issue]:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
-
     issues = []
     for selector in selectors:
         name = f"{selector}._domainkey.{domain}"

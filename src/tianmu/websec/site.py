@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from tianmu.assets.network.httpfp import HttpResponse, Product, products_of
 from tianmu.core.models import FindingKind, Severity
+from tianmu.network.httpfp import HttpResponse, Product, products_of
 from tianmu.websec.client import WebResponse
 
 __all__ = [

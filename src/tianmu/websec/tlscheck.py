@@ -1,5 +1,5 @@
 """TLS checks of a website: weak cipher families accepted, and the issues drawn from what
-`tianmu.assets.network.tls.inspect_tls` saw (versions, certificate validity, chain, host name)."""
+`tianmu.network.tls.inspect_tls` saw (versions, certificate validity, chain, host name)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from tianmu.assets.network.connection import run_sync
-from tianmu.assets.network.tls import insecure_context
 from tianmu.core.models import FindingKind, Severity
+from tianmu.network.connection import run_sync
+from tianmu.network.tls import insecure_context
 from tianmu.websec.site import Issue
 
 __all__ = ["WEAK_CIPHER_FAMILIES", "hostname_matches", "tls_issues", "weak_ciphers"]

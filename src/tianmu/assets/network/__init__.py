@@ -1,22 +1,20 @@
 """Network and service discovery: which hosts listen on which TCP ports, and what answers there.
 
-`discover()` is the one entry point the CLI, the API and job runners call (targets → sweep →
-fingerprints → findings → store). The pieces: `targets` (what may be scanned), `sweep` (the epoll
-connect sweep), `probes` and `tls` (protocol-correct fingerprints), `cpe` (CPE 2.3 names), `nmap`
-(the optional nmap engine), `inventory` (services in the store, re-scan diffs), `audit` (the scan
-audit trail), `vulnmatch` (known vulnerabilities of product versions).
+`discover()` is the discovery engine (targets → sweep → fingerprints → findings); the road's
+`tianmu.road.network.run_discover` is the one entry point the CLI and job runners call (it adds the
+vulnerabilities of the versions seen and finishes). The pieces: `sweep` (the epoll connect sweep),
+`probes`, `banners` and `wire` (protocol-correct fingerprints), `nmap` (the optional nmap engine),
+`inventory` (services in the store, re-scan diffs). Targets, TLS, CPE names and the scan audit trail
+are shared with the website checks and live in `tianmu.network`.
 """
 
 from __future__ import annotations
 
-from tianmu.assets.network.audit import AuditRecord, list_scans, record_scan_end, record_scan_start
 from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, HostResult, discover
 from tianmu.assets.network.inventory import HostDiff, StoredService, list_services
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
-from tianmu.assets.network.targets import Target, TargetError, expand_targets, parse_ports
 
 __all__ = [
-    "AuditRecord",
     "DiscoverOptions",
     "DiscoveryResult",
     "HostDiff",
@@ -24,14 +22,7 @@ __all__ = [
     "Identification",
     "ProbeOptions",
     "StoredService",
-    "Target",
-    "TargetError",
     "discover",
-    "expand_targets",
     "identify",
-    "list_scans",
     "list_services",
-    "parse_ports",
-    "record_scan_end",
-    "record_scan_start",
 ]

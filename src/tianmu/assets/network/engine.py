@@ -1,4 +1,10 @@
-"""`discover`: targets → sweep → fingerprints → findings → store, in one call the CLI and API share.
+"""`discover`: targets → sweep → fingerprints → findings, the discovery engine the road runs.
+
+The engine records what it sees: the services of each host (product, version, CPE) in the service
+inventory, with the re-scan diff, and the scan audit trail around the traffic it sends. It does not look
+up vulnerabilities (capabilities never call each other): each host's `sightings` name the product
+versions it saw, and the road (`tianmu.road.network.run_discover`) matches them with
+`tianmu.vulns.services`, then stores one assessment per host and updates the situation.
 
 Findings (conventions of `tianmu.core.models.Finding`; entities `ip` and `host`, `fingerprint_extra`
 `address:port/tcp` so that each port of a host is its own problem):
@@ -15,7 +21,7 @@ Findings (conventions of `tianmu.core.models.Finding`; entities `ip` and `host`,
 | `tls.certificate.not-yet-valid` | misconfiguration | the certificate's notBefore is in the future          |
 | `tls.certificate.self-signed`   | misconfiguration | subject equals issuer                                 |
 | `tls.protocol.legacy`           | misconfiguration | TLS 1.0 or 1.1 is offered                             |
-| CVE id                          | vulnerability    | the service's CPE is in a CVE's NVD configurations    |
+| CVE id (added by the road)      | vulnerability    | the service's CPE or package is in a CVE/OSV record   |
 
 The first scan of a host is its baseline: ports are recorded, not reported as new.
 """
@@ -26,36 +32,33 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from tianmu.assets.network.audit import record_scan_end, record_scan_start
-from tianmu.assets.network.connection import run_sync
-from tianmu.assets.network.cpe import cpe_for, current_vendor, parse_cpe
 from tianmu.assets.network.inventory import HostDiff, save_host_services
 from tianmu.assets.network.nmap import NmapHost, read_nmap_xml, run_nmap
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
 from tianmu.assets.network.sweep import SweepOptions, sweep
-from tianmu.assets.network.targets import Target, expand_targets, parse_ports
-from tianmu.assets.network.vulnmatch import product_vulnerabilities
 from tianmu.core.errors import InputError
-from tianmu.core.models import (
-    Assessment,
-    Asset,
-    AssetKind,
-    Finding,
-    FindingKind,
-    Service,
-    Severity,
-    utcnow,
-)
+from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Service, Severity, utcnow
+from tianmu.core.serialize import finding_to_dict
+from tianmu.network.audit import record_scan_end, record_scan_start
+from tianmu.network.connection import run_sync
+from tianmu.network.cpe import cpe_for, current_vendor, parse_cpe
+from tianmu.network.sightings import ProductSighting
+from tianmu.network.targets import Target, expand_targets, parse_ports
 from tianmu.store.database import Store
-from tianmu.store.repository import save_assessment
-from tianmu.store.schema import kb_sources
 
-__all__ = ["DiscoverOptions", "DiscoveryResult", "HostResult", "discover", "service_findings"]
+__all__ = [
+    "DiscoverOptions",
+    "DiscoveryResult",
+    "HostResult",
+    "discover",
+    "host_asset",
+    "service_findings",
+    "sort_findings",
+]
 
 Progress = Callable[[str, int], None]
 """`progress(stage, n)`: `("sweep", attempts done)`, `("fingerprint", services done)`."""
@@ -90,6 +93,10 @@ class HostResult:
     filtered: list[int] = field(default_factory=list)
     closed: int = 0
     diff: HostDiff | None = None
+    findings: list[Finding] = field(default_factory=list)
+    """This host's findings (the road adds the vulnerabilities of its sightings)."""
+    sightings: list[ProductSighting] = field(default_factory=list)
+    """The product versions seen on this host's services, for vulnerability matching."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -121,10 +128,11 @@ class DiscoveryResult:
     audit_id: int | None = None
     engine: str = "builtin"
     notes: list[str] = field(default_factory=list)
+    scanned_at: datetime | None = None
+    """When the services were recorded (the time of the hosts' assessments)."""
+    tenant: str = "default"
 
     def as_json(self) -> dict[str, Any]:
-        from tianmu.reports.json_report import finding_to_dict
-
         return {
             "hosts": [h.as_json() for h in self.hosts if h.services],
             "findings": [finding_to_dict(f) for f in self.findings],
@@ -161,8 +169,14 @@ async def _fingerprint_all(
             host.infos[port] = ident.info
 
 
-def _asset(host: HostResult, tenant: str) -> Asset:
+def host_asset(host: HostResult, tenant: str) -> Asset:
+    """The asset a host's findings belong to: named by its host name when it has one."""
     return Asset(name=host.hostname or host.address, kind=AssetKind.HOST, tenant=tenant)
+
+
+def sort_findings(findings: list[Finding]) -> None:
+    """The order `discover` reports findings in: most severe first, then by rule and port."""
+    findings.sort(key=lambda f: (-f.severity.rank, f.rule_id, f.evidence.get("fingerprint_extra", "")))
 
 
 def _evidence(host: HostResult, port: int, **extra: Any) -> dict[str, Any]:
@@ -188,7 +202,7 @@ def _finding(
         rule_id=rule,
         title=title,
         severity=severity,
-        asset=_asset(host, tenant),
+        asset=host_asset(host, tenant),
         summary=summary,
         evidence=_evidence(host, svc.port, service=svc.service, banner=svc.banner, **extra),
     )
@@ -352,19 +366,20 @@ def _new_port_findings(host: HostResult, tenant: str) -> list[Finding]:
     return out
 
 
-def _vulnerability_findings(store: Store, host: HostResult, tenant: str) -> list[Finding]:
-    out: list[Finding] = []
-    for svc in host.services:
-        if not svc.product or not svc.version:
-            continue
-        evidence = _evidence(host, svc.port, service=svc.service, banner=svc.banner)
-        at = f" at {host.address}:{svc.port}"
-        out.extend(
-            product_vulnerabilities(
-                store, _asset(host, tenant), svc.product, svc.version, svc.cpe, evidence, at
-            )
+def _sightings(host: HostResult, tenant: str) -> list[ProductSighting]:
+    """What a vulnerability lookup needs of each service that named its product and version."""
+    return [
+        ProductSighting(
+            host_asset(host, tenant),
+            svc.product,
+            svc.version,
+            svc.cpe,
+            _evidence(host, svc.port, service=svc.service, banner=svc.banner),
+            f" at {host.address}:{svc.port}",
         )
-    return out
+        for svc in host.services
+        if svc.product and svc.version
+    ]
 
 
 def _nmap_hosts(items: Sequence[NmapHost], hosts: dict[str, HostResult]) -> list[HostResult]:
@@ -397,14 +412,6 @@ def _from_nmap(targets: Sequence[Target], ports: list[int], options: DiscoverOpt
     return _nmap_hosts(run_nmap(targets, ports, version_scan=options.fingerprint, rate=options.rate), hosts)
 
 
-def _has_nvd(store: Store) -> bool:
-    with store.connect() as conn:
-        return (
-            conn.execute(select(kb_sources.c.name).where(kb_sources.c.kind == "nvd").limit(1)).first()
-            is not None
-        )
-
-
 def discover(
     store: Store | None,
     specs: Sequence[str],
@@ -412,7 +419,10 @@ def discover(
     *,
     progress: Progress | None = None,
 ) -> DiscoveryResult:
-    """Scan, fingerprint, judge and (with a store and `save`) record one discovery run.
+    """Scan, fingerprint and judge; with a store, audit the scan and (with `save`) record the services.
+
+    The findings are what the scan shows by itself (exposures, TLS, new ports); vulnerabilities of the
+    services' versions are for the road to add (each host's `sightings`).
 
     Raises `TargetError` (an InputError) before any packet is sent when a target is unreadable or
     outside the private ranges without `authorized`.
@@ -481,31 +491,24 @@ def discover(
     for host in hosts:
         if store is not None and opts.save:
             host.diff = save_host_services(
-                store, _asset(host, opts.tenant), host.address, host.services, ports, now, host.infos
+                store, host_asset(host, opts.tenant), host.address, host.services, ports, now, host.infos
             )
-        host_findings = service_findings(host, opts.tenant) + _new_port_findings(host, opts.tenant)
-        if store is not None:
-            host_findings += _vulnerability_findings(store, host, opts.tenant)
-        findings.extend(host_findings)
-        if store is not None and opts.save and (host.services or (host.diff and host.diff.disappeared)):
-            assessment = Assessment(
-                target=f"discover {host.address}",
-                asset=_asset(host, opts.tenant),
-                started=now,
-                finished=now,
-                findings=host_findings,
-                engines=["discover"],
-            )
-            save_assessment(store, assessment)
-    findings.sort(key=lambda f: (-f.severity.rank, f.rule_id, f.evidence.get("fingerprint_extra", "")))
-    if store is not None and any(s.version for h in hosts for s in h.services) and not _has_nvd(store):
-        notes.append(
-            "no NVD CVE data imported: service versions were matched against OSV only "
-            "(`tianmu kb import nvdcve-2.0-<year>.json.gz`)"
-        )
+        host.findings = service_findings(host, opts.tenant) + _new_port_findings(host, opts.tenant)
+        host.sightings = _sightings(host, opts.tenant)
+        findings.extend(host.findings)
+    sort_findings(findings)
     elapsed = time.monotonic() - begin
     result = DiscoveryResult(
-        hosts, findings, len(ports) * len(targets), elapsed, self_connects, audit_id, opts.engine, notes
+        hosts,
+        findings,
+        len(ports) * len(targets),
+        elapsed,
+        self_connects,
+        audit_id,
+        opts.engine,
+        notes,
+        scanned_at=now,
+        tenant=opts.tenant,
     )
     if store is not None and audit_id is not None:
         summary = {

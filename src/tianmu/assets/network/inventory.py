@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, insert, select, update
 from tianmu.core.models import Asset, Service
 from tianmu.store.database import Store
 from tianmu.store.repository import upsert_asset
-from tianmu.store.schema import findings, services
+from tianmu.store.schema import assets, findings, services
 
 __all__ = ["HostDiff", "StoredService", "list_services", "save_host_services"]
 
@@ -132,8 +132,6 @@ def _resolve_closed(conn: Connection, tenant: str, asset_id: int, address: str, 
 
 
 def list_services(store: Store, tenant: str, *, state: str | None = "open") -> list[StoredService]:
-    from tianmu.store.schema import assets
-
     query = (
         select(services, assets.c.name.label("asset_name"))
         .join(assets, assets.c.id == services.c.asset_id)

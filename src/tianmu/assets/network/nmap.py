@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tianmu.assets.network.targets import Target
 from tianmu.core.errors import InputError, TianmuError
+from tianmu.network.targets import Target
 
 __all__ = [
     "NmapError",

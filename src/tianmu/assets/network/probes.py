@@ -27,9 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from tianmu.assets.network.banners import parse_banner, parse_mysql_greeting
-from tianmu.assets.network.connection import USER_AGENT, Conn, Identification, ProbeOptions, printable, talk
-from tianmu.assets.network.httpfp import parse_http_response, products_of
-from tianmu.assets.network.tls import inspect_tls
+from tianmu.assets.network.connection import USER_AGENT, Identification, ProbeOptions, printable, talk
 from tianmu.assets.network.wire import (
     bson_command,
     bson_top_level,
@@ -39,6 +37,9 @@ from tianmu.assets.network.wire import (
     op_msg_reply,
     parse_amqp_start,
 )
+from tianmu.network.connection import Conn
+from tianmu.network.httpfp import parse_http_response, products_of
+from tianmu.network.tls import inspect_tls
 
 __all__ = [
     "USER_AGENT",

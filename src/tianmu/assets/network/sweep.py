@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tianmu.assets.network.targets import Target
+from tianmu.network.targets import Target
 
 __all__ = ["SweepOptions", "SweepResult", "sweep"]
 
