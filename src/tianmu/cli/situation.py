@@ -342,10 +342,10 @@ def _alerts(app: typer.Typer) -> None:
         unknown = [n for n in names if n not in loaded.channels]
         if unknown:
             raise InputError(f"unknown channel(s): {', '.join(unknown)}")
-        alert = make_test_alert(settings().tenant)
+        alert = make_test_alert(settings().tenant, loaded.clock.now())
         failed = 0
         for name in names:
-            result = deliver(loaded.channels[name], alert, loaded.retry)
+            result = deliver(loaded.channels[name], alert, loaded.retry, clock=loaded.clock)
             if result.ok:
                 out_console.print(f"[green]ok[/] {name} ({result.attempts} attempt(s))")
             else:

@@ -21,7 +21,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatus
 from tianmu.store.database import Store
 
-from .alerts import load_config, run_alerts
+from .alerts import AlertTransports, load_config, run_alerts
 from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate, finding_time
 from .evidence import BundleReport, export_bundle, load_signer, verify_bundle
 from .insurance import InsuranceSummary, insurance_summary
@@ -81,14 +81,20 @@ _ACTIVE = (TriageStatus.OPEN, TriageStatus.ACKNOWLEDGED)
 
 
 def update_situation(
-    store: Store, assessment: Assessment, *, assessment_id: int | None = None, home: Path | None = None
+    store: Store,
+    assessment: Assessment,
+    *,
+    assessment_id: int | None = None,
+    home: Path | None = None,
+    alert_transports: AlertTransports | None = None,
 ) -> None:
     """Incidents, risk and posture after an assessment; fills `assessment.incidents` and `.risk`.
 
     With `assessment_id` (the assessment was saved) the work is against the store: the findings join the
     tenant's stored incidents, the tenant's risk is scored over all its open findings, a posture point is
-    recorded, and alert rules in `home/alerts.toml` (when present) are run. Without it, the same is
-    computed for this assessment's findings alone and nothing is written.
+    recorded, and alert rules in `home/alerts.toml` (when present) are run, sending through
+    `alert_transports` (default: the network). Without it, the same is computed for this assessment's
+    findings alone and nothing is written.
     """
     tenant = assessment.asset.tenant
     resolver = store_technique_resolver(store)
@@ -110,7 +116,9 @@ def update_situation(
         report.history = [point.as_dict() for point in posture_history(store, tenant)]
         summary = insurance_summary(current, assets, resolver=resolver)
         if home is not None and (home / "alerts.toml").is_file():
-            _run_configured_alerts(store, assessment, home / "alerts.toml", active, current, assets)
+            _run_configured_alerts(
+                store, assessment, home / "alerts.toml", alert_transports, active, current, assets
+            )
     # Most severe first, then the oldest: the order a report reader should take them in.
     far = datetime.max.replace(tzinfo=UTC)
     assessment.incidents.sort(key=lambda i: (-i.severity.rank, i.first_seen or far, i.id))
@@ -121,12 +129,13 @@ def _run_configured_alerts(
     store: Store,
     assessment: Assessment,
     config_path: Path,
+    transports: AlertTransports | None,
     incidents: list[Incident],
     findings: list[Finding],
     assets: list[Asset],
 ) -> None:
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, transports=transports)
     except InputError as exc:
         assessment.notes.append(f"alerts: not sent: {exc}")
         return
