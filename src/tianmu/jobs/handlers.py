@@ -18,15 +18,19 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from tianmu.assets.network.engine import DiscoverOptions
 from tianmu.core.config import Settings
 from tianmu.core.errors import InputError
 from tianmu.core.knowledge import KbContext
 from tianmu.core.models import AssetKind
 from tianmu.jobs import queue
 from tianmu.jobs.models import Job, JobCancelled
+from tianmu.road.network import run_discover, run_domain, run_web
 from tianmu.store.database import Store
 from tianmu.store.repository import SaveResult
 from tianmu.store.schema import assets
+from tianmu.websec.domain import DomainOptions
+from tianmu.websec.engine import WebOptions
 
 __all__ = ["JOB_KINDS", "PROGRESS_INTERVAL", "JobContext", "JobKind", "validate_params"]
 
@@ -235,30 +239,30 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 def _run_discover(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.assets.network import DiscoverOptions, discover
-
     p = ctx.job.params
     options = DiscoverOptions(ports=p["ports"], authorized=p["authorized"], tenant=ctx.job.tenant)
     # Discovery reports (stage, count); the job records the stage.
-    result = discover(ctx.store, p["targets"], options, progress=lambda stage, _n: ctx.progress(stage))
+    result = run_discover(
+        ctx.store,
+        p["targets"],
+        options,
+        progress=lambda stage, _n: ctx.progress(stage),
+        home=ctx.settings.home,
+    )
     return {**_summary(result), "hosts": len(result.hosts), "ports_scanned": result.ports_scanned}
 
 
 def _run_web(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.websec import WebOptions, check_websites
-
     p = ctx.job.params
     options = WebOptions(authorized=p["authorized"], tenant=ctx.job.tenant)
-    result = check_websites(ctx.store, p["urls"], options, progress=ctx.progress)
+    result = run_web(ctx.store, p["urls"], options, progress=ctx.progress, home=ctx.settings.home)
     return {**_summary(result), "sites": len(result.sites)}
 
 
 def _run_domain(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.websec import DomainOptions, check_domains
-
     p = ctx.job.params
     options = DomainOptions(dkim_selectors=tuple(p["dkim_selectors"]), tenant=ctx.job.tenant)
-    result = check_domains(ctx.store, p["domains"], options, progress=ctx.progress)
+    result = run_domain(ctx.store, p["domains"], options, progress=ctx.progress, home=ctx.settings.home)
     return {**_summary(result), "domains": len(result.domains)}
 
 
