@@ -11,7 +11,7 @@ import json
 import re
 import smtplib
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ import pytest
 from tianmu.core.clock import ManualClock
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity, TriageStatus
-from tianmu.situation import correlate, update_situation
+from tianmu.situation import correlate, posture_history, update_situation
 from tianmu.situation.alerts import (
     Alert,
     AlertConfig,
@@ -374,8 +374,9 @@ def test_the_situation_step_of_assess_alerts_once(sqlite_store: Store, tmp_path:
         '[[rules]]\nname = "crit"\non = ["incident"]\nmin_severity = "critical"\n'
     )
     receiver = MemoryWebhook()
-    transports = AlertTransports(http=receiver, clock=ManualClock())
     now = datetime(2026, 11, 24, tzinfo=UTC)
+    clock = ManualClock(now)
+    transports = AlertTransports(http=receiver, clock=clock)
     for _ in range(2):  # the same assessment twice: the second one changes nothing, so no second alert
         findings = [f for f in scenario_findings() if f.asset.name == "web01"]
         assessment = Assessment("/srv/web01", WEB01, now, now, findings=findings)
@@ -386,7 +387,11 @@ def test_the_situation_step_of_assess_alerts_once(sqlite_store: Store, tmp_path:
             assessment_id=saved.assessment_id,
             home=home,
             alert_transports=transports,
+            clock=clock,
         )
+        clock.advance(3600)
+    # Posture points are stamped by the clock given, an hour apart.
+    assert [p.taken_at for p in posture_history(sqlite_store, "default")] == [now, now + timedelta(hours=1)]
     assert [json.loads(r.content)["title"] for r in receiver.requests] == [
         "Persistence on web01 from 203.0.113.45"
     ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tianmu.core.clock import Clock, SystemClock
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatus
 from tianmu.store.database import Store
@@ -87,20 +88,25 @@ def update_situation(
     assessment_id: int | None = None,
     home: Path | None = None,
     alert_transports: AlertTransports | None = None,
+    clock: Clock | None = None,
 ) -> None:
     """Incidents, risk and posture after an assessment; fills `assessment.incidents` and `.risk`.
 
     With `assessment_id` (the assessment was saved) the work is against the store: the findings join the
     tenant's stored incidents, the tenant's risk is scored over all its open findings, a posture point is
     recorded, and alert rules in `home/alerts.toml` (when present) are run, sending through
-    `alert_transports` (default: the network). Without it, the same is computed for this assessment's
-    findings alone and nothing is written.
+    `alert_transports` (default: the network, and `clock`). Without it, the same is computed for this
+    assessment's findings alone and nothing is written. Risk ages findings and posture is stamped at
+    `clock.now()` (default: the system clock).
     """
+    now = (clock or SystemClock()).now()
+    if alert_transports is None and clock is not None:
+        alert_transports = AlertTransports(clock=clock)
     tenant = assessment.asset.tenant
     resolver = store_technique_resolver(store)
     if assessment_id is None:
         assessment.incidents = correlate(assessment.findings, tenant=tenant, resolver=resolver)
-        report = score_findings(assessment.findings, [assessment.asset], tenant=tenant)
+        report = score_findings(assessment.findings, [assessment.asset], tenant=tenant, now=now)
         summary = insurance_summary(assessment.findings, [assessment.asset], resolver=resolver)
     else:
         update_incidents(store, tenant, assessment.findings, resolver=resolver)
@@ -110,7 +116,7 @@ def update_situation(
         ]
         assets = load_assets(store, tenant)
         current = open_findings(store, tenant)
-        report = score_findings(current, assets, tenant=tenant)
+        report = score_findings(current, assets, tenant=tenant, now=now)
         active = load_incidents(store, tenant, statuses=_ACTIVE)
         record_posture(store, report, assessment_id=assessment_id, open_incidents=len(active))
         report.history = [point.as_dict() for point in posture_history(store, tenant)]

@@ -341,9 +341,17 @@ def alert_state(store: Store, tenant: str, rule: str, subject: str) -> str | Non
 
 
 def set_alert_state(
-    store: Store, tenant: str, rule: str, subject: str, state: str, channels: list[str]
+    store: Store,
+    tenant: str,
+    rule: str,
+    subject: str,
+    state: str,
+    channels: list[str],
+    *,
+    at: datetime | None = None,
 ) -> None:
-    now = utcnow()
+    """Record `state` as delivered for (rule, subject) at `at` (default: now)."""
+    now = at or utcnow()
     with store.begin() as conn:
         values = {"state": state, "delivered_at": now, "channels": channels}
         _upsert(

@@ -66,5 +66,5 @@ def run_alerts(
             result = deliver(channel, alert, config.retry, clock=config.clock)
             results.append(result)
             if result.ok:
-                set_alert_state(store, tenant, key, alert.subject, alert.state, [name])
+                set_alert_state(store, tenant, key, alert.subject, alert.state, [name], at=config.clock.now())
     return results
