@@ -33,10 +33,11 @@ class InventoryEngine:
 
     def __init__(self, extractors: list[Extractor] | None = None) -> None:
         self._extractors = extractors
+        self._reader = InventoryReader("", extractors)
 
-    def claims(self, match_path: Path) -> bool:
-        """The collector's question: is this file one of ours?"""
-        return InventoryReader("", self._extractors).claims(match_path)
+    def claims(self, match_path: Path) -> bool | None:
+        """The collector's question: is this file one of ours (None: only its content can tell)?"""
+        return self._reader.claims(match_path)
 
     def read(self, inputs: Inputs, job: JobContext) -> tuple[InventoryResult, list[InputError]]:
         """The inventory of the collected package files, with its errors as InputErrors."""
@@ -51,7 +52,10 @@ class InventoryEngine:
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
         inventory, errors = self.read(inputs, job)
+        consumed = {c.location.path for c in inventory.components if c.location is not None}
+        consumed |= {u.location.path for u in inventory.unresolved}
         return EngineResult(
+            consumed=consumed,
             errors=[str(error) for error in errors],
             components=inventory.components,
             unresolved=inventory.unresolved,

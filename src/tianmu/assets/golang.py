@@ -171,6 +171,7 @@ class GoBinaryExtractor(Extractor):
     ecosystem = ECOSYSTEM
     max_bytes = None  # memory-mapped: size does not cost memory
     sniff_bytes = 4
+    generic_names = True
 
     def matches(self, relpath: Path) -> bool:
         return relpath.suffix.lower() in _BINARY_SUFFIXES

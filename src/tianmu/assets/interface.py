@@ -53,6 +53,9 @@ class Extractor(ABC):
     sniff_bytes: int = 0
     """When > 0, the scanner reads this many leading bytes and extracts only if `accepts(head)`."""
 
+    generic_names: bool = False
+    """Its name rule matches files of any kind (suffixless, `.exe`, `.so`): a match alone does not make a
+    file an inventory file, and an extractor with a specific name for the file takes precedence."""
     reads_beside: tuple[tuple[str, ...], ...] = ()
     """Path endings of files it reads besides its own (a package database's `etc/os-release`), so the
     collector counts them as inventory files too and no other reader opens them."""

@@ -47,13 +47,20 @@ class InventoryReader:
         self._unresolved: set[tuple[str, str, str, str, int | None]] = set()
         self._errors: set[str] = set()
 
-    def claims(self, match_path: Path) -> bool:
-        """True when an extractor reads a file of this name (content may still turn it down)."""
+    def claims(self, match_path: Path) -> bool | None:
+        """True when an extractor reads files of this very name (or beside them); None when only
+        extractors whose name rules match any file do (a suffixless file may be a Go binary, or a log:
+        its content decides); False when none does."""
         parts = match_path.parts
-        return any(
-            x.matches(match_path) or any(parts[-len(end) :] == end for end in x.reads_beside)
-            for x in self.extractors
-        )
+        maybe = False
+        for x in self.extractors:
+            if any(parts[-len(end) :] == end for end in x.reads_beside):
+                return True
+            if x.matches(match_path):
+                if not x.generic_names:
+                    return True
+                maybe = True
+        return None if maybe else False
 
     def read(self, path: Path, display: str, match_path: Path) -> None:
         if _scan_file(path, display, match_path, self.extractors, self.progress, self._add):
@@ -159,6 +166,13 @@ def _scan_file(
 ) -> bool:
     """Run the matching extractors on one file; True when at least one read it without error."""
     matched = [x for x in extractors if x.matches(match_path)]
+    # A file an extractor claims by a specific name (`var/lib/dpkg/status`), or reads beside its own
+    # (`etc/os-release`), is that extractor's: the extractors whose names match any file (suffixless,
+    # `.so`) would only open it again to say no.
+    specific = [x for x in matched if not x.generic_names]
+    parts = match_path.parts
+    beside = any(parts[-len(end) :] == end for x in extractors for end in x.reads_beside)
+    matched = specific if specific or beside else matched
     if not matched:
         return False
     try:

@@ -145,6 +145,9 @@ class EngineResult:
     unresolved: list[Unresolved] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     files_read: int = 0
+    consumed: set[str] = field(default_factory=set)
+    """Relative paths of files this engine read as its own input (a lockfile's includes as well): they
+    are no input of another class (a requirements include is not a log), so no other reader opens them."""
 
     def extend(self, other: EngineResult) -> None:
         self.findings.extend(other.findings)
@@ -154,6 +157,7 @@ class EngineResult:
         self.unresolved.extend(other.unresolved)
         self.services.extend(other.services)
         self.files_read += other.files_read
+        self.consumed |= other.consumed
 
 
 @runtime_checkable

@@ -50,15 +50,23 @@ _CONFIG_SUFFIXES = frozenset(
 class Classifier:
     """Decides a file's primary class from its path relative to the root."""
 
-    claims_package: Callable[[Path], bool]
-    """The inventory's claim (its extractors' name rules and the files they read beside them)."""
+    claims_package: Callable[[Path], bool | None]
+    """The inventory's claim (its extractors' name rules and the files they read beside them): True for
+    its files, None for files only content can tell (a suffixless file may be a Go binary or a log)."""
+
+    def classes(self, relpath: str, *, symlink: bool, single: bool) -> set[FileClass]:
+        """Classes besides `ANY`: the primary class, and `PACKAGE` when the inventory may want the file."""
+        parts = relpath.split("/")
+        inventoried = not _INVENTORY_SKIP.intersection(parts[:-1]) and not _in_npm_cache(parts)
+        claim = self.claims_package(Path(relpath)) if inventoried else False
+        if claim:
+            return {FileClass.PACKAGE}
+        primary = self.primary(relpath, symlink=symlink, single=single)
+        return ({primary} if primary else set()) | ({FileClass.PACKAGE} if claim is None else set())
 
     def primary(self, relpath: str, *, symlink: bool, single: bool) -> FileClass | None:
         parts = relpath.split("/")
         match_path = Path(relpath)
-        inventoried = not _INVENTORY_SKIP.intersection(parts[:-1]) and not _in_npm_cache(parts)
-        if inventoried and self.claims_package(match_path):
-            return FileClass.PACKAGE
         if symlink:
             return None
         if single or (not LOG_SKIP_DIRS.intersection(parts[:-1]) and is_log_name(parts[-1])):
@@ -105,8 +113,7 @@ def collect(root: Path, classifier: Classifier) -> Collection:
         found.special += 1
         return found
     # One named file: the extractors judge it by its full path (`.../var/lib/dpkg/status`).
-    primary = classifier.primary(os.path.abspath(root), symlink=False, single=True)
-    classes = {FileClass.ANY} | ({primary} if primary else set())
+    classes = {FileClass.ANY} | classifier.classes(os.path.abspath(root), symlink=False, single=True)
     found.files.append(CollectedFile(str(root), root.name, info.st_size, frozenset(classes)))
     return found
 
@@ -147,17 +154,16 @@ def _file(
     if item.is_symlink():
         if not item.is_file(follow_symlinks=True) or not _inside(os.path.realpath(item.path), real_root):
             return None
-        primary = classifier.primary(relpath, symlink=True, single=False)
-        if primary is None:
+        classes = classifier.classes(relpath, symlink=True, single=False)
+        if not classes:
             return None
         size = item.stat(follow_symlinks=True).st_size
-        return CollectedFile(item.path, relpath, size, frozenset({primary}))
+        return CollectedFile(item.path, relpath, size, frozenset(classes))
     info = item.stat(follow_symlinks=False)
     if not stat.S_ISREG(info.st_mode):
         found.special += 1
         return None
-    primary = classifier.primary(relpath, symlink=False, single=False)
-    classes = {FileClass.ANY} | ({primary} if primary else set())
+    classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False)
     return CollectedFile(item.path, relpath, info.st_size, frozenset(classes))
 
 

@@ -7,8 +7,8 @@
    the peers other engines saw; the event pass's findings came from the very events they rest on).
 
 Results are reported in the order the engines were listed, whatever order they ran in, so a report
-reads the same; within one engine, one finding per fingerprint (an engine that matched the same thing
-in a log and in an earlier finding reports it once, the log's sighting first).
+reads the same. An engine that is both (intelligence) reports a thing its event part already matched
+only once: the log's sighting, with its line and excerpt.
 """
 
 from __future__ import annotations
@@ -70,33 +70,33 @@ def run_engines(
         _batch(engine, inputs, job, results)
     event_engines = [e for e in engines if isinstance(e, EventEngine)]
     if event_engines:
-        logs = [file for file in files if FileClass.LOG in file.classes]
+        consumed = {path for result in results.values() for path in result.consumed}
+        logs = [file for file in files if FileClass.LOG in file.classes and file.relpath not in consumed]
         passed = run_event_pass(logs, event_engines, job, workers=workers)
         for event_engine, result in zip(event_engines, passed, strict=True):
             results[event_engine.name].extend(result)
     late = [e for e in engines if isinstance(e, Engine) and InputKind.FINDINGS in e.requirements.inputs]
     for late_engine in late:
-        _batch(late_engine, inputs, job, results)
-    for result in results.values():
-        result.findings = _unique(result)
+        _batch(late_engine, inputs, job, results, already=results[late_engine.name].findings)
     return RoadRun(results, inputs)
 
 
-def _batch(engine: Engine, inputs: Inputs, job: JobContext, results: dict[str, EngineResult]) -> None:
+def _batch(
+    engine: Engine,
+    inputs: Inputs,
+    job: JobContext,
+    results: dict[str, EngineResult],
+    *,
+    already: Sequence[Finding] = (),
+) -> None:
     result = engine.analyse(inputs, job)
+    if already:
+        # What the engine's event part reported (with its line and excerpt) is not reported again.
+        seen = {finding.fingerprint for finding in already}
+        result.findings = [finding for finding in result.findings if finding.fingerprint not in seen]
     results[engine.name].extend(result)
     inputs.components.extend(result.components)
     inputs.unresolved.extend(result.unresolved)
     inputs.services.extend(result.services)
     if InputKind.FINDINGS not in engine.requirements.inputs:
         inputs.findings.extend(result.findings)
-
-
-def _unique(result: EngineResult) -> list[Finding]:
-    seen: set[str] = set()
-    unique: list[Finding] = []
-    for finding in result.findings:
-        if finding.fingerprint not in seen:
-            seen.add(finding.fingerprint)
-            unique.append(finding)
-    return unique
