@@ -15,6 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, free_port, serve_banner, serve_http
+from network.tests_support import assert_situation_moved, cli_env, home_store
 from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.nmap import cpe22_to_23, nmap_available, parse_nmap_xml
@@ -27,6 +28,7 @@ from tianmu.knowledge import import_any
 from tianmu.network.audit import list_scans
 from tianmu.network.targets import TargetError
 from tianmu.road.network import run_discover
+from tianmu.situation import load_incidents, posture_history
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
 from tianmu.store.schema import assets, scan_audit
@@ -185,6 +187,22 @@ def test_cli_json_shape(lab: dict[str, int], tmp_path: Path, monkeypatch: pytest
     assert refused.exit_code == 2 and "--i-am-authorized" in refused.output
     failing = CliRunner().invoke(app, ["discover", "127.0.0.1", "-p", ports, "--fail-on", "high"], env=env)
     assert failing.exit_code == 1, failing.output
+
+
+def test_cli_updates_the_situation(lab: dict[str, int], tmp_path: Path) -> None:
+    """`tianmu discover` finishes like `assess`: the findings are stored and the tenant's risk moves."""
+    home = tmp_path / "home"
+    store = home_store(home)
+    try:
+        assert posture_history(store, "default") == [] and load_incidents(store, "default") == []
+        ports = ",".join(str(p) for p in lab.values())
+        result = CliRunner().invoke(
+            app, ["discover", "127.0.0.1", "-p", ports, "--timeout", "1"], env=cli_env(home)
+        )
+        assert result.exit_code == 0, result.output
+        assert_situation_moved(store, {"tls.certificate.expired"})
+    finally:
+        store.close()
 
 
 def test_nmap_xml() -> None:

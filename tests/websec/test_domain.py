@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.dnssec
 import dns.name
@@ -12,11 +13,15 @@ import dns.zone
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, free_port, make_cert, serve_dns, serve_http
+from network.tests_support import assert_situation_moved, cli_env, home_store
+from tianmu.cli.main import app
 from tianmu.core.errors import InputError
 from tianmu.network.audit import list_scans
 from tianmu.road.network import run_domain
+from tianmu.situation import posture_history
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
 from tianmu.websec.domain import DomainOptions, check_domains, dkim_issues, dmarc_issues, spf_issues
@@ -209,6 +214,24 @@ def test_stored_with_audit(store: Store, lab: tuple[int, int, str]) -> None:
     stored = {s.finding.rule_id for s in list_findings(store, "default")}
     assert "domain.spf.pass-all" in stored and "domain.axfr.open" not in stored
     assert list_scans(store, "default")[0].action == "domain"
+
+
+def test_cli_updates_the_situation(lab: tuple[int, int, str], tmp_path: Path) -> None:
+    """`tianmu domain` finishes like `assess`: the findings are stored and the tenant's risk moves."""
+    home = tmp_path / "home"
+    store = home_store(home)
+    try:
+        assert posture_history(store, "default") == []
+        port, _https_port, _ca = lab
+        result = CliRunner().invoke(
+            app,
+            ["domain", "bad.test", "--nameserver", "127.0.0.1", "--port", str(port), "--no-axfr"],
+            env=cli_env(home),
+        )
+        assert result.exit_code == 0, result.output
+        assert_situation_moved(store, {"domain.spf.pass-all", "domain.dnssec.unsigned"})
+    finally:
+        store.close()
 
 
 def lookup(records: dict[str, list[str]]):  # type: ignore[no-untyped-def]

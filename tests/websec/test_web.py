@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, make_cert, serve_http
+from network.tests_support import assert_situation_moved, cli_env, home_store
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.knowledge import KbContext
@@ -20,6 +21,7 @@ from tianmu.knowledge import import_any
 from tianmu.network.audit import list_scans
 from tianmu.network.targets import TargetError
 from tianmu.road.network import run_web
+from tianmu.situation import posture_history
 from tianmu.store import Store
 from tianmu.store.repository import list_findings
 from tianmu.websec.engine import WebOptions, check_websites
@@ -245,6 +247,21 @@ def test_cli(careless: tuple[Site, int], tmp_path: Path, monkeypatch: pytest.Mon
     assert any(f["id"] == "web.env-file-exposed" and f["severity"] == "critical" for f in data["findings"])
     down = CliRunner().invoke(app, ["web", "http://127.0.0.1:1/"], env=env)
     assert down.exit_code == 2
+
+
+def test_cli_updates_the_situation(careless: tuple[Site, int], tmp_path: Path) -> None:
+    """`tianmu web` finishes like `assess`: the findings are stored and the tenant's risk moves."""
+    home = tmp_path / "home"
+    store = home_store(home)
+    try:
+        assert posture_history(store, "default") == []
+        _site, port = careless
+        url = f"https://localhost:{port}/"
+        result = CliRunner().invoke(app, ["web", url, "--rate", "200"], env=cli_env(home))
+        assert result.exit_code == 0, result.output
+        assert_situation_moved(store, {"web.env-file-exposed", "tls.certificate.self-signed"})
+    finally:
+        store.close()
 
 
 def test_disclosed_package_version_matched_by_osv(store: Store, tmp_path: Path) -> None:
