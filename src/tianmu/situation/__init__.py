@@ -23,7 +23,7 @@ from tianmu.core.models import Assessment, Asset, Finding, Incident, TriageStatu
 from tianmu.store.database import Store
 
 from .alerts import AlertTransports, load_config, run_alerts
-from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate, finding_time
+from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, correlate
 from .evidence import BundleReport, export_bundle, load_signer, verify_bundle
 from .insurance import InsuranceSummary, insurance_summary
 from .repository import (
@@ -40,6 +40,7 @@ from .repository import (
 )
 from .risk import AssetRisk, Factor, FindingRisk, RiskReport, score_finding, score_findings
 from .tactics import TACTICS, finding_tactics, store_technique_resolver
+from .timeline import finding_time
 from .trace import TraceStory, trace
 
 __all__ = [

@@ -1,5 +1,6 @@
 """Correlation: findings that share an entity within a time window become one Incident.
 
+What one finding contributes — its time, entities, links and timeline entry — is read in `timeline`.
 Streaming by design: a `Correlator` takes findings one at a time (`add`) and says which incident each
 one created or changed, so the same code serves a batch (`correlate(findings)`), an assessment that
 adds findings to incidents already stored, and a live feed.
@@ -34,16 +35,13 @@ The rules, documented in docs/situation.md:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from tianmu.core.models import (
-    ENTITY_TYPES,
     Finding,
     FindingKind,
     Incident,
@@ -52,6 +50,18 @@ from tianmu.core.models import (
 )
 
 from .tactics import TACTIC_NAMES, TACTICS, TechniqueResolver, finding_tactics, tactic_index
+from .timeline import (
+    LINK_TYPES,
+    Link,
+    entities_of,
+    entry_epoch,
+    entry_key,
+    finding_time,
+    interval_start,
+    links_of,
+    parse_time,
+    timeline_entry,
+)
 
 __all__ = [
     "CORRELATED_KINDS",
@@ -59,16 +69,13 @@ __all__ = [
     "DEFAULT_WINDOW",
     "Correlator",
     "IncidentChange",
-    "as_utc",
     "correlate",
-    "finding_time",
     "incident_state",
 ]
 
 DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_FANOUT = 50
 CORRELATED_KINDS = frozenset({FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL})
-_LINK_TYPES = ("ip", "host", "hash", "domain", "url")
 _INITIAL = "initial-access"
 # Tactics that only an attacker already inside shows; credential access (a brute force) and discovery
 # (a scan) are also done from the outside, so on their own they do not raise an incident's severity.
@@ -84,116 +91,6 @@ _INSIDE = frozenset(
     }
 )
 _FINAL = {tactic_index("exfiltration"), tactic_index("impact")}
-
-Link = tuple[str, str]
-
-
-@lru_cache(maxsize=65536)
-def _parse_iso(value: str) -> datetime | None:
-    # Cached: a timeline's times are parsed again at every sort and stage computation.
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _parse_time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, str) and value:
-        return _parse_iso(value)
-    return None
-
-
-def as_utc(value: object) -> datetime | None:
-    """A datetime or ISO 8601 text as an aware UTC datetime (SQLite returns naive ones); else None."""
-    return _parse_time(value)
-
-
-def finding_time(finding: Finding) -> datetime | None:
-    """When the finding's event happened: evidence time, else when Tianmu first saw it."""
-    evidence = _parse_time(finding.evidence.get("time"))
-    return evidence or _parse_time(finding.first_seen) or _parse_time(finding.last_seen)
-
-
-def _entities(evidence: Mapping[str, Any]) -> dict[str, list[str]]:
-    raw = evidence.get("entities")
-    out: dict[str, list[str]] = {}
-    if not isinstance(raw, Mapping):
-        return out
-    for kind in ENTITY_TYPES:
-        values = raw.get(kind)
-        if isinstance(values, str):
-            values = [values]
-        if isinstance(values, list | tuple):
-            clean = [str(v) for v in values if isinstance(v, str | int) and str(v)]
-            if clean:
-                out[kind] = list(dict.fromkeys(clean))
-    return out
-
-
-@lru_cache(maxsize=65536)
-def _ip_link(value: str) -> str | None:
-    """The canonical text of an address that may link findings; None for loopback, unspecified, junk."""
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if address.is_loopback or address.is_unspecified:
-        return None
-    return str(address)
-
-
-def _links(tenant: str, asset_kind: str, asset: str, entities: Mapping[str, list[str]]) -> set[Link]:
-    links: set[Link] = {("asset", f"{tenant}|{asset_kind}|{asset}")}
-    if asset_kind == "host":
-        links.add(("host", asset.lower()))
-    for kind in _LINK_TYPES:
-        for value in entities.get(kind, ()):
-            if kind == "ip":
-                normal = _ip_link(value)
-                if normal is not None:
-                    links.add(("ip", normal))
-                continue
-            links.add((kind, value.lower()))
-    for user in entities.get("user", ()):
-        links.add(("user", f"{user.lower()}@{asset}"))
-    return links
-
-
-def _entry(finding: Finding, tactics: list[str], fingerprint: str | None = None) -> dict[str, Any]:
-    moment = finding_time(finding)
-    evidence = {k: finding.evidence[k] for k in ("path", "line", "record", "sha256") if k in finding.evidence}
-    return {
-        "time": moment.isoformat().replace("+00:00", "Z") if moment else None,
-        "fingerprint": fingerprint or finding.fingerprint,
-        "kind": finding.kind.value,
-        "rule_id": finding.rule_id,
-        "title": finding.title,
-        "severity": finding.severity.value,
-        "tactics": tactics,
-        "asset": finding.asset.name,
-        "asset_kind": finding.asset.kind.value,
-        "entities": _entities(finding.evidence),
-        "evidence": evidence,
-    }
-
-
-def _start(interval: list[Any]) -> float:
-    return float(interval[0])
-
-
-def _epoch(entry: Mapping[str, Any]) -> float | None:
-    moment = _parse_time(entry.get("time"))
-    return moment.timestamp() if moment is not None else None
-
-
-def _entry_key(entry: Mapping[str, Any]) -> tuple[int, float, int, str]:
-    tactics = entry.get("tactics") or []
-    first = tactic_index(tactics[0]) if tactics else len(TACTIC_NAMES)
-    epoch = _epoch(entry)
-    return (0 if epoch is not None else 1, epoch or 0.0, first, entry.get("fingerprint", ""))
 
 
 def incident_state(incident: Incident) -> str:
@@ -233,7 +130,7 @@ class _Tracked:
 
 def _effective(entry: Mapping[str, Any], inside_from: float | None) -> int:
     best = -1
-    epoch = _epoch(entry)
+    epoch = entry_epoch(entry)
     for tactic in entry.get("tactics", []):
         at = tactic_index(tactic)
         if inside_from is not None and epoch is not None and epoch <= inside_from:
@@ -305,7 +202,7 @@ class Correlator:
             return links
         where = f"{asset_kind}|{asset}"
         for link in links:
-            if link[0] not in _LINK_TYPES or link in self.hubs:
+            if link[0] not in LINK_TYPES or link in self.hubs:
                 continue
             seen = self._seen_on.setdefault(link, set())
             seen.add(where)
@@ -317,8 +214,8 @@ class Correlator:
     def _index(self, entry: Mapping[str, Any], incident_id: str, links: set[Link] | None = None) -> None:
         if links is None:
             kind, asset = entry.get("asset_kind", ""), entry.get("asset", "")
-            links = self._usable(_links(self.tenant, kind, asset, entry.get("entities", {})), kind, asset)
-        epoch = _epoch(entry)
+            links = self._usable(links_of(self.tenant, kind, asset, entry.get("entities", {})), kind, asset)
+        epoch = entry_epoch(entry)
         root = self._root(incident_id)
         for link in links:
             if epoch is None:
@@ -334,18 +231,18 @@ class Correlator:
                         root,
                     )
                     if moved:
-                        intervals.sort(key=_start)
+                        intervals.sort(key=interval_start)
                     self._longest[link] = max(self._longest.get(link, 0.0), interval[1] - interval[0])
                     break
             else:
-                insort(intervals, [epoch, epoch, root], key=_start)
+                insort(intervals, [epoch, epoch, root], key=interval_start)
         self._fingerprints.add(entry["fingerprint"])
 
     def _near(self, link: Link, epoch: float) -> Iterable[list[Any]]:
         """The intervals of `link` with a sighting within the window of `epoch`, latest start first."""
         intervals = self._timed.get(link, [])
         longest = self._longest.get(link, 0.0)
-        index = bisect_right(intervals, epoch + self.window, key=_start)
+        index = bisect_right(intervals, epoch + self.window, key=interval_start)
         while index > 0:
             index -= 1
             interval = intervals[index]
@@ -368,7 +265,7 @@ class Correlator:
         tactics = entry.get("tactics", [])
         tracked.tactics.update(tactics)
         tracked.worst = max(tracked.worst, Severity(entry["severity"]).rank)
-        epoch = _epoch(entry)
+        epoch = entry_epoch(entry)
         if epoch is not None:
             tracked.start = min(tracked.start, epoch)
         earlier = tracked.inside_from is None or (epoch is not None and epoch < tracked.inside_from)
@@ -436,11 +333,11 @@ class Correlator:
         fingerprint = finding.fingerprint
         if fingerprint in self._fingerprints:
             return None
-        entry = _entry(finding, finding_tactics(finding, self.resolver), fingerprint)
+        entry = timeline_entry(finding, finding_tactics(finding, self.resolver), fingerprint)
         kind, asset = finding.asset.kind.value, finding.asset.name
-        links = self._usable(_links(self.tenant, kind, asset, entry["entities"]), kind, asset)
+        links = self._usable(links_of(self.tenant, kind, asset, entry["entities"]), kind, asset)
         roots = sorted(
-            (self._tracked[r] for r in self._linked(links, _epoch(entry))),
+            (self._tracked[r] for r in self._linked(links, entry_epoch(entry))),
             key=lambda t: (t.start, t.incident.id),
         )
         merged: list[str] = []
@@ -499,7 +396,9 @@ class Correlator:
             for finding in ordered:
                 if finding.kind in self.kinds and finding.asset.tenant == self.tenant:
                     kind, asset = finding.asset.kind.value, finding.asset.name
-                    self._usable(_links(self.tenant, kind, asset, _entities(finding.evidence)), kind, asset)
+                    self._usable(
+                        links_of(self.tenant, kind, asset, entities_of(finding.evidence)), kind, asset
+                    )
         changes = [change for change in map(self._add, ordered) if change is not None]
         live = {self._root(c.incident.id) for c in changes}
         for incident_id in live:
@@ -522,7 +421,7 @@ class Correlator:
 def _materialise(tracked: _Tracked) -> None:
     """Rebuild the lists that follow from the timeline (sorted once, not after every add)."""
     incident = tracked.incident
-    incident.timeline.sort(key=_entry_key)
+    incident.timeline.sort(key=entry_key)
     timeline = incident.timeline
     incident.tactics = sorted(tracked.tactics, key=tactic_index)
     incident.finding_fingerprints = [e["fingerprint"] for e in timeline]
@@ -535,7 +434,7 @@ def _materialise(tracked: _Tracked) -> None:
                 bucket.setdefault(value, None)
     incident.entities = {kind: list(values) for kind, values in entities.items()}
     incident.sources = list(incident.entities.get("ip", []))
-    times = [t for t in (_parse_time(e.get("time")) for e in timeline) if t is not None]
+    times = [t for t in (parse_time(e.get("time")) for e in timeline) if t is not None]
     incident.first_seen = min(times, default=None)
     incident.last_seen = max(times, default=None)
     where = (

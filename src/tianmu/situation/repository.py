@@ -23,9 +23,10 @@ from tianmu.store.database import Store
 from tianmu.store.repository import list_findings
 from tianmu.store.schema import assets, situation_alert_state, situation_incidents, situation_posture
 
-from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange, finding_time
+from .correlation import DEFAULT_WINDOW, Correlator, IncidentChange
 from .risk import RiskReport
 from .tactics import TechniqueResolver
+from .timeline import finding_time
 
 __all__ = [
     "PosturePoint",

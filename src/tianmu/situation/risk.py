@@ -40,7 +40,7 @@ from typing import Any
 
 from tianmu.core.models import Asset, Finding, FindingKind, Severity, TriageStatus, utcnow
 
-from .correlation import as_utc, finding_time
+from .timeline import as_utc, finding_time
 
 __all__ = [
     "AssetRisk",

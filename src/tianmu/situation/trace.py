@@ -32,8 +32,8 @@ from tianmu.store.database import Store
 from tianmu.store.repository import finding_from_row
 from tianmu.store.schema import assets, findings
 
-from .correlation import finding_time
 from .repository import load_assets, load_incidents
+from .timeline import finding_time
 
 __all__ = ["TraceItem", "TraceStory", "entity_types", "trace"]
 
