@@ -21,7 +21,6 @@ from tianmu.core.knowledge import KbContext
 from tianmu.core.models import FindingKind
 from tianmu.knowledge import import_any
 from tianmu.readers import sources
-from tianmu.road import collect as collect_module
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.collect import Classifier, collect
 from tianmu.store.database import Store
@@ -77,7 +76,7 @@ def test_the_target_is_walked_once(demo_home: tuple[Store, Path], monkeypatch: p
         assert not str(Path(top).resolve()).startswith(str(DEMO_TARGET)), f"a second walk of {top}"
         return walk(top, *args, **kwargs)
 
-    monkeypatch.setattr(collect_module.os, "scandir", counting)
+    monkeypatch.setattr(os, "scandir", counting)
     monkeypatch.setattr(os, "walk", no_second_walk)
     assess(
         store,
@@ -155,9 +154,9 @@ def test_parallel_log_pass_finds_what_one_process_finds(
 ) -> None:
     store, home = demo_home
     root = _tree(tmp_path / "target", 24)
-    options = {"home": home, "save": False, "engines": ("intel", "detection")}
-    one = assess(store, root, AssessOptions(**options, workers=1))
-    two = assess(store, root, AssessOptions(**options, workers=2))
+    engines = ("intel", "detection")
+    one = assess(store, root, AssessOptions(home=home, save=False, engines=engines, workers=1))
+    two = assess(store, root, AssessOptions(home=home, save=False, engines=engines, workers=2))
     assert [f.fingerprint for f in one.findings] == [f.fingerprint for f in two.findings]
     assert [f.evidence for f in one.findings] == [f.evidence for f in two.findings]
     assert one.notes == two.notes and one.errors == two.errors
