@@ -60,9 +60,10 @@ class Store:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        # Imported here: alembic takes a third of a second to import, and most commands never migrate.
-        from alembic import command
-        from alembic.config import Config
+        # alembic, a heavy library optional to every command that opens no store (a third of a second
+        # to import), is imported only when a store is migrated.
+        from alembic import command  # heavy, optional: alembic (see above)
+        from alembic.config import Config  # heavy, optional: alembic (see above)
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
