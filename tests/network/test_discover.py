@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from network.servers import Certs, Page, Site, free_port, serve_banner, serve_http
 from network.tests_support import assert_situation_moved, cli_env, home_store
-from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult, discover
+from tianmu.assets.network.engine import DiscoverOptions, discover
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.nmap import cpe22_to_23, nmap_available, parse_nmap_xml
 from tianmu.assets.network.probes import ProbeOptions
+from tianmu.assets.network.results import DiscoveryResult
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.errors import InputError

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tianmu.assets.network.engine import HostResult, service_findings
+from tianmu.assets.network.findings import service_findings
+from tianmu.assets.network.results import HostResult
 from tianmu.core.models import Service
 
 

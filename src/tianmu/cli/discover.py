@@ -22,10 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tianmu.assets.network.engine import DiscoverOptions, DiscoveryResult
+from tianmu.assets.network.engine import DiscoverOptions
 from tianmu.assets.network.engine import Progress as StageProgress
 from tianmu.assets.network.inventory import list_services
 from tianmu.assets.network.probes import ProbeOptions
+from tianmu.assets.network.results import DiscoveryResult
 from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
 from tianmu.cli.console import ExitCode, err_console, out_console
 from tianmu.cli.main import cli_errors, open_default_store, settings

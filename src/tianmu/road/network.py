@@ -18,14 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tianmu.assets.network.engine import (
-    DiscoverOptions,
-    DiscoveryResult,
-    Progress,
-    discover,
-    host_asset,
-    sort_findings,
-)
+from tianmu.assets.network.engine import DiscoverOptions, Progress, discover
+from tianmu.assets.network.results import DiscoveryResult, host_asset, sort_findings
 from tianmu.core.models import Assessment, utcnow
 from tianmu.road.finish import FinishOptions, finish
 from tianmu.store.database import Store

@@ -14,7 +14,8 @@ A CVE found both ways is reported once (the OSV record's aliases name the CVE).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from sqlalchemy import select
 
@@ -39,21 +40,23 @@ NO_NVD_NOTE = (
 )
 
 # product as fingerprinted (lower-case) -> (OSV ecosystem, package name, purl type)
-PACKAGE_ECOSYSTEMS: dict[str, tuple[str, str, str]] = {
-    "werkzeug": ("PyPI", "werkzeug", "pypi"),
-    "gunicorn": ("PyPI", "gunicorn", "pypi"),
-    "tornado": ("PyPI", "tornado", "pypi"),
-    "aiosmtpd": ("PyPI", "aiosmtpd", "pypi"),
-    "pyftpdlib": ("PyPI", "pyftpdlib", "pypi"),
-    "uvicorn": ("PyPI", "uvicorn", "pypi"),
-    "express": ("npm", "express", "npm"),
-    "next.js": ("npm", "next", "npm"),
-    "jetty": ("Maven", "org.eclipse.jetty:jetty-server", "maven"),
-    "apache tomcat": ("Maven", "org.apache.tomcat:tomcat", "maven"),
-    "grafana": ("Go", "github.com/grafana/grafana", "golang"),
-    "minio": ("Go", "github.com/minio/minio", "golang"),
-    "nats-server": ("Go", "github.com/nats-io/nats-server/v2", "golang"),
-}
+PACKAGE_ECOSYSTEMS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "werkzeug": ("PyPI", "werkzeug", "pypi"),
+        "gunicorn": ("PyPI", "gunicorn", "pypi"),
+        "tornado": ("PyPI", "tornado", "pypi"),
+        "aiosmtpd": ("PyPI", "aiosmtpd", "pypi"),
+        "pyftpdlib": ("PyPI", "pyftpdlib", "pypi"),
+        "uvicorn": ("PyPI", "uvicorn", "pypi"),
+        "express": ("npm", "express", "npm"),
+        "next.js": ("npm", "next", "npm"),
+        "jetty": ("Maven", "org.eclipse.jetty:jetty-server", "maven"),
+        "apache tomcat": ("Maven", "org.apache.tomcat:tomcat", "maven"),
+        "grafana": ("Go", "github.com/grafana/grafana", "golang"),
+        "minio": ("Go", "github.com/minio/minio", "golang"),
+        "nats-server": ("Go", "github.com/nats-io/nats-server/v2", "golang"),
+    }
+)
 
 
 def _purl(kind: str, name: str, version: str) -> str:

@@ -6,24 +6,8 @@ up vulnerabilities (capabilities never call each other): each host's `sightings`
 versions it saw, and the road (`tianmu.road.network.run_discover`) matches them with
 `tianmu.vulns.services`, then stores one assessment per host and updates the situation.
 
-Findings (conventions of `tianmu.core.models.Finding`; entities `ip` and `host`, `fingerprint_extra`
-`address:port/tcp` so that each port of a host is its own problem):
-
-| rule id                         | kind             | when                                                  |
-| ------------------------------- | ---------------- | ----------------------------------------------------- |
-| `network.port.new`              | exposure         | a re-scan finds a port open that was not open before  |
-| `network.redis.no-auth`         | exposure         | Redis answers PING without authentication             |
-| `network.mongodb.no-auth`       | exposure         | MongoDB lists databases without authentication        |
-| `network.memcached.exposed`     | exposure         | memcached answers without authentication              |
-| `network.mqtt.anonymous`        | exposure         | an MQTT broker accepts an anonymous CONNECT           |
-| `network.postgresql.trust`      | misconfiguration | PostgreSQL lets an unknown user in without a password |
-| `tls.certificate.expired`       | misconfiguration | the certificate's notAfter has passed                 |
-| `tls.certificate.not-yet-valid` | misconfiguration | the certificate's notBefore is in the future          |
-| `tls.certificate.self-signed`   | misconfiguration | subject equals issuer                                 |
-| `tls.protocol.legacy`           | misconfiguration | TLS 1.0 or 1.1 is offered                             |
-| CVE id (added by the road)      | vulnerability    | the service's CPE or package is in a CVE/OSV record   |
-
-The first scan of a host is its baseline: ports are recorded, not reported as new.
+The rules of the findings a scan shows by itself are in `findings.py`; what a run returns, in
+`results.py`.
 """
 
 from __future__ import annotations
@@ -32,33 +16,23 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from tianmu.assets.network.inventory import HostDiff, save_host_services
+from tianmu.assets.network.findings import new_port_findings, service_findings, sightings
+from tianmu.assets.network.inventory import save_host_services
 from tianmu.assets.network.nmap import NmapHost, read_nmap_xml, run_nmap
 from tianmu.assets.network.probes import Identification, ProbeOptions, identify
+from tianmu.assets.network.results import DiscoveryResult, HostResult, host_asset, sort_findings
 from tianmu.assets.network.sweep import SweepOptions, sweep
 from tianmu.core.errors import InputError
-from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Service, Severity, utcnow
-from tianmu.core.serialize import finding_to_dict
+from tianmu.core.models import Finding, Service, utcnow
 from tianmu.network.audit import record_scan_end, record_scan_start
 from tianmu.network.connection import run_sync
 from tianmu.network.cpe import cpe_for, current_vendor, parse_cpe
-from tianmu.network.sightings import ProductSighting
 from tianmu.network.targets import Target, expand_targets, parse_ports
 from tianmu.store.database import Store
 
-__all__ = [
-    "DiscoverOptions",
-    "DiscoveryResult",
-    "HostResult",
-    "discover",
-    "host_asset",
-    "service_findings",
-    "sort_findings",
-]
+__all__ = ["DiscoverOptions", "Progress", "discover"]
 
 Progress = Callable[[str, int], None]
 """`progress(stage, n)`: `("sweep", attempts done)`, `("fingerprint", services done)`."""
@@ -82,61 +56,6 @@ class DiscoverOptions:
     """Services fingerprinted at once."""
     nmap_xml: Path | None = None
     """Import this nmap XML file (a scan made elsewhere) instead of scanning."""
-
-
-@dataclass(slots=True)
-class HostResult:
-    address: str
-    hostname: str | None
-    services: list[Service] = field(default_factory=list)
-    infos: dict[int, dict[str, Any]] = field(default_factory=dict)
-    filtered: list[int] = field(default_factory=list)
-    closed: int = 0
-    diff: HostDiff | None = None
-    findings: list[Finding] = field(default_factory=list)
-    """This host's findings (the road adds the vulnerabilities of its sightings)."""
-    sightings: list[ProductSighting] = field(default_factory=list)
-    """The product versions seen on this host's services, for vulnerability matching."""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "hostname": self.hostname,
-            "services": [
-                {
-                    "port": s.port,
-                    "transport": s.transport,
-                    "service": s.service,
-                    "product": s.product,
-                    "version": s.version,
-                    "cpe": s.cpe,
-                    "tls": s.tls,
-                    "banner": s.banner,
-                }
-                for s in self.services
-            ],
-        }
-
-
-@dataclass(slots=True)
-class DiscoveryResult:
-    hosts: list[HostResult]
-    findings: list[Finding]
-    ports_scanned: int
-    elapsed: float
-    self_connects: int = 0
-    audit_id: int | None = None
-    engine: str = "builtin"
-    notes: list[str] = field(default_factory=list)
-    scanned_at: datetime | None = None
-    """When the services were recorded (the time of the hosts' assessments)."""
-    tenant: str = "default"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "hosts": [h.as_json() for h in self.hosts if h.services],
-            "findings": [finding_to_dict(f) for f in self.findings],
-        }
 
 
 def _service(address: str, port: int, ident: Identification) -> Service:
@@ -167,219 +86,6 @@ async def _fingerprint_all(
         host.services.append(_service(host.address, port, ident))
         if ident.info:
             host.infos[port] = ident.info
-
-
-def host_asset(host: HostResult, tenant: str) -> Asset:
-    """The asset a host's findings belong to: named by its host name when it has one."""
-    return Asset(name=host.hostname or host.address, kind=AssetKind.HOST, tenant=tenant)
-
-
-def sort_findings(findings: list[Finding]) -> None:
-    """The order `discover` reports findings in: most severe first, then by rule and port."""
-    findings.sort(key=lambda f: (-f.severity.rank, f.rule_id, f.evidence.get("fingerprint_extra", "")))
-
-
-def _evidence(host: HostResult, port: int, **extra: Any) -> dict[str, Any]:
-    entities: dict[str, list[str]] = {"ip": [host.address]}
-    if host.hostname:
-        entities["host"] = [host.hostname]
-    return {"entities": entities, "fingerprint_extra": f"{host.address}:{port}/tcp", "port": port, **extra}
-
-
-def _finding(
-    host: HostResult,
-    svc: Service,
-    tenant: str,
-    kind: FindingKind,
-    rule: str,
-    title: str,
-    severity: Severity,
-    summary: str,
-    **extra: Any,
-) -> Finding:
-    return Finding(
-        kind=kind,
-        rule_id=rule,
-        title=title,
-        severity=severity,
-        asset=host_asset(host, tenant),
-        summary=summary,
-        evidence=_evidence(host, svc.port, service=svc.service, banner=svc.banner, **extra),
-    )
-
-
-def service_findings(host: HostResult, tenant: str) -> list[Finding]:
-    """Exposure and TLS findings that one scan shows by itself (no history needed)."""
-    out: list[Finding] = []
-    where = f"{host.address}:{{port}}"
-    for svc in host.services:
-        info = host.infos.get(svc.port, {})
-        at = where.format(port=svc.port)
-        exp, mis = FindingKind.EXPOSURE, FindingKind.MISCONFIGURATION
-        if svc.service == "redis" and info.get("auth_required") is False:
-            out.append(
-                _finding(
-                    host,
-                    svc,
-                    tenant,
-                    exp,
-                    "network.redis.no-auth",
-                    f"Redis without authentication at {at}",
-                    Severity.HIGH,
-                    "Anyone who can reach the port can read and write every key (and, through "
-                    "CONFIG/MODULE, often run code). Set requirepass/ACLs and bind to trusted interfaces.",
-                )
-            )
-        if svc.service == "mongodb" and info.get("auth_required") is False:
-            out.append(
-                _finding(
-                    host,
-                    svc,
-                    tenant,
-                    exp,
-                    "network.mongodb.no-auth",
-                    f"MongoDB without authentication at {at}",
-                    Severity.HIGH,
-                    "listDatabases succeeded without credentials. Enable authorization.",
-                )
-            )
-        if svc.service == "memcached":
-            out.append(
-                _finding(
-                    host,
-                    svc,
-                    tenant,
-                    exp,
-                    "network.memcached.exposed",
-                    f"memcached reachable without authentication at {at}",
-                    Severity.MEDIUM,
-                    "memcached has no access control of its own; cached data can be read and "
-                    "poisoned. Bind it to localhost or enable SASL.",
-                )
-            )
-        if svc.service == "mqtt" and info.get("anonymous"):
-            out.append(
-                _finding(
-                    host,
-                    svc,
-                    tenant,
-                    exp,
-                    "network.mqtt.anonymous",
-                    f"MQTT broker accepts anonymous clients at {at}",
-                    Severity.MEDIUM,
-                    "An anonymous CONNECT was accepted: anyone can publish and subscribe. "
-                    "Set allow_anonymous false and require credentials.",
-                )
-            )
-        if svc.service == "postgresql" and info.get("auth") == "trust":
-            out.append(
-                _finding(
-                    host,
-                    svc,
-                    tenant,
-                    mis,
-                    "network.postgresql.trust",
-                    f"PostgreSQL trusts connections without a password at {at}",
-                    Severity.HIGH,
-                    "The server accepted an unknown user name without asking for a password "
-                    "(pg_hba.conf `trust`). Use scram-sha-256.",
-                )
-            )
-        out.extend(_tls_findings(host, svc, tenant, at))
-    return out
-
-
-def _tls_findings(host: HostResult, svc: Service, tenant: str, at: str) -> list[Finding]:
-    tls = svc.tls or {}
-    cert = tls.get("certificate") or {}
-    mis = FindingKind.MISCONFIGURATION
-    # (certificate flag, rule, title, severity, summary): one finding per flag the inspection set.
-    checks = (
-        (
-            "expired",
-            "tls.certificate.expired",
-            f"Expired TLS certificate at {at}",
-            Severity.HIGH,
-            f"The certificate of {cert.get('subject')} expired on {cert.get('not_after')}.",
-        ),
-        (
-            "not_yet_valid",
-            "tls.certificate.not-yet-valid",
-            f"TLS certificate not yet valid at {at}",
-            Severity.MEDIUM,
-            f"Valid from {cert.get('not_before')}.",
-        ),
-        (
-            "self_signed",
-            "tls.certificate.self-signed",
-            f"Self-signed TLS certificate at {at}",
-            Severity.MEDIUM,
-            "Clients cannot verify who they talk to; use a certificate from a trusted CA.",
-        ),
-    )
-    out = [
-        _finding(host, svc, tenant, mis, rule, title, severity, summary, certificate=cert)
-        for flag, rule, title, severity, summary in checks
-        if cert.get(flag)
-    ]
-    legacy = [v for v in tls.get("versions") or [] if v in ("TLSv1.0", "TLSv1.1")]
-    if legacy:
-        out.append(
-            _finding(
-                host,
-                svc,
-                tenant,
-                mis,
-                "tls.protocol.legacy",
-                f"Deprecated TLS versions offered at {at}: {', '.join(legacy)}",
-                Severity.MEDIUM,
-                "TLS 1.0 and 1.1 are deprecated (RFC 8996); offer TLS 1.2 and 1.3 only.",
-                versions=tls.get("versions"),
-            )
-        )
-    return out
-
-
-def _new_port_findings(host: HostResult, tenant: str) -> list[Finding]:
-    if host.diff is None or host.diff.first_scan:
-        return []
-    out = []
-    by_port = {s.port: s for s in host.services}
-    for port in host.diff.appeared:
-        svc = by_port.get(port) or Service(host.address, port)
-        label = f"{port}/tcp" + (f" ({svc.service})" if svc.service and svc.service != "unknown" else "")
-        out.append(
-            _finding(
-                host,
-                svc,
-                tenant,
-                FindingKind.EXPOSURE,
-                "network.port.new",
-                f"New open port {label} on {host.hostname or host.address}",
-                Severity.MEDIUM,
-                "The port was not open at the previous scan. Check that the service is meant "
-                "to be reachable.",
-                product=svc.product,
-                version=svc.version,
-            )
-        )
-    return out
-
-
-def _sightings(host: HostResult, tenant: str) -> list[ProductSighting]:
-    """What a vulnerability lookup needs of each service that named its product and version."""
-    return [
-        ProductSighting(
-            host_asset(host, tenant),
-            svc.product,
-            svc.version,
-            svc.cpe,
-            _evidence(host, svc.port, service=svc.service, banner=svc.banner),
-            f" at {host.address}:{svc.port}",
-        )
-        for svc in host.services
-        if svc.product and svc.version
-    ]
 
 
 def _nmap_hosts(items: Sequence[NmapHost], hosts: dict[str, HostResult]) -> list[HostResult]:
@@ -493,8 +199,8 @@ def discover(
             host.diff = save_host_services(
                 store, host_asset(host, opts.tenant), host.address, host.services, ports, now, host.infos
             )
-        host.findings = service_findings(host, opts.tenant) + _new_port_findings(host, opts.tenant)
-        host.sightings = _sightings(host, opts.tenant)
+        host.findings = service_findings(host, opts.tenant) + new_port_findings(host, opts.tenant)
+        host.sightings = sightings(host, opts.tenant)
         findings.extend(host.findings)
     sort_findings(findings)
     elapsed = time.monotonic() - begin
