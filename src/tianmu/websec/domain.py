@@ -48,6 +48,7 @@ from tianmu.core.models import Asset, AssetKind, Finding, FindingKind, Severity,
 from tianmu.core.serialize import finding_to_dict
 from tianmu.network.audit import record_scan_end, record_scan_start
 from tianmu.store.database import Store
+from tianmu.websec.lookup import DnsLookup
 from tianmu.websec.mail import dkim_issues, dmarc_issues, spf_issues
 from tianmu.websec.site import Issue
 
@@ -133,51 +134,7 @@ class DomainResult:
         }
 
 
-class _Dns:
-    def __init__(self, options: DomainOptions) -> None:
-        self.resolver = dns.resolver.Resolver(configure=not options.nameservers)
-        if options.nameservers:
-            self.resolver.nameservers = list(options.nameservers)
-        self.resolver.port = options.port
-        self.resolver.lifetime = options.timeout
-        self.resolver.timeout = options.timeout
-        self.options = options
-
-    def records(self, name: str, rdtype: str) -> list[Any] | None:
-        """The rdata, [] when the name has none of that type, None when the name does not exist."""
-        try:
-            answer = self.resolver.resolve(name, rdtype, raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.NoAnswer):
-            return []
-        return list(answer.rrset) if answer.rrset is not None else []
-
-    def txt(self, name: str) -> list[str]:
-        return [b"".join(r.strings).decode(errors="replace") for r in self.records(name, "TXT") or []]
-
-    def exists(self, name: str) -> bool:
-        for rdtype in ("A", "AAAA", "CNAME"):
-            found = self.records(name, rdtype)
-            if found is None:
-                return False
-            if found:
-                return True
-        return False
-
-    def query(self, name: str, rdtype: str, dnssec: bool = False) -> dns.message.Message | None:
-        message = dns.message.make_query(name, rdtype, want_dnssec=dnssec)
-        for server in self.resolver.nameservers:
-            try:
-                return dns.query.udp(
-                    message, str(server), timeout=self.options.timeout, port=self.options.port
-                )
-            except (dns.exception.DNSException, OSError):
-                continue
-        return None
-
-
-def _dnssec_issues(domain: str, dns_: _Dns) -> tuple[list[Issue], dict[str, Any]]:
+def _dnssec_issues(domain: str, dns_: DnsLookup) -> tuple[list[Issue], dict[str, Any]]:
     name = dns.name.from_text(domain)
     reply = dns_.query(domain, "DNSKEY", dnssec=True)
     facts: dict[str, Any] = {"signed": False, "valid": None, "ad": None}
@@ -246,7 +203,7 @@ def _dnssec_issues(domain: str, dns_: _Dns) -> tuple[list[Issue], dict[str, Any]
     return [], facts
 
 
-def _caa_issues(domain: str, dns_: _Dns) -> list[Issue]:
+def _caa_issues(domain: str, dns_: DnsLookup) -> list[Issue]:
     labels = domain.split(".")
     for index in range(len(labels) - 1):
         records = dns_.records(".".join(labels[index:]), "CAA") or []
@@ -277,7 +234,7 @@ def _caa_issues(domain: str, dns_: _Dns) -> list[Issue]:
     ]
 
 
-def _mail_issues(domain: str, dns_: _Dns, options: DomainOptions) -> list[Issue]:
+def _mail_issues(domain: str, dns_: DnsLookup, options: DomainOptions) -> list[Issue]:
     mx = dns_.records(domain, "MX") or []
     hosts = [str(r.exchange).rstrip(".") for r in mx if str(r.exchange) != "."]
     if not hosts:
@@ -330,7 +287,7 @@ def _mail_issues(domain: str, dns_: _Dns, options: DomainOptions) -> list[Issue]
     return issues
 
 
-def _fetch_mta_sts(domain: str, dns_: _Dns, options: DomainOptions) -> str | None:
+def _fetch_mta_sts(domain: str, dns_: DnsLookup, options: DomainOptions) -> str | None:
     host = f"mta-sts.{domain}"
     addresses = [str(r) for r in dns_.records(host, "A") or []]
     if not addresses:
@@ -361,7 +318,7 @@ def _fetch_mta_sts(domain: str, dns_: _Dns, options: DomainOptions) -> str | Non
     )
 
 
-def _cname_issues(domain: str, dns_: _Dns, names: Sequence[str]) -> list[Issue]:
+def _cname_issues(domain: str, dns_: DnsLookup, names: Sequence[str]) -> list[Issue]:
     issues = []
     for label in [domain, *names]:
         name = label if label.endswith(domain) else f"{label}.{domain}"
@@ -388,7 +345,7 @@ def _cname_issues(domain: str, dns_: _Dns, names: Sequence[str]) -> list[Issue]:
     return issues
 
 
-def _axfr_issues(domain: str, dns_: _Dns) -> list[Issue]:
+def _axfr_issues(domain: str, dns_: DnsLookup) -> list[Issue]:
     issues = []
     for ns in dns_.records(domain, "NS") or []:
         ns_name = str(ns.target).rstrip(".")
@@ -398,9 +355,9 @@ def _axfr_issues(domain: str, dns_: _Dns) -> list[Issue]:
                     dns.query.xfr(
                         address,
                         domain,
-                        port=dns_.options.port,
-                        timeout=dns_.options.timeout,
-                        lifetime=dns_.options.timeout * 2,
+                        port=dns_.port,
+                        timeout=dns_.timeout,
+                        lifetime=dns_.timeout * 2,
                     )
                 )
             except (dns.exception.DNSException, OSError, EOFError, dns.xfr.TransferError, ConnectionError):
@@ -420,7 +377,7 @@ def _axfr_issues(domain: str, dns_: _Dns) -> list[Issue]:
     return issues
 
 
-def _wildcard_issues(domain: str, dns_: _Dns) -> list[Issue]:
+def _wildcard_issues(domain: str, dns_: DnsLookup) -> list[Issue]:
     probe = f"tianmu-{secrets.token_hex(6)}.{domain}"
     if dns_.exists(probe):
         return [
@@ -436,7 +393,7 @@ def _wildcard_issues(domain: str, dns_: _Dns) -> list[Issue]:
 
 
 def _check(domain: str, options: DomainOptions) -> tuple[list[Issue], dict[str, Any]]:
-    dns_ = _Dns(options)
+    dns_ = DnsLookup(options.nameservers, options.port, options.timeout)
     # The resolver must answer for the domain at all; otherwise every record would look missing.
     try:
         dns_.resolver.resolve(domain, "SOA", raise_on_no_answer=False)
