@@ -12,15 +12,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tianmu.road.assess import asset_for_path
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import Severity
-from tianmu.detect.engine import Detector, detect_paths
-from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base, rules_status
+from tianmu.detect.kb import rules_status
 from tianmu.readers.sources import FORMATS
 from tianmu.reports.json_report import finding_to_dict
+from tianmu.road.engines import EngineSetup, detection_engine
+from tianmu.road.logs import DetectJob, run_detect
 
 __all__ = ["register"]
 
@@ -104,27 +104,21 @@ def register(app: typer.Typer) -> None:
             if not path.exists():
                 raise InputError("no such file or directory", str(path))
         conf = settings()
-        if rules:
-            rule_paths = active_rule_paths(None, conf.home, rules)
-        else:
-            with open_default_store() as store:
-                rule_paths = active_rule_paths(store, conf.home, rules)
-        with _compiling():
-            base = load_rule_base(rule_paths, cache_dir=cache_dir(conf.home))
-        detector = Detector(base)
-        root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
-        asset = asset_for_path(paths[0] if len(paths) == 1 else Path.cwd(), conf.tenant)
-        with progress_reporter("Detecting") as advance:
-            result = detect_paths(
-                detector,
-                paths,
-                asset,
-                root=root,
-                fmt=log_format,
-                field_map=_parse_field_map(field_map or []),
-                workers=workers,
-                progress=advance,
-            )
+        job = DetectJob(
+            paths,
+            tenant=conf.tenant,
+            home=conf.home,
+            rules=rules,
+            fmt=log_format,
+            field_map=_parse_field_map(field_map or []),
+            workers=workers,
+        )
+        with open_default_store() as store:
+            with _compiling():
+                engine = detection_engine(EngineSetup(store, conf.home), rules)
+            with progress_reporter("Detecting") as advance:
+                result = run_detect(store, job, engine, progress=advance)
+        base = engine.base
         stats = result.stats
         if json:
             document = {

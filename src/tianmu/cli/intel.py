@@ -11,21 +11,20 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
+from tianmu.cli.kb import print_reports
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.knowledge import ImportReport
 from tianmu.core.models import Finding
+from tianmu.intel.attack import technique_info
+from tianmu.intel.engine import IntelMatcher
+from tianmu.intel.kb import import_feed
+from tianmu.road.logs import run_intel_match
 
 __all__ = ["register"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$", re.IGNORECASE)
-
-
-def _print_reports(reports: list[ImportReport], as_json: bool) -> None:
-    from tianmu.cli.kb import _print_reports as print_kb_reports
-
-    print_kb_reports(reports, as_json)
 
 
 def _column_map(items: list[str] | None) -> dict[str, str] | None:
@@ -116,7 +115,7 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Import threat-intelligence feeds (offline), or pull a TAXII collection."""
-        from tianmu.intel.kb import import_feed
+        # TAXII pulls bring FastAPI and taxii2-client along: heavy, optional for a file import.
         from tianmu.intel.taxii import pull_into
 
         if not paths and not taxii:
@@ -143,7 +142,7 @@ def register(app: typer.Typer) -> None:
                         store, taxii, home=home, user=user, password=password, token=token, progress=advance
                     )
                 )
-        _print_reports(reports, json)
+        print_reports(reports, json)
         if any(r.status == "failed" for r in reports) or (
             reports and all(r.record_count == 0 and r.errors for r in reports)
         ):
@@ -156,21 +155,10 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Match logs against the intel base. Exit 1 when an indicator is seen, 0 when none is."""
-        from tianmu.road.assess import asset_for_path
-        from tianmu.intel.assessment import has_indicators, match_logs
-        from tianmu.intel.engine import IntelMatcher
-
-        findings: list[Finding] = []
-        errors: list[str] = []
+        conf = settings()
         with open_default_store() as store, progress_reporter("Matching") as advance:
-            if not has_indicators(store):
-                raise InputError("no threat-intelligence feed imported: run `tianmu intel import FEED` first")
-            matcher = IntelMatcher.open(store, settings().home)
-            for path in paths:
-                if not path.exists():
-                    raise InputError("no such file or directory", str(path))
-                asset = asset_for_path(path, settings().tenant)
-                findings += match_logs(matcher, path, asset, all_files=True, errors=errors, progress=advance)
+            matched = run_intel_match(store, paths, tenant=conf.tenant, home=conf.home, progress=advance)
+        findings, errors = matched.findings, matched.errors
         for error in errors:
             err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
         rows = [_finding_row(f) for f in findings]
@@ -206,9 +194,6 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """What the base knows about one value (or ATT&CK technique). Exit 1 when nothing is known."""
-        from tianmu.intel.attack import technique_info
-        from tianmu.intel.engine import IntelMatcher
-
         with open_default_store() as store:
             if _TECHNIQUE.match(value.strip()):
                 info = technique_info(store, [value])
@@ -259,6 +244,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 9470,
     ) -> None:
         """Serve the intel base as a read-only TAXII 2.1 server (discovery at /taxii2/)."""
+        # The server side (uvicorn, FastAPI): heavy, optional for every other intel command.
         import uvicorn
 
         from tianmu.intel.taxii import create_taxii_app

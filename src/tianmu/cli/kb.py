@@ -14,10 +14,10 @@ from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.knowledge import ImportReport, KbContext
 from tianmu.knowledge import default_sources, import_any, kb_status, update_sources
 
-__all__ = ["register"]
+__all__ = ["print_reports", "register"]
 
 
-def _print_reports(reports: list[ImportReport], as_json: bool) -> None:
+def print_reports(reports: list[ImportReport], as_json: bool) -> None:
     if as_json:
         rows = [
             {
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             ctx = KbContext(store=store, home=settings().home, progress=advance)
             for path in paths:
                 reports.extend(import_any(ctx, path))
-        _print_reports(reports, json)
+        print_reports(reports, json)
         if reports and all(r.record_count == 0 and r.errors for r in reports):
             raise typer.Exit(ExitCode.USAGE)
 
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         with open_default_store() as store, progress_reporter("Updating") as advance:
             ctx = KbContext(store=store, home=settings().home, progress=advance)
             reports = update_sources(ctx, source)
-        _print_reports(reports, json)
+        print_reports(reports, json)
         if any(r.status == "failed" for r in reports):
             raise typer.Exit(ExitCode.USAGE)
 

@@ -53,6 +53,8 @@ class Classifier:
     claims_package: Callable[[Path], bool | None]
     """The inventory's claim (its extractors' name rules and the files they read beside them): True for
     its files, None for files only content can tell (a suffixless file may be a Go binary or a log)."""
+    all_logs: bool = False
+    """Every file is a log candidate (`tianmu detect DIR`, `intel match DIR`: the user named the logs)."""
 
     def classes(self, relpath: str, *, symlink: bool, single: bool) -> set[FileClass]:
         """Classes besides `ANY`: the primary class, and `PACKAGE` when the inventory may want the file."""
@@ -69,7 +71,9 @@ class Classifier:
         match_path = Path(relpath)
         if symlink:
             return None
-        if single or (not LOG_SKIP_DIRS.intersection(parts[:-1]) and is_log_name(parts[-1])):
+        if single or (
+            not LOG_SKIP_DIRS.intersection(parts[:-1]) and (self.all_logs or is_log_name(parts[-1]))
+        ):
             return FileClass.LOG
         suffix = match_path.suffix.lower()
         if suffix in _ARCHIVE_SUFFIXES:
