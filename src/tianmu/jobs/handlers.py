@@ -90,7 +90,7 @@ def _require_path(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assess_params(params: dict[str, Any]) -> dict[str, Any]:
-    from tianmu.assess import ENGINES
+    from tianmu.road.assess import ENGINES
 
     checked = _require_path({"path": params.get("path")})
     engines = params.get("engines")
@@ -123,7 +123,7 @@ def _sources(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_assess(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.assess import AssessOptions, assess
+    from tianmu.road.assess import AssessOptions, assess
 
     path = Path(ctx.job.params["path"])
 
