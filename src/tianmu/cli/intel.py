@@ -19,6 +19,7 @@ from tianmu.core.models import Finding
 from tianmu.intel.attack import technique_info
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
+from tianmu.intel.taxii import pull_into
 from tianmu.road.logs import run_intel_match
 
 __all__ = ["register"]
@@ -115,8 +116,6 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Import threat-intelligence feeds (offline), or pull a TAXII collection."""
-        # TAXII pulls bring FastAPI and taxii2-client along: heavy, optional for a file import.
-        from tianmu.intel.taxii import pull_into
 
         if not paths and not taxii:
             raise InputError("give feed files/folders to import, or --taxii URL")
@@ -247,7 +246,7 @@ def register(app: typer.Typer) -> None:
         # The server side (uvicorn, FastAPI): heavy, optional for every other intel command.
         import uvicorn
 
-        from tianmu.intel.taxii import create_taxii_app
+        from tianmu.intel.taxii_server import create_taxii_app
 
         with open_default_store() as store:
             err_console.print(f"TAXII 2.1 discovery: http://{host}:{port}/taxii2/")

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tianmu.core.errors import ConfigError
 from tianmu.identity import Permission
-from tianmu.intel.taxii import taxii_router
+from tianmu.intel.taxii_server import taxii_router
 from tianmu.jobs.runner import InProcessRunner, Runner
 from tianmu.service.api.deps import require
 from tianmu.service.api.routes import assets, findings, jobs, kb, overview, situation, tenants
