@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 from tianmu.core.config import Settings
-from tianmu.core.knowledge import KbContext
+from tianmu.store.knowledge import KbContext
 from tianmu.jobs import submit_job
 from tianmu.jobs.celery_app import CeleryRunner, create_celery
-from tianmu.knowledge import import_any
+from tianmu.road.knowledge import import_any
 from tianmu.store.database import Store
 from tianmu.store.schema import jobs
 

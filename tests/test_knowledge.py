@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import default_sources, import_any, kb_status, knowledge_bases, update_sources
+from tianmu.road.knowledge import default_sources, import_any, kb_status, knowledge_bases, update_sources
 from tianmu.store.database import Store
+from tianmu.store.knowledge import KbContext
 
 DEMO_KB = Path(__file__).resolve().parents[1] / "demo" / "kb"
 

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
-from tianmu.core.knowledge import KbContext
 from tianmu.core.models import FindingKind
 from tianmu.detect.kb import STARTER_RULES, SigmaKnowledgeBase, active_rule_paths, load_rule_base
-from tianmu.knowledge import import_any, kb_status
+from tianmu.road.knowledge import import_any, kb_status
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_LOGS = REPO / "demo" / "target" / "logs"

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.models import Assessment, Asset, AssetKind, Finding, FindingKind, Severity
-from tianmu.intel.attack import annotate_findings
 from tianmu.intel.kb import import_feed
 from tianmu.reports.html import view_model
 from tianmu.road.assess import AssessOptions, assess
+from tianmu.store.attack import annotate_findings
 from tianmu.store.database import Store
 
 DEMO = Path(__file__).resolve().parents[2] / "demo"

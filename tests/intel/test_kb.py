@@ -7,13 +7,13 @@ from pathlib import Path
 
 from intel_helpers import FIXTURES
 
-from tianmu.core.knowledge import KbContext
 from tianmu.intel.attack import tactic_order, technique_info
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.index import IntelIndex, index_digest, load_index
 from tianmu.intel.kb import IntelKnowledgeBase, import_feed
-from tianmu.knowledge import import_any, kb_status
+from tianmu.road.knowledge import import_any, kb_status
 from tianmu.store.database import Store
+from tianmu.store.knowledge import KbContext
 
 
 def test_sources_are_versioned_and_unchanged_imports_are_skipped(loaded: Store, home: Path) -> None:

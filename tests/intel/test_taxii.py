@@ -18,7 +18,7 @@ from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import COLLECTION_ID, MEDIA_TYPE, pull_into
 from tianmu.intel.taxii_server import create_taxii_app
-from tianmu.knowledge import kb_status
+from tianmu.road.knowledge import kb_status
 from tianmu.store.database import Store
 
 

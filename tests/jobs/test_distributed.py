@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import func, select
 
 from tianmu.core.config import Settings
-from tianmu.core.knowledge import KbContext
 from tianmu.jobs import JobStatus, list_jobs, submit_job
 from tianmu.jobs.celery_app import CeleryRunner, create_celery
-from tianmu.knowledge import import_any
+from tianmu.road.knowledge import import_any
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.schema import assessments, jobs
 
 pytestmark = pytest.mark.services

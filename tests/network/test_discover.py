@@ -24,13 +24,13 @@ from tianmu.assets.network.results import DiscoveryResult
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.errors import InputError
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import import_any
 from tianmu.network.audit import list_scans
 from tianmu.network.targets import TargetError
+from tianmu.road.knowledge import import_any
 from tianmu.road.network import run_discover
 from tianmu.situation import load_incidents, posture_history
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.repository import list_findings
 from tianmu.store.schema import assets, scan_audit
 

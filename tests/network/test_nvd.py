@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import import_any
 from tianmu.network.cpe import parse_cpe
+from tianmu.road.knowledge import import_any
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.vulns.kb import detect_kind
 from tianmu.vulns.nvd import CpeMatcher, configuration_matches, version_order_key
 

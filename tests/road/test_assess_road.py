@@ -17,13 +17,13 @@ import pytest
 
 from tianmu.assets.engine import InventoryEngine
 from tianmu.core.engine import FileClass
-from tianmu.core.knowledge import KbContext
 from tianmu.core.models import FindingKind
-from tianmu.knowledge import import_any
 from tianmu.readers import sources
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.collect import Classifier, collect
+from tianmu.road.knowledge import import_any
 from tianmu.store.database import Store
+from tianmu.store.knowledge import KbContext
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TARGET = REPO / "demo" / "target"

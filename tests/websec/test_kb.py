@@ -10,9 +10,9 @@ import pytest
 
 from network.servers import Page, Site, serve_http
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import import_any, kb_status
+from tianmu.road.knowledge import import_any, kb_status
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.websec.engine import WebOptions, check_websites
 from tianmu.websec.kb import WebCheckKnowledgeBase, stored_checks
 

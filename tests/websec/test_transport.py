@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import import_any
 from tianmu.network.http import Page, SiteTransport
+from tianmu.road.knowledge import import_any
 from tianmu.road.network import run_web
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.repository import list_findings
 from tianmu.websec.engine import WebOptions, check_websites
 

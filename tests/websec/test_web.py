@@ -16,13 +16,13 @@ from network.servers import Certs, Page, Site, make_cert, serve_http
 from network.tests_support import assert_situation_moved, cli_env, home_store
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
-from tianmu.core.knowledge import KbContext
-from tianmu.knowledge import import_any
 from tianmu.network.audit import list_scans
 from tianmu.network.targets import TargetError
+from tianmu.road.knowledge import import_any
 from tianmu.road.network import run_web
 from tianmu.situation import posture_history
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.repository import list_findings
 from tianmu.websec.engine import WebOptions, check_websites
 from tianmu.websec.tlscheck import hostname_matches

@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tianmu.road.assess import AssessOptions, assess
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity
 from tianmu.reports import render
 from tianmu.reports._common import finding_location
+from tianmu.road.assess import AssessOptions, assess
 
 __all__ = ["register"]
 

@@ -14,13 +14,13 @@ from tianmu.cli.console import ExitCode, err_console, out_console, progress_repo
 from tianmu.cli.kb import print_reports
 from tianmu.cli.main import cli_errors, open_default_store, settings
 from tianmu.core.errors import InputError
-from tianmu.core.knowledge import ImportReport
 from tianmu.core.models import Finding
 from tianmu.intel.attack import technique_info
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import pull_into
 from tianmu.road.logs import run_intel_match
+from tianmu.store.knowledge import ImportReport
 
 __all__ = ["register"]
 

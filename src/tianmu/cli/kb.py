@@ -11,8 +11,8 @@ from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors, open_default_store, settings
-from tianmu.core.knowledge import ImportReport, KbContext
-from tianmu.knowledge import default_sources, import_any, kb_status, update_sources
+from tianmu.road.knowledge import default_sources, import_any, kb_status, update_sources
+from tianmu.store.knowledge import ImportReport, KbContext
 
 __all__ = ["print_reports", "register"]
 

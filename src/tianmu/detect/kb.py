@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 import tianmu
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import ImportReport, KbContext
 from tianmu.core.models import utcnow
 from tianmu.detect.compiler import RuleBase, Unusable
+from tianmu.store.knowledge import ImportReport, KbContext
 
 if TYPE_CHECKING:
     from tianmu.store.database import Store

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete
 
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.models import Finding
 from tianmu.store.attack import tactic_order, technique_info
 from tianmu.store.bulk import insert_rows
 from tianmu.store.database import Store
@@ -29,7 +27,6 @@ from tianmu.store.schema import attack_tactics, attack_techniques
 
 __all__ = [
     "AttackData",
-    "annotate_findings",
     "is_attack_bundle",
     "read_attack_bundle",
     "save_attack",
@@ -148,20 +145,3 @@ def save_attack(store: Store, data: AttackData) -> None:
         unique = {row["id"]: row for row in data.techniques}
         insert_rows(conn, attack_techniques, list(unique.values()))
         insert_rows(conn, attack_tactics, data.tactics)
-
-
-def annotate_findings(store: Store, findings: Iterable[Finding]) -> None:
-    """Put ATT&CK names and tactics into `finding.data["attack"]` of every finding with technique ids.
-
-    `[{"id", "name", "full_name", "tactics", "tactic_ids", "tactic_shortnames", "tactic_positions",
-    "url"}]`, in the finding's technique order; unknown ids are left out. Reports read it to show
-    names and group by tactic; nothing is added when the ATT&CK base was never imported.
-    """
-    findings = list(findings)
-    info = technique_info(store, {t for f in findings for t in f.techniques})
-    if not info:
-        return
-    for finding in findings:
-        known = [t.upper() for t in finding.techniques if t.upper() in info]
-        if known:
-            finding.data["attack"] = [{"id": t, **info[t]} for t in dict.fromkeys(known)]

@@ -95,7 +95,9 @@ class IntelEngine:
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
         matcher = self.matcher
         if matcher is None:
-            note = "intel: no threat-intelligence feed imported, IOC matching skipped (`tianmu kb import FEED`)"
+            note = (
+                "intel: no threat-intelligence feed imported, IOC matching skipped (`tianmu kb import FEED`)"
+            )
             return EngineResult(notes=[note])
         findings = list(matcher.match_findings(inputs.findings, job.asset))
         if matcher.index.filenames:

@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy import select
 
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import ImportReport, KbContext
 from tianmu.core.models import utcnow
 from tianmu.intel import attack, lists, misp, stix
 from tianmu.intel.index import INTEL_KIND, load_index
@@ -41,6 +40,7 @@ from tianmu.intel.storage import store_feed
 from tianmu.intel.taxii import pull_into
 from tianmu.store.bulk import upsert_row
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport, KbContext
 from tianmu.store.schema import kb_sources
 
 __all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
@@ -230,7 +230,7 @@ def _import_attack(store: Store, path: Path, note: Any) -> ImportReport:
 
 
 class IntelKnowledgeBase:
-    """Threat intelligence and ATT&CK as `tianmu kb` sees them (see `tianmu.core.knowledge`)."""
+    """Threat intelligence and ATT&CK as `tianmu kb` sees them (see `tianmu.store.knowledge`)."""
 
     name = "intel"
     bundle_folders: frozenset[str] = frozenset({"intel", "attack"})

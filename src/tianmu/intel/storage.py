@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from tianmu.core.knowledge import ImportReport
 from tianmu.core.models import utcnow
 from tianmu.intel.index import INTEL_KIND
 from tianmu.intel.models import FeedResult, IntelEntry, merge_entries
 from tianmu.store.bulk import insert_rows, upsert_row
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport
 from tianmu.store.schema import intel_indicators, intel_objects, kb_sources
 
 __all__ = ["MAX_VALUE", "store_feed"]

@@ -26,12 +26,12 @@ from sqlalchemy import select
 from taxii2client.common import _HTTPConnection
 from taxii2client.v21 import Collection, as_pages
 
-from tianmu.core.knowledge import ImportReport
 from tianmu.intel.index import INTEL_KIND, load_index
 from tianmu.intel.models import FeedResult
 from tianmu.intel.stix import entries_from_objects
 from tianmu.intel.storage import store_feed
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport
 from tianmu.store.schema import kb_sources
 
 __all__ = [

@@ -21,12 +21,12 @@ from sqlalchemy import Connection, select
 from tianmu.assets.network.engine import DiscoverOptions
 from tianmu.core.config import Settings
 from tianmu.core.errors import InputError
-from tianmu.core.knowledge import KbContext
 from tianmu.core.models import AssetKind
 from tianmu.jobs import queue
 from tianmu.jobs.models import Job, JobCancelled
 from tianmu.road.network import run_discover, run_domain, run_web
 from tianmu.store.database import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.repository import SaveResult
 from tianmu.store.schema import assets
 from tianmu.websec.domain import DomainOptions
@@ -150,7 +150,7 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
 
 
 def _run_kb_import(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.knowledge import import_any
+    from tianmu.road.knowledge import import_any
 
     kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
     reports = import_any(kb, Path(ctx.job.params["path"]))
@@ -158,7 +158,7 @@ def _run_kb_import(ctx: JobContext) -> dict[str, Any]:
 
 
 def _run_kb_update(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.knowledge import update_sources
+    from tianmu.road.knowledge import update_sources
 
     kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
     reports = update_sources(kb, ctx.job.params.get("sources") or None)

@@ -14,13 +14,15 @@ from pathlib import Path
 from tianmu.assets.engine import InventoryEngine
 from tianmu.core.engine import JobContext
 from tianmu.core.errors import InputError
-from tianmu.core.models import Assessment, Asset, AssetKind, utcnow
-from tianmu.knowledge import kb_status
+from tianmu.core.models import Assessment, utcnow
+from tianmu.malware.rulecache import RuleCache
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import ENGINES, EngineSetup, build_engines
 from tianmu.road.finish import FinishOptions, finish
 from tianmu.road.run import run_engines
+from tianmu.road.targets import asset_for_path
 from tianmu.store.database import Store
+from tianmu.store.knowledge import kb_status
 from tianmu.store.repository import SaveHook
 from tianmu.vulns.engine import sort_findings
 
@@ -41,12 +43,8 @@ class AssessOptions:
     """Runs inside the transaction that stores the assessment (see `save_assessment`)."""
     workers: int | None = None
     """Processes for the log pass (None: by the size of the logs)."""
-
-
-def asset_for_path(path: Path, tenant: str) -> Asset:
-    resolved = path.resolve()
-    kind = AssetKind.REPOSITORY if (resolved / ".git").exists() else AssetKind.DIRECTORY
-    return Asset(name=str(resolved), kind=kind, tenant=tenant)
+    rules: RuleCache | None = None
+    """Loaded malware rule sets kept by a process that runs many jobs (`tianmu worker`, `serve`)."""
 
 
 def assess(
@@ -67,12 +65,14 @@ def assess(
     started = utcnow()
     asset = asset_for_path(path, options.tenant)
     inventory = InventoryEngine()
-    engines = build_engines(EngineSetup(store, options.home, progress), options.engines)
+    engines = build_engines(EngineSetup(store, options.home, rules=options.rules), options.engines)
     collected = collect(path, Classifier(inventory.claims))
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
     run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
     merged = run.merged()
     notes = list(merged.notes)
+    if collected.special:
+        notes.append(f"{collected.special} device(s), FIFO(s) or socket(s) skipped")
     result = Assessment(
         target=str(path),
         asset=asset,
@@ -82,7 +82,7 @@ def assess(
         findings=sort_findings(merged.findings),
         errors=list(dict.fromkeys([*collected.errors, *merged.errors])),
         notes=notes,
-        files_read=merged.files_read,
+        files_read=run.results[inventory.name].files_read,  # inventory files, as reports say
         knowledge_bases=[status.as_dict() for status in kb_status(store)],
         engines=list(options.engines),
     )

@@ -8,6 +8,7 @@ rule sets). `ENGINES` is the order their results are reported in (and the names 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tianmu.core.engine import Engine, EventEngine
@@ -15,22 +16,29 @@ from tianmu.core.errors import InputError
 from tianmu.detect.events import DetectionEngine
 from tianmu.detect.kb import active_rule_paths, cache_dir, load_rule_base
 from tianmu.intel.events import IntelEngine
-from tianmu.road.malware_engine import malware_engine
+from tianmu.malware.engine import MalwareEngine
+from tianmu.malware.rulecache import RuleCache
 from tianmu.store.database import Store
 from tianmu.vulns.engine import VulnEngine
 
-__all__ = ["ENGINES", "EngineSetup", "build_engines", "detection_engine"]
+__all__ = ["ENGINES", "EngineSetup", "build_engines", "detection_engine", "malware_engine"]
 
 AnyEngine = Engine | EventEngine
 
 
+@dataclass(frozen=True, slots=True)
 class EngineSetup:
-    """What engines are built with: the store, the data directory, who shows progress."""
+    """What engines are built with: the store, the data directory, and the loaded malware rule sets of
+    a process that runs many jobs (`tianmu worker`, `tianmu serve` keep one `RuleCache` for their
+    lifetime; None: the engine loads them for this job)."""
 
-    def __init__(self, store: Store, home: Path | None, progress: Callable[[str], None] | None = None):
-        self.store = store
-        self.home = home
-        self.progress = progress
+    store: Store
+    home: Path | None
+    rules: RuleCache | None = None
+
+
+def malware_engine(setup: EngineSetup) -> MalwareEngine:
+    return MalwareEngine(setup.store, setup.home, rules=setup.rules)
 
 
 def detection_engine(setup: EngineSetup, extra_rules: Sequence[Path] | None = None) -> DetectionEngine:

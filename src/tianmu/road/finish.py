@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tianmu.core.models import Assessment
-from tianmu.intel.attack import annotate_findings
 from tianmu.situation import update_situation
+from tianmu.store.attack import annotate_findings
 from tianmu.store.database import Store
 from tianmu.store.repository import SaveHook, SaveResult, save_assessment
 

@@ -17,11 +17,11 @@ from tianmu.core.models import Assessment, Finding, utcnow
 from tianmu.detect.engine import DetectResult, detect_paths
 from tianmu.detect.events import DetectionEngine
 from tianmu.intel.events import IntelEngine, has_indicators
-from tianmu.road.assess import asset_for_path
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import EngineSetup, detection_engine
 from tianmu.road.events import run_event_pass
 from tianmu.road.finish import FinishOptions, finish
+from tianmu.road.targets import asset_for_path
 from tianmu.store.database import Store
 
 __all__ = ["DetectJob", "IntelMatchResult", "run_detect", "run_intel_match"]

@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tianmu.core.models import Finding
 from tianmu.store.bulk import select_in
 from tianmu.store.database import Store
 from tianmu.store.schema import attack_tactics, attack_techniques
 
-__all__ = ["tactic_order", "technique_info"]
+__all__ = ["annotate_findings", "tactic_order", "technique_info"]
 
 
 def technique_info(store: Store, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -70,3 +71,20 @@ def tactic_order(store: Store) -> list[dict[str, Any]]:
     with store.connect() as conn:
         rows = conn.execute(select(attack_tactics).order_by(attack_tactics.c.position)).all()
     return [{"shortname": r.shortname, "id": r.id, "name": r.name} for r in rows]
+
+
+def annotate_findings(store: Store, findings: Iterable[Finding]) -> None:
+    """Put ATT&CK names and tactics into `finding.data["attack"]` of every finding with technique ids.
+
+    `[{"id", "name", "full_name", "tactics", "tactic_ids", "tactic_shortnames", "tactic_positions",
+    "url"}]`, in the finding's technique order; unknown ids are left out. Reports read it to show
+    names and group by tactic; nothing is added when the ATT&CK base was never imported.
+    """
+    findings = list(findings)
+    info = technique_info(store, {t for f in findings for t in f.techniques})
+    if not info:
+        return
+    for finding in findings:
+        known = [t.upper() for t in finding.techniques if t.upper() in info]
+        if known:
+            finding.data["attack"] = [{"id": t, **info[t]} for t in dict.fromkeys(known)]

@@ -51,10 +51,10 @@ from sqlalchemy import Connection, select
 from sqlalchemy import update as sql_update
 
 from tianmu.core.errors import InputError, KnowledgeBaseError
-from tianmu.core.knowledge import ImportReport, KbContext, KbStatus
 from tianmu.core.models import utcnow
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport, KbContext, KbStatus, kb_status
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
 from tianmu.vulns import feeds, nvd
 from tianmu.vulns.osv import (
@@ -378,13 +378,6 @@ def _feed_version(records: Any) -> str | None:
     return str(published) or None
 
 
-def kb_status(store: Store) -> list[KbStatus]:
-    """One row per imported source (of every knowledge base), by name."""
-    from tianmu.knowledge import kb_status as every_status
-
-    return every_status(store)
-
-
 def source_url(source: str) -> str:
     """The official download URL of a source name (`osv:<Ecosystem>`, `kev`, `epss`)."""
     if source == "kev":
@@ -472,7 +465,7 @@ def update(
 
 
 class VulnKnowledgeBase:
-    """The vulnerability knowledge base as `tianmu kb` sees it (see `tianmu.core.knowledge`)."""
+    """The vulnerability knowledge base as `tianmu kb` sees it (see `tianmu.store.knowledge`)."""
 
     name = "vulns"
     bundle_folders: frozenset[str] = _BUNDLE_FOLDERS

@@ -34,11 +34,11 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import ImportReport, Progress
 from tianmu.core.models import utcnow
 from tianmu.network.cpe import CpeName, parse_cpe
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport, Progress
 from tianmu.store.schema import advisories, affected_packages, kb_sources, kev_entries
 
 __all__ = ["CpeHit", "CpeMatcher", "import_nvd", "is_nvd", "parse_nvd", "version_order_key"]

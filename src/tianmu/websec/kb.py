@@ -17,9 +17,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tianmu.core.errors import KnowledgeBaseError, ParseError
-from tianmu.core.knowledge import ImportReport, KbContext
 from tianmu.core.models import utcnow
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportReport, KbContext
 from tianmu.store.schema import kb_sources, websec_checks
 from tianmu.websec.templates import CheckTemplate, load_templates, looks_like_template, parse_template
 
@@ -110,7 +110,7 @@ def stored_checks(store: Store) -> tuple[list[CheckTemplate], list[str]]:
 
 
 class WebCheckKnowledgeBase:
-    """Website check templates, as `tianmu kb` sees them (see `tianmu.core.knowledge`)."""
+    """Website check templates, as `tianmu kb` sees them (see `tianmu.store.knowledge`)."""
 
     name = "websec"
     bundle_folders: frozenset[str] = frozenset({"websec", "web-checks"})

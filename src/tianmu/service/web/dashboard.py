@@ -25,7 +25,7 @@ from tianmu.core.models import FindingKind, Severity, TriageStatus
 from tianmu.identity.models import Permission, Principal
 from tianmu.identity.permissions import can
 from tianmu.jobs import list_jobs
-from tianmu.knowledge import kb_status
+from tianmu.road.knowledge import kb_status
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import require
 from tianmu.service.api.resources import finding_public

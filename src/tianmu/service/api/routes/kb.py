@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import submit_job
-from tianmu.knowledge import kb_status
+from tianmu.road.knowledge import kb_status
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import JobPublic, job_public

@@ -1,6 +1,6 @@
 """The registry of knowledge bases and the `tianmu kb` operations over all of them.
 
-Each capability contributes one `KnowledgeBase` (see `tianmu.core.knowledge`); `knowledge_bases()`
+Each capability contributes one `KnowledgeBase` (see `tianmu.store.knowledge`); `knowledge_bases()`
 lists them in the order their `claims()` are asked, most specific first: the vulnerability base
 accepts any JSON that could be an OSV record, so it is asked last.
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
-
 from tianmu.core.errors import KnowledgeBaseError
-from tianmu.core.knowledge import ImportReport, KbContext, KbStatus, KnowledgeBase
-from tianmu.store.database import Store
-from tianmu.store.schema import kb_sources
+from tianmu.detect.kb import SigmaKnowledgeBase
+from tianmu.intel.kb import IntelKnowledgeBase
+from tianmu.malware.kb import MalwareKnowledgeBase
+from tianmu.store.knowledge import ImportReport, KbContext, KnowledgeBase, kb_status
+from tianmu.vulns.kb import VulnKnowledgeBase
+from tianmu.websec.kb import WebCheckKnowledgeBase
 
 __all__ = ["default_sources", "import_any", "kb_status", "knowledge_bases", "update_sources"]
 
@@ -29,14 +30,6 @@ _DOCUMENTATION_NAMES = frozenset({"license", "copying", "notice", "authors", "re
 
 def knowledge_bases() -> list[KnowledgeBase]:
     """Every knowledge base, in the order they are asked to claim a path."""
-    # Imported here: the registry is the one module that knows every capability, and importing them
-    # lazily keeps `tianmu --help` fast.
-    from tianmu.detect.kb import SigmaKnowledgeBase
-    from tianmu.intel.kb import IntelKnowledgeBase
-    from tianmu.malware.kb import MalwareKnowledgeBase
-    from tianmu.vulns.kb import VulnKnowledgeBase
-    from tianmu.websec.kb import WebCheckKnowledgeBase
-
     return [
         WebCheckKnowledgeBase(),
         SigmaKnowledgeBase(),
@@ -97,13 +90,3 @@ def update_sources(ctx: KbContext, sources: Sequence[str] | None = None) -> list
         if mine:
             reports.extend(kb.update(ctx, mine))
     return reports
-
-
-def kb_status(store: Store) -> list[KbStatus]:
-    """One row per imported source of any base, by name."""
-    with store.connect() as conn:
-        rows = conn.execute(select(kb_sources).order_by(kb_sources.c.name)).all()
-    return [
-        KbStatus(r.name, r.kind, r.origin, r.digest, r.version, int(r.record_count), r.imported_at)
-        for r in rows
-    ]

@@ -2,7 +2,7 @@
 
 Tianmu has several knowledge bases (vulnerability advisories, virus signatures, detection rules,
 threat intelligence). Each capability package implements `KnowledgeBase` in its `kb.py`; the registry
-in `tianmu.knowledge` lists them, and `tianmu kb import|update|status` goes through it, so a user has
+in `tianmu.road.knowledge` lists them, and `tianmu kb import|update|status` goes through it, so a user has
 one place to see which data every verdict rests on. Every source is a row of the `kb_sources` table
 (name, kind, origin, digest, version, record count, import date), whatever the capability.
 """
@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tianmu.store.database import Store
+from sqlalchemy import select
 
-__all__ = ["ImportReport", "KbContext", "KbStatus", "KnowledgeBase", "Progress"]
+from tianmu.store.database import Store
+from tianmu.store.schema import kb_sources
+
+__all__ = ["ImportReport", "KbContext", "KbStatus", "KnowledgeBase", "Progress", "kb_status"]
 
 Progress = Callable[[str], None]
 
@@ -94,3 +96,13 @@ class KnowledgeBase(Protocol):
     def update(self, ctx: KbContext, sources: Sequence[str]) -> list[ImportReport]:
         """Download the named sources from their official locations and import them."""
         ...
+
+
+def kb_status(store: Store) -> list[KbStatus]:
+    """One row per imported source of any base, by name: which data every verdict rests on."""
+    with store.connect() as conn:
+        rows = conn.execute(select(kb_sources).order_by(kb_sources.c.name)).all()
+    return [
+        KbStatus(r.name, r.kind, r.origin, r.digest, r.version, int(r.record_count), r.imported_at)
+        for r in rows
+    ]
