@@ -39,7 +39,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 """Room → the rooms it may import (besides itself). Capabilities never import each other."""
 
 HEAVY_OPTIONAL_MARK = "optional"
-"""An import inside a function is allowed only for a heavy optional library, with a comment saying so."""
+"""An import inside a function is allowed only for a heavy optional library, with a comment (on the
+line or the line above) that says which and contains the word "optional"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,17 +189,20 @@ def cycles(imports: list[Import], modules: set[str]) -> list[list[str]]:
 
 
 def hidden_imports(imports: list[Import], modules: set[str]) -> list[str]:
+    """Imports inside functions without a comment saying which heavy optional library they load.
+
+    A Tianmu module counts when it is the home of such a library (the FastAPI app, the Celery app):
+    the comment says so. Anything else hidden in a function is an arrow someone did not want to see.
+    """
     problems: list[str] = []
     for found in imports:
-        if not found.in_function:
+        if not found.in_function or HEAVY_OPTIONAL_MARK in found.comment.lower():
             continue
-        if _tianmu_target(found.imported, modules) is not None:
-            problems.append(f"{found.where()}: import of {found.imported} inside a function")
-        elif HEAVY_OPTIONAL_MARK not in found.comment.lower():
-            problems.append(
-                f"{found.where()}: import of {found.imported} inside a function without a comment "
-                "saying which heavy optional library it is"
-            )
+        what = "Tianmu module" if _tianmu_target(found.imported, modules) is not None else "library"
+        problems.append(
+            f"{found.where()}: {what} {found.imported} imported inside a function without a comment "
+            "saying which heavy optional library it loads"
+        )
     return list(dict.fromkeys(problems))
 
 
