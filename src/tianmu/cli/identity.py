@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -442,8 +443,6 @@ def _register_login_and_serve(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="Tenant (the server's default if omitted).")] = None,
     ) -> None:
         """Sign in to a Tianmu server with an SM2 certificate; the session is saved for later commands."""
-        import httpx
-
         try:
             chain = cert.read_bytes()
         except OSError as exc:
@@ -504,9 +503,13 @@ def _register_login_and_serve(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="Port.")] = 8000,
     ) -> None:
         """Run the Tianmu web service (sign-in pages, API, dashboard)."""
+        # uvicorn: heavy, optional for every command but serve.
         import uvicorn
 
+        # FastAPI (the platform app, with the service settings): heavy, optional for all but serve.
         from tianmu.service import ServiceSettings
+
+        # FastAPI: heavy, optional, as above.
         from tianmu.service.platform import create_platform_app
 
         # The whole platform: sign-in, REST API, dashboard and the job runner (TIANMU_RUNNER).

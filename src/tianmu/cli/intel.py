@@ -243,9 +243,10 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 9470,
     ) -> None:
         """Serve the intel base as a read-only TAXII 2.1 server (discovery at /taxii2/)."""
-        # The server side (uvicorn, FastAPI): heavy, optional for every other intel command.
+        # uvicorn: heavy, optional for every intel command but serve.
         import uvicorn
 
+        # FastAPI (the TAXII server's app): heavy, optional for every intel command but serve.
         from tianmu.intel.taxii_server import create_taxii_app
 
         with open_default_store() as store:

@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     ) -> None:
         """Run jobs sent through the broker (TIANMU_BROKER_URL) against the shared database."""
+        # Celery: heavy, optional for every command of this module but worker and submit.
         from tianmu.jobs.celery_app import create_celery, start_housekeeping
 
         config = settings()
@@ -126,6 +127,7 @@ def register(app: typer.Typer) -> None:
                     local.wait(job.id)
                 local.shutdown()
             else:
+                # Celery: heavy, optional (not needed with --runner local).
                 from tianmu.jobs.celery_app import CeleryRunner, create_celery
 
                 celery = CeleryRunner(create_celery(config))

@@ -28,17 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete, insert, select
+
 import tianmu
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.models import utcnow
 from tianmu.detect.compiler import RuleBase, Unusable
 from tianmu.store.knowledge import ImportReport, KbContext
+from tianmu.store.schema import kb_sources
 
 if TYPE_CHECKING:
     from tianmu.store.database import Store
-
-# The store (SQLAlchemy, Alembic) is imported where rows are read or written: detection with a warm
-# cache and `--rules` needs none of it, and its import is a good part of a warm start.
 
 __all__ = [
     "STARTER_RULES",
@@ -123,7 +123,8 @@ def _load_rule_set(root: Path, cache_dir: Path | None) -> RuleBase:
     if base is not None:
         base.from_cache = True
         return base
-    from tianmu.detect.translate import compile_files  # pySigma is needed only here: a cold start
+    # pySigma (through translate): heavy, optional on a warm start, needed only to compile rules.
+    from tianmu.detect.translate import compile_files
 
     # The last compiled version of this set (by its name): files whose content did not change keep
     # their compiled rules, so a rule-set update recompiles only what changed.
@@ -210,10 +211,6 @@ def cache_dir(home: Path) -> Path:
 
 def imported_rule_dirs(store: Store, home: Path) -> list[Path]:
     """Folders of the rule sets imported into this data directory (those still on disk)."""
-    from sqlalchemy import select
-
-    from tianmu.store.schema import kb_sources
-
     with store.connect() as conn:
         names = conn.execute(select(kb_sources.c.name).where(kb_sources.c.kind == "sigma")).scalars().all()
     folders = [_rules_home(home) / _folder_name(name) for name in sorted(names)]
@@ -262,10 +259,6 @@ class SigmaKnowledgeBase:
         )
 
     def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
-        from sqlalchemy import delete, insert, select
-
-        from tianmu.store.schema import kb_sources
-
         source = f"sigma:{path.resolve().name if path.is_dir() else path.stem}"
         files = list(_iter_sigma_files(path))
         target = _rules_home(ctx.home) / _folder_name(source)

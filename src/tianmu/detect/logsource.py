@@ -72,6 +72,7 @@ WINDOWS_CATEGORIES: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
 @functools.cache
 def _windows_services() -> dict[str, str | Sequence[str]]:
     """pySigma's service → channel table (imported on first use: a warm start needs no pySigma)."""
+    # pySigma: heavy, optional on a warm start (compiled rules from the cache need no pySigma).
     from sigma.pipelines.common import windows_logsource_mapping
 
     return dict(windows_logsource_mapping)
@@ -188,9 +189,10 @@ def rule_applies(logsource: Mapping[str, str | None], source: EventSource) -> bo
 
 def pipeline_for_oracle() -> Any:
     """A pySigma pipeline adding Channel/EventID conditions per log source, as the SQLite oracle needs."""
-    from sigma.processing.conditions import LogsourceCondition
-    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-    from sigma.processing.transformations import AddConditionTransformation
+    # pySigma's pipelines: heavy, optional for every run but the oracle's (tests, benchmark).
+    from sigma.processing.conditions import LogsourceCondition  # pySigma: optional, as above
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline  # pySigma: optional
+    from sigma.processing.transformations import AddConditionTransformation  # pySigma: optional
 
     items: list[ProcessingItem] = []
     for category, pairs in WINDOWS_CATEGORIES.items():

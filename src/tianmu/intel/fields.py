@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import re2
+
 from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, classify
 
@@ -60,8 +62,6 @@ ALL_FIELDS = IP_FIELDS + DOMAIN_FIELDS + URL_FIELDS + UA_FIELDS + HASH_FIELDS
 def compile_path_set(patterns: list[str]) -> Callable[[str], list[str]]:
     """One RE2 set over every filename expression (a single automaton, no loop over indicators);
     the rare expression RE2 cannot take (look-arounds, back-references) is tried with `re`."""
-    import re2
-
     # Case-sensitive, as LOKI matches them: the lists carry upper- and lower-case variants on purpose.
     options = re2.Options()
     regex_set = re2.Set.SearchSet(options)

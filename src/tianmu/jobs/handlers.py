@@ -24,6 +24,8 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import AssetKind
 from tianmu.jobs import queue
 from tianmu.jobs.models import Job, JobCancelled
+from tianmu.road.assess import ENGINES, AssessOptions, assess
+from tianmu.road.knowledge import import_any, update_sources
 from tianmu.road.network import run_discover, run_domain, run_web
 from tianmu.store.database import Store
 from tianmu.store.knowledge import KbContext
@@ -90,8 +92,6 @@ def _require_path(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assess_params(params: dict[str, Any]) -> dict[str, Any]:
-    from tianmu.road.assess import ENGINES
-
     checked = _require_path({"path": params.get("path")})
     engines = params.get("engines")
     if engines is not None:
@@ -123,8 +123,6 @@ def _sources(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_assess(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.road.assess import AssessOptions, assess
-
     path = Path(ctx.job.params["path"])
 
     def finish(conn: Connection, saved: SaveResult) -> None:
@@ -150,16 +148,12 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
 
 
 def _run_kb_import(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.road.knowledge import import_any
-
     kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
     reports = import_any(kb, Path(ctx.job.params["path"]))
     return {"reports": [r.as_dict() for r in reports]}
 
 
 def _run_kb_update(ctx: JobContext) -> dict[str, Any]:
-    from tianmu.road.knowledge import update_sources
-
     kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
     reports = update_sources(kb, ctx.job.params.get("sources") or None)
     return {"reports": [r.as_dict() for r in reports]}

@@ -73,6 +73,7 @@ def create_platform_app(
     owned: InProcessRunner | None = None
     if runner is None:
         if kind == "celery":
+            # Celery: heavy, optional (only with TIANMU_RUNNER=celery; the default runner is in-process).
             from tianmu.jobs.celery_app import CeleryRunner, create_celery
 
             runner = CeleryRunner(create_celery(settings.core))

@@ -27,11 +27,13 @@ from tianmu.identity.permissions import can
 from tianmu.jobs import list_jobs
 from tianmu.road.knowledge import kb_status
 from tianmu.service.api.context import StoreDep
-from tianmu.service.api.deps import require
+from tianmu.service.api.deps import csrf_token_for, require, verify_csrf
 from tianmu.service.api.resources import finding_public
 from tianmu.service.api.routes.findings import FindingFilters
 from tianmu.service.api.routes.overview import overview_numbers
 from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, gettext_for, translations
+from tianmu.situation.repository import find_incident, load_incidents, posture_history
+from tianmu.situation.trace import trace
 from tianmu.store.queries import (
     FindingQuery,
     bulk_set_status,
@@ -95,21 +97,15 @@ def _render(request: Request, principal: Principal, name: str, section: str, **c
 
 
 def csrf_token(request: Request) -> str:
-    from tianmu.service.api.deps import csrf_token_for
-
     return csrf_token_for(request)
 
 
 def _check_csrf(request: Request, token: str) -> None:
-    from tianmu.service.api.deps import verify_csrf
-
     verify_csrf(request, token)
 
 
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
-    from tianmu.situation.repository import posture_history
-
     posture = posture_history(store, principal.tenant, limit=30)
     return _render(
         request,
@@ -259,8 +255,6 @@ def detections_page(request: Request, store: StoreDep, principal: FindingsReader
 
 @router.get("/incidents", response_class=HTMLResponse)
 def incidents_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
-    from tianmu.situation.repository import load_incidents
-
     return _render(
         request,
         principal,
@@ -272,8 +266,6 @@ def incidents_page(request: Request, store: StoreDep, principal: Reader) -> HTML
 
 @router.get("/incidents/{key}", response_class=HTMLResponse)
 def incident_page(request: Request, key: str, store: StoreDep, principal: Reader) -> HTMLResponse:
-    from tianmu.situation.repository import find_incident
-
     try:
         incident = find_incident(store, principal.tenant, key)
     except InputError as exc:
@@ -285,8 +277,6 @@ def incident_page(request: Request, key: str, store: StoreDep, principal: Reader
 def trace_page(
     request: Request, store: StoreDep, principal: FindingsReader, value: str | None = None
 ) -> HTMLResponse:
-    from tianmu.situation.trace import trace
-
     story = None
     if value and value.strip():
         try:

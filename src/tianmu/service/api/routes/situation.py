@@ -14,6 +14,8 @@ from tianmu.core.models import Incident, TriageStatus
 from tianmu.identity.models import Permission, Principal
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
+from tianmu.situation.repository import find_incident, load_incidents, set_incident
+from tianmu.situation.trace import trace
 from tianmu.store.schema import services as services_table
 
 __all__ = ["incidents_router", "services_router", "trace_router"]
@@ -47,15 +49,11 @@ def list_incidents(
     status: Annotated[list[TriageStatus] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    from tianmu.situation.repository import load_incidents
-
     return [_incident(i) for i in load_incidents(store, principal.tenant, statuses=status, limit=limit)]
 
 
 @incidents_router.get("/{key}", summary="One incident with its timeline")
 def get_incident(key: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
-    from tianmu.situation.repository import find_incident
-
     try:
         return _incident(find_incident(store, principal.tenant, key))
     except InputError as exc:
@@ -64,8 +62,6 @@ def get_incident(key: str, store: StoreDep, principal: Reader) -> dict[str, Any]
 
 @incidents_router.patch("/{key}", summary="Set an incident's status or assignee", dependencies=[CsrfChecked])
 def patch_incident(key: str, body: IncidentUpdate, store: StoreDep, principal: Triager) -> dict[str, Any]:
-    from tianmu.situation.repository import set_incident
-
     try:
         return _incident(
             set_incident(store, principal.tenant, key, status=body.status, assignee=body.assignee)
@@ -76,8 +72,6 @@ def patch_incident(key: str, body: IncidentUpdate, store: StoreDep, principal: T
 
 @trace_router.get("/{value}", summary="Everything connected to an IP, user, hash or host, in time order")
 def trace_entity(value: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
-    from tianmu.situation.trace import trace
-
     try:
         return trace(store, principal.tenant, value).as_dict()
     except InputError as exc:
