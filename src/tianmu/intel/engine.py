@@ -72,6 +72,8 @@ _REFANG_LOWER = (
 """`tianmu.intel.normalize.refang` for lower-cased text, as plain replacements (no regex pass)."""
 _TRAILING = ".,;:!?)]}'\""
 _BLOCK = 2000
+_SEEN_VALUES = 1 << 16
+"""Typed values whose index hits are remembered (bounded: cleared when full)."""
 
 
 class IntelMatcher:
@@ -84,6 +86,7 @@ class IntelMatcher:
         self._records: dict[tuple[str, str], IntelRecord | None] = {}
         self._has_v6 = bool(index.networks6) or any(":" in ip for ip in index.ips)
         self._path_matcher: Callable[[str], list[str]] | None = None
+        self._seen_values: dict[tuple[str, str], tuple[tuple[tuple[str, str], str], ...]] = {}
 
     @classmethod
     def open(cls, store: Store, home: Path | None = None, now: datetime | None = None) -> IntelMatcher:
@@ -186,11 +189,24 @@ class IntelMatcher:
         """
         found: dict[tuple[str, str], Sighting] = {}
         for name, raw in values:
-            for kind, value in observations(name, raw):
-                hit = self.probe(kind, value)
-                if hit and hit not in found and self.record(*hit):
+            for hit, value in self._candidates(name, raw):
+                if hit not in found and self.record(*hit):
                     found[hit] = Sighting(hit[0], hit[1], value, name)
         return list(found.values())
+
+    def _candidates(self, name: str, raw: str) -> tuple[tuple[tuple[str, str], str], ...]:
+        """The index hits of one typed value, remembered: logs repeat the same addresses and hosts in
+        thousands of events, and normalising and classifying each costs more than matching it."""
+        key = (name, raw)
+        known = self._seen_values.get(key)
+        if known is None:
+            known = tuple(
+                (hit, value) for kind, value in observations(name, raw) if (hit := self.probe(kind, value))
+            )
+            if len(self._seen_values) >= _SEEN_VALUES:
+                self._seen_values.clear()
+            self._seen_values[key] = known
+        return known
 
     def lookup(self, value: str) -> list[IntelRecord]:
         """Every indicator a value hits: `evil.com` itself, the parent domain of `a.evil.com`, the CIDR
