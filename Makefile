@@ -50,12 +50,13 @@ format: install
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here); a CJK font lets
 # the Chinese dashboard render as text in the screenshots instead of empty boxes. The discovery tests run
-# `--engine nmap` against nmap itself. None of these has a PyPI route.
+# `--engine nmap` against nmap itself; the road's test counts the files `assess` opens with strace. None of
+# these has a PyPI route.
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 test-tools:
-	@(test -x /usr/bin/chromium && test -f $(CJK_FONT) && command -v nmap >/dev/null) || \
+	@(test -x /usr/bin/chromium && test -f $(CJK_FONT) && command -v nmap >/dev/null && command -v strace >/dev/null) || \
 		(flock /tmp/apt.lock apt-get update -q && DEBIAN_FRONTEND=noninteractive flock /tmp/apt.lock \
-		apt-get install -y -q chromium fonts-wqy-microhei nmap)
+		apt-get install -y -q chromium fonts-wqy-microhei nmap strace)
 chromium: test-tools
 
 # The dashboard screenshots in docs/screenshots, taken by the browser tests.
