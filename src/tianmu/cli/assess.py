@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity
 from tianmu.reports import render
@@ -61,12 +62,12 @@ _SEVERITY_STYLE = {
 _TABLE_LIMIT = 30
 
 
-def _run(path: Path, *, save: bool) -> Assessment:
-    with open_default_store() as store, progress_reporter("Reading inventory") as advance:
+def _run(session: CliSession, path: Path, *, save: bool) -> Assessment:
+    with session.store() as store, progress_reporter("Reading inventory") as advance:
         result = assess(
             store,
             path,
-            AssessOptions(tenant=settings().tenant, save=save, home=settings().home),
+            AssessOptions(tenant=session.tenant, save=save, home=session.settings.home),
             progress=advance,
         )
     for error in result.errors:
@@ -204,22 +205,24 @@ def register(app: typer.Typer) -> None:
     @app.command("assess")
     @cli_errors
     def assess_command(
+        ctx: typer.Context,
         path: PathArg,
         fmt: FormatOpt = OutputFormat.TABLE,
         output: OutputOpt = None,
         fail_on: FailOnOpt = FailOn.INFO,
     ) -> None:
         """Inventory PATH, run every engine, store the results and report them."""
-        result = _run(path, save=True)
+        result = _run(CliSession.of(ctx), path, save=True)
         _emit(result, fmt, output)
         raise typer.Exit(_exit_code(result, fail_on))
 
     @app.command("inventory")
     @cli_errors
-    def inventory_command(path: PathArg, json: JsonOpt = False) -> None:
+    def inventory_command(ctx: typer.Context, path: PathArg, json: JsonOpt = False) -> None:
         """List the software components found under PATH (nothing is stored)."""
-        with open_default_store() as store, progress_reporter("Reading inventory") as advance:
-            options = AssessOptions(tenant=settings().tenant, engines=(), save=False)
+        session = CliSession.of(ctx)
+        with session.store() as store, progress_reporter("Reading inventory") as advance:
+            options = AssessOptions(tenant=session.tenant, engines=(), save=False)
             result = assess(store, path, options, progress=advance)
         for error in result.errors:
             err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
@@ -242,12 +245,13 @@ def register(app: typer.Typer) -> None:
     @app.command("vulns")
     @cli_errors
     def vulns_command(
+        ctx: typer.Context,
         path: PathArg,
         json: JsonOpt = False,
         fail_on: FailOnOpt = FailOn.INFO,
     ) -> None:
         """Only the vulnerability part of `assess`: known vulnerabilities of the components under PATH."""
-        result = _run(path, save=False)
+        result = _run(CliSession.of(ctx), path, save=False)
         result.findings = [f for f in result.findings if f.kind is FindingKind.VULNERABILITY]
         _emit(result, OutputFormat.JSON if json else OutputFormat.TABLE, None)
         raise typer.Exit(_exit_code(result, fail_on))

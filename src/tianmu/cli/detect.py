@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import Severity
 from tianmu.detect.kb import rules_status
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @cli_errors
     def detect(
+        ctx: typer.Context,
         paths: Annotated[
             list[Path],
             typer.Argument(
@@ -98,12 +100,13 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Run Sigma detection rules over logs; every alert points at its file and record."""
+        session = CliSession.of(ctx)
         if log_format is not None and log_format not in FORMATS:
             raise InputError(f"--format {log_format!r}: one of {', '.join(FORMATS)} expected")
         for path in paths:
             if not path.exists():
                 raise InputError("no such file or directory", str(path))
-        conf = settings()
+        conf = session.settings
         job = DetectJob(
             paths,
             tenant=conf.tenant,
@@ -113,7 +116,7 @@ def register(app: typer.Typer) -> None:
             field_map=_parse_field_map(field_map or []),
             workers=workers,
         )
-        with open_default_store() as store:
+        with session.store() as store:
             with _compiling():
                 engine = detection_engine(EngineSetup(store, conf.home), rules)
             with progress_reporter("Detecting") as advance:
@@ -176,6 +179,7 @@ def register(app: typer.Typer) -> None:
     @group.command("status")
     @cli_errors
     def status(
+        ctx: typer.Context,
         rules: Annotated[
             list[Path] | None,
             typer.Option("--rules", "-r", help="Report on this rule file or folder instead."),
@@ -186,8 +190,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Rule sets in use: rules, correlations, and the rules that cannot be used, with the reason."""
-        conf = settings()
-        with open_default_store() as store, _compiling():
+        session = CliSession.of(ctx)
+        conf = session.settings
+        with session.store() as store, _compiling():
             rows = rules_status(store, conf.home, rules)
         if json:
             document = [

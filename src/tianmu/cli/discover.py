@@ -29,7 +29,8 @@ from tianmu.assets.network.probes import ProbeOptions
 from tianmu.assets.network.results import DiscoveryResult
 from tianmu.cli.assess import _SEVERITY_STYLE, FailOn
 from tianmu.cli.console import ExitCode, err_console, out_console
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import Finding, Severity
 from tianmu.network.audit import list_scans
@@ -140,6 +141,7 @@ def register(app: typer.Typer) -> None:
     @app.command("discover")
     @cli_errors
     def discover_command(
+        ctx: typer.Context,
         targets: Annotated[
             list[str] | None,
             typer.Argument(
@@ -185,6 +187,7 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Find open TCP ports, identify the services behind them, and report exposures."""
+        session = CliSession.of(ctx)
         targets = targets or []
         if not targets and nmap_xml is None:
             raise InputError("name at least one target (or --nmap-xml FILE)")
@@ -200,13 +203,13 @@ def register(app: typer.Typer) -> None:
             engine=engine.value,
             fingerprint=fingerprint,
             authorized=authorized,
-            tenant=settings().tenant,
+            tenant=session.tenant,
             save=save,
             probe=ProbeOptions(),
             nmap_xml=nmap_xml,
         )
-        with open_default_store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
-            result = run_discover(store, targets, options, progress=advance, home=settings().home)
+        with session.store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
+            result = run_discover(store, targets, options, progress=advance, home=session.settings.home)
         for note in result.notes:
             err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
         if result.self_connects:
@@ -224,16 +227,18 @@ def register_listings(app: typer.Typer) -> None:
     @app.command("services")
     @cli_errors
     def services_command(
+        ctx: typer.Context,
         state: Annotated[
             str, typer.Option("--state", help="open, closed or all.", case_sensitive=False)
         ] = "open",
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Services found by `tianmu discover`, with when they were first and last seen."""
+        session = CliSession.of(ctx)
         if state not in ("open", "closed", "all"):
             raise InputError(f"--state must be open, closed or all, not {state!r}")
-        with open_default_store() as store:
-            rows = list_services(store, settings().tenant, state=None if state == "all" else state)
+        with session.store() as store:
+            rows = list_services(store, session.tenant, state=None if state == "all" else state)
         if json:
             data = [
                 {
@@ -273,12 +278,14 @@ def register_listings(app: typer.Typer) -> None:
     @app.command("scans")
     @cli_errors
     def scans_command(
+        ctx: typer.Context,
         limit: Annotated[int, typer.Option("--limit", help="How many of the latest scans.")] = 50,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """The scan audit trail: who scanned what, when, and whether they declared authorization."""
-        with open_default_store() as store:
-            rows = list_scans(store, settings().tenant, limit)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            rows = list_scans(store, session.tenant, limit)
         if json:
             data = [
                 {

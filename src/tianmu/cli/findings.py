@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import err_console, out_console
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
 from tianmu.reports.json_report import finding_to_dict
@@ -25,6 +26,7 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     @cli_errors
     def list_command(
+        ctx: typer.Context,
         severity: Annotated[Severity | None, typer.Option(help="Only at or above this severity.")] = None,
         status: Annotated[list[TriageStatus] | None, typer.Option(help="Only these statuses.")] = None,
         kind: Annotated[list[FindingKind] | None, typer.Option(help="Only these kinds.")] = None,
@@ -32,9 +34,10 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """List the tenant's findings, newest first."""
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        with session.store() as store:
             rows = list_findings(
-                store, settings().tenant, kinds=kind, min_severity=severity, statuses=status, limit=limit
+                store, session.tenant, kinds=kind, min_severity=severity, statuses=status, limit=limit
             )
         if json:
             out_console.file.write(jsonlib.dumps([finding_to_dict(r.finding) for r in rows], indent=2) + "\n")
@@ -54,14 +57,16 @@ def register(app: typer.Typer) -> None:
     @group.command("triage")
     @cli_errors
     def triage_command(
+        ctx: typer.Context,
         fingerprint: Annotated[
             str, typer.Argument(help="Fingerprint, or a unique prefix of at least 8 characters.")
         ],
         status: Annotated[TriageStatus, typer.Argument(help="New status.")],
     ) -> None:
         """Set the triage status of one finding; it is kept when the finding is seen again."""
-        tenant = settings().tenant
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        tenant = session.tenant
+        with session.store() as store:
             full = fingerprint
             if len(fingerprint) < 64:
                 if len(fingerprint) < 8:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json as jsonlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.crypto import write_private
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.gmcrypto import sm2
 from tianmu.gmcrypto.x509 import load_certificates, read_public_key
@@ -39,12 +39,12 @@ PasswordStdin = Annotated[
 
 
 @contextlib.contextmanager
-def _identity() -> Iterator[IdentityService]:
-    env = os.environ
+def _identity(session: CliSession) -> Iterator[IdentityService]:
+    env = session.environ
     origin = env.get("TIANMU_ORIGIN", "http://localhost:8000").rstrip("/")
     rp = RelyingParty(id=env.get("TIANMU_RP_ID") or urlsplit(origin).hostname or "localhost", origin=origin)
-    with open_default_store() as store:
-        yield IdentityService(store, home=settings().home, rp=rp)
+    with session.store() as store:
+        yield IdentityService(store, home=session.settings.home, rp=rp)
 
 
 def _role(value: str) -> Role:
@@ -76,17 +76,21 @@ def _register_tenant(app: typer.Typer) -> None:
 
     @tenant.command("add")
     @cli_errors
-    def add(tenant_id: str, name: Annotated[str, typer.Option(help="Display name.")] = "") -> None:
+    def add(
+        ctx: typer.Context, tenant_id: str, name: Annotated[str, typer.Option(help="Display name.")] = ""
+    ) -> None:
         """Create a tenant."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             created = identity.create_tenant(tenant_id, name)
         out_console.print(f"tenant {created.id} created")
 
     @tenant.command("list")
     @cli_errors
-    def list_(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def list_(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """List tenants."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             tenants = identity.list_tenants()
         if json:
             rows = [
@@ -104,6 +108,7 @@ def _register_tenant(app: typer.Typer) -> None:
     @tenant.command("policy")
     @cli_errors
     def policy(
+        ctx: typer.Context,
         tenant_id: str,
         require: Annotated[
             list[str] | None,
@@ -120,7 +125,8 @@ def _register_tenant(app: typer.Typer) -> None:
         password_scheme: Annotated[str | None, typer.Option(help="argon2id or sm3-pbkdf2.")] = None,
     ) -> None:
         """Show a tenant's sign-in policy, or change parts of it."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             current = identity.get_tenant(tenant_id).policy.to_json()
             changes = {
                 "required_factors": [alt.split("+") for alt in require] if require else None,
@@ -143,12 +149,14 @@ def _register_tenant(app: typer.Typer) -> None:
     @tenant.command("ca-init")
     @cli_errors
     def ca_init(
+        ctx: typer.Context,
         tenant_id: str,
         out: Annotated[Path | None, typer.Option(help="Also write the CA certificate.")] = None,
         days: int = 3650,
     ) -> None:
         """Create the tenant's own SM2 CA for certificate login (its key sealed in the database)."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             cert = identity.init_tenant_ca(cli_principal(tenant_id), tenant_id, days=days)
         if out:
             out.write_bytes(cert.to_pem())
@@ -157,14 +165,17 @@ def _register_tenant(app: typer.Typer) -> None:
     @tenant.command("ca-trust")
     @cli_errors
     def ca_trust(
-        tenant_id: str, pem: Annotated[Path, typer.Argument(help="CA certificate(s), PEM.")]
+        ctx: typer.Context,
+        tenant_id: str,
+        pem: Annotated[Path, typer.Argument(help="CA certificate(s), PEM.")],
     ) -> None:
         """Trust an external SM2 CA (e.g. the organisation's USB-key CA) for certificate login."""
+        session = CliSession.of(ctx)
         try:
             data = pem.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", str(pem)) from exc
-        with _identity() as identity:
+        with _identity(session) as identity:
             for cert in identity.trust_ca(cli_principal(tenant_id), tenant_id, data):
                 out_console.print(f"trusted {cert.subject} ({cert.fingerprint()})")
 
@@ -176,6 +187,7 @@ def _register_user(app: typer.Typer) -> None:
     @user.command("add")
     @cli_errors
     def add(
+        ctx: typer.Context,
         tenant: str,
         username: str,
         role: Annotated[str, typer.Option(help="owner, admin, analyst or viewer")],
@@ -184,8 +196,9 @@ def _register_user(app: typer.Typer) -> None:
         password_stdin: PasswordStdin = False,
     ) -> None:
         """Create a user (asks for a password unless --no-password: passkey- or certificate-only users)."""
+        session = CliSession.of(ctx)
         password = None if no_password else _new_password(password_stdin)
-        with _identity() as identity:
+        with _identity(session) as identity:
             identity.create_user(
                 cli_principal(tenant),
                 tenant,
@@ -198,9 +211,10 @@ def _register_user(app: typer.Typer) -> None:
 
     @user.command("list")
     @cli_errors
-    def list_(tenant: str, json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def list_(ctx: typer.Context, tenant: str, json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """List a tenant's users."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             users = identity.list_users(cli_principal(tenant), tenant)
         if json:
             rows = [
@@ -236,53 +250,63 @@ def _register_user(app: typer.Typer) -> None:
 
     @user.command("passwd")
     @cli_errors
-    def passwd(tenant: str, username: str, password_stdin: PasswordStdin = False) -> None:
+    def passwd(ctx: typer.Context, tenant: str, username: str, password_stdin: PasswordStdin = False) -> None:
         """Set a user's password."""
+        session = CliSession.of(ctx)
         password = _new_password(password_stdin)
-        with _identity() as identity:
+        with _identity(session) as identity:
             identity.set_password(cli_principal(tenant), tenant, username, password)
 
     @user.command("role")
     @cli_errors
-    def role(tenant: str, username: str, new_role: str) -> None:
+    def role(ctx: typer.Context, tenant: str, username: str, new_role: str) -> None:
         """Change a user's role."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             identity.set_role(cli_principal(tenant), tenant, username, _role(new_role))
 
     @user.command("disable")
     @cli_errors
     def disable(
-        tenant: str, username: str, enable: Annotated[bool, typer.Option("--enable")] = False
+        ctx: typer.Context,
+        tenant: str,
+        username: str,
+        enable: Annotated[bool, typer.Option("--enable")] = False,
     ) -> None:
         """Disable a user (or enable again with --enable); their sessions and tokens stop working."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             identity.set_disabled(cli_principal(tenant), tenant, username, not enable)
 
     @user.command("unlock")
     @cli_errors
-    def unlock(tenant: str, username: str) -> None:
+    def unlock(ctx: typer.Context, tenant: str, username: str) -> None:
         """Lift a lockout after failed sign-ins."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             identity.unlock(cli_principal(tenant), tenant, username)
 
     @user.command("delete")
     @cli_errors
-    def delete(tenant: str, username: str) -> None:
+    def delete(ctx: typer.Context, tenant: str, username: str) -> None:
         """Delete a user with their passkeys, tokens and sessions."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             identity.delete_user(cli_principal(tenant), tenant, username)
 
     @user.command("totp")
     @cli_errors
-    def totp(tenant: str, username: str) -> None:
+    def totp(ctx: typer.Context, tenant: str, username: str) -> None:
         """Give a user a new TOTP seed; prints the otpauth URI for their authenticator app (once)."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             seed, uri = identity.enable_totp(cli_principal(tenant), tenant, username)
         out_console.print(f"seed: {seed}\nuri:  {uri}")
 
     @user.command("cert")
     @cli_errors
     def cert(
+        ctx: typer.Context,
         tenant: str,
         username: str,
         pub: Annotated[Path, typer.Option("--pub", help="The user's SM2 public key (PEM).")],
@@ -290,7 +314,8 @@ def _register_user(app: typer.Typer) -> None:
         days: int = 365,
     ) -> None:
         """Issue a login certificate from the tenant CA for the user's SM2 public key."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             issued = identity.issue_user_certificate(
                 cli_principal(tenant), tenant, username, read_public_key(pub), days=days
             )
@@ -300,12 +325,14 @@ def _register_user(app: typer.Typer) -> None:
     @user.command("passkeys")
     @cli_errors
     def passkeys_(
+        ctx: typer.Context,
         tenant: str,
         username: str,
         remove: Annotated[str | None, typer.Option("--remove", help="Credential id to remove.")] = None,
     ) -> None:
         """List a user's passkeys, or remove one (a lost device)."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             admin = cli_principal(tenant)
             if remove:
                 identity.remove_passkey(admin, remove)
@@ -320,18 +347,20 @@ def _register_user(app: typer.Typer) -> None:
 
     @user.command("revoke-cert")
     @cli_errors
-    def revoke_cert(tenant: str, serial: str, reason: str = "") -> None:
+    def revoke_cert(ctx: typer.Context, tenant: str, serial: str, reason: str = "") -> None:
         """Revoke a login certificate by its hex serial number."""
+        session = CliSession.of(ctx)
         try:
             int(serial, 16)
         except ValueError as exc:
             raise InputError(f"serial must be hexadecimal, not {serial!r}") from exc
-        with _identity() as identity:
+        with _identity(session) as identity:
             identity.revoke_certificate(cli_principal(tenant), tenant, serial, reason)
 
     @user.command("token")
     @cli_errors
     def token(
+        ctx: typer.Context,
         tenant: str,
         username: str,
         name: Annotated[str, typer.Option()],
@@ -339,7 +368,8 @@ def _register_user(app: typer.Typer) -> None:
         days: int | None = None,
     ) -> None:
         """Create an API token acting for the user; the token is printed once."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             text, record = identity.create_token(_as_user(identity, tenant, username), name, scope, days)
         out_console.print(text)
         err_console.print(
@@ -355,9 +385,10 @@ def _register_audit(app: typer.Typer) -> None:
 
     @audit.command("verify")
     @cli_errors
-    def verify(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def verify(ctx: typer.Context, json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Check every entry and checkpoint; exit 1 if anything was edited, deleted or reordered."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             total = identity.audit.count()
             with progress_reporter("Verifying the audit chain", total=total) as advance:
                 report = identity.audit.verify(
@@ -391,21 +422,24 @@ def _register_audit(app: typer.Typer) -> None:
 
     @audit.command("checkpoint")
     @cli_errors
-    def checkpoint() -> None:
+    def checkpoint(ctx: typer.Context) -> None:
         """Sign the current end of the chain with the platform's SM2 key."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             seq = identity.audit.checkpoint()
         out_console.print(f"checkpoint at entry {seq}" if seq else "the audit log is empty")
 
     @audit.command("list")
     @cli_errors
     def list_(
+        ctx: typer.Context,
         tenant: Annotated[str | None, typer.Option()] = None,
         limit: int = 50,
         json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """The most recent audit entries, newest first."""
-        with _identity() as identity:
+        session = CliSession.of(ctx)
+        with _identity(session) as identity:
             entries = identity.audit.entries(tenant=tenant, limit=limit)
         if json:
             rows = [
@@ -433,6 +467,7 @@ def _register_login_and_serve(app: typer.Typer) -> None:
     @app.command("login")
     @cli_errors
     def login(
+        ctx: typer.Context,
         cert: Annotated[
             Path, typer.Option("--cert", help="Your SM2 certificate (PEM; intermediates may follow).")
         ],
@@ -443,6 +478,7 @@ def _register_login_and_serve(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="Tenant (the server's default if omitted).")] = None,
     ) -> None:
         """Sign in to a Tianmu server with an SM2 certificate; the session is saved for later commands."""
+        session = CliSession.of(ctx)
         try:
             chain = cert.read_bytes()
         except OSError as exc:
@@ -488,7 +524,7 @@ def _register_login_and_serve(app: typer.Typer) -> None:
                 f"certificate accepted; this tenant also requires: {' or '.join(body['remaining'])}"
             )
             raise typer.Exit(ExitCode.FINDINGS)
-        home = settings().home
+        home = session.settings.home
         home.mkdir(parents=True, exist_ok=True)
         record = {"server": server, "tenant": challenge["tenant"], "cookies": cookies}
         write_private(home / "session.json", jsonlib.dumps(record).encode("utf-8"))
@@ -499,6 +535,7 @@ def _register_login_and_serve(app: typer.Typer) -> None:
     @app.command("serve")
     @cli_errors
     def serve(
+        ctx: typer.Context,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port.")] = 8000,
     ) -> None:
@@ -506,14 +543,13 @@ def _register_login_and_serve(app: typer.Typer) -> None:
         # uvicorn: heavy, optional for every command but serve.
         import uvicorn
 
-        # FastAPI (the platform app, with the service settings): heavy, optional for all but serve.
-        from tianmu.service import ServiceSettings
-
-        # FastAPI: heavy, optional, as above.
+        # FastAPI (the platform app; the tianmu.service package loads it): heavy, optional but for serve.
         from tianmu.service.platform import create_platform_app
+        from tianmu.service.settings import ServiceSettings  # FastAPI: optional, as above
 
-        # The whole platform: sign-in, REST API, dashboard and the job runner (TIANMU_RUNNER).
-        application = create_platform_app(ServiceSettings.from_env())
+        # The whole platform: sign-in, REST API, dashboard and the job runner (TIANMU_RUNNER), with the
+        # service settings read from the environment this invocation started with.
+        application = create_platform_app(ServiceSettings.from_env(CliSession.of(ctx).environ))
         uvicorn.run(application, host=host, port=port, proxy_headers=False)
 
 

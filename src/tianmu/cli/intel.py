@@ -12,7 +12,8 @@ from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.kb import print_reports
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import Finding
 from tianmu.intel.attack import technique_info
@@ -71,6 +72,7 @@ def register(app: typer.Typer) -> None:
     @group.command("import")
     @cli_errors
     def import_command(
+        ctx: typer.Context,
         paths: Annotated[
             list[Path] | None,
             typer.Argument(
@@ -116,12 +118,13 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Import threat-intelligence feeds (offline), or pull a TAXII collection."""
+        session = CliSession.of(ctx)
 
         if not paths and not taxii:
             raise InputError("give feed files/folders to import, or --taxii URL")
         reports: list[ImportReport] = []
-        with open_default_store() as store, progress_reporter("Importing") as advance:
-            home = settings().home
+        with session.store() as store, progress_reporter("Importing") as advance:
+            home = session.settings.home
             for path in paths or []:
                 reports += import_feed(
                     store,
@@ -150,12 +153,14 @@ def register(app: typer.Typer) -> None:
     @group.command("match")
     @cli_errors
     def match_command(
+        ctx: typer.Context,
         paths: Annotated[list[Path], typer.Argument(help="Log files or folders (every file in a folder).")],
         json: JsonOpt = False,
     ) -> None:
         """Match logs against the intel base. Exit 1 when an indicator is seen, 0 when none is."""
-        conf = settings()
-        with open_default_store() as store, progress_reporter("Matching") as advance:
+        session = CliSession.of(ctx)
+        conf = session.settings
+        with session.store() as store, progress_reporter("Matching") as advance:
             matched = run_intel_match(store, paths, tenant=conf.tenant, home=conf.home, progress=advance)
         findings, errors = matched.findings, matched.errors
         for error in errors:
@@ -187,13 +192,15 @@ def register(app: typer.Typer) -> None:
     @group.command("lookup")
     @cli_errors
     def lookup_command(
+        ctx: typer.Context,
         value: Annotated[
             str, typer.Argument(help="IP, domain, URL, hash, e-mail (defanged is fine) or T1234.")
         ],
         json: JsonOpt = False,
     ) -> None:
         """What the base knows about one value (or ATT&CK technique). Exit 1 when nothing is known."""
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        with session.store() as store:
             if _TECHNIQUE.match(value.strip()):
                 info = technique_info(store, [value])
                 if json:
@@ -210,7 +217,7 @@ def register(app: typer.Typer) -> None:
                         )
                     raise typer.Exit(ExitCode.FINDINGS)
                 return
-            records = IntelMatcher.open(store, settings().home).lookup(value)
+            records = IntelMatcher.open(store, session.settings.home).lookup(value)
         if json:
             out_console.file.write(jsonlib.dumps([r.as_dict() for r in records], indent=2) + "\n")
         elif not records:
@@ -239,16 +246,18 @@ def register(app: typer.Typer) -> None:
     @group.command("serve")
     @cli_errors
     def serve_command(
+        ctx: typer.Context,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 9470,
     ) -> None:
         """Serve the intel base as a read-only TAXII 2.1 server (discovery at /taxii2/)."""
+        session = CliSession.of(ctx)
         # uvicorn: heavy, optional for every intel command but serve.
         import uvicorn
 
         # FastAPI (the TAXII server's app): heavy, optional for every intel command but serve.
         from tianmu.intel.taxii_server import create_taxii_app
 
-        with open_default_store() as store:
+        with session.store() as store:
             err_console.print(f"TAXII 2.1 discovery: http://{host}:{port}/taxii2/")
             uvicorn.run(create_taxii_app(store), host=host, port=port, log_level="warning")

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.jobs import JOB_KINDS, InProcessRunner, JobStatus, cancel, get_job, list_jobs, submit_job
 from tianmu.jobs.models import Job
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     @cli_errors
     def worker_command(
+        ctx: typer.Context,
         concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once (default: CPU count).")] = 0,
         pool: Annotated[Pool, typer.Option(help="Celery pool: processes, one in-line, or threads.")] = (
             Pool.PREFORK
@@ -75,8 +77,9 @@ def register(app: typer.Typer) -> None:
         # Celery: heavy, optional for every command of this module but worker and submit.
         from tianmu.jobs.celery_app import create_celery, start_housekeeping
 
-        config = settings()
-        with open_default_store():
+        session = CliSession.of(ctx)
+        config = session.settings
+        with session.store():
             pass  # migrate (and fail clearly) before the worker starts taking messages
         app_ = create_celery(config)
         stop = start_housekeeping(app_, config, reap_interval)
@@ -104,6 +107,7 @@ def register(app: typer.Typer) -> None:
     @group.command("submit")
     @cli_errors
     def submit_command(
+        ctx: typer.Context,
         kind: Annotated[str, typer.Argument(help="Job kind (see `tianmu jobs kinds`).")],
         param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE")] = None,
         key: Annotated[str | None, typer.Option(help="Idempotency key: the same key is one job.")] = None,
@@ -115,9 +119,10 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Queue a job; with --wait, follow it to its end (exit 1 if it failed)."""
-        config = settings()
+        session = CliSession.of(ctx)
+        config = session.settings
         params = _parse_params(param or [])
-        with open_default_store() as store:
+        with session.store() as store:
             if runner is RunnerChoice.LOCAL:
                 local = InProcessRunner(store, config, workers=1)
                 job, _created = submit_job(
@@ -150,14 +155,16 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     @cli_errors
     def list_command(
+        ctx: typer.Context,
         status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this state.")] = None,
         kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
         limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """The tenant's jobs, newest first."""
-        with open_default_store() as store:
-            rows = list_jobs(store, settings().tenant, status=status, kind=kind, limit=limit)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            rows = list_jobs(store, session.tenant, status=status, kind=kind, limit=limit)
         if json:
             out_console.file.write(jsonlib.dumps([j.as_dict() for j in rows], indent=2) + "\n")
             return
@@ -178,22 +185,25 @@ def register(app: typer.Typer) -> None:
     @group.command("show")
     @cli_errors
     def show_command(
+        ctx: typer.Context,
         job_id: str,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """One job: parameters, state, progress, result or error."""
-        with open_default_store() as store:
-            job = get_job(store, job_id, settings().tenant)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            job = get_job(store, job_id, session.tenant)
         if job is None:
             raise InputError(f"no job {job_id}")
         _print_job(job, json)
 
     @group.command("cancel")
     @cli_errors
-    def cancel_command(job_id: str) -> None:
+    def cancel_command(ctx: typer.Context, job_id: str) -> None:
         """Cancel a queued job, or ask a running one to stop at its next step."""
-        with open_default_store() as store:
-            job = cancel(store, job_id, settings().tenant)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            job = cancel(store, job_id, session.tenant)
         out_console.print(
             f"{job.id}: {'cancelled' if job.status is JobStatus.CANCELLED else 'cancellation requested'}"
         )

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.road.knowledge import default_sources, import_any, kb_status, update_sources
 from tianmu.store.knowledge import ImportReport, KbContext
 
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
     @group.command("import")
     @cli_errors
     def import_command(
+        ctx: typer.Context,
         paths: Annotated[
             list[Path],
             typer.Argument(
@@ -76,11 +78,12 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Import knowledge-base files (offline). Re-importing unchanged data changes nothing."""
+        session = CliSession.of(ctx)
         reports: list[ImportReport] = []
-        with open_default_store() as store, progress_reporter("Importing") as advance:
-            ctx = KbContext(store=store, home=settings().home, progress=advance)
+        with session.store() as store, progress_reporter("Importing") as advance:
+            kb = KbContext(store=store, home=session.settings.home, progress=advance)
             for path in paths:
-                reports.extend(import_any(ctx, path))
+                reports.extend(import_any(kb, path))
         print_reports(reports, json)
         if reports and all(r.record_count == 0 and r.errors for r in reports):
             raise typer.Exit(ExitCode.USAGE)
@@ -88,6 +91,7 @@ def register(app: typer.Typer) -> None:
     @group.command("update")
     @cli_errors
     def update_command(
+        ctx: typer.Context,
         source: Annotated[
             list[str] | None,
             typer.Option(
@@ -97,9 +101,10 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Download the official sources (osv.dev, CISA KEV, FIRST EPSS...) and import them."""
-        with open_default_store() as store, progress_reporter("Updating") as advance:
-            ctx = KbContext(store=store, home=settings().home, progress=advance)
-            reports = update_sources(ctx, source)
+        session = CliSession.of(ctx)
+        with session.store() as store, progress_reporter("Updating") as advance:
+            kb = KbContext(store=store, home=session.settings.home, progress=advance)
+            reports = update_sources(kb, source)
         print_reports(reports, json)
         if any(r.status == "failed" for r in reports):
             raise typer.Exit(ExitCode.USAGE)
@@ -107,10 +112,11 @@ def register(app: typer.Typer) -> None:
     @group.command("status")
     @cli_errors
     def status_command(
+        ctx: typer.Context,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     ) -> None:
         """Per source: kind, records, import date, digest."""
-        with open_default_store() as store:
+        with CliSession.of(ctx).store() as store:
             rows = kb_status(store)
         if json:
             out_console.file.write(jsonlib.dumps([r.as_dict() for r in rows], indent=2) + "\n")

@@ -1,7 +1,8 @@
 """Entry point of the `tianmu` command: the Typer app, shared options, and error handling.
 
-Every command opens the store through `open_store(Settings.from_env())` and calls one library
-function; what goes wrong on purpose (TianmuError) is printed as one clear line and exits 2.
+The root callback starts one `CliSession` per invocation (the settings, read once from the environment);
+every command takes it from its context, opens the store through it and calls one library function;
+what goes wrong on purpose (TianmuError, a bad setting included) is printed as one clear line and exits 2.
 """
 
 from __future__ import annotations
@@ -17,17 +18,25 @@ import typer
 
 from tianmu import __version__
 from tianmu.cli.console import ExitCode, err_console, out_console
-from tianmu.core.config import Settings
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import TianmuError
-from tianmu.store.database import Store, open_store
 
 # `app` (every command registered) is made on first access by the module `__getattr__` below.
-__all__ = ["AREAS", "area_of", "cli_errors", "open_default_store", "register_areas", "run"]
+__all__ = ["AREAS", "area_of", "cli_errors", "register_areas", "run"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_app = typer.Typer(
+
+class _TianmuApp(typer.Typer):
+    """The `tianmu` Typer app, which knows the areas whose commands it already has."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.areas: set[str] = set()
+
+
+_app = _TianmuApp(
     name="tianmu",
     help="Tianmu (天目): network security situation awareness.",
     no_args_is_help=True,
@@ -50,18 +59,13 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def open_default_store() -> Store:
-    return open_store(Settings.from_env())
-
-
-def settings() -> Settings:
-    return Settings.from_env()
-
-
 @_app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Tianmu (天目): network security situation awareness."""
-    # A callback keeps `tianmu` a command group even when only `version` is loaded.
+    # Runs once per invocation (a callback also keeps `tianmu` a group when only `version` is loaded):
+    # the session of this invocation, which every command takes from its context. A caller may have
+    # passed one (`obj=`); CliRunner tests change the environment between invocations of the same app.
+    ctx.ensure_object(CliSession)
 
 
 @_app.command()
@@ -88,18 +92,17 @@ AREAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "crypto": (("crypto",), ("register",)),
     "identity": (("tenant", "user", "audit", "login", "serve"), ("register",)),
 }
-_registered: set[str] = set()
 
 
 def register_areas(areas: Iterable[str]) -> None:
     """Add the commands of these areas to the app (once each)."""
     for area in areas:
-        if area in _registered:
+        if area in _app.areas:
             continue
         module = importlib.import_module(f"tianmu.cli.{area}")
         for function in AREAS[area][1]:
             getattr(module, function)(_app)
-        _registered.add(area)
+        _app.areas.add(area)
 
 
 def area_of(argv: Sequence[str]) -> str | None:

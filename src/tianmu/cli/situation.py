@@ -15,7 +15,8 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
 from tianmu.readers import iter_events
@@ -73,13 +74,15 @@ def _incidents(app: typer.Typer) -> None:
     @group.command("list")
     @cli_errors
     def list_command(
+        ctx: typer.Context,
         status: Annotated[list[TriageStatus] | None, typer.Option(help="Only these statuses.")] = None,
         limit: Annotated[int, typer.Option(help="At most this many (latest activity first).")] = 100,
         json: JsonOpt = False,
     ) -> None:
         """The tenant's incidents, latest activity first."""
-        with open_default_store() as store:
-            rows = load_incidents(store, settings().tenant, statuses=status, limit=limit)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            rows = load_incidents(store, session.tenant, statuses=status, limit=limit)
         if json:
             _dump([incident_to_dict(i) for i in rows])
             return
@@ -104,12 +107,14 @@ def _incidents(app: typer.Typer) -> None:
     @group.command("show")
     @cli_errors
     def show_command(
+        ctx: typer.Context,
         incident_id: Annotated[str, typer.Argument(help="Incident id (INC-…) or a unique prefix.")],
         json: JsonOpt = False,
     ) -> None:
         """One incident: its entities and its timeline on the kill chain."""
-        with open_default_store() as store:
-            incident = find_incident(store, settings().tenant, incident_id)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            incident = find_incident(store, session.tenant, incident_id)
         if json:
             _dump(incident_to_dict(incident))
             return
@@ -147,28 +152,33 @@ def _incidents(app: typer.Typer) -> None:
     @group.command("assign")
     @cli_errors
     def assign_command(
+        ctx: typer.Context,
         incident_id: Annotated[str, typer.Argument(help="Incident id or unique prefix.")],
         assignee: Annotated[str, typer.Argument(help="Who handles it ('' to unassign).")],
     ) -> None:
         """Assign an incident to someone."""
-        with open_default_store() as store:
-            incident = set_incident(store, settings().tenant, incident_id, assignee=assignee)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            incident = set_incident(store, session.tenant, incident_id, assignee=assignee)
         err_console.print(f"{incident.id} is assigned to {incident.assignee or 'nobody'}")
 
     @group.command("status")
     @cli_errors
     def status_command(
+        ctx: typer.Context,
         incident_id: Annotated[str, typer.Argument(help="Incident id or unique prefix.")],
         status: Annotated[TriageStatus, typer.Argument(help="New status.")],
     ) -> None:
         """Set an incident's status (a resolved incident reopens when new findings join it)."""
-        with open_default_store() as store:
-            incident = set_incident(store, settings().tenant, incident_id, status=status)
+        session = CliSession.of(ctx)
+        with session.store() as store:
+            incident = set_incident(store, session.tenant, incident_id, status=status)
         err_console.print(f"{incident.id} is now {incident.status.value}")
 
     @group.command("correlate")
     @cli_errors
     def correlate_command(
+        ctx: typer.Context,
         window: Annotated[
             float, typer.Option(help="Time window in hours within which findings link.")
         ] = 24.0,
@@ -179,10 +189,11 @@ def _incidents(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Fold the stored detection, malware and intel findings into incidents (idempotent)."""
+        session = CliSession.of(ctx)
         if window <= 0:
             raise InputError("--window must be a positive number of hours")
-        tenant = settings().tenant
-        with open_default_store() as store:
+        tenant = session.tenant
+        with session.store() as store:
             kinds = (FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL)
             findings = [r.finding for r in list_findings(store, tenant, kinds=kinds)]
             span, resolver = timedelta(hours=window), store_technique_resolver(store)
@@ -208,6 +219,7 @@ def _trace(app: typer.Typer) -> None:
     @app.command("trace")
     @cli_errors
     def trace_command(
+        ctx: typer.Context,
         entity: Annotated[
             str, typer.Argument(help="An IP address, user name, file hash (MD5/SHA-1/SHA-256) or host name.")
         ],
@@ -220,6 +232,7 @@ def _trace(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Everything connected to ENTITY — findings, incidents, assets, log events — oldest first."""
+        session = CliSession.of(ctx)
         events: list[Any] = []
         if logs:
             with progress_reporter("Reading logs") as advance:
@@ -227,8 +240,8 @@ def _trace(app: typer.Typer) -> None:
                     for event in iter_events(path):
                         events.append(event)
                         advance(str(event.origin.path))
-        with open_default_store() as store:
-            story = trace(store, settings().tenant, entity, types=entity_type, events=events)
+        with session.store() as store:
+            story = trace(store, session.tenant, entity, types=entity_type, events=events)
         if json:
             _dump(story.as_dict())
             return
@@ -258,6 +271,7 @@ def _evidence(app: typer.Typer) -> None:
     @group.command("export")
     @cli_errors
     def export_command(
+        ctx: typer.Context,
         incident_id: Annotated[str, typer.Argument(help="Incident id (INC-…) or a unique prefix.")],
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Zip file to write.")] = None,
         root: Annotated[
@@ -265,8 +279,9 @@ def _evidence(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Write a zip of the incident's raw records and samples, with an SM3 manifest and its signature."""
-        config = settings()
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        config = session.settings
+        with session.store() as store:
             incident = find_incident(store, config.tenant, incident_id)
             findings = [r.finding for r in list_findings(store, config.tenant)]
         target = output or Path(f"{incident.id}.zip")
@@ -317,8 +332,8 @@ def _evidence(app: typer.Typer) -> None:
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FINDINGS)
 
 
-def _alert_config(path: Path | None) -> AlertConfig:
-    config_path = path or settings().home / "alerts.toml"
+def _alert_config(session: CliSession, path: Path | None) -> AlertConfig:
+    config_path = path or session.settings.home / "alerts.toml"
     if not config_path.exists():
         raise InputError("no alert configuration (see docs/situation.md for the format)", str(config_path))
     return load_config(config_path)
@@ -333,16 +348,18 @@ def _alerts(app: typer.Typer) -> None:
     @group.command("test")
     @cli_errors
     def test_command(
+        ctx: typer.Context,
         config: ConfigOpt = None,
         channel: Annotated[list[str] | None, typer.Option(help="Only these channels.")] = None,
     ) -> None:
         """Send a test alert to every channel (or the named ones) and say what happened."""
-        loaded = _alert_config(config)
+        session = CliSession.of(ctx)
+        loaded = _alert_config(session, config)
         names = channel or list(loaded.channels)
         unknown = [n for n in names if n not in loaded.channels]
         if unknown:
             raise InputError(f"unknown channel(s): {', '.join(unknown)}")
-        alert = make_test_alert(settings().tenant, loaded.clock.now())
+        alert = make_test_alert(session.tenant, loaded.clock.now())
         failed = 0
         for name in names:
             result = deliver(loaded.channels[name], alert, loaded.retry, clock=loaded.clock)
@@ -355,11 +372,12 @@ def _alerts(app: typer.Typer) -> None:
 
     @group.command("run")
     @cli_errors
-    def run_command(config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    def run_command(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
         """Evaluate the rules over the stored incidents and findings; deliver what changed since last time."""
-        loaded = _alert_config(config)
-        tenant = settings().tenant
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        loaded = _alert_config(session, config)
+        tenant = session.tenant
+        with session.store() as store:
             results = run_alerts(
                 store,
                 tenant,
@@ -399,6 +417,7 @@ def _risk(app: typer.Typer) -> None:
     @app.command("risk")
     @cli_errors
     def risk_command(
+        ctx: typer.Context,
         insurance: Annotated[
             bool, typer.Option(help="Add the expected-exposure summary by loss category.")
         ] = False,
@@ -407,8 +426,9 @@ def _risk(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """The tenant's risk score (0–100), per asset, with the factors behind it, and the posture trend."""
-        tenant = settings().tenant
-        with open_default_store() as store:
+        session = CliSession.of(ctx)
+        tenant = session.tenant
+        with session.store() as store:
             assets = load_assets(store, tenant)
             findings = open_findings(store, tenant)
             report = score_findings(findings, assets, tenant=tenant)

@@ -13,7 +13,8 @@ import typer
 from tianmu.cli.assess import FailOn
 from tianmu.cli.console import err_console, out_console, progress_reporter
 from tianmu.cli.discover import exit_code_for, print_findings
-from tianmu.cli.main import cli_errors, open_default_store, settings
+from tianmu.cli.main import cli_errors
+from tianmu.cli.session import CliSession
 from tianmu.road.network import run_domain, run_web
 from tianmu.websec.domain import DomainOptions
 from tianmu.websec.engine import WebOptions
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
     @app.command("web")
     @cli_errors
     def web_command(
+        ctx: typer.Context,
         urls: Annotated[list[str], typer.Argument(help="Website URLs (https://host[:port]/path).")],
         rate: Annotated[float, typer.Option("--rate", help="Requests per second to one site.")] = 5.0,
         timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
@@ -68,6 +70,7 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Check websites remotely: TLS, headers, cookies, CORS, exposed files, versions (GET/HEAD only)."""
+        session = CliSession.of(ctx)
         options = WebOptions(
             rate=rate,
             timeout=timeout,
@@ -75,12 +78,12 @@ def register(app: typer.Typer) -> None:
             templates=tuple(templates or ()),
             builtin_templates=builtin,
             authorized=authorized,
-            tenant=settings().tenant,
+            tenant=session.tenant,
             save=save,
             ca_file=ca_file,
         )
-        with open_default_store() as store, progress_reporter("Checking", total=len(urls)) as advance:
-            result = run_web(store, urls, options, progress=advance, home=settings().home)
+        with session.store() as store, progress_reporter("Checking", total=len(urls)) as advance:
+            result = run_web(store, urls, options, progress=advance, home=session.settings.home)
         _notes(result.errors, result.notes)
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
@@ -101,6 +104,7 @@ def register(app: typer.Typer) -> None:
     @app.command("domain")
     @cli_errors
     def domain_command(
+        ctx: typer.Context,
         names: Annotated[list[str], typer.Argument(help="Domain names (example.com).")],
         dkim_selector: Annotated[
             list[str] | None, typer.Option("--dkim-selector", "-s", help="DKIM selectors to check.")
@@ -121,17 +125,18 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Check domains: SPF, DMARC, DKIM, DNSSEC, CAA, mail transport, dangling CNAMEs, AXFR, wildcards."""
+        session = CliSession.of(ctx)
         options = DomainOptions(
             nameservers=tuple(nameserver or ()),
             port=port,
             dkim_selectors=tuple(dkim_selector or ()),
             names=tuple(name or ()),
             axfr=axfr,
-            tenant=settings().tenant,
+            tenant=session.tenant,
             save=save,
         )
-        with open_default_store() as store, progress_reporter("Checking", total=len(names)) as advance:
-            result = run_domain(store, names, options, progress=advance, home=settings().home)
+        with session.store() as store, progress_reporter("Checking", total=len(names)) as advance:
+            result = run_domain(store, names, options, progress=advance, home=session.settings.home)
         _notes(result.errors, [])
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
