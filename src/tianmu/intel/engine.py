@@ -17,9 +17,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import select
 
 from tianmu.core.models import Asset, Event, Finding, FindingKind, utcnow
 from tianmu.intel.fields import (
@@ -32,13 +29,12 @@ from tianmu.intel.fields import (
     observations,
     url_key_of,
 )
-from tianmu.intel.findings import Hits, Sighting, aware, parse_time, severity_for
+from tianmu.intel.findings import Hits, Sighting, parse_time, severity_for
 from tianmu.intel.index import IntelIndex, _ipv4_number, load_index
 from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, normalize_ip
-from tianmu.store.bulk import chunks
+from tianmu.intel.records import RecordCache
 from tianmu.store.database import Store
-from tianmu.store.schema import intel_indicators
 
 __all__ = ["Hits", "IntelMatcher", "LineScan", "Sighting", "severity_for"]
 
@@ -83,7 +79,7 @@ class IntelMatcher:
         self.store = store
         self.index = index
         self.now = now or utcnow()
-        self._records: dict[tuple[str, str], IntelRecord | None] = {}
+        self.records = RecordCache(store, self.now)
         self._has_v6 = bool(index.networks6) or any(":" in ip for ip in index.ips)
         self._path_matcher: Callable[[str], list[str]] | None = None
         self._seen_values: dict[tuple[str, str], tuple[tuple[tuple[str, str], str], ...]] = {}
@@ -92,76 +88,12 @@ class IntelMatcher:
     def open(cls, store: Store, home: Path | None = None, now: datetime | None = None) -> IntelMatcher:
         return cls(store, load_index(store, home), now)
 
-    # --- records (provenance, every source merged) -----------------------------------------------------
-
     def record(self, kind: str, value: str, *, include_expired: bool = False) -> IntelRecord | None:
         """The merged record of an indicator; None when unknown (or, by default, expired everywhere)."""
-        key = (kind, value)
-        if key not in self._records:
-            self._records[key] = self._load_record(kind, value)
-        found = self._records[key]
-        if found is None or include_expired:
-            return found
-        if found.expired(self.now) or (found.valid_from is not None and found.valid_from > self.now):
-            return None
-        return found
+        return self.records.record(kind, value, include_expired=include_expired)
 
     def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Load the records of many indicators in a few queries (hits of a block of lines at once)."""
-        wanted = {key for key in keys if key not in self._records}
-        if not wanted:
-            return
-        rows_by_key: dict[tuple[str, str], list[Any]] = {key: [] for key in wanted}
-        by_type: dict[str, list[str]] = {}
-        for kind, value in wanted:
-            by_type.setdefault(kind, []).append(value)
-        with self.store.connect() as conn:
-            for kind, values in by_type.items():
-                # `type = ? AND value IN (...)`: the (type, value) index answers it, chunk by chunk.
-                for part in chunks(sorted(values)):
-                    query = select(intel_indicators).where(
-                        intel_indicators.c.type == kind, intel_indicators.c.value.in_(part)
-                    )
-                    for row in conn.execute(query):
-                        rows_by_key[(row.type, row.value)].append(row)
-        for key, rows in rows_by_key.items():
-            self._records[key] = self._merge_rows(key[0], key[1], sorted(rows, key=lambda r: r.source))
-
-    def _load_record(self, kind: str, value: str) -> IntelRecord | None:
-        query = select(intel_indicators).where(
-            intel_indicators.c.type == kind, intel_indicators.c.value == value
-        )
-        with self.store.connect() as conn:
-            rows = conn.execute(query.order_by(intel_indicators.c.source)).all()
-        return self._merge_rows(kind, value, list(rows))
-
-    def _merge_rows(self, kind: str, value: str, rows: list[Any]) -> IntelRecord | None:
-        if not rows:
-            return None
-        # Still-valid sources decide validity: one expired feed must not hide another's live entry.
-        live = [r for r in rows if not _expired(r.valid_until, self.now)] or rows
-
-        def union(name: str) -> tuple[str, ...]:
-            return tuple(dict.fromkeys(v for r in rows for v in (getattr(r, name) or [])))
-
-        untils = [aware(r.valid_until) for r in live]
-        froms = [aware(r.valid_from) for r in live]
-        return IntelRecord(
-            type=kind,
-            value=value,
-            sources=tuple(r.source for r in rows),
-            confidence=max(r.confidence for r in live),
-            exact=all(r.exact for r in rows),
-            valid_from=None if any(f is None for f in froms) else min(f for f in froms if f),
-            valid_until=None if any(u is None for u in untils) else max(u for u in untils if u),
-            labels=union("labels"),
-            techniques=union("techniques"),
-            malware=union("malware"),
-            actors=union("actors"),
-            description=next((r.description for r in rows if r.description), ""),
-            references=union("references"),
-            origins=tuple(r.origin for r in rows if r.origin),
-        )
+        self.records.prefetch(keys)
 
     # --- typed values ------------------------------------------------------------------------------------
 
@@ -476,8 +408,3 @@ class LineScan:
         self.matcher._hit_lines(self.hits, self.block, self.first, self.path)
         self.first += len(self.block)
         self.block = []
-
-
-def _expired(until: datetime | None, now: datetime) -> bool:
-    moment = aware(until)
-    return moment is not None and moment <= now
