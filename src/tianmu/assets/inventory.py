@@ -17,14 +17,13 @@ from tianmu.assets.interface import Extractor, InventoryResult
 from tianmu.assets.registry import default_extractors
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Unresolved
+from tianmu.core.walk import walk_tree
 
 __all__ = ["SKIP_DIRS", "InventoryReader", "scan_inventory"]
 
 SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 )
-# Pseudo filesystems of a live system: endless or device-backed files, never inventory.
-_SKIP_AT_SYSTEM_ROOT = frozenset({"proc", "sys", "dev"})
 
 
 class InventoryReader:
@@ -119,37 +118,30 @@ def scan_inventory(
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, str, Path] | InputError]:
-    """(path, display path, path for name matching), depth first, each directory sorted by name."""
+    """(path, display path, path for name matching), in `walk_tree` order; problems as InputErrors."""
     real_root = os.path.realpath(root)
-    at_system_root = real_root == os.path.abspath(os.sep)
-    stack: list[tuple[str, str]] = [(str(root), "")]
-    while stack:
-        directory, rel = stack.pop()
+    problems: list[InputError] = []
+
+    def failed(relpath: str, exc: OSError) -> None:
+        problems.append(InputError(f"cannot list directory: {exc.strerror or exc}", relpath))
+
+    def skipped(parent: str, name: str) -> bool:
+        return name in SKIP_DIRS or (parent == "node_modules" and name == ".cache")
+
+    for item, relpath in walk_tree(root, on_error=failed, skip_dir=skipped):
+        yield from problems
+        problems.clear()
         try:
-            with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
-        except OSError as exc:
-            yield InputError(f"cannot list directory: {exc.strerror or exc}", rel or ".")
-            continue
-        subdirs: list[tuple[str, str]] = []
-        for item in entries:
-            relpath = f"{rel}/{item.name}" if rel else item.name
-            try:
-                if item.is_dir(follow_symlinks=False):
-                    if item.name in SKIP_DIRS or (rel == "node_modules" and item.name == ".cache"):
-                        continue
-                    if at_system_root and not rel and item.name in _SKIP_AT_SYSTEM_ROOT:
-                        continue
-                    subdirs.append((item.path, relpath))
-                elif item.is_file(follow_symlinks=True):
-                    # A symlinked file is read only if it stays inside the tree: in an unpacked image,
-                    # an absolute link would otherwise read the scanning host's own files.
-                    if item.is_symlink() and not _inside(os.path.realpath(item.path), real_root):
-                        continue
-                    yield Path(item.path), relpath, Path(relpath)
-            except OSError:
-                continue  # vanished or unreadable entry metadata: nothing to inventory there
-        stack.extend(reversed(subdirs))
+            if not item.is_file(follow_symlinks=True):
+                continue
+            # A symlinked file is read only if it stays inside the tree: in an unpacked image, an
+            # absolute link would otherwise read the scanning host's own files.
+            if item.is_symlink() and not _inside(os.path.realpath(item.path), real_root):
+                continue
+        except OSError:
+            continue  # vanished or unreadable entry metadata: nothing to inventory there
+        yield Path(item.path), relpath, Path(relpath)
+    yield from problems
 
 
 def _inside(path: str, root: str) -> bool:

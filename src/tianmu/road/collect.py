@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tianmu.core.engine import CollectedFile, FileClass
+from tianmu.core.walk import walk_tree
 from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
 
 __all__ = ["Classifier", "Collection", "collect"]
@@ -34,7 +35,6 @@ __all__ = ["Classifier", "Collection", "collect"]
 _INVENTORY_SKIP = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 )
-_SYSTEM_PSEUDO = frozenset({"proc", "sys", "dev"})
 
 _ARCHIVE_SUFFIXES = frozenset({".zip", ".jar", ".war", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".apk"})
 _SOURCE_SUFFIXES = frozenset(
@@ -123,33 +123,19 @@ def collect(root: Path, classifier: Classifier) -> Collection:
 
 
 def _walk(root: Path, classifier: Classifier, found: Collection) -> Iterator[CollectedFile]:
-    """Depth first, each directory sorted by name, its files before its subdirectories."""
     real_root = os.path.realpath(root)
-    at_system_root = real_root == os.path.abspath(os.sep)
-    stack: list[tuple[str, str]] = [(str(root), "")]
-    while stack:
-        directory, rel = stack.pop()
+
+    def unlisted(relpath: str, exc: OSError) -> None:
+        found.errors.append(f"{relpath}: cannot list directory: {exc.strerror or exc}")
+
+    for item, relpath in walk_tree(root, on_error=unlisted):
         try:
-            with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+            collected = _file(item, relpath, real_root, classifier, found)
         except OSError as exc:
-            found.errors.append(f"{rel or '.'}: cannot list directory: {exc.strerror or exc}")
+            found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
             continue
-        subdirs: list[tuple[str, str]] = []
-        for item in entries:
-            relpath = f"{rel}/{item.name}" if rel else item.name
-            try:
-                if item.is_dir(follow_symlinks=False):
-                    if not (at_system_root and not rel and item.name in _SYSTEM_PSEUDO):
-                        subdirs.append((item.path, relpath))
-                    continue
-                collected = _file(item, relpath, real_root, classifier, found)
-            except OSError as exc:
-                found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
-                continue
-            if collected is not None:
-                yield collected
-        stack.extend(reversed(subdirs))
+        if collected is not None:
+            yield collected
 
 
 def _file(
