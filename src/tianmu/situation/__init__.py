@@ -9,7 +9,7 @@ Public surface:
 - `trace(store, tenant, value)`: the time-ordered story of an IP, user, hash or host.
 - `export_bundle` / `verify_bundle`: signed evidence bundles (SM3 manifest, SM2 signature).
 - `alerts`: rules and channels (webhook, syslog, email) with retries and deduplication.
-- `update_situation(store, assessment, ...)`: the step `tianmu.assess` runs after the engines.
+- `update_situation(store, assessment, ...)`: the last part of `tianmu.road.finish`, after the save.
 """
 
 from __future__ import annotations
