@@ -5,6 +5,10 @@ are acknowledged late (after the job ends) and one at a time per process, so a k
 stays with the broker; independently, the lease reaper in every worker queues again any job whose
 worker stopped renewing its lease, so recovery does not wait on the broker's redelivery timeout (an
 hour by default on Redis). Whichever delivery comes second finds the job done and does nothing.
+
+Each worker process keeps one `RuleCache` (the loaded malware rule sets) for every job it runs: the
+Celery app owns it, as it owns the process's store. A prefork child inherits the parent's (empty)
+cache and fills its own copy.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from celery import Celery
 
 from tianmu.core.config import Settings
 from tianmu.jobs import runner
+from tianmu.malware.rulecache import RuleCache
 from tianmu.store.database import Store, open_store
 
 __all__ = ["RUN_JOB", "CeleryRunner", "create_celery", "start_housekeeping"]
@@ -72,6 +77,7 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue=settings.job_queue,
     )
     stores = _ProcessStore(settings)
+    rules = RuleCache()
     celery_runner = CeleryRunner(app)
     # How this worker signs the jobs it holds (`tianmu jobs show`); TIANMU_WORKER_NAME names a machine.
     label = os.environ.get("TIANMU_WORKER_NAME") or "celery"
@@ -79,7 +85,7 @@ def create_celery(settings: Settings) -> Celery:
     @app.task(name=RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> str:
         outcome = runner.execute_job(
-            stores.get(), settings, job_id, runner.worker_name(label), celery_runner.dispatch
+            stores.get(), settings, job_id, runner.worker_name(label), celery_runner.dispatch, rules=rules
         )
         return outcome.status
 
@@ -101,6 +107,7 @@ def create_celery(settings: Settings) -> Celery:
         schedule["tianmu-periodic"] = {"task": SUBMIT_PERIODIC, "schedule": min(periods) * 3600 / 4}
     app.conf.beat_schedule = schedule
     app.conf.tianmu_stores = stores
+    app.conf.tianmu_rules = rules
     return app
 
 

@@ -2,9 +2,10 @@
 
 `JOB_KINDS` maps a kind to its `JobKind`: a parameter check run at submission (so a bad request is
 refused before it is queued) and the handler run by a worker. A handler gets a `JobContext`: the
-store, the settings, the job, `progress()` (which also raises JobCancelled when a cancel was asked),
-and `complete_in(conn)`, which marks the job done inside a transaction of the handler's own so that
-its effects and the `done` mark commit together.
+store, the settings, the job, the loaded malware rule sets of the process that runs it (`rules`),
+`progress()` (which also raises JobCancelled when a cancel was asked), and `complete_in(conn)`, which
+marks the job done inside a transaction of the handler's own so that its effects and the `done` mark
+commit together.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import AssetKind
 from tianmu.jobs import queue
 from tianmu.jobs.models import Job, JobCancelled
+from tianmu.malware.rulecache import RuleCache
 from tianmu.road.assess import ENGINES, AssessOptions, assess
 from tianmu.road.knowledge import import_any, update_sources
 from tianmu.road.network import run_discover, run_domain, run_web
@@ -48,6 +50,9 @@ class JobContext:
     lease: timedelta
     dispatch: Callable[[str], None]
     """Hands a newly queued job id to the runner that runs this one (in-process pool or Celery)."""
+    rules: RuleCache
+    """The runner's loaded malware rule sets: one cache for every job the process runs, so the
+    second assessment does not deserialise the rule sets again (0.4-0.7 s per partition)."""
     completed: bool = False
     """True once the handler marked the job done in its own transaction (`complete_in`)."""
     result: dict[str, Any] = field(default_factory=dict)
@@ -139,7 +144,7 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
             },
         )
 
-    options = AssessOptions(tenant=ctx.job.tenant, home=ctx.settings.home, save_hook=finish)
+    options = AssessOptions(tenant=ctx.job.tenant, home=ctx.settings.home, save_hook=finish, rules=ctx.rules)
     if "engines" in ctx.job.params:
         options = replace(options, engines=tuple(ctx.job.params["engines"]))
     result = assess(ctx.store, path, options, progress=ctx.progress)

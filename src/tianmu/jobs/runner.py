@@ -4,6 +4,9 @@
 and records how it ended. The in-process runner (default for `tianmu serve` on one machine) runs jobs
 on a thread pool; the Celery runner (`tianmu.jobs.celery_app`) sends the job id to `tianmu worker`
 processes on any number of machines. Both share the database, so `tianmu jobs list` sees all.
+
+A runner owns what its jobs share for as long as it lives — the loaded malware rule sets
+(`RuleCache`) — and hands it to every job it runs; nothing of the kind is kept in a module.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tianmu.core.errors import TianmuError
 from tianmu.jobs import queue
 from tianmu.jobs.handlers import JOB_KINDS, JobContext, validate_params
 from tianmu.jobs.models import Job, JobCancelled, JobStatus
+from tianmu.malware.rulecache import RuleCache
 from tianmu.store.database import Store
 from tianmu.store.schema import jobs
 
@@ -101,8 +105,20 @@ class _Heartbeat(threading.Thread):
                 log.warning("could not renew the lease of job %s", self.job.id, exc_info=True)
 
 
-def execute_job(store: Store, settings: Settings, job_id: str, worker: str, dispatch: Dispatch) -> Outcome:
-    """Run one job to its end if it is ours to run. Never raises for a job's own failure."""
+def execute_job(
+    store: Store,
+    settings: Settings,
+    job_id: str,
+    worker: str,
+    dispatch: Dispatch,
+    *,
+    rules: RuleCache | None = None,
+) -> Outcome:
+    """Run one job to its end if it is ours to run. Never raises for a job's own failure.
+
+    `rules`: the runner's loaded rule sets, kept across its jobs; None (a one-off run) loads them for
+    this job only.
+    """
     lease = timedelta(seconds=settings.job_lease_seconds)
     job = queue.claim(store, job_id, worker, lease)
     if job is None:
@@ -111,7 +127,14 @@ def execute_job(store: Store, settings: Settings, job_id: str, worker: str, disp
     if spec is None:
         queue.fail(store, job, f"unknown job kind {job.kind!r}: this worker runs {', '.join(JOB_KINDS)}")
         return Outcome(job_id, "failed")
-    ctx = JobContext(store=store, settings=settings, job=job, lease=lease, dispatch=dispatch)
+    ctx = JobContext(
+        store=store,
+        settings=settings,
+        job=job,
+        lease=lease,
+        dispatch=dispatch,
+        rules=rules if rules is not None else RuleCache(),
+    )
     heartbeat = _Heartbeat(store, job, lease)
     heartbeat.start()
     try:
@@ -171,11 +194,22 @@ def periodic_jobs(settings: Settings, now: datetime | None = None) -> list[tuple
 class InProcessRunner:
     """Runs jobs on a thread pool in this process, with a housekeeping thread for leases and schedules.
 
-    Jobs left queued or running by a previous process are picked up on `start()`.
+    Jobs left queued or running by a previous process are picked up on `start()`. The runner keeps one
+    `RuleCache` (its own, or the one given) for every job it runs, as long as it lives.
     """
 
-    def __init__(self, store: Store, settings: Settings, *, workers: int = 2, tick: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        workers: int = 2,
+        tick: float = 5.0,
+        rules: RuleCache | None = None,
+    ) -> None:
         self.store, self.settings = store, settings
+        # `is not None`: an empty cache has length 0 and is falsy.
+        self.rules = rules if rules is not None else RuleCache()
         self.workers = workers
         self.tick = tick
         self._pool: ThreadPoolExecutor | None = None
@@ -193,7 +227,9 @@ class InProcessRunner:
 
     def dispatch(self, job_id: str) -> None:
         self.futures[job_id] = self._executor().submit(
-            lambda: execute_job(self.store, self.settings, job_id, worker_name("inproc"), self.dispatch)
+            lambda: execute_job(
+                self.store, self.settings, job_id, worker_name("inproc"), self.dispatch, rules=self.rules
+            )
         )
 
     def start(self) -> None:
