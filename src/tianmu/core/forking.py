@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.queues import Queue
@@ -28,7 +29,10 @@ _POLL_SECONDS = 1.0
 
 
 def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Fork only where it is safe: POSIX, and no other thread running (a thread holding a lock at fork
+    time — a logging handler, a connection pool — would leave that lock held forever in the child; in
+    the service or a worker with threads the work runs in-process instead)."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
@@ -75,6 +79,11 @@ def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
             if process.is_alive():
                 process.terminate()
             process.join()
+        # The queues' feeder threads must end with the call: a thread left running would make the
+        # next call (or the caller's own fork) unsafe.
+        for queue in (tasks, results):
+            queue.close()
+            queue.join_thread()
 
 
 def _serve(

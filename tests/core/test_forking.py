@@ -1,0 +1,57 @@
+"""`fork_map`: results in order from forked workers that inherit the function; failures surface."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from tianmu.core.forking import can_fork, fork_map
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="needs fork and a single-threaded test process")
+
+
+def test_results_come_back_in_order_from_other_processes() -> None:
+    parent = os.getpid()
+    unpicklable = {"table": lambda x: x * 3}  # inherited at fork: never pickled
+
+    def work(item: int) -> tuple[int, int]:
+        return unpicklable["table"](item), os.getpid()
+
+    results = list(fork_map(work, list(range(40)), 2))
+    assert [value for value, _pid in results] == [item * 3 for item in range(40)]
+    assert parent not in {pid for _value, pid in results}
+
+
+def test_an_exception_in_a_worker_is_raised_with_its_traceback() -> None:
+    def work(item: int) -> int:
+        if item == 5:
+            raise ValueError("record 5 is bad")
+        return item
+
+    with pytest.raises(RuntimeError, match="record 5 is bad"):
+        list(fork_map(work, list(range(10)), 2))
+
+
+def test_a_worker_that_dies_does_not_hang_the_caller() -> None:
+    def work(item: int) -> int:
+        if item == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return item
+
+    with pytest.raises(RuntimeError, match="died"):
+        list(fork_map(work, list(range(4)), 2))
+
+
+def test_with_other_threads_running_the_work_stays_in_process() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not can_fork()
+        assert {pid for pid in fork_map(lambda _item: os.getpid(), [1, 2, 3], 2)} == {os.getpid()}
+    finally:
+        stop.set()
+        thread.join()
