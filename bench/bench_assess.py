@@ -114,7 +114,9 @@ def _prepare(name: str, source: Path) -> dict[str, str]:
     home = WORK / f"home-{name}"
     shutil.rmtree(home, ignore_errors=True)
     env["TIANMU_HOME"] = str(home)
-    subprocess.run([*command, "kb", "import", str(ROOT / "demo" / "kb")], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*command, "kb", "import", str(ROOT / "demo" / "kb")], env=env, check=True, capture_output=True
+    )
     return env
 
 

@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 from tianmu.core.config import Settings
-from tianmu.store.knowledge import KbContext
 from tianmu.jobs import submit_job
 from tianmu.jobs.celery_app import CeleryRunner, create_celery
 from tianmu.road.knowledge import import_any
 from tianmu.store.database import Store
+from tianmu.store.knowledge import KbContext
 from tianmu.store.schema import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
