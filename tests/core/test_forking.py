@@ -33,16 +33,20 @@ def test_an_exception_in_a_worker_is_raised_with_its_traceback() -> None:
 
     with pytest.raises(RuntimeError, match="record 5 is bad"):
         list(fork_map(work, list(range(10)), 2))
+    assert threading.active_count() == 1  # nothing of the failed call is left running
 
 
 def test_a_worker_that_dies_does_not_hang_the_caller() -> None:
+    assert can_fork()  # in-process, the kill below would end the test run itself
+
     def work(item: int) -> int:
         if item == 3:
             os.kill(os.getpid(), signal.SIGKILL)
         return item
 
     with pytest.raises(RuntimeError, match="died"):
-        list(fork_map(work, list(range(4)), 2))
+        list(fork_map(work, list(range(5000)), 2))  # more tasks than the pipe holds: still no hang
+    assert threading.active_count() == 1
 
 
 def test_with_other_threads_running_the_work_stays_in_process() -> None:

@@ -49,24 +49,30 @@ def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
     tasks: Queue[int | None] = context.Queue()
     results: Queue[tuple[int, bool, Any]] = context.Queue()
     count = min(workers, len(items))
-    for index in range(len(items)):
-        tasks.put(index)
-    for _ in range(count):
-        tasks.put(None)
     processes = [
         context.Process(target=_serve, args=(work, items, tasks, results), daemon=True) for _ in range(count)
     ]
     for process in processes:
         process.start()
+    # Queued after the forks: the queue's feeder thread starts with the first put, and no child
+    # should be forked while it runs.
+    for index in range(len(items)):
+        tasks.put(index)
+    for _ in range(count):
+        tasks.put(None)
+    pending: dict[int, Any] = {}
+    following = 0
     try:
-        pending: dict[int, Any] = {}
-        following = 0
         while following < len(items):
             try:
                 index, ok, value = results.get(timeout=_POLL_SECONDS)
             except Empty:
-                if not any(p.is_alive() for p in processes):
-                    raise RuntimeError("a worker process died before finishing its work") from None
+                # A worker killed mid-write can leave the results queue's lock held, so the others
+                # may never finish: one death ends the call (the rest are terminated below).
+                dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                if dead or not any(p.is_alive() for p in processes):
+                    codes = ", ".join(str(code) for code in dead) or "0"
+                    raise RuntimeError(f"a worker process died (exit code {codes})") from None
                 continue
             if not ok:
                 raise RuntimeError(f"worker failed:\n{value}")
@@ -79,11 +85,22 @@ def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
             if process.is_alive():
                 process.terminate()
             process.join()
-        # The queues' feeder threads must end with the call: a thread left running would make the
-        # next call (or the caller's own fork) unsafe.
-        for queue in (tasks, results):
-            queue.close()
-            queue.join_thread()
+        # The queue's feeder thread must end with the call: a thread left running would make the
+        # next call (or the caller's own fork) unsafe. After a failure, tasks nobody will take may
+        # fill the pipe: the parent takes them itself, so the thread can write the rest and stop.
+        if following < len(items):
+            _drain(tasks)
+        tasks.close()
+        tasks.join_thread()
+        results.close()
+
+
+def _drain(tasks: Queue[int | None]) -> None:
+    try:
+        while True:
+            tasks.get(timeout=0.05)
+    except (Empty, OSError, EOFError):
+        return
 
 
 def _serve(
