@@ -122,7 +122,7 @@ def _nmap_open_ports(xml: bytes) -> dict[int, dict[str, Any]]:
 
 def bench_sweep(nmap: str) -> dict[str, Any]:
     from tianmu.assets.network.sweep import sweep
-    from tianmu.assets.network.targets import Target
+    from tianmu.network.targets import Target
 
     ports = range(1, 65536)
     env = {**os.environ, "TIANMU_HOME": "/tmp/tianmu-bench-home"}
