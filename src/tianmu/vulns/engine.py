@@ -46,7 +46,7 @@ from tianmu.vulns.osv import DISTRO_ECOSYSTEMS, normalize_name, split_ecosystem
 from tianmu.vulns.ranges import CompiledAffected, RangeMatch
 from tianmu.vulns.versions import version_key
 
-__all__ = ["VulnEngine", "VulnMatcher", "cvss_severity", "sort_findings"]
+__all__ = ["VulnEngine", "VulnMatcher", "cvss_severity", "sort_findings", "unchecked_notes"]
 
 Key = tuple[str, str]
 
@@ -440,7 +440,38 @@ class VulnEngine:
     requirements = Requirements(knowledge=frozenset({"vulns"}), inputs=frozenset({InputKind.COMPONENTS}))
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.matcher = VulnMatcher(store)
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
-        return EngineResult(findings=self.matcher.match(inputs.components, job.asset))
+        findings = self.matcher.match(inputs.components, job.asset)
+        return EngineResult(findings=findings, notes=unchecked_notes(self.store, inputs.components))
+
+
+def unchecked_notes(store: Store, components: Sequence[Component]) -> list[str]:
+    """One note per ecosystem whose advisories were never imported: its components were not checked.
+
+    Without it "no known vulnerability" would read as a verdict where nothing was looked at (900 Debian
+    packages against no Debian data are not 900 safe packages).
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for component in components:
+        if component.version:
+            counts[split_ecosystem(component.ecosystem)[0]] += 1
+    if not counts:
+        return []
+    with store.connect() as conn:
+        present = {
+            ecosystem
+            for ecosystem in counts
+            if conn.execute(
+                select(affected_packages.c.id).where(affected_packages.c.ecosystem == ecosystem).limit(1)
+            ).first()
+            is not None
+        }
+    return [
+        f"vulnerability: {ecosystem}: {count} component{'s' if count != 1 else ''} not checked — "
+        f"no osv:{ecosystem} imported (`tianmu kb import` its OSV data or `tianmu kb update`)"
+        for ecosystem, count in sorted(counts.items())
+        if ecosystem not in present
+    ]
