@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -45,7 +45,7 @@ from tianmu.store.queries import (
 )
 from tianmu.store.schema import services as services_table
 
-__all__ = ["router", "templates"]
+__all__ = ["is_web_link", "router", "templates"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 templates = Jinja2Templates(
@@ -55,6 +55,25 @@ templates = Jinja2Templates(
         extensions=["jinja2.ext.i18n"],
     )
 )
+
+
+def is_web_link(value: object) -> bool:
+    """True for an absolute http(s) address with a host: the only references shown as links.
+
+    References come from imported data (an OSV advisory, a YARA rule's `meta.reference`, a STIX
+    object) that anyone can write; `javascript:`, `data:` or `vbscript:` there would run in the
+    analyst's session when clicked. Anything else is shown as text.
+    """
+    if not isinstance(value, str) or any(ch in value for ch in "\x00\t\r\n"):
+        return False
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+templates.env.tests["web_link"] = is_web_link
 router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]

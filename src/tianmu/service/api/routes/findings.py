@@ -35,7 +35,7 @@ from tianmu.store.queries import (
     get_finding,
 )
 
-__all__ = ["FindingFilters", "router"]
+__all__ = ["FindingFilters", "router", "spreadsheet_safe"]
 
 E = TypeVar("E", FindingKind, Severity, TriageStatus)
 
@@ -165,30 +165,44 @@ def export_findings(
             d = item.detail
             comp = d.get("component") or {}
             where = finding_location_text(d)
-            writer.writerow(
-                [
-                    item.id,
-                    item.severity.value,
-                    item.kind.value,
-                    item.rule,
-                    item.title,
-                    item.status.value,
-                    d["asset"]["name"],
-                    where,
-                    f"{comp.get('name', '')} {comp.get('version', '')}".strip(),
-                    " ".join(d.get("fixed_versions") or []),
-                    "yes" if d.get("kev") else "",
-                    d.get("first_seen") or "",
-                    d.get("last_seen") or "",
-                    item.fingerprint,
-                ]
-            )
+            row = [
+                item.id,
+                item.severity.value,
+                item.kind.value,
+                item.rule,
+                item.title,
+                item.status.value,
+                d["asset"]["name"],
+                where,
+                f"{comp.get('name', '')} {comp.get('version', '')}".strip(),
+                " ".join(d.get("fixed_versions") or []),
+                "yes" if d.get("kev") else "",
+                d.get("first_seen") or "",
+                d.get("last_seen") or "",
+                item.fingerprint,
+            ]
+            writer.writerow([spreadsheet_safe(cell) for cell in row])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
 
     headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.csv"'}
     return StreamingResponse(as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell a spreadsheet shows as text, never evaluates (OWASP "CSV injection").
+
+    Package names, file names and advisory titles are chosen by whoever wrote the scanned files or the
+    imported advisories; a cell starting with a formula character would run in the analyst's Excel or
+    LibreOffice. A leading `'` makes it text there; numbers we write ourselves (ids) are left alone.
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 def finding_location_text(detail: dict[str, object]) -> str:
