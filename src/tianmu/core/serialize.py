@@ -7,6 +7,7 @@ live on the ground floor because capabilities may not import `reports`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -39,25 +40,56 @@ def iso(moment: datetime | date | None) -> str | None:
     return aware.isoformat().replace("+00:00", "Z")
 
 
+_MAX_DEPTH = 64
+"""Deeper than this, a value is cut to a marker: evidence is never that deep, a cycle or a bomb is."""
+
+
 def jsonable(value: Any) -> Any:
-    """Turn engine-supplied evidence/data into plain JSON types, so no renderer trips on a datetime."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """Turn engine-supplied evidence/data into plain JSON types, so no renderer (and no JSON column)
+    trips on a datetime, bytes or a NaN.
+
+    Never raises, whatever it is given: bytes become hex, non-finite floats None (JSON has no NaN, and
+    PostgreSQL's JSON refuses it), an object whose `str()` fails its type name, and a cycle or a
+    structure nested deeper than 64 levels a `"<...>"` marker; dict keys become strings.
+    """
+    return _jsonable(value, 0, set())
+
+
+def _jsonable(value: Any, depth: int, active: set[int]) -> Any:
+    if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, Enum):
-        return jsonable(value.value)
+        return _jsonable(value.value, depth, active)
     if isinstance(value, datetime | date):
         return iso(value)
     if isinstance(value, Location):
         return {"path": value.path, "line": value.line}
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, set | frozenset):
-        return [jsonable(item) for item in sorted(value, key=str)]
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if not isinstance(value, Mapping | set | frozenset | list | tuple):
+        return _text(value)
+    if depth >= _MAX_DEPTH or id(value) in active:
+        return "<...>"
+    active.add(id(value))
+    try:
+        if isinstance(value, Mapping):
+            return {_text(key): _jsonable(item, depth + 1, active) for key, item in value.items()}
+        items = sorted(value, key=_text) if isinstance(value, set | frozenset) else value
+        return [_jsonable(item, depth + 1, active) for item in items]
+    finally:
+        active.discard(id(value))
+
+
+def _text(value: Any) -> str:
+    """`str(value)`, or its type's name when its `__str__` fails (a hostile or broken object)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # whatever a foreign __str__ raises, the answer is the same
+        return f"<{type(value).__name__}>"
 
 
 @dataclass(frozen=True, slots=True)

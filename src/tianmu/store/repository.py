@@ -31,6 +31,7 @@ from tianmu.core.models import (
     TriageStatus,
     utcnow,
 )
+from tianmu.core.serialize import jsonable
 from tianmu.store.database import Store
 from tianmu.store.schema import assessments, assets, components, findings
 
@@ -252,11 +253,13 @@ def _merge_findings(
             "score": finding.score,
             "summary": finding.summary,
             "component": _component_json(finding.component),
-            "evidence": finding.evidence,
+            # Plain JSON types whatever an engine put there (bytes, NaN, a datetime): one odd value
+            # must not fail the transaction that stores every engine's findings.
+            "evidence": jsonable(finding.evidence),
             "aliases": list(finding.aliases),
             "references": list(finding.references),
             "techniques": list(finding.techniques),
-            "data": finding.data,
+            "data": jsonable(finding.data),
             "last_seen": now,
             "last_assessment_id": assessment_id,
         }
