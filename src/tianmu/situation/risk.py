@@ -21,12 +21,14 @@ Per finding::
   open: ×1.1 after 30 days, ×1.2 after 90. Observed activity fades: ×0.7 after 30 days, ×0.5 after 90.
 - resolved and false-positive findings carry no risk.
 
-Per asset and per tenant, scores combine the same way: the worst sets the floor and each further one
-closes 20 % × (its score / 100) of the gap left to 100::
+Per asset and per tenant, scores combine the same way: the worst sets the floor and the i-th worst
+(i ≥ 2) closes 20 % × (its score / 100) / (i − 1) of the gap left to 100::
 
-    combined = r1 + (100 − r1) × (1 − Π_{i≥2} (1 − 0.2 × r_i / 100))
+    combined = r1 + (100 − r1) × (1 − Π_{i≥2} (1 − 0.2 × r_i / 100 / (i − 1)))
 
-so many small problems add up, but never to more than one severe one plus a margin. Levels: critical
+so many small problems add up, but never to more than one severe one plus a margin, and the margin
+grows with the logarithm of their number rather than closing the gap: 160 medium findings do not reach
+100, and an estate of many critical ones still scores above one of many medium ones. Levels: critical
 ≥ 80, high ≥ 60, medium ≥ 40, low ≥ 20, else minimal.
 """
 
@@ -176,8 +178,10 @@ def combine(scores: Iterable[float]) -> float:
     if not ordered:
         return 0.0
     remaining = 1.0
-    for score in ordered[1:]:
-        remaining *= 1.0 - TAIL_WEIGHT * score / 100.0
+    # Each further finding weighs less than the one before (1/rank): with a constant weight, a hundred
+    # findings of any size closed the whole gap and every estate scored 100.
+    for rank, score in enumerate(ordered[1:], start=1):
+        remaining *= 1.0 - TAIL_WEIGHT * score / 100.0 / rank
     return min(100.0, ordered[0] + (100.0 - ordered[0]) * (1.0 - remaining))
 
 
