@@ -15,6 +15,7 @@ from tianmu.assets.engine import InventoryEngine
 from tianmu.core.engine import JobContext
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, utcnow
+from tianmu.core.walk import WalkRules
 from tianmu.malware.rulecache import RuleCache
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import ENGINES, EngineSetup, build_engines
@@ -45,6 +46,8 @@ class AssessOptions:
     """Processes for the log pass (None: by the size of the logs)."""
     rules: RuleCache | None = None
     """Loaded malware rule sets kept by a process that runs many jobs (`tianmu worker`, `serve`)."""
+    walk: WalkRules = field(default_factory=WalkRules)
+    """What the walk leaves out besides pseudo file systems: `--exclude`, `--cross-filesystems`."""
 
 
 def assess(
@@ -66,13 +69,11 @@ def assess(
     asset = asset_for_path(path, options.tenant)
     inventory = InventoryEngine()
     engines = build_engines(EngineSetup(store, options.home, rules=options.rules), options.engines)
-    collected = collect(path, Classifier(inventory.claims))
+    collected = collect(path, Classifier(inventory.claims), options.walk)
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
     run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
     merged = run.merged()
-    notes = list(merged.notes)
-    if collected.special:
-        notes.append(f"{collected.special} device(s), FIFO(s) or socket(s) skipped")
+    notes = [*collected.notes(), *merged.notes]
     result = Assessment(
         target=str(path),
         asset=asset,

@@ -13,8 +13,10 @@ regular file a `CollectedFile` with its classes:
 A symlinked file is collected (as `PACKAGE` only) when it stays inside the tree: in an unpacked image an
 absolute link would otherwise make the inventory read the scanning host's own files. Folders of version
 control and tool caches are left out per class (the inventory still reads `node_modules` and `.venv`;
-log search does not), as each engine did on its own before. The pseudo file systems of a live system
-(`/proc`, `/sys`, `/dev`) are never entered.
+log search does not), as each engine did on its own before. The walk's rules (`tianmu.core.walk`: pseudo
+file systems never entered, one file system unless asked, `--exclude`, `.tianmuignore`) are the same
+as `tianmu malware scan`'s and `detect`'s; what they left out is in `Collection.notes()`. A path named
+on its own that is a FIFO, socket or device, or lies on a pseudo file system, is an error, never opened.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tianmu.core.engine import CollectedFile, FileClass
-from tianmu.core.walk import walk_tree
+from tianmu.core.walk import WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
 
 __all__ = ["Classifier", "Collection", "collect"]
@@ -97,24 +99,35 @@ class Collection:
     files: list[CollectedFile] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Folders or files that could not be listed or read, as `path: reason`."""
-    special: int = 0
-    """Devices, FIFOs and sockets passed over."""
+    skips: WalkSkips = field(default_factory=WalkSkips)
+    """What the walk's rules left out (pseudo and other file systems, excluded, devices/FIFOs/sockets)."""
+
+    @property
+    def special(self) -> int:
+        """Devices, FIFOs and sockets passed over."""
+        return self.skips.special
+
+    def notes(self) -> list[str]:
+        """What was not read, for the job's notes."""
+        return self.skips.notes()
 
 
-def collect(root: Path, classifier: Classifier) -> Collection:
+def collect(root: Path, classifier: Classifier, rules: WalkRules | None = None) -> Collection:
     """Walk `root` once (a directory, or one file) and classify every regular file."""
     found = Collection(root)
+    refused = refuse_named(root, rules.mounts if rules else None)
+    if refused is not None:
+        found.errors.append(f"{root}: {refused}")
+        return found
     if root.is_dir():
-        for item in _walk(root, classifier, found):
+        for item in _walk(root, classifier, found, rules):
             found.files.append(item)
+        found.errors.extend(found.skips.errors)
         return found
     try:
         info = os.stat(root)
     except OSError as exc:
         found.errors.append(f"{root}: cannot read: {exc.strerror or exc}")
-        return found
-    if not stat.S_ISREG(info.st_mode):
-        found.special += 1
         return found
     # One named file: the extractors judge it by its full path (`.../var/lib/dpkg/status`).
     classes = {FileClass.ANY} | classifier.classes(os.path.abspath(root), symlink=False, single=True)
@@ -122,13 +135,15 @@ def collect(root: Path, classifier: Classifier) -> Collection:
     return found
 
 
-def _walk(root: Path, classifier: Classifier, found: Collection) -> Iterator[CollectedFile]:
+def _walk(
+    root: Path, classifier: Classifier, found: Collection, rules: WalkRules | None
+) -> Iterator[CollectedFile]:
     real_root = os.path.realpath(root)
 
     def unlisted(relpath: str, exc: OSError) -> None:
         found.errors.append(f"{relpath}: cannot list directory: {exc.strerror or exc}")
 
-    for item, relpath in walk_tree(root, on_error=unlisted):
+    for item, relpath in walk_tree(root, on_error=unlisted, rules=rules, skips=found.skips):
         try:
             collected = _file(item, relpath, real_root, classifier, found)
         except OSError as exc:
@@ -151,7 +166,7 @@ def _file(
         return CollectedFile(item.path, relpath, size, frozenset(classes))
     info = item.stat(follow_symlinks=False)
     if not stat.S_ISREG(info.st_mode):
-        found.special += 1
+        found.skips.special += 1
         return None
     classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False)
     return CollectedFile(item.path, relpath, info.st_size, frozenset(classes))

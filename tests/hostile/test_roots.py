@@ -1,0 +1,174 @@
+"""Live system roots: pseudo and other file systems, FIFOs, excludes and `.tianmuignore`.
+
+Every job walks with `tianmu.core.walk`: the road's collector (assess, inventory, vulns), `tianmu malware
+scan` and `tianmu detect`. Mounts cannot be made in a test, so the mount table is given (`WalkRules
+.mounts`) where a folder of the generated tree plays a `/proc` or another disk; the real table is used
+where only reading it is needed (`/proc/kmsg`, `/` itself).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from tianmu.assets.engine import InventoryEngine
+from tianmu.core.errors import InputError
+from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
+from tianmu.malware.report import ScanReport
+from tianmu.malware.walk import walk_paths
+from tianmu.road.assess import AssessOptions, assess
+from tianmu.road.collect import Classifier, collect
+from tianmu.store import Store
+
+
+@contextmanager
+def _no_hang(seconds: int = 20) -> Iterator[None]:
+    """Fail instead of hanging for ever when something opens a FIFO nobody writes to."""
+
+    def expired(_signum: int, _frame: FrameType | None) -> None:
+        raise AssertionError(f"still running after {seconds} s: a FIFO or pseudo file was opened")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "requirements.txt").write_text("requests==2.19.0\n")
+    (root / "fakeproc" / "1").mkdir(parents=True)
+    (root / "fakeproc" / "kmsg").write_text("never read\n")
+    (root / "disk2").mkdir()
+    (root / "disk2" / "requirements.txt").write_text("flask==0.12\n")
+    os.mkfifo(root / "app" / "server.log")
+    return root
+
+
+def _mounts(root: Path) -> MountTable:
+    real = os.path.realpath(root)
+    return MountTable({"/": "ext4", f"{real}/fakeproc": "proc", f"{real}/disk2": "xfs"})
+
+
+def _relpaths(root: Path, rules: WalkRules, skips: WalkSkips) -> list[str]:
+    return [rel for _item, rel in walk_tree(root, on_error=lambda *_: None, rules=rules, skips=skips)]
+
+
+def test_mountinfo_is_parsed_with_its_escapes() -> None:
+    text = (
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "30 27 8:2 / /mnt/my\\040disk rw shared:1 - ext4 /dev/sda2 rw\n"
+        "31 30 0:40 / /mnt/my\\040disk rw - tmpfs tmpfs rw\n"
+        "garbage line\n"
+    )
+    table = MountTable.parse(text)
+    assert table.at("/proc") == "proc"
+    assert table.at("/mnt/my disk") == "tmpfs"  # the mount listed later covers the earlier one
+    assert table.containing("/proc/1/status") == ("/proc", "proc")
+    assert table.containing("/etc/passwd") is None
+
+
+def test_pseudo_and_other_file_systems_are_not_entered_and_are_noted(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    skips = WalkSkips()
+    seen = _relpaths(root, WalkRules(mounts=_mounts(root)), skips)
+    assert seen == ["app/requirements.txt", "app/server.log"]
+    assert skips.pseudo == ["fakeproc (proc)"] and skips.other_fs == ["disk2 (xfs)"]
+    notes = " ".join(skips.notes())
+    assert "pseudo file systems not entered: fakeproc" in notes and "--cross-filesystems" in notes
+
+
+def test_cross_filesystems_enters_other_disks_but_never_pseudo_ones(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    skips = WalkSkips()
+    seen = _relpaths(root, WalkRules(mounts=_mounts(root), cross_filesystems=True), skips)
+    assert "disk2/requirements.txt" in seen and not any(rel.startswith("fakeproc") for rel in seen)
+
+
+def test_a_root_on_a_pseudo_file_system_is_refused(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    mounts = _mounts(root)
+    assert "pseudo file system (proc" in (refuse_named(root / "fakeproc" / "kmsg", mounts) or "")
+    skips = WalkSkips()
+    assert _relpaths(root / "fakeproc", WalkRules(mounts=mounts), skips) == []
+    assert skips.pseudo
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/kmsg"), reason="needs a Linux /proc")
+def test_proc_kmsg_and_the_system_pseudo_folders_are_known_from_the_real_mount_table() -> None:
+    assert "pseudo file system (proc" in (refuse_named(Path("/proc/kmsg")) or "")
+    skips = WalkSkips()
+    # Only the top of `/` is walked here: every other folder is left out by the caller.
+    keep = {"proc", "sys", "dev"}
+    for _ in walk_tree(
+        Path("/"), on_error=lambda *_: None, skip_dir=lambda _r, n: n not in keep, skips=skips
+    ):
+        pass
+    left_out = {entry.split(" ")[0] for entry in skips.pseudo + skips.other_fs}
+    assert keep <= left_out
+
+
+def test_the_collector_never_opens_a_fifo_and_refuses_one_named(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    found = collect(root, Classifier(InventoryEngine().claims), WalkRules(mounts=_mounts(root)))
+    assert [f.relpath for f in found.files] == ["app/requirements.txt"]
+    assert found.special == 1 and any("FIFO" in note for note in found.notes())
+    named = collect(root / "app" / "server.log", Classifier(InventoryEngine().claims))
+    assert named.files == [] and named.errors == [
+        f"{root}/app/server.log: a FIFO, not a regular file: not read"
+    ]
+
+
+def test_assess_of_a_tree_with_a_fifo_log_finishes_and_says_what_it_skipped(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    root = _tree(tmp_path)
+    with _no_hang():
+        result = assess(sqlite_store, root, AssessOptions(save=False, walk=WalkRules(mounts=_mounts(root))))
+    assert {c.name for c in result.components} == {"requests"}
+    notes = " ".join(result.notes)
+    assert "fakeproc" in notes and "disk2" in notes and "FIFO" in notes
+
+
+def test_malware_walk_never_opens_a_fifo_or_a_pseudo_file(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    report = ScanReport()
+    rules = WalkRules(mounts=_mounts(root))
+    with _no_hang():
+        named = [root, root / "app" / "server.log", root / "fakeproc" / "kmsg"]
+        files = [f.relpath for f in walk_paths(named, tmp_path, report, rules)]
+    assert files == ["root/app/requirements.txt"]
+    assert any("server.log: a FIFO, not a regular file" in error for error in report.errors)
+    assert any("kmsg: on a pseudo file system (proc" in error for error in report.errors)
+    assert any("FIFO" in note for note in report.notes) and any("fakeproc" in note for note in report.notes)
+
+
+def test_exclude_and_tianmuignore_leave_entries_out_and_are_counted(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    for rel in ("a/keep.txt", "a/drop.tmp", "build/out.txt", "node/x/requirements.txt", "b/build/y.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x\n")
+    (root / ".tianmuignore").write_text("# comment\n/build/\n*.tmp\n\\\n")
+    skips = WalkSkips()
+    seen = _relpaths(root, WalkRules(exclude=("node/",), mounts=MountTable()), skips)
+    assert seen == [".tianmuignore", "a/keep.txt", "b/build/y.txt"]
+    assert (skips.excluded, skips.ignored) == (1, 2)
+    assert skips.errors and skips.errors[0].startswith(f"{root}/.tianmuignore:4: not a glob")
+    assert "1 entries excluded by --exclude" in skips.notes()
+    without = _relpaths(root, WalkRules(ignore_file=False, mounts=MountTable()), WalkSkips())
+    assert "build/out.txt" in without
+
+
+def test_a_bad_exclude_glob_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match=r"--exclude '\\\\'"):
+        WalkRules(exclude=("\\",))
