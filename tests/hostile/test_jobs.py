@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
-from tianmu.core.models import FindingKind
+from tianmu.core.engine import (
+    CollectedFile,
+    Engine,
+    EngineResult,
+    EventEngine,
+    EventStream,
+    FileClass,
+    Inputs,
+    JobContext,
+    Requirements,
+)
+from tianmu.core.models import Asset, AssetKind, Event, Finding, FindingKind, Severity
 from tianmu.core.serialize import jsonable
 from tianmu.malware.kb import import_path
+from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
+from tianmu.road.engines import ENGINES
+from tianmu.road.run import run_engines
 from tianmu.store.database import Store
 from tianmu.store.repository import list_findings
+from tianmu.store.schema import assessments
 
 # A rule as signature-base writes them, its meta strings holding `\"` and `\\` (yara-x returns those
 # as bytes), matching a JSP upload shell planted in the tree.
@@ -135,3 +152,172 @@ def test_assess_of_a_tree_with_one_matching_file_stores_every_engine(
     assert malware.summary == DESCRIPTION
     assert malware.data["matches"][0]["reference"] == 'https://example.org/"x"'
     assert len(stored) == len({f.fingerprint for f in result.findings})
+
+
+# --- case 2: an engine that raises costs only itself -----------------------------------------------
+
+
+class _Finder:
+    """A batch engine that reports one finding per file it is given."""
+
+    name = "finder"
+    requirements = Requirements(files=frozenset({FileClass.ANY}))
+
+    def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
+        return EngineResult(
+            findings=[
+                Finding(
+                    kind=FindingKind.MISCONFIGURATION,
+                    rule_id="test:file",
+                    title=f"file {file.relpath}",
+                    severity=Severity.LOW,
+                    asset=job.asset,
+                    evidence={"path": file.relpath, "fingerprint_extra": file.relpath},
+                )
+                for file in inputs.files_of(FileClass.ANY)
+            ]
+        )
+
+
+class _Boom:
+    """A batch engine that fails with something no engine raises on purpose."""
+
+    name = "boom"
+    requirements = Requirements(files=frozenset({FileClass.ANY}))
+
+    def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+
+class _CountingSink:
+    """Counts events per stream; fails on the events and at the places its engine was told to."""
+
+    def __init__(self, engine: _EventCounter) -> None:
+        self.engine = engine
+        self.events = 0
+
+    def begin(self, stream: EventStream) -> bool:
+        return True
+
+    def add(self, event: Event) -> None:
+        if "poison" in str(event.raw) and "add" in self.engine.fail:
+            raise KeyError("poison")
+        self.events += 1
+
+    def end(self, stream: EventStream, events: int, errors: Sequence[str]) -> None:
+        pass
+
+    def partial(self) -> int:
+        if "partial" in self.engine.fail:
+            raise ValueError("cannot summarise")
+        return self.events
+
+
+class _EventCounter:
+    """An event engine reporting how many events it saw, failing where `fail` says."""
+
+    requirements = Requirements(events=True)
+
+    def __init__(self, name: str, fail: frozenset[str] = frozenset()) -> None:
+        self.name = name
+        self.fail = fail
+
+    def open(self, job: JobContext) -> _CountingSink:
+        if "open" in self.fail:
+            raise OSError("no rules")
+        return _CountingSink(self)
+
+    def combine(self, partials: Sequence[Any], job: JobContext) -> EngineResult:
+        if "combine" in self.fail:
+            raise TypeError("bad partial")
+        return EngineResult(notes=[f"{self.name}: {sum(partials)} events"])
+
+
+@pytest.fixture
+def collected(tmp_path: Path) -> list[CollectedFile]:
+    log = tmp_path / "app.log"
+    log.write_text("one line\npoison line\nthird line\n", encoding="utf-8")
+    other = tmp_path / "data.bin"
+    other.write_bytes(b"\x00")
+    return [
+        CollectedFile(str(log), "app.log", log.stat().st_size, frozenset({FileClass.ANY, FileClass.LOG})),
+        CollectedFile(str(other), "data.bin", 1, frozenset({FileClass.ANY})),
+    ]
+
+
+def test_a_failing_batch_engine_costs_only_itself(collected: list[CollectedFile], tmp_path: Path) -> None:
+    job = JobContext(asset=Asset(name=str(tmp_path), kind=AssetKind.DIRECTORY), root=tmp_path)
+    run = run_engines([_Boom(), _Finder(), _EventCounter("counter")], collected, job, workers=1)
+    merged = run.merged()
+    assert len(merged.findings) == 2
+    assert merged.errors == ["engine boom failed: ZeroDivisionError: division by zero"]
+    assert "counter: 3 events" in merged.notes
+
+
+@pytest.mark.parametrize("where", ["open", "partial", "combine"])
+def test_a_failing_event_engine_costs_only_itself(
+    where: str, collected: list[CollectedFile], tmp_path: Path
+) -> None:
+    job = JobContext(asset=Asset(name=str(tmp_path), kind=AssetKind.DIRECTORY), root=tmp_path)
+    engines: list[Engine | EventEngine] = [
+        _EventCounter("bad", frozenset({where})),
+        _Finder(),
+        _EventCounter("good"),
+    ]
+    merged = run_engines(engines, collected, job, workers=1).merged()
+    assert len(merged.findings) == 2 and "good: 3 events" in merged.notes
+    (error,) = merged.errors
+    assert error.startswith("engine bad failed: ") and not any(n.startswith("bad:") for n in merged.notes)
+
+
+def test_a_poisoned_event_costs_only_that_event(collected: list[CollectedFile], tmp_path: Path) -> None:
+    job = JobContext(asset=Asset(name=str(tmp_path), kind=AssetKind.DIRECTORY), root=tmp_path)
+    engines = [_EventCounter("picky", frozenset({"add"})), _EventCounter("good")]
+    merged = run_engines(engines, collected, job, workers=1).merged()
+    assert merged.notes == ["picky: 2 events", "good: 3 events"]
+    assert merged.errors == [f"engine picky: {collected[0].path}: event 2: KeyError: 'poison'"]
+
+
+def test_assess_keeps_every_other_engine_when_one_fails(
+    sqlite_store: Store, planted_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setitem(ENGINES, "malware", lambda setup: _Boom())
+    result = assess(sqlite_store, planted_tree, AssessOptions(home=home, workers=1))
+    assert "engine boom failed: ZeroDivisionError: division by zero" in result.errors
+    stored = [s.finding for s in list_findings(sqlite_store, "default")]
+    assert any(f.kind is FindingKind.DETECTION for f in stored)
+    with sqlite_store.connect() as conn:
+        (errors,) = conn.execute(select(assessments.c.errors)).one()
+    assert "engine boom failed: ZeroDivisionError: division by zero" in errors
+
+
+def test_isolation_holds_in_forked_workers(tmp_path: Path) -> None:
+    files = []
+    for index in range(2):
+        log = tmp_path / f"app{index}.log"
+        log.write_text(f"line {index}\npoison {index}\n", encoding="utf-8")
+        files.append(CollectedFile(str(log), log.name, log.stat().st_size, frozenset({FileClass.LOG})))
+    job = JobContext(asset=Asset(name=str(tmp_path), kind=AssetKind.DIRECTORY), root=tmp_path)
+    engines = [_EventCounter("picky", frozenset({"add"})), _EventCounter("bad", frozenset({"partial"}))]
+    merged = run_engines(engines, files, job, workers=2).merged()
+    assert merged.notes == ["picky: 2 events"]
+    assert merged.errors == [
+        f"engine picky: {files[0].path}: event 2: KeyError: 'poison'",
+        f"engine picky: {files[1].path}: event 2: KeyError: 'poison'",
+        "engine bad failed: ValueError: cannot summarise",
+    ]
+
+
+def test_a_failing_log_pass_keeps_the_batch_engines(
+    collected: list[CollectedFile], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("reader bug")
+
+    monkeypatch.setattr(road_run, "run_event_pass", broken)
+    job = JobContext(asset=Asset(name=str(tmp_path), kind=AssetKind.DIRECTORY), root=tmp_path)
+    merged = run_engines([_Finder(), _EventCounter("good")], collected, job, workers=1).merged()
+    assert len(merged.findings) == 2
+    assert merged.errors == ["the log pass failed: TypeError: reader bug"]

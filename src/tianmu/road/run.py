@@ -9,6 +9,10 @@
 Results are reported in the order the engines were listed, whatever order they ran in, so a report
 reads the same. An engine that is both (intelligence) reports a thing its event part already matched
 only once: the log's sighting, with its line and excerpt.
+
+No engine's failure costs the others their results (`tianmu.road.isolation`): an engine that raises is
+reported in the errors (`engine NAME failed: Type: message`) and the job goes on; a failing event or
+stream costs that record only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tianmu.core.engine import (
 )
 from tianmu.core.models import Finding
 from tianmu.road.events import run_event_pass
+from tianmu.road.isolation import GuardedEventEngine, describe, engine_failure
 
 __all__ = ["RoadRun", "run_engines"]
 
@@ -72,7 +77,14 @@ def run_engines(
     if event_engines:
         consumed = {path for result in results.values() for path in result.consumed}
         logs = [file for file in files if FileClass.LOG in file.classes and file.relpath not in consumed]
-        passed = run_event_pass(logs, event_engines, job, workers=workers)
+        guarded = [GuardedEventEngine(engine) for engine in event_engines]
+        try:
+            passed = run_event_pass(logs, guarded, job, workers=workers)
+        except Exception as exc:
+            # The pass itself failed (a reader, a worker): no event engine's result is whole, the
+            # batch engines' results are kept.
+            failure = f"the log pass failed: {describe(exc)}"
+            passed = [EngineResult(errors=[failure]) for _ in event_engines]
         for event_engine, result in zip(event_engines, passed, strict=True):
             results[event_engine.name].extend(result)
     late = [e for e in engines if isinstance(e, Engine) and InputKind.FINDINGS in e.requirements.inputs]
@@ -89,7 +101,13 @@ def _batch(
     *,
     already: Sequence[Finding] = (),
 ) -> None:
-    result = engine.analyse(inputs, job)
+    try:
+        result = engine.analyse(inputs, job)
+    except Exception as exc:
+        # Whatever an engine raises (a bug, a hostile input it did not expect) is its failure alone:
+        # its result is not whole, so it adds none, and the other engines' results are kept.
+        results[engine.name].errors.append(engine_failure(engine.name, exc))
+        return
     if already:
         # What the engine's event part reported (with its line and excerpt) is not reported again.
         seen = {finding.fingerprint for finding in already}
