@@ -399,6 +399,7 @@ def _register_audit(app: typer.Typer) -> None:
                         "entries": report.entries,
                         "checkpoints": report.checkpoints,
                         "tip": report.tip,
+                        "signed_tip": report.signed_tip,
                         "problems": report.problems,
                     },
                     indent=2,

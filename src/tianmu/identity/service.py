@@ -25,6 +25,7 @@ from pathlib import Path
 from tianmu.core.clock import Clock, SystemClock
 from tianmu.identity.accounts import Accounts
 from tianmu.identity.audit import AuditLog
+from tianmu.identity.audittip import TIP_FILE
 from tianmu.identity.certificates import TenantCA
 from tianmu.identity.challenges import Challenges
 from tianmu.identity.enrolment import Enrolment
@@ -57,7 +58,11 @@ class IdentityService:
         self.keyring = Keyring(home, kek)
         self.kek = self.keyring.kek
         self.audit = AuditLog(
-            store, self.keyring.platform_key, checkpoint_every=checkpoint_every, clock=self.clock
+            store,
+            self.keyring.platform_key,
+            checkpoint_every=checkpoint_every,
+            tip_path=home / TIP_FILE,
+            clock=self.clock,
         )
         clock, audit = self.clock, self.audit
         challenges = Challenges(store, clock)

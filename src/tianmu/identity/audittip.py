@@ -1,0 +1,126 @@
+"""The audit chain's tip kept outside the database: a small file in the data directory, signed with the
+platform's SM2 key and rewritten with every append.
+
+Whoever can write to the database can delete the last entries and their checkpoint, or wipe the table,
+and what is left is a consistent chain. The tip file remembers where the chain ended (seq and hash), so
+`verify` can tell a log that is shorter than it was, or whose end was rewritten, from an intact one.
+
+The file is written when the appending transaction commits (a SQLAlchemy `commit` hook on the engine,
+which runs while the transaction still holds the audit lock, so tips are written in chain order); a
+transaction that rolls back leaves it alone. If the database's own commit then fails, the file is one
+entry ahead until the next append, and `verify` says so rather than hide it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+
+from tianmu.gmcrypto import sm2
+from tianmu.store.database import Store
+
+__all__ = ["TIP_FILE", "SignedTip", "arm_tip", "install_tip_hooks", "read_tip"]
+
+TIP_FILE = "audit-tip.json"
+_PENDING = "tianmu_audit_pending_tip"
+"""Key in the DB connection's `info` under which an uncommitted append leaves its tip."""
+
+
+def _message(seq: int, entry_hash: str, at: str) -> bytes:
+    return f"tianmu-audit-tip|{seq}|{entry_hash}|{at}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTip:
+    """What the tip file says: the last entry's seq and hash, when it was written, and by which key."""
+
+    seq: int
+    entry_hash: str
+    at: str
+    signature: str
+    public_key: str
+
+    def problems(self, trusted_key: sm2.Sm2PublicKey | None) -> list[str]:
+        """What is wrong with the file itself (its key or its signature); empty when it is sound."""
+        try:
+            key = sm2.load_public_key(self.public_key.encode("ascii"), source="audit tip")
+        except Exception:  # a mangled key in the file is a finding, not a crash
+            return ["the signed tip file carries an unreadable public key"]
+        found = []
+        if trusted_key is not None and key != trusted_key:
+            found.append("the signed tip file was signed by a key other than the platform key")
+        try:
+            signature = base64.b64decode(self.signature, validate=True)
+        except (binascii.Error, ValueError):
+            return [*found, "the signed tip file's signature is not valid base64"]
+        if not sm2.verify(key, _message(self.seq, self.entry_hash, self.at), signature):
+            found.append("the signed tip file has an invalid SM2 signature (edited)")
+        return found
+
+
+def read_tip(path: Path) -> SignedTip | str | None:
+    """The tip in `path`, None when there is no file, or a sentence saying why it cannot be read."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"the signed tip file {path} cannot be read ({exc.__class__.__name__})"
+    try:
+        return SignedTip(
+            seq=int(raw["seq"]),
+            entry_hash=str(raw["hash"]),
+            at=str(raw["at"]),
+            signature=str(raw["signature"]),
+            public_key=str(raw["public_key"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return f"the signed tip file {path} is not a tip record"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    # Write beside and rename: a reader never sees half a file, a crash never leaves one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+    os.replace(temporary, path)
+
+
+def arm_tip(
+    conn: Connection, path: Path, key: sm2.Sm2PrivateKey, *, seq: int, entry_hash: str, at: str
+) -> None:
+    """Sign the tip now and leave it on the connection; it is written when the transaction commits."""
+    record = {
+        "seq": seq,
+        "hash": entry_hash,
+        "at": at,
+        "signature": base64.b64encode(sm2.sign(key, _message(seq, entry_hash, at))).decode("ascii"),
+        "public_key": key.public_key.to_pem().decode("ascii"),
+    }
+    conn.info[_PENDING] = (path, record)
+
+
+def _on_commit(conn: Connection) -> None:
+    pending = conn.info.pop(_PENDING, None)
+    if pending is not None:
+        _write(*pending)
+
+
+def _on_rollback(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)
+
+
+def install_tip_hooks(store: Store) -> None:
+    """Write armed tips on commit and drop them on rollback (once per engine, however many logs)."""
+    for name, hook in (("commit", _on_commit), ("rollback", _on_rollback)):
+        if not event.contains(store.engine, name, hook):
+            event.listen(store.engine, name, hook)
