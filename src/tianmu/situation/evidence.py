@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from evtx import PyEvtxParser
@@ -144,7 +144,9 @@ def _verify_signature(algorithm: str, public_pem: bytes, data: bytes, signature:
             except InvalidSignature:
                 return False
             return True
-    except (TianmuError, ValueError):
+    # A bundle may name one algorithm and carry a key of another (an SM2 key labelled Ed25519 is
+    # UnsupportedAlgorithm to `cryptography`): that is a signature that does not verify, not a crash.
+    except (TianmuError, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return False
 
@@ -459,8 +461,14 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     report.missing = list(manifest.get("missing", [])) if isinstance(manifest, dict) else []
     if not _verify_signature(algorithm, public_pem, contents[MANIFEST], raw_signature):
         report.problems.append("the signature does not match the manifest")
-    if trusted_key is not None and not _same_key(algorithm, trusted_key, public_pem):
-        report.problems.append("signed with a key other than the trusted one")
+    if trusted_key is not None:
+        # Keys are compared as keys (the trusted copy may be DER or a private key file of ours), and
+        # whatever algorithm the bundle claims: a foreign key of another kind is simply not ours.
+        mine = _public_key_der(trusted_key, "trusted key")
+        if mine is None:
+            report.problems.append("the trusted key is not an SM2 or Ed25519 key")
+        elif mine != _public_key_der(public_pem, "bundle"):
+            report.problems.append("signed with a key other than the trusted one")
     listed: set[str] = set()
     for entry in files if isinstance(files, list) else []:
         name = str(entry.get("name"))
@@ -480,22 +488,31 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     return report
 
 
-def _same_key(algorithm: str, trusted: bytes, public_pem: bytes) -> bool:
-    """Compare keys, not PEM texts (the trusted copy may be DER or a private key file of ours)."""
+def _public_key_der(data: bytes, source: str) -> bytes | None:
+    """The SubjectPublicKeyInfo (DER) of a key in any form we read — SM2 or Ed25519, public or private,
+    PEM or DER — or None when `data` is no key we know."""
+    private = b"PRIVATE KEY" in data
     try:
-        if algorithm == "SM2":
-            mine = (
-                load_private_key(trusted, source="trusted key").public_key
-                if b"PRIVATE KEY" in trusted
-                else load_public_key(trusted, source="trusted key")
-            )
-            return bool(mine == load_public_key(public_pem, source="bundle"))
-        if b"PRIVATE KEY" in trusted:
-            pub = serialization.load_pem_private_key(trusted, password=None).public_key()
-        else:
-            pub = serialization.load_pem_public_key(trusted)
-        theirs = serialization.load_pem_public_key(public_pem)
-        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return bool(pub.public_bytes(*fmt) == theirs.public_bytes(*fmt))
-    except (TianmuError, ValueError, TypeError):
-        return False
+        sm2_key = (
+            load_private_key(data, source=source).public_key
+            if private
+            else load_public_key(data, source=source)
+        )
+        return sm2_key.to_der()
+    except TianmuError:
+        pass  # not SM2: the other algorithms are `cryptography`'s
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    loaders: tuple[Callable[[bytes], Any], ...] = (
+        (
+            lambda d: serialization.load_pem_private_key(d, password=None).public_key(),
+            lambda d: serialization.load_der_private_key(d, password=None).public_key(),
+        )
+        if private
+        else (serialization.load_pem_public_key, serialization.load_der_public_key)
+    )
+    for load in loaders:
+        try:
+            return bytes(load(data).public_bytes(*fmt))
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+    return None
