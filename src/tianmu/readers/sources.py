@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, cast
 from tianmu.core.engine import EventStream
 from tianmu.core.errors import InputError
 from tianmu.core.models import Event, Location
+from tianmu.core.walk import WalkRules, WalkSkips, walk_tree
 from tianmu.readers._common import ReadStats, iter_lines
 from tianmu.readers.auditd import AUDIT_LINE, read_auditd
 from tianmu.readers.evtx import EVTX_MAGIC, read_evtx
@@ -429,22 +430,38 @@ LOG_SKIP_DIRS = _SKIP_DIRS
 """Folders a search for logs never enters (version control, dependency trees, virtualenvs, caches)."""
 
 
-def find_log_files(root: Path, *, all_files: bool = False) -> Iterator[Path]:
+def find_log_files(
+    root: Path, *, all_files: bool = False, rules: WalkRules | None = None, skips: WalkSkips | None = None
+) -> Iterator[Path]:
     """Files under `root` that may be logs (by name; content decides later), sorted, no symlinks followed.
 
-    With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does).
+    With `all_files`, every regular file is a candidate (what `tianmu detect DIR` does). The walk is
+    the shared one (`tianmu.core.walk`): no pseudo file system, one file system unless `rules` say
+    otherwise, `--exclude` and `.tianmuignore`; FIFOs, sockets and devices are never yielded (opening
+    a FIFO blocks); what was left out is counted in `skips`.
     """
     if root.is_file():
         yield root
         return
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        for name in sorted(files):
-            candidate = Path(directory) / name
-            if candidate.is_symlink() or not candidate.is_file():
+    skips = skips if skips is not None else WalkSkips()
+
+    def unlisted(relpath: str, exc: OSError) -> None:
+        skips.errors.append(f"{root / relpath}: cannot list directory: {exc.strerror or exc}")
+
+    def skipped(_parent: str, name: str) -> bool:
+        return name in _SKIP_DIRS
+
+    for item, _relpath in walk_tree(root, on_error=unlisted, skip_dir=skipped, rules=rules, skips=skips):
+        try:
+            if item.is_symlink():
                 continue
-            if all_files or is_log_name(name):
-                yield candidate
+            if not item.is_file(follow_symlinks=False):
+                skips.special += 1
+                continue
+        except OSError:
+            continue
+        if all_files or is_log_name(item.name):
+            yield Path(item.path)
 
 
 def iter_events(
