@@ -8,6 +8,7 @@ where only reading it is needed (`/proc/kmsg`, `/` itself).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from typer.testing import CliRunner
 
 from tianmu.assets.engine import InventoryEngine
+from tianmu.cli.main import app
 from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.malware.report import ScanReport
@@ -172,3 +175,64 @@ def test_exclude_and_tianmuignore_leave_entries_out_and_are_counted(tmp_path: Pa
 def test_a_bad_exclude_glob_is_a_clear_error() -> None:
     with pytest.raises(InputError, match=r"--exclude '\\\\'"):
         WalkRules(exclude=("\\",))
+
+
+_EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
+
+
+def test_vulns_runs_only_the_inventory_and_the_vulnerability_engine(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    root = tmp_path / "t"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "requirements.txt").write_text("requests==2.19.0\n")
+    (root / "eicar.com").write_text(_EICAR)
+    result = CliRunner().invoke(app, ["vulns", str(root), "--json"], env=env)
+    document = json.loads(result.stdout)
+    assert document["engines"] == ["vulnerability"]
+    assert not any(note.startswith(("malware", "detection", "intel")) for note in document["notes"])
+    inventory = CliRunner().invoke(app, ["inventory", str(root), "--json"], env=env)
+    assert json.loads(inventory.stdout)["engines"] == []
+
+
+def test_exclude_reaches_assess_inventory_and_vulns(tmp_path: Path, env: dict[str, str]) -> None:
+    root = tmp_path / "t"
+    for rel in ("app/requirements.txt", "vendor/requirements.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("requests==2.19.0\n")
+    for command in ("inventory", "vulns"):
+        result = CliRunner().invoke(app, [command, str(root), "--json", "--exclude", "vendor/"], env=env)
+        document = json.loads(result.stdout)
+        assert [c["location"]["path"] for c in document["components"]] == ["app/requirements.txt"], command
+        assert "1 entries excluded by --exclude" in document["notes"]
+    bad = CliRunner().invoke(app, ["inventory", str(root), "--exclude", "\\"], env=env)
+    assert bad.exit_code == 2 and "not a glob" in bad.output
+
+
+def test_malware_scan_and_detect_refuse_a_fifo_named_and_skip_one_found(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    os.mkfifo(root / "auth.log")
+    (root / "eicar.com").write_text(_EICAR)
+    (root / "skip").mkdir()
+    (root / "skip" / "eicar2.com").write_text(_EICAR)
+    runner = CliRunner()
+    with _no_hang():
+        named = runner.invoke(app, ["malware", "scan", str(root / "auth.log")], env=env)
+        assert named.exit_code == 2 and "a FIFO, not a regular file" in named.output
+        walked = runner.invoke(app, ["malware", "scan", str(root), "--json", "--exclude", "skip/"], env=env)
+        report = json.loads(walked.stdout)
+        assert [d["path"] for d in report["detections"]] == [f"{root}/eicar.com"]
+        assert any("FIFO" in note for note in report["notes"])
+        assert any("excluded by --exclude" in note for note in report["notes"])
+        detect = runner.invoke(app, ["detect", str(root / "auth.log")], env=env)
+        assert detect.exit_code == 2 and "a FIFO, not a regular file" in detect.output
+        folder = runner.invoke(app, ["detect", str(root), "--json", "--exclude", "skip/"], env=env)
+        assert any("FIFO" in note for note in json.loads(folder.stdout)["notes"])

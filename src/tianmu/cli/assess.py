@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,11 +16,12 @@ from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity
+from tianmu.core.walk import WalkRules
 from tianmu.reports import render
 from tianmu.reports._common import finding_location
-from tianmu.road.assess import AssessOptions, assess
+from tianmu.road.assess import AssessOptions, UnreadableTarget, assess
 
-__all__ = ["register"]
+__all__ = ["CrossFsOpt", "ExcludeOpt", "register", "walk_rules"]
 
 
 class OutputFormat(StrEnum):
@@ -51,6 +53,21 @@ FailOnOpt = Annotated[
     typer.Option(help="Exit 1 when an open finding is at or above this severity ('none': never)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        help="Leave out what matches this glob (gitignore syntax, relative to PATH; repeatable). "
+        "A .tianmuignore at PATH is read too.",
+    ),
+]
+CrossFsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cross-filesystems",
+        help="Enter other file systems mounted under PATH (pseudo ones such as /proc never).",
+    ),
+]
 
 _SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -62,19 +79,23 @@ _SEVERITY_STYLE = {
 _TABLE_LIMIT = 30
 
 
-def _run(session: CliSession, path: Path, *, save: bool) -> Assessment:
-    with session.store() as store, progress_reporter("Reading inventory") as advance:
-        result = assess(
-            store,
-            path,
-            AssessOptions(tenant=session.tenant, save=save, home=session.settings.home),
-            progress=advance,
-        )
+def walk_rules(exclude: list[str] | None, cross_filesystems: bool = False) -> WalkRules:
+    """The walk's rules from `--exclude` and `--cross-filesystems` (shared by every walking command)."""
+    return WalkRules(exclude=tuple(exclude or ()), cross_filesystems=cross_filesystems)
+
+
+def _run(session: CliSession, path: Path, options: AssessOptions) -> Assessment:
+    # A target that gave nothing at all is refused by the road before anything is saved (exit 2).
+    options = replace(options, refuse_unreadable=True)
+    try:
+        with session.store() as store, progress_reporter("Reading inventory") as advance:
+            result = assess(store, path, options, progress=advance)
+    except UnreadableTarget as exc:
+        for error in exc.errors:
+            err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
+        raise
     for error in result.errors:
         err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
-    if result.errors and result.files_read == 0:
-        # Nothing could be read at all: the verdict would be empty for the wrong reason.
-        raise InputError(f"none of the {len(result.errors)} inventory file(s) could be read", str(path))
     if not result.knowledge_bases or not any(kb.get("kind") == "osv" for kb in result.knowledge_bases):
         err_console.print(
             "[yellow]warning:[/] the vulnerability database is empty: run `tianmu kb import PATH` "
@@ -210,19 +231,35 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = OutputFormat.TABLE,
         output: OutputOpt = None,
         fail_on: FailOnOpt = FailOn.INFO,
+        exclude: ExcludeOpt = None,
+        cross_filesystems: CrossFsOpt = False,
     ) -> None:
         """Inventory PATH, run every engine, store the results and report them."""
-        result = _run(CliSession.of(ctx), path, save=True)
+        session = CliSession.of(ctx)
+        options = AssessOptions(
+            tenant=session.tenant,
+            home=session.settings.home,
+            walk=walk_rules(exclude, cross_filesystems),
+        )
+        result = _run(session, path, options)
         _emit(result, fmt, output)
         raise typer.Exit(_exit_code(result, fail_on))
 
     @app.command("inventory")
     @cli_errors
-    def inventory_command(ctx: typer.Context, path: PathArg, json: JsonOpt = False) -> None:
-        """List the software components found under PATH (nothing is stored)."""
+    def inventory_command(
+        ctx: typer.Context,
+        path: PathArg,
+        json: JsonOpt = False,
+        exclude: ExcludeOpt = None,
+        cross_filesystems: CrossFsOpt = False,
+    ) -> None:
+        """List the software components found under PATH (nothing is stored; no engine runs)."""
         session = CliSession.of(ctx)
         with session.store() as store, progress_reporter("Reading inventory") as advance:
-            options = AssessOptions(tenant=session.tenant, engines=(), save=False)
+            options = AssessOptions(
+                tenant=session.tenant, engines=(), save=False, walk=walk_rules(exclude, cross_filesystems)
+            )
             result = assess(store, path, options, progress=advance)
         for error in result.errors:
             err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
@@ -249,9 +286,20 @@ def register(app: typer.Typer) -> None:
         path: PathArg,
         json: JsonOpt = False,
         fail_on: FailOnOpt = FailOn.INFO,
+        exclude: ExcludeOpt = None,
+        cross_filesystems: CrossFsOpt = False,
     ) -> None:
-        """Only the vulnerability part of `assess`: known vulnerabilities of the components under PATH."""
-        result = _run(CliSession.of(ctx), path, save=False)
-        result.findings = [f for f in result.findings if f.kind is FindingKind.VULNERABILITY]
+        """Only the vulnerability part of `assess`: known vulnerabilities of the components under PATH.
+
+        Only the inventory and the vulnerability engine run (nothing is stored)."""
+        session = CliSession.of(ctx)
+        options = AssessOptions(
+            tenant=session.tenant,
+            engines=("vulnerability",),
+            save=False,
+            home=session.settings.home,
+            walk=walk_rules(exclude, cross_filesystems),
+        )
+        result = _run(session, path, options)
         _emit(result, OutputFormat.JSON if json else OutputFormat.TABLE, None)
         raise typer.Exit(_exit_code(result, fail_on))

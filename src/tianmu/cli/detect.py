@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tianmu.cli.assess import CrossFsOpt, ExcludeOpt, walk_rules
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
@@ -98,6 +99,8 @@ def register(app: typer.Typer) -> None:
             FailOn, typer.Option(help="Exit 1 when a detection is at or above this severity ('none': never).")
         ] = FailOn.INFO,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+        exclude: ExcludeOpt = None,
+        cross_filesystems: CrossFsOpt = False,
     ) -> None:
         """Run Sigma detection rules over logs; every alert points at its file and record."""
         session = CliSession.of(ctx)
@@ -115,6 +118,7 @@ def register(app: typer.Typer) -> None:
             fmt=log_format,
             field_map=_parse_field_map(field_map or []),
             workers=workers,
+            walk=walk_rules(exclude, cross_filesystems),
         )
         with session.store() as store:
             with _compiling():
@@ -137,11 +141,14 @@ def register(app: typer.Typer) -> None:
                 },
                 "errors": stats.errors,
                 "skipped_files": stats.skipped_files,
+                "notes": result.notes,
             }
             out_console.file.write(jsonlib.dumps(document, indent=2, default=str) + "\n")
         else:
             for error in stats.errors:
                 err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
+            for note in result.notes:
+                err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
             table = Table(header_style="bold")
             for column in ("Severity", "Rule", "Evidence", "Time", "Entities"):
                 table.add_column(column)

@@ -25,6 +25,7 @@ import ahocorasick_rs
 
 from tianmu.core.forking import fork_map
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity
+from tianmu.core.walk import WalkRules, WalkSkips
 from tianmu.detect.compiler import CompiledCorrelation, CompiledRule, Matcher, View, build
 from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
 from tianmu.detect.kb import RuleBase
@@ -321,6 +322,8 @@ class DetectResult:
     sightings: list[Sighting] = field(default_factory=list)
     evaluations: int = 0
     untimed_sightings: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What the walk of the folders left out (pseudo and other file systems, excluded, FIFOs)."""
 
 
 def scan_events(
@@ -385,12 +388,18 @@ def detect_paths(
     workers: int | None = None,
     all_files: bool = True,
     progress: Callable[[str], None] | None = None,
+    walk: WalkRules | None = None,
 ) -> DetectResult:
-    """`tianmu detect FILES`: the detector over log files and folders; correlated; sorted by time."""
+    """`tianmu detect FILES`: the detector over log files and folders; correlated; sorted by time.
+
+    Folders are walked under `walk` (the shared rules of every job); what was left out is in the
+    result's `notes`."""
     jobs: list[tuple[Path, bool]] = []
+    skips = WalkSkips()
     for path in paths:
         if path.is_dir():
-            jobs.extend((file, False) for file in find_log_files(path, all_files=all_files))
+            found = find_log_files(path, all_files=all_files, rules=walk, skips=skips)
+            jobs.extend((file, False) for file in found)
         else:
             jobs.append((path, True))
     if workers is None:
@@ -415,4 +424,7 @@ def detect_paths(
             yield part
 
     # Forked workers inherit the compiled detector instead of unpickling it.
-    return finish_results(detector, reported(fork_map(scan_file, jobs, workers)), asset)
+    result = finish_results(detector, reported(fork_map(scan_file, jobs, workers)), asset)
+    result.stats.errors.extend(skips.errors)
+    result.notes.extend(skips.notes())
+    return result

@@ -14,6 +14,7 @@ from pathlib import Path
 from tianmu.core.engine import JobContext, Progress
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, utcnow
+from tianmu.core.walk import WalkRules, refuse_named
 from tianmu.detect.engine import DetectResult, detect_paths
 from tianmu.detect.events import DetectionEngine
 from tianmu.intel.events import IntelEngine, has_indicators
@@ -38,6 +39,8 @@ class DetectJob:
     field_map: dict[str, str] | None = None
     workers: int | None = None
     save: bool = True
+    walk: WalkRules = field(default_factory=WalkRules)
+    """What the walk of folders leaves out besides pseudo file systems (`--exclude`)."""
 
 
 def run_detect(
@@ -58,6 +61,7 @@ def run_detect(
         field_map=job.field_map,
         workers=job.workers,
         progress=progress,
+        walk=job.walk,
     )
     if result.stats.files or result.stats.events:
         assessment = Assessment(
@@ -67,6 +71,7 @@ def run_detect(
             finished=utcnow(),
             findings=result.findings,
             errors=list(result.stats.errors),
+            notes=list(result.notes),
             engines=["detection"],
         )
         finish(store, [assessment], FinishOptions(save=job.save, home=job.home))
@@ -115,6 +120,11 @@ def _no_package(_path: Path) -> bool:
 
 
 def _exist(paths: Sequence[Path]) -> None:
+    """Every path named exists and may be read: a FIFO, a device or a file of `/proc` named on its own
+    would block the reader for ever, so it is refused before anything is opened."""
     for path in paths:
         if not path.exists():
             raise InputError("no such file or directory", str(path))
+        refused = refuse_named(path)
+        if refused is not None:
+            raise InputError(refused, str(path))
