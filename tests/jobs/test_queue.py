@@ -92,3 +92,27 @@ def test_list_is_per_tenant_newest_first(store: Store) -> None:
     assert {j.id for j in listed} == set(ids)
     assert [j.created for j in listed] == sorted((j.created for j in listed), reverse=True)
     assert queue.list_jobs(store, "t", status=JobStatus.DONE) == []
+
+
+def _lose(store: Store) -> None:
+    """The worker holding the job stops renewing (killed, hung): its lease runs out."""
+    with store.begin() as conn:
+        conn.execute(update(jobs).values(lease_until=jobs.c.lease_until - timedelta(minutes=5)))
+
+
+def test_a_job_that_kills_its_worker_every_time_is_failed_not_run_for_ever(store: Store) -> None:
+    """A poison job (a bomb that takes the worker down) is tried `max_attempts` times, then failed."""
+    job, _ = queue.submit(store, "assess", {"path": "/srv/bomb"})
+    for attempt in range(1, 3):
+        taken = queue.claim(store, job.id, f"worker-{attempt}", LEASE, max_attempts=2)
+        assert taken is not None and taken.attempts == attempt
+        _lose(store)
+        # A restarted worker may take an expired job straight away, without the reaper: not the last time.
+        if attempt == 1:
+            assert queue.requeue(store, queue.expired_jobs(store), max_attempts=2) == [job.id]
+    assert queue.claim(store, job.id, "worker-3", LEASE, max_attempts=2) is None
+    assert queue.requeue(store, queue.expired_jobs(store), max_attempts=2) == []
+    failed = queue.get_job(store, job.id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error is not None and "lost its worker 2 times" in failed.error
+    assert queue.claim(store, job.id, "worker-4", LEASE, max_attempts=5) is None  # failed stays failed

@@ -103,8 +103,10 @@ def test_cancel_reaches_a_running_job_at_its_next_step(
     job, _ = queue.submit(sqlite_store, "assess", {"path": str(target)})
     original_claim = queue.claim
 
-    def claim_then_cancel(store: Store, job_id: str, worker: str, lease: timedelta) -> Job | None:
-        held = original_claim(store, job_id, worker, lease)
+    def claim_then_cancel(
+        store: Store, job_id: str, worker: str, lease: timedelta, *, max_attempts: int = 3
+    ) -> Job | None:
+        held = original_claim(store, job_id, worker, lease, max_attempts=max_attempts)
         queue.cancel(store, job_id, "default")  # the user cancels right after the worker took it
         return held
 

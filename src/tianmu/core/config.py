@@ -25,6 +25,9 @@ class Settings:
     """Broker queue the workers listen on (TIANMU_JOB_QUEUE): one per environment sharing a broker."""
     job_lease_seconds: float = 60.0
     """How long a worker holds a job without renewing; a job whose lease passes is run again elsewhere."""
+    job_max_attempts: int = 3
+    """Runs of a job that may end with its worker lost (killed, hung) before the job is failed as a
+    poison job instead of being run again: TIANMU_JOB_MAX_ATTEMPTS."""
     kb_update_hours: float = 0.0
     """Period of the scheduled `kb update` job (0: off): TIANMU_KB_UPDATE_HOURS."""
     reassess_hours: float = 0.0
@@ -49,6 +52,7 @@ class Settings:
             broker_url=env.get("TIANMU_BROKER_URL") or "redis://127.0.0.1:6379/0",
             job_queue=env.get("TIANMU_JOB_QUEUE") or "tianmu",
             job_lease_seconds=_positive(env, "TIANMU_JOB_LEASE_SECONDS", 60.0),
+            job_max_attempts=max(1, int(_positive(env, "TIANMU_JOB_MAX_ATTEMPTS", 3.0))),
             kb_update_hours=_positive(env, "TIANMU_KB_UPDATE_HOURS", 0.0, allow_zero=True),
             reassess_hours=_positive(env, "TIANMU_REASSESS_HOURS", 0.0, allow_zero=True),
         )

@@ -7,6 +7,8 @@
     ├── KnowledgeBaseError     a knowledge base cannot be imported or is missing
     └── StoreError             the database cannot be opened or migrated
 
+    Interrupted (a BaseException)  the job must stop now: cancelled by its user
+
 Errors that carry a location render as ``path:line: message`` so the CLI can print them as they are.
 Loaders collect InputErrors and go on with the next file; only when nothing at all could be read does the
 CLI exit with code 2.
@@ -17,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "InputError",
+    "Interrupted",
     "KnowledgeBaseError",
     "ParseError",
     "StoreError",
@@ -58,3 +61,11 @@ class KnowledgeBaseError(TianmuError):
 
 class StoreError(TianmuError):
     pass
+
+
+class Interrupted(BaseException):
+    """The job must stop now (its cancellation was requested).
+
+    A BaseException, like KeyboardInterrupt, on purpose: engines and readers isolate a failing record
+    or engine with `except Exception` and go on, and a cancel must pass through every one of them.
+    """

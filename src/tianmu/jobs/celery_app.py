@@ -130,7 +130,7 @@ def start_housekeeping(app: Celery, settings: Settings, interval: float) -> thre
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                runner.reap(stores.get(), dispatcher.dispatch)
+                runner.reap(stores.get(), dispatcher.dispatch, max_attempts=settings.job_max_attempts)
             except Exception:
                 log.exception("lease reaper failed; trying again in %s s", interval)
 

@@ -20,6 +20,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from tianmu.core.errors import Interrupted
+
 __all__ = ["Job", "JobCancelled", "JobStatus"]
 
 
@@ -35,8 +37,10 @@ class JobStatus(StrEnum):
         return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-class JobCancelled(Exception):
-    """Raised inside a running job when its cancellation was requested; the job ends `cancelled`."""
+class JobCancelled(Interrupted):
+    """Raised inside a running job when its cancellation was requested; the job ends `cancelled`.
+
+    An `Interrupted`, so the road's isolation of failing engines and records never swallows it."""
 
 
 @dataclass(slots=True)

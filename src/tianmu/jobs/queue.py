@@ -23,6 +23,7 @@ from tianmu.store.database import Store
 from tianmu.store.schema import jobs
 
 __all__ = [
+    "MAX_ATTEMPTS",
     "LeaseLost",
     "cancel",
     "claim",
@@ -40,6 +41,10 @@ __all__ = [
 
 class LeaseLost(Exception):
     """This worker no longer holds the job (its lease passed and another worker took it over)."""
+
+
+MAX_ATTEMPTS = 3
+"""Runs of one job that may end with its worker lost before the job is failed as a poison job."""
 
 
 def _job(row: Row[Any]) -> Job:
@@ -136,11 +141,14 @@ def list_jobs(
         return [_job(row) for row in conn.execute(query)]
 
 
-def claim(store: Store, job_id: str, worker: str, lease: timedelta) -> Job | None:
+def claim(
+    store: Store, job_id: str, worker: str, lease: timedelta, *, max_attempts: int = MAX_ATTEMPTS
+) -> Job | None:
     """Take the job for `worker` if it is queued, or running under a lease that has passed.
 
     Returns the claimed job (its `attempts` identifies this run), or None when it is not ours to run:
-    done, failed, cancelled, or running under a live lease elsewhere.
+    done, failed, cancelled, running under a live lease elsewhere, or lost `max_attempts` times already
+    (a poison job: the reaper marks it failed instead of running it again).
     """
     now = utcnow()
     claimable = and_(
@@ -148,7 +156,11 @@ def claim(store: Store, job_id: str, worker: str, lease: timedelta) -> Job | Non
         jobs.c.cancel_requested.is_(False),
         or_(
             jobs.c.status == JobStatus.QUEUED.value,
-            and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until < now),
+            and_(
+                jobs.c.status == JobStatus.RUNNING.value,
+                jobs.c.lease_until < now,
+                jobs.c.attempts < max_attempts,
+            ),
         ),
     )
     with store.begin() as conn:
@@ -262,20 +274,39 @@ def expired_jobs(store: Store, now: datetime | None = None) -> list[str]:
         return [row.id for row in rows]
 
 
-def requeue(store: Store, job_ids: Sequence[str]) -> list[str]:
-    """Put lost jobs back to `queued` (only those still expired: a renewing worker keeps its job)."""
+def requeue(store: Store, job_ids: Sequence[str], *, max_attempts: int = MAX_ATTEMPTS) -> list[str]:
+    """Put lost jobs back to `queued` (only those still expired: a renewing worker keeps its job).
+
+    A job lost `max_attempts` times is a poison job (it kills or hangs whatever runs it: a parser bomb,
+    memory it cannot have): it is marked failed with the reason instead, so a restarted service does
+    not take it up and die again, for ever.
+    """
     now = utcnow()
     done: list[str] = []
     with store.begin() as conn:
         for job_id in job_ids:
-            changed = conn.execute(
+            lost = and_(
+                jobs.c.id == job_id,
+                jobs.c.status == JobStatus.RUNNING.value,
+                jobs.c.lease_until < now,
+            )
+            poisoned = conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.status == JobStatus.RUNNING.value,
-                    jobs.c.lease_until < now,
+                .where(lost, jobs.c.attempts >= max_attempts)
+                .values(
+                    status=JobStatus.FAILED.value,
+                    lease_until=None,
+                    finished=now,
+                    error=(
+                        f"lost its worker {max_attempts} times (killed or hung while running it): "
+                        "not run again; fix the input or raise TIANMU_JOB_MAX_ATTEMPTS and resubmit"
+                    ),
                 )
-                .values(status=JobStatus.QUEUED.value, lease_until=None, worker=None)
+            ).rowcount
+            if poisoned:
+                continue
+            changed = conn.execute(
+                update(jobs).where(lost).values(status=JobStatus.QUEUED.value, lease_until=None, worker=None)
             ).rowcount
             if changed == 1:
                 done.append(job_id)

@@ -120,7 +120,7 @@ def execute_job(
     this job only.
     """
     lease = timedelta(seconds=settings.job_lease_seconds)
-    job = queue.claim(store, job_id, worker, lease)
+    job = queue.claim(store, job_id, worker, lease, max_attempts=settings.job_max_attempts)
     if job is None:
         return Outcome(job_id, "skipped")
     spec = JOB_KINDS.get(job.kind)
@@ -163,9 +163,11 @@ def execute_job(
         heartbeat.join()
 
 
-def reap(store: Store, dispatch: Dispatch) -> list[str]:
-    """Queue again the jobs whose worker died (lease passed) and dispatch them; returns their ids."""
-    revived = queue.requeue(store, queue.expired_jobs(store))
+def reap(store: Store, dispatch: Dispatch, *, max_attempts: int = queue.MAX_ATTEMPTS) -> list[str]:
+    """Queue again the jobs whose worker died (lease passed) and dispatch them; returns their ids.
+
+    Jobs lost `max_attempts` times are failed as poison jobs instead (`queue.requeue`)."""
+    revived = queue.requeue(store, queue.expired_jobs(store), max_attempts=max_attempts)
     for job_id in revived:
         log.warning("job %s lost its worker; queued again", job_id)
         dispatch(job_id)
@@ -242,7 +244,7 @@ class InProcessRunner:
     def _housekeeping(self) -> None:
         while not self._stop.wait(self.tick):
             try:
-                reap(self.store, self.dispatch)
+                reap(self.store, self.dispatch, max_attempts=self.settings.job_max_attempts)
                 for kind, params, key in periodic_jobs(self.settings):
                     submit_job(self.store, self, kind, params, idempotency_key=key, submitted_by="schedule")
             except Exception:
