@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tianmu.assets.engine import InventoryEngine
+from tianmu.assets.inventory import scan_inventory
 from tianmu.cli.main import app
 from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
@@ -236,3 +237,36 @@ def test_malware_scan_and_detect_refuse_a_fifo_named_and_skip_one_found(
         assert detect.exit_code == 2 and "a FIFO, not a regular file" in detect.output
         folder = runner.invoke(app, ["detect", str(root), "--json", "--exclude", "skip/"], env=env)
         assert any("FIFO" in note for note in json.loads(folder.stdout)["notes"])
+
+
+def _inventory(root: Path) -> tuple[list[str], list[str]]:
+    found = scan_inventory(root)
+    return sorted(f"{c.name}=={c.version}" for c in found.components), [str(e) for e in found.errors]
+
+
+def test_requirements_includes_stay_inside_the_tree_and_are_regular_files(tmp_path: Path) -> None:
+    outside = tmp_path / "host-secret.txt"
+    outside.write_text("rootpw==1.0\n")
+    root = tmp_path / "t"
+    (root / "sub").mkdir(parents=True)
+    os.mkfifo(root / "sub" / "pipe.txt")
+    os.symlink(outside, root / "sub" / "link.txt")
+    (root / "sub" / "ok.txt").write_text("flask==2.0.0\n")
+    (root / "requirements.txt").write_text(
+        "requests==2.19.0\n-r /dev/zero\n-r ../host-secret.txt\n"
+        "-r sub/pipe.txt\n-r sub/link.txt\n-r sub/ok.txt\n"
+    )
+    with _no_hang():
+        components, errors = _inventory(root)
+    assert components == ["flask==2.0.0", "requests==2.19.0"]
+    assert errors == [
+        "requirements.txt:2: included file /dev/zero not read: outside the scanned tree",
+        "requirements.txt:3: included file ../host-secret.txt not read: outside the scanned tree",
+        "requirements.txt:4: included file sub/pipe.txt not read: a FIFO, not a regular file: not read",
+        "requirements.txt:5: included file sub/link.txt not read: outside the scanned tree",
+    ]
+    # Named on its own, the file's folder is the tree: its includes may not leave it either.
+    single = scan_inventory(root / "requirements.txt")
+    assert "flask" in {c.name for c in single.components} and "rootpw" not in {
+        c.name for c in single.components
+    }

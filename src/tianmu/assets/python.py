@@ -17,9 +17,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from tianmu.assets._common import LineIndex, load_json, load_toml, make_purl, read_text, toml_table_lines
-from tianmu.assets.interface import Extracted, Extractor
+from tianmu.assets.interface import DEFAULT_MAX_BYTES, Extracted, Extractor
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Location, Unresolved
+from tianmu.core.walk import refuse_named
 
 __all__ = [
     "InstalledPythonExtractor",
@@ -117,7 +118,8 @@ class RequirementsExtractor(Extractor):
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         parsed = _Parsed()
-        self._parse(path, display_path, parsed, chain=(), constraint=False)
+        root = _tree_root(path, display_path)
+        self._parse(path, display_path, parsed, chain=(), constraint=False, root=root)
         yield from parsed.items
         for unresolved, key in parsed.unpinned:
             pinned = parsed.constraints.get(key)
@@ -128,7 +130,7 @@ class RequirementsExtractor(Extractor):
                 yield _component(unresolved.name, version, where.path, where.line, True)
 
     def _parse(
-        self, path: Path, display: str, out: _Parsed, chain: tuple[Path, ...], constraint: bool
+        self, path: Path, display: str, out: _Parsed, chain: tuple[Path, ...], constraint: bool, root: str
     ) -> None:
         text = read_text(path, display)
         chain = (*chain, path.resolve())
@@ -136,7 +138,7 @@ class RequirementsExtractor(Extractor):
             where = Location(display, line_no)
             include = _INCLUDE.match(line)
             if include:
-                self._include(include.group(1), include.group(2), path, display, where, out, chain)
+                self._include(include.group(1), include.group(2), path, display, where, out, (chain, root))
                 continue
             if constraint:
                 self._constraint(line, where, out)
@@ -161,8 +163,10 @@ class RequirementsExtractor(Extractor):
         display: str,
         where: Location,
         out: _Parsed,
-        chain: tuple[Path, ...],
+        within: tuple[tuple[Path, ...], str],
     ) -> None:
+        """Read an included file: inside the scanned tree, a regular file of bounded size, no loop."""
+        chain, root = within
         is_constraint = flag in ("-c", "--constraint")
         if _URLISH.match(target) and "://" in target:
             out.items.append(InputError(f"remote include not followed: {target}", where.path, where.line))
@@ -175,8 +179,12 @@ class RequirementsExtractor(Extractor):
         if len(chain) >= _MAX_INCLUDE_DEPTH:
             out.items.append(InputError(f"includes nested too deeply at {target}", *_at(where)))
             return
+        refused = _refuse_include(child, root)
+        if refused is not None:
+            out.items.append(InputError(f"included file {target} not read: {refused}", *_at(where)))
+            return
         try:
-            self._parse(child, child_display, out, chain, constraint=is_constraint)
+            self._parse(child, child_display, out, chain, constraint=is_constraint, root=root)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             out.items.append(InputError(f"cannot read included file {target}: {reason}", *_at(where)))
@@ -214,6 +222,34 @@ class RequirementsExtractor(Extractor):
         out.unpinned.append(
             (Unresolved(req.name, ECOSYSTEM, text, where, reason), canonicalize_name(req.name))
         )
+
+
+def _tree_root(path: Path, display: str) -> str:
+    """The real path of the scanned tree's root: `path` less its display path (which is relative to the
+    root); for a file named on its own (display: its name), its folder."""
+    absolute = Path(os.path.abspath(path))
+    depth = len(Path(display).parts)
+    if depth and absolute.parts[-depth:] == Path(display).parts:
+        return os.path.realpath(absolute.parents[depth - 1])
+    return os.path.realpath(absolute.parent)
+
+
+def _refuse_include(child: Path, root: str) -> str | None:
+    """Why an include is not read: it leads out of the scanned tree (`-r ../../etc/passwd` would put
+    the host's files in the report), or is no regular file (`-r /dev/zero` never ends), or is too big."""
+    real = os.path.realpath(child)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        return "outside the scanned tree"
+    try:
+        info = os.stat(real)
+    except OSError:
+        return None  # reading it says what is wrong ("cannot read included file")
+    refused = refuse_named(Path(real))
+    if refused is not None:
+        return refused
+    if info.st_size > DEFAULT_MAX_BYTES:
+        return f"larger than {DEFAULT_MAX_BYTES} bytes"
+    return None
 
 
 def _at(where: Location) -> tuple[str, int | None]:
