@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tianmu.cli.console import out_console
@@ -38,7 +38,7 @@ from tianmu.road.engines import ENGINES
 from tianmu.road.run import run_engines
 from tianmu.store.database import Store
 from tianmu.store.repository import list_findings
-from tianmu.store.schema import assessments
+from tianmu.store.schema import assessments, assets, findings
 
 # A rule as signature-base writes them, its meta strings holding `\"` and `\\` (yara-x returns those
 # as bytes), matching a JSP upload shell planted in the tree.
@@ -321,3 +321,69 @@ def test_a_failing_log_pass_keeps_the_batch_engines(
     merged = run_engines([_Finder(), _EventCounter("good")], collected, job, workers=1).merged()
     assert len(merged.findings) == 2
     assert merged.errors == ["the log pass failed: TypeError: reader bug"]
+
+
+# --- case 3: a job stores a consistent result or nothing; log errors are not inventory errors ------
+
+BROKEN_LOCK = '{"lockfileVersion": 3,\n "packages": {\n'
+BAD_LOG_LINES = "\x00\x01garbage one\n<<<not syslog>>>\n"
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    return {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
+
+
+def _stored(tmp_path: Path) -> tuple[int, int, int]:
+    """Assessments, assets and findings stored in the CLI's database."""
+    store = Store(f"sqlite:///{tmp_path / 'home' / 'tianmu.db'}")
+    try:
+        with store.connect() as conn:
+            counts = [
+                conn.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in (assessments, assets, findings)
+            ]
+    finally:
+        store.close()
+    return counts[0], counts[1], counts[2]
+
+
+def test_nothing_read_exits_2_and_stores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out_console, "width", 200)
+    target = tmp_path / "target"
+    (target / "logs").mkdir(parents=True)
+    (target / "package-lock.json").write_text(BROKEN_LOCK, encoding="utf-8")
+    (target / "logs" / "auth.log").write_text(BAD_LOG_LINES * 3, encoding="utf-8")
+    result = CliRunner().invoke(app, ["assess", str(target)], env=_cli_env(tmp_path))
+    assert result.exit_code == 2, result.output
+    # One inventory file failed; the six malformed log lines are not inventory files.
+    assert "none of the 1 inventory file(s) could be read" in result.stderr
+    assert "package-lock.json:3" in result.stderr and "Traceback" not in result.output
+    assert _stored(tmp_path) == (0, 0, 0)
+
+
+def test_a_broken_lockfile_beside_findings_is_an_error_of_a_stored_result(
+    planted_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(out_console, "width", 200)
+    (planted_tree / "package-lock.json").write_text(BROKEN_LOCK, encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["assess", str(planted_tree), "--format", "json"], env=_cli_env(tmp_path)
+    )
+    assert result.exit_code == 1, result.output  # findings, not "nothing could be read"
+    report = json.loads(result.stdout)
+    assert any(e.startswith("package-lock.json:3") for e in report["errors"])
+    stored_assessments, _, stored_findings = _stored(tmp_path)
+    assert stored_assessments == 1 and stored_findings == len(report["findings"]) > 0
+
+
+def test_log_errors_are_not_inventory_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out_console, "width", 200)
+    logs = tmp_path / "var" / "log"
+    (logs / "mysql").mkdir(parents=True)
+    good = "Nov 20 03:12:06 web01 sshd[42]: Accepted publickey for bob from 10.0.0.1 port 1 ssh2\n"
+    (logs / "auth.log").write_text(good + BAD_LOG_LINES, encoding="utf-8")
+    (logs / "mysql" / "error.log").write_text("Version: '10.11.6-MariaDB-0+deb12u1'  socket: ''\n")
+    result = CliRunner().invoke(app, ["assess", str(logs)], env=_cli_env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "could be read" not in result.stderr
+    assert _stored(tmp_path)[0] == 1

@@ -3,11 +3,18 @@
 The road of a path: collect once (one walk, each file classified once) → the inventory → the engines
 listed in `AssessOptions.engines` (`tianmu.road.engines.ENGINES`) → finish (annotate, save, situation).
 The CLI, the API and the job runners call this; none of them holds assessment logic of its own.
+
+A job stores a consistent result or nothing. Unreadable files are the assessment's errors, not its
+failure: the rest is assessed and saved. Only a target that gave nothing at all — the inventory read
+none of its files and failed on some (or the target itself could not be listed), and no engine found
+anything — is refused, with `UnreadableTarget`, *before* anything is saved (`refuse_unreadable`, which
+the CLI sets: it exits 2). Log lines that no reader parsed are no inventory errors and never count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,16 +27,26 @@ from tianmu.malware.rulecache import RuleCache
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import ENGINES, EngineSetup, build_engines
 from tianmu.road.finish import FinishOptions, finish
-from tianmu.road.run import run_engines
+from tianmu.road.run import RoadRun, run_engines
 from tianmu.road.targets import asset_for_path
 from tianmu.store.database import Store
 from tianmu.store.knowledge import kb_status
 from tianmu.store.repository import SaveHook
 from tianmu.vulns.engine import sort_findings
 
-__all__ = ["ENGINES", "AssessOptions", "assess", "asset_for_path"]
+__all__ = ["ENGINES", "AssessOptions", "UnreadableTarget", "assess", "asset_for_path"]
 
 ProgressCallback = Callable[[str], None]
+# `path:line: message` or `path: message`, as located errors render (`InputError.__str__`).
+_ERROR_PATH = re.compile(r"^(.+?)(?::\d+)?: ")
+
+
+class UnreadableTarget(InputError):
+    """The target gave nothing to assess; nothing was stored. `errors` are the located reasons."""
+
+    def __init__(self, message: str, path: str, errors: Sequence[str]) -> None:
+        super().__init__(message, path)
+        self.errors = list(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +65,9 @@ class AssessOptions:
     """Loaded malware rule sets kept by a process that runs many jobs (`tianmu worker`, `serve`)."""
     walk: WalkRules = field(default_factory=WalkRules)
     """What the walk leaves out besides pseudo file systems: `--exclude`, `--cross-filesystems`."""
+    refuse_unreadable: bool = False
+    """Raise `UnreadableTarget` (and store nothing) when the target gave nothing at all (module
+    docstring); False stores that empty assessment with its errors, as a job's record of the attempt."""
 
 
 def assess(
@@ -73,6 +93,11 @@ def assess(
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
     run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
     merged = run.merged()
+    errors = list(dict.fromkeys([*collected.errors, *merged.errors]))
+    if options.refuse_unreadable:
+        refused = _nothing_read(run, inventory.name, bool(collected.files), bool(collected.errors))
+        if refused is not None:
+            raise UnreadableTarget(refused, str(path), errors)
     notes = [*collected.notes(), *merged.notes]
     result = Assessment(
         target=str(path),
@@ -81,7 +106,7 @@ def assess(
         components=merged.components,
         unresolved=merged.unresolved,
         findings=sort_findings(merged.findings),
-        errors=list(dict.fromkeys([*collected.errors, *merged.errors])),
+        errors=errors,
         notes=notes,
         files_read=run.results[inventory.name].files_read,  # inventory files, as reports say
         knowledge_bases=[status.as_dict() for status in kb_status(store)],
@@ -90,3 +115,18 @@ def assess(
     result.finished = utcnow()
     finish(store, [result], FinishOptions(save=options.save, home=options.home, save_hook=options.save_hook))
     return result
+
+
+def _nothing_read(run: RoadRun, inventory: str, any_file: bool, walk_failed: bool) -> str | None:
+    """Why the target gave nothing at all, or None when there is a result to store."""
+    if any(result.findings for result in run.results.values()):
+        return None  # other engines found things: the inventory's failures are errors of a result
+    read = run.results[inventory]
+    if read.files_read:
+        return None
+    if read.errors:
+        files = {match.group(1) if (match := _ERROR_PATH.match(e)) else e for e in read.errors}
+        return f"none of the {len(files)} inventory file(s) could be read"
+    if walk_failed and not any_file:
+        return "nothing could be read"
+    return None
