@@ -43,9 +43,13 @@ class AuthenticationError(IdentityError):
 
 
 class AccountLocked(AuthenticationError):
-    def __init__(self, until: dt.datetime) -> None:
+    """`message` replaces the text that names the lock where saying so would reveal that the account
+    exists (the password step, which anyone can try with any user name); `until` is kept for callers."""
+
+    def __init__(self, until: dt.datetime, message: str | None = None) -> None:
         super().__init__(
-            f"account locked until {until:%Y-%m-%d %H:%M} UTC after repeated failures", reason="locked"
+            message or f"account locked until {until:%Y-%m-%d %H:%M} UTC after repeated failures",
+            reason="locked",
         )
         self.until = until
 

@@ -55,27 +55,56 @@ class Lockout:
         )
         conn.execute(delete(identity_attempts).where(identity_attempts.c.at < now - _ATTEMPTS_KEPT))
 
-    def check_usable(self, conn: Connection, row: Any, factor: str, client: str) -> None:
-        """Refuse (and audit) a factor for a locked or disabled account before checking it."""
+    def refusal(self, row: Any) -> tuple[str, dt.datetime | None] | None:
+        """Why the account may not sign in now ("locked" with its end, or "disabled"), or None."""
         locked = utc_opt(row.locked_until)
         if locked is not None and locked > self.clock.now():
-            self._refuse(conn, row, factor, client, "locked")
-            raise AccountLocked(locked)
+            return "locked", locked
         if row.disabled:
-            self._refuse(conn, row, factor, client, "disabled")
-            raise AuthenticationError("this account is disabled", reason="disabled")
+            return "disabled", None
+        return None
 
-    def _refuse(self, conn: Connection, row: Any, factor: str, client: str, reason: str) -> None:
-        self.record_attempt(conn, row.tenant, client, False)
-        self.audit.append(
-            conn,
-            tenant=row.tenant,
-            actor=row.username,
-            action=f"login.{factor}",
-            target=row.username,
-            outcome="failure",
-            details={"reason": reason, "client": client},
-        )
+    def check_usable(self, row: Any, factor: str, client: str) -> None:
+        """Refuse (and audit) a factor for a locked or disabled account before checking it.
+
+        Used where the factor itself names the account (a passkey, a certificate, the second step of
+        a sign-in), so saying "locked" reveals nothing. The refusal is recorded in its own transaction:
+        it counts towards the client's rate limit even though the caller's work is abandoned.
+        """
+        found = self.refusal(row)
+        if found is not None:
+            raise self.refuse(row, factor, client, found, disclose=True, message="")
+
+    def refuse(
+        self,
+        row: Any,
+        factor: str,
+        client: str,
+        refusal: tuple[str, dt.datetime | None],
+        *,
+        disclose: bool,
+        message: str,
+    ) -> AuthenticationError:
+        """Record a refused attempt on a locked or disabled account and return the error to raise.
+
+        With `disclose=False` (the password step, where anyone may try any user name) the error says
+        exactly what an unknown user or a wrong password is told: `message`.
+        """
+        reason, until = refusal
+        with self.store.begin() as conn:
+            self.record_attempt(conn, row.tenant, client, False)
+            self.audit.append(
+                conn,
+                tenant=row.tenant,
+                actor=row.username,
+                action=f"login.{factor}",
+                target=row.username,
+                outcome="failure",
+                details={"reason": reason, "client": client},
+            )
+        if until is not None:
+            return AccountLocked(until, None if disclose else message)
+        return AuthenticationError("this account is disabled" if disclose else message, reason="disabled")
 
     def clear(self, conn: Connection, user_id: str) -> None:
         """A completed sign-in starts the count of failures again."""
@@ -86,10 +115,20 @@ class Lockout:
         )
 
     def fail(
-        self, tenant: str, row: Any | None, username: str, factor: str, client: str, reason: str, message: str
+        self,
+        tenant: str,
+        row: Any | None,
+        username: str,
+        factor: str,
+        client: str,
+        reason: str,
+        message: str,
+        *,
+        disclose_lock: bool = True,
     ) -> AuthenticationError:
         """Record a failed factor (its own transaction, so it survives the refusal) and return the error:
-        AccountLocked when this failure reached the policy's limit."""
+        AccountLocked when this failure reached the policy's limit (saying so only with `disclose_lock`;
+        otherwise its text is `message`, as for any other failure)."""
         with self.store.connect() as conn:
             policy = tenant_from_row(tenant_row(conn, tenant)).policy
         locked_until = None
@@ -126,5 +165,5 @@ class Lockout:
                     details={"until": locked_until.isoformat()},
                 )
         if locked_until is not None:
-            return AccountLocked(locked_until)
+            return AccountLocked(locked_until, None if disclose_lock else message)
         return AuthenticationError(message, reason=reason)

@@ -32,7 +32,9 @@ from tianmu.store.schema import identity_passkeys, identity_users
 __all__ = ["SignIn"]
 
 _PENDING_MINUTES = 10
-_WRONG = "wrong user name or password"
+_WRONG = "wrong user name or password (after repeated failures an account is locked for a while)"
+"""The one answer of the password step to every failure: unknown user, wrong password, locked or
+disabled account — so that it never tells which accounts exist."""
 
 
 class SignIn:
@@ -115,16 +117,26 @@ class SignIn:
     ) -> LoginStep:
         policy = self._policy(tenant)
         self._lockout.check_rate(tenant, client, policy)
-        with self.store.begin() as conn:
+        with self.store.connect() as conn:
             row = find_user(conn, tenant, username)
-            if row is not None:
-                self._lockout.check_usable(conn, row, "password", client)
-        fail = self._lockout.fail
-        if row is None or not row.password_hash:
-            passwords.verify_password(passwords.dummy_hash(), password)  # same time as a real check
-            raise fail(tenant, row, username, "password", client, "unknown user or no password", _WRONG)
-        if not passwords.verify_password(row.password_hash, password):
-            raise fail(tenant, row, username, "password", client, "wrong password", _WRONG)
+        hashed = row.password_hash if row is not None else None
+        known = bool(hashed)
+        # Every account, known or not, locked or not, costs one password hash: the answer's time tells
+        # nothing either.
+        matches = passwords.verify_password(hashed if hashed else passwords.dummy_hash(), password)
+        refusal = self._lockout.refusal(row) if row is not None else None
+        if row is not None and refusal is not None:
+            raise self._lockout.refuse(row, "password", client, refusal, disclose=False, message=_WRONG)
+
+        def fail(reason: str) -> AuthenticationError:
+            return self._lockout.fail(
+                tenant, row, username, "password", client, reason, _WRONG, disclose_lock=False
+            )
+
+        if row is None or not known:
+            raise fail("unknown user or no password")
+        if not matches:
+            raise fail("wrong password")
         if passwords.needs_rehash(row.password_hash, policy.password_scheme):
             with self.store.begin() as conn:
                 conn.execute(
@@ -138,9 +150,9 @@ class SignIn:
         """TOTP completes a sign-in another factor started (a code alone never identifies anyone)."""
         state = self._challenges.peek(pending, "login")
         self._lockout.check_rate(state.tenant, client, self._policy(state.tenant))
-        with self.store.begin() as conn:
+        with self.store.connect() as conn:
             row = user_by_id(conn, state.user_id)
-            self._lockout.check_usable(conn, row, "totp", client)
+        self._lockout.check_usable(row, "totp", client)
         fail = self._lockout.fail
         seed = open_totp_seed(self._keyring, row)
         if seed is None:
@@ -200,15 +212,15 @@ class SignIn:
         except AuthenticationError as exc:
             raise fail(tenant, None, "?", "passkey", client, exc.reason, str(exc)) from exc
         cred_id = passkeys.credential_id(credential)
-        with self.store.begin() as conn:
+        with self.store.connect() as conn:
             key = conn.execute(
                 select(identity_passkeys).where(
                     identity_passkeys.c.id == cred_id, identity_passkeys.c.tenant == tenant
                 )
             ).first()
             row = user_by_id(conn, key.user_id) if key is not None else None
-            if row is not None:
-                self._lockout.check_usable(conn, row, "passkey", client)
+        if row is not None:
+            self._lockout.check_usable(row, "passkey", client)
         if key is None or row is None:
             raise fail(
                 tenant, None, "?", "passkey", client, "unknown credential", "this passkey is not registered"
@@ -281,10 +293,10 @@ class SignIn:
         except AuthenticationError as exc:
             raise fail(tenant, None, "?", "certificate", client, exc.reason, str(exc)) from exc
         username = leaf.common_name
-        with self.store.begin() as conn:
+        with self.store.connect() as conn:
             row = find_user(conn, tenant, username)
-            if row is not None:
-                self._lockout.check_usable(conn, row, "certificate", client)
+        if row is not None:
+            self._lockout.check_usable(row, "certificate", client)
         if row is None:
             reason, message_text = "no user for certificate CN", "no account matches this certificate"
             raise fail(tenant, None, username, "certificate", client, reason, message_text)
