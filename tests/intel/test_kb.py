@@ -13,7 +13,7 @@ from tianmu.intel.index import IntelIndex, index_digest, load_index
 from tianmu.intel.kb import IntelKnowledgeBase, import_feed
 from tianmu.road.knowledge import import_any, kb_status
 from tianmu.store.database import Store
-from tianmu.store.knowledge import KbContext
+from tianmu.store.knowledge import ImportMode, KbContext
 
 
 def test_sources_are_versioned_and_unchanged_imports_are_skipped(loaded: Store, home: Path) -> None:
@@ -44,7 +44,8 @@ def test_a_changed_feed_replaces_its_source_only(store: Store, tmp_path: Path, h
     other.write_text("bad-two.example\n", encoding="utf-8")
     import_feed(store, other, home=home)
     feed.write_text("bad-two.example\nbad-three.example\n", encoding="utf-8")
-    [report] = import_feed(store, feed, home=home)
+    # `--replace`: the changed file is authoritative for its source (the default merge keeps bad-one).
+    [report] = import_feed(store, feed, home=home, mode=ImportMode.REPLACE)
     assert (report.status, report.added, report.removed, report.record_count) == ("updated", 1, 1, 2)
     matcher = IntelMatcher.open(store, home)
     assert matcher.lookup("bad-one.example") == []

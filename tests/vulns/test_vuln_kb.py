@@ -13,6 +13,7 @@ from vulns_helpers import FIXTURES, OSV_DIR, make_zip, osv_files
 
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.store.database import Store
+from tianmu.store.knowledge import ImportMode
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, epss_scores, kev_entries
 from tianmu.vulns.kb import detect_kind, import_path, kb_status
 
@@ -87,7 +88,8 @@ def test_zip_import_idempotent_and_incremental(store: Store, tmp_path: Path) -> 
         tmp_path / "all-2.zip",
         {"GO-2021-0052.json": json.dumps(changed).encode(), "GO-2023-1737.json": json.dumps(new).encode()},
     )
-    (upd,) = import_path(store, second)
+    # `--replace`: the new copy is authoritative, so the record gone from it is removed.
+    (upd,) = import_path(store, second, mode=ImportMode.REPLACE)
     assert (upd.source, upd.status, upd.added, upd.updated, upd.removed) == ("osv:Go", "updated", 1, 1, 1)
     with store.connect() as conn:
         ids = set(conn.execute(select(advisories.c.id)).scalars())
@@ -148,7 +150,8 @@ def test_kev_and_epss_import(store: Store, tmp_path: Path) -> None:
     text = text.replace("CVE-2020-28483,0.00210,0.58000\n", "CVE-2020-28483,oops\n")
     newer = tmp_path / "epss_scores-2025-08-26.csv"
     newer.write_text(text)
-    (epss2,) = import_path(store, newer)
+    # `--replace`: the newer snapshot is authoritative, the dropped score goes.
+    (epss2,) = import_path(store, newer, mode=ImportMode.REPLACE)
     assert (epss2.status, epss2.added, epss2.updated, epss2.removed) == ("updated", 0, 1, 1)
     assert epss2.errors and epss2.errors[0].startswith("epss_scores-2025-08-26.csv:6:")
     assert count(store, epss_scores) == 3 and count(store, kev_entries) == 3

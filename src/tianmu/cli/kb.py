@@ -44,7 +44,7 @@ def print_reports(reports: list[ImportReport], as_json: bool) -> None:
     for column in ("Source", "Status", "Records", "Added", "Updated", "Removed", "Errors"):
         table.add_column(column)
     for r in reports:
-        style = "red" if r.status == "failed" else "green" if r.status != "unchanged" else "dim"
+        style = "red" if r.status in ("failed", "refused") else "green" if r.status != "unchanged" else "dim"
         table.add_row(
             r.source,
             f"[{style}]{r.status}[/]",
@@ -76,12 +76,20 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+        replace: Annotated[
+            bool,
+            typer.Option(
+                "--replace",
+                help="Make the import authoritative: records of its sources missing from it are removed "
+                "(default: merge, nothing removed).",
+            ),
+        ] = False,
     ) -> None:
-        """Import knowledge-base files (offline). Re-importing unchanged data changes nothing."""
+        """Import knowledge-base files (offline), merged into their sources (see --replace)."""
         session = CliSession.of(ctx)
         reports: list[ImportReport] = []
         with session.store() as store, progress_reporter("Importing") as advance:
-            kb = KbContext(store=store, home=session.settings.home, progress=advance)
+            kb = KbContext(store=store, home=session.settings.home, progress=advance, replace=replace)
             for path in paths:
                 reports.extend(import_any(kb, path))
         print_reports(reports, json)
@@ -99,14 +107,20 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+        replace: Annotated[
+            bool,
+            typer.Option(
+                "--replace", help="Apply a download even when it would remove most of a source's records."
+            ),
+        ] = False,
     ) -> None:
         """Download the official sources (osv.dev, CISA KEV, FIRST EPSS...) and import them."""
         session = CliSession.of(ctx)
         with session.store() as store, progress_reporter("Updating") as advance:
-            kb = KbContext(store=store, home=session.settings.home, progress=advance)
+            kb = KbContext(store=store, home=session.settings.home, progress=advance, replace=replace)
             reports = update_sources(kb, source)
         print_reports(reports, json)
-        if any(r.status == "failed" for r in reports):
+        if any(r.status in ("failed", "refused") for r in reports):
             raise typer.Exit(ExitCode.USAGE)
 
     @group.command("status")

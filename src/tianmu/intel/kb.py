@@ -14,11 +14,16 @@ by names, as LOKI's IOC files do):
 | anything else: one indicator per line              | list           | `list:<file stem>`                 |
 | a folder of any of these                           | each child     | each child's                       |
 
+`tianmu kb` gives this base a folder when its feeds are intel: no OSV record, no rule or signature
+file, at least one file recognisably intel (STIX, ATT&CK, maltrail, LOKI) or a MISP/maltrail/LOKI
+folder — so a folder holding a STIX bundle beside a plain indicator list is intel's, not an OSV folder.
+
 Each source is a `kb_sources` row of kind `intel` (ATT&CK: `attack`) with its digest, so re-importing
-unchanged data is recognised at once, and a changed file replaces its source's indicators (a feed is
-authoritative for what it lists). A TAXII collection is additive instead: each pull adds what was added
-after the previous one. Indicators are stored one row per (source, type, value), duplicates within a
-source merged; `lookup` merges every source of a value. After an import the matching index is rebuilt
+unchanged data is recognised at once. A changed file is merged into its source by default (new and changed
+indicators written, none removed: a partial copy never shrinks a source); with `--replace` it replaces its
+source's indicators (see `tianmu.store.knowledge.ImportMode`). A TAXII collection is additive: each pull adds
+what was added after the previous one. Indicators are stored one row per (source, type, value), duplicates
+within a source merged; `lookup` merges every source of a value. After an import the matching index is rebuilt
 (see `tianmu.intel.index`).
 """
 
@@ -40,7 +45,7 @@ from tianmu.intel.storage import store_feed
 from tianmu.intel.taxii import pull_into
 from tianmu.store.bulk import upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportReport, KbContext
+from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, KbContext
 from tianmu.store.schema import kb_sources
 
 __all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
@@ -100,11 +105,12 @@ def _read(
     columns: dict[str, str] | None,
     kind: str | None,
     exact: bool,
+    limits: ImportLimits,
 ) -> list[FeedResult]:
     if fmt == "stix":
-        return [stix.read_stix_bundle(path, source, confidence or 50)]
+        return [stix.read_stix_bundle(path, source, confidence or 50, limits)]
     if fmt == "misp":
-        return [misp.read_misp_feed(path, source, confidence or 50)]
+        return [misp.read_misp_feed(path, source, confidence or 50, limits)]
     if fmt == "maltrail":
         results = lists.read_maltrail(path)
     elif fmt == "signature-base":
@@ -141,8 +147,11 @@ def import_feed(
     exact: bool = False,
     progress: Any = None,
     rebuild_index: bool = True,
+    mode: ImportMode = ImportMode.MERGE,
+    limits: ImportLimits | None = None,
 ) -> list[ImportReport]:
     """Import one feed file or folder (see the module docstring); one report per source."""
+    limits = limits or ImportLimits()
     if not path.exists():
         raise KnowledgeBaseError(f"{path}: no such file or directory")
     note = progress or (lambda _message: None)
@@ -157,7 +166,14 @@ def import_feed(
             ):
                 continue
             reports += import_feed(
-                store, child, home=home, confidence=confidence, progress=progress, rebuild_index=False
+                store,
+                child,
+                home=home,
+                confidence=confidence,
+                progress=progress,
+                rebuild_index=False,
+                mode=mode,
+                limits=limits,
             )
     elif fmt == "attack":
         reports.append(_import_attack(store, path, note))
@@ -168,9 +184,11 @@ def import_feed(
             note(f"{path.name}: unchanged")
             return unchanged
         note(f"{path.name}: reading {fmt}")
-        for result in _read(path, fmt, source, confidence, columns, kind, exact):
+        for result in _read(path, fmt, source, confidence, columns, kind, exact, limits):
             note(f"{result.source}: storing {len(result.entries)} indicators")
-            reports.append(store_feed(store, result, str(path), digest))
+            reports.append(
+                store_feed(store, result, str(path), digest, additive=mode is ImportMode.MERGE, limits=limits)
+            )
     if rebuild_index and any(r.kind == INTEL_KIND and r.status != "unchanged" for r in reports):
         note("building the intel index")
         load_index(store, home, rebuild=True)
@@ -229,6 +247,38 @@ def _import_attack(store: Store, path: Path, note: Any) -> ImportReport:
     )
 
 
+def _is_intel_file(path: Path) -> bool:
+    """A file that is recognisably intel by its content (a plain list is not: anything is one)."""
+    return (
+        attack.is_attack_bundle(path)
+        or stix.is_stix_bundle(path)
+        or lists.is_maltrail(path)
+        or lists.is_signature_base(path)
+    )
+
+
+_LIST_SUFFIXES = frozenset({".txt", ".csv", ".list", ".lst", ".ioc", ""})
+
+
+def _is_intel_folder(path: Path) -> bool:
+    """A folder of several feeds (a STIX bundle beside a plain list): every file a feed, one surely so."""
+    files = [
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.name.lower() not in _SKIP_NAMES
+        and p.suffix.lower() not in (".md", ".license")
+    ]
+    sure = False
+    for file in files:
+        if _is_intel_file(file):
+            sure = True
+        elif file.suffix.lower() not in _LIST_SUFFIXES:
+            return False  # an OSV record, a rule file, a signature database: another base's data
+    return sure
+
+
 class IntelKnowledgeBase:
     """Threat intelligence and ATT&CK as `tianmu kb` sees them (see `tianmu.store.knowledge`)."""
 
@@ -239,18 +289,15 @@ class IntelKnowledgeBase:
     def claims(self, path: Path) -> bool:
         try:
             if path.is_dir():
-                return detect_format(path) is not None
-            return (
-                attack.is_attack_bundle(path)
-                or stix.is_stix_bundle(path)
-                or lists.is_maltrail(path)
-                or (lists.is_signature_base(path))
-            )
+                return detect_format(path) is not None or _is_intel_folder(path)
+            return _is_intel_file(path)
         except OSError:
             return False
 
     def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
-        return import_feed(ctx.store, path, home=ctx.home, progress=ctx.progress)
+        return import_feed(
+            ctx.store, path, home=ctx.home, progress=ctx.progress, mode=ctx.import_mode, limits=ctx.limits
+        )
 
     def handles_source(self, source: str) -> bool:
         return source.startswith("taxii:")

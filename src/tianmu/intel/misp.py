@@ -6,11 +6,14 @@ without it are context in MISP's own terms ("not for detection") and are counted
 `misp-galaxy:malware`-like tags and `misp-galaxy:mitre-attack-pattern` tags name actors, malware and
 ATT&CK techniques. Confidence is the source default, raised to the event's threat level
 (1 high → 85, 2 medium → 65) when that is higher.
+
+Hostile input: an event file over `max_record_bytes` or nested deeper than `max_depth`, an event,
+object or attribute that is not a JSON object, and a bad timestamp are each reported (file, where,
+reason) and passed over; the rest of the feed is read.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 
 from tianmu.intel.models import FeedResult, IntelEntry
 from tianmu.intel.normalize import NormalizeError, normalize
+from tianmu.store.knowledge import ImportLimits, load_json, read_limited
 
 __all__ = ["is_misp_feed", "read_misp_feed"]
 
@@ -53,11 +57,18 @@ def is_misp_feed(path: Path) -> bool:
     return path.is_dir() and (path / "manifest.json").is_file()
 
 
-def read_misp_feed(path: Path, source: str | None = None, confidence: int = 50) -> FeedResult:
+def _load(file: Path, limits: ImportLimits) -> Any:
+    return load_json(read_limited(file, limits.max_record_bytes), limits)
+
+
+def read_misp_feed(
+    path: Path, source: str | None = None, confidence: int = 50, limits: ImportLimits | None = None
+) -> FeedResult:
+    limits = limits or ImportLimits()
     result = FeedResult(source=source or f"misp:{path.resolve().name}", kind="misp")
     manifest_path = path / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = _load(manifest_path, limits)
         if not isinstance(manifest, dict):
             raise ValueError("expected an object of event uuid → event summary")
     except (OSError, ValueError) as exc:
@@ -68,21 +79,34 @@ def read_misp_feed(path: Path, source: str | None = None, confidence: int = 50) 
     for uuid in sorted(manifest):
         event_path = path / f"{uuid}.json"
         try:
-            document = json.loads(event_path.read_text(encoding="utf-8"))
+            document = _load(event_path, limits)
             event = document["Event"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not isinstance(event, dict):
+                raise TypeError("`Event` is not an object")
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # LimitError is a ValueError
             line = getattr(exc, "lineno", None)
             result.errors.append(f"{event_path}{f':{line}' if line else ''}: cannot read event: {exc}")
             continue
-        newest = max(newest, int(str(event.get("timestamp") or 0)))
+        stamp = str(event.get("timestamp") or 0)
+        if stamp.isdigit() and len(stamp) <= 12:  # seconds; a longer number is no date
+            newest = max(newest, int(stamp))
+        else:
+            result.errors.append(f"{event_path}: Event.timestamp {stamp[:40]!r} is not a Unix time")
         _read_event(event, event_path, confidence, result)
     if newest:
         result.version = datetime.fromtimestamp(newest, UTC).isoformat()
     return result
 
 
+def _list(holder: dict[str, Any], key: str) -> list[Any]:
+    """`holder[key]` when it is a list; anything else (a string, an object) holds no items."""
+    value = holder.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _tag_names(tags: Any) -> list[str]:
-    return [str(t.get("name")) for t in tags or [] if isinstance(t, dict) and t.get("name")]
+    items = tags if isinstance(tags, list) else []
+    return [str(t.get("name")) for t in items if isinstance(t, dict) and t.get("name")]
 
 
 def _galaxy_value(tag: str) -> str:
@@ -100,14 +124,20 @@ def _read_event(event: dict[str, Any], event_path: Path, default: int, result: F
     ]
     techniques = [m for t in tags if "attack-pattern" in t for m in _TECHNIQUE.findall(t)]
     labels = [t for t in tags if not t.startswith("misp-galaxy:")]
-    attributes: list[tuple[str, dict[str, Any]]] = [
-        (f"Attribute[{i}]", a) for i, a in enumerate(event.get("Attribute") or [])
+    attributes: list[tuple[str, Any]] = [
+        (f"Attribute[{i}]", a) for i, a in enumerate(_list(event, "Attribute"))
     ]
-    for oi, obj in enumerate(event.get("Object") or []):
-        attributes += [(f"Object[{oi}].Attribute[{i}]", a) for i, a in enumerate(obj.get("Attribute") or [])]
+    for oi, obj in enumerate(_list(event, "Object")):
+        if not isinstance(obj, dict):
+            result.errors.append(f"{event_path}: Object[{oi}]: not an object ({type(obj).__name__}), skipped")
+            continue
+        attributes += [(f"Object[{oi}].Attribute[{i}]", a) for i, a in enumerate(_list(obj, "Attribute"))]
     for where, attribute in attributes:
         origin = f"{event_path}: {where}"
-        if not isinstance(attribute, dict) or not attribute.get("to_ids"):
+        if not isinstance(attribute, dict):
+            result.errors.append(f"{origin}: not an object ({type(attribute).__name__}), skipped")
+            continue
+        if not attribute.get("to_ids"):
             result.skipped += 1
             continue
         kinds = _TYPES.get(str(attribute.get("type")))

@@ -13,6 +13,9 @@ objects[i] (id): message`) and the rest of the bundle is kept. Indicator pattern
 `indicates` relationships name the malware, threat actors (intrusion sets) and ATT&CK techniques
 (attack patterns with a `mitre-attack` external id) an indicator points at; those objects themselves,
 and the relationships, are kept as context objects. Revoked indicators are skipped.
+
+Hostile input: a bundle over `max_document_bytes` or nested deeper than `max_depth` is refused with
+the reason (never a RecursionError), as is an object of the bundle that `stix2` cannot parse.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from stix2patterns.pattern import Pattern
 
 from tianmu.intel.models import FeedResult, IntelEntry
 from tianmu.intel.normalize import NormalizeError, normalize
+from tianmu.store.knowledge import ImportLimits, LimitError, load_json, read_limited
 
 __all__ = ["CONTEXT_TYPES", "entries_from_objects", "is_stix_bundle", "read_stix_bundle"]
 
@@ -54,11 +58,14 @@ def is_stix_bundle(path: Path) -> bool:
     return '"bundle"' in head and '"type"' in head
 
 
-def read_stix_bundle(path: Path, source: str | None = None, confidence: int = 50) -> FeedResult:
+def read_stix_bundle(
+    path: Path, source: str | None = None, confidence: int = 50, limits: ImportLimits | None = None
+) -> FeedResult:
     """A bundle file; the source is `stix:<identity name or file stem>` unless given."""
+    limits = limits or ImportLimits()
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = load_json(read_limited(path, limits.max_document_bytes, "max_document_bytes"), limits)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, LimitError) as exc:
         line = getattr(exc, "lineno", None)
         where = f"{path}:{line}" if line else str(path)
         return FeedResult(source=source or f"stix:{path.stem}", kind="stix", errors=[f"{where}: {exc}"])
@@ -67,6 +74,10 @@ def read_stix_bundle(path: Path, source: str | None = None, confidence: int = 50
             source=source or f"stix:{path.stem}", kind="stix", errors=[f"{path}: not a STIX bundle"]
         )
     objects = document.get("objects") or []
+    if not isinstance(objects, list):
+        return FeedResult(
+            source=source or f"stix:{path.stem}", kind="stix", errors=[f"{path}: `objects` is not a list"]
+        )
     return entries_from_objects(objects, source or f"stix:{path.stem}", confidence, str(path))
 
 

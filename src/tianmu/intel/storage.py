@@ -16,7 +16,7 @@ from tianmu.intel.index import INTEL_KIND
 from tianmu.intel.models import FeedResult, IntelEntry, merge_entries
 from tianmu.store.bulk import insert_rows, upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportReport
+from tianmu.store.knowledge import ImportLimits, ImportReport
 from tianmu.store.schema import intel_indicators, intel_objects, kb_sources
 
 __all__ = ["MAX_VALUE", "store_feed"]
@@ -67,9 +67,16 @@ def _stored_entries(conn: Connection, source: str) -> list[IntelEntry]:
 
 
 def store_feed(
-    store: Store, result: FeedResult, origin: str, input_digest: str, *, additive: bool = False
+    store: Store,
+    result: FeedResult,
+    origin: str,
+    input_digest: str,
+    *,
+    additive: bool = False,
+    limits: ImportLimits | None = None,
 ) -> ImportReport:
     """Write one source's indicators and context objects; `additive` keeps what the source had before."""
+    limits = limits or ImportLimits()
     errors = list(result.errors)
     entries = []
     for entry in result.entries:
@@ -77,6 +84,13 @@ def store_feed(
             errors.append(f"{entry.origin}: indicator longer than {MAX_VALUE} characters, skipped")
         else:
             entries.append(entry)
+    for obj in result.objects:
+        # A context object is stored whole (JSON): one over the record limit is dropped, not stored.
+        if len(str(obj)) > limits.max_record_bytes:
+            errors.append(
+                f"{origin}: {obj.get('id')}: context object over {limits.max_record_bytes} bytes, skipped"
+            )
+    result.objects = [o for o in result.objects if len(str(o)) <= limits.max_record_bytes]
     merged = merge_entries(entries)
     source = result.source
     with store.begin() as conn:

@@ -5,13 +5,30 @@ threat intelligence). Each capability package implements `KnowledgeBase` in its 
 in `tianmu.road.knowledge` lists them, and `tianmu kb import|update|status` goes through it, so a user has
 one place to see which data every verdict rests on. Every source is a row of the `kb_sources` table
 (name, kind, origin, digest, version, record count, import date), whatever the capability.
+
+Hostile input. Every importer reads through the same limits (`ImportLimits`, carried by `KbContext`):
+a record or rule file over `max_record_bytes` is refused, a JSON document over `max_document_bytes` or
+nested deeper than `max_depth` is refused (`load_json` checks the depth before decoding, so a deeply
+nested file is a located error, never a RecursionError), a text field over `max_field_chars` is cut.
+Each limit hit is one entry of the import report's `errors`, naming file, record and limit.
+
+Shrinking a source. One rule for every base (`removal_refusal`): `tianmu kb import` *merges* by
+default — records in the new data are added or updated, none is removed, so a partial file (a demo
+subset) can never shrink a full source; `--replace` makes the import authoritative (records missing
+from it are removed). `tianmu kb update` downloads an official full copy, which is authoritative, but
+one that would remove more than `max_removed_fraction` of a source's records is refused for that source
+(status `refused`, nothing imported, the report saying records now and after) unless `--replace`: a
+truncated download must not empty the base.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,9 +37,129 @@ from sqlalchemy import select
 from tianmu.store.database import Store
 from tianmu.store.schema import kb_sources
 
-__all__ = ["ImportReport", "KbContext", "KbStatus", "KnowledgeBase", "Progress", "kb_status"]
+__all__ = [
+    "ImportLimits",
+    "ImportMode",
+    "ImportReport",
+    "KbContext",
+    "KbStatus",
+    "KnowledgeBase",
+    "LimitError",
+    "Progress",
+    "cut_field",
+    "json_depth_exceeds",
+    "kb_status",
+    "load_json",
+    "read_limited",
+    "removal_refusal",
+]
 
 Progress = Callable[[str], None]
+MiB = 1 << 20
+
+
+class LimitError(ValueError):
+    """An input over one of the `ImportLimits`; the message names the limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """Bounds on what one import reads; each limit hit is reported, never a crash."""
+
+    max_record_bytes: int = 16 * MiB
+    """One record (an OSV record file or zip member, a MISP event, a rule file): larger ones are refused."""
+    max_document_bytes: int = 1024 * MiB
+    """A feed that is one JSON document (KEV, NVD, a STIX bundle): larger ones are refused."""
+    max_field_chars: int = 1 * MiB
+    """A text field (summary, details, description): longer ones are cut, and the cut reported."""
+    max_depth: int = 64
+    """JSON nesting depth; real feeds stay under 20, Python's decoder fails near 1000."""
+    max_line_bytes: int = 1 * MiB
+    """One line of a line-oriented feed (EPSS CSV): longer lines are reported and skipped."""
+    max_removed_fraction: float = 0.5
+    """An authoritative update that would remove more than this share of a source is refused."""
+
+
+class ImportMode(StrEnum):
+    """What an import may remove from a source it already holds (see the module docstring)."""
+
+    MERGE = "merge"
+    """`kb import` (default): add and update, never remove."""
+    REPLACE = "replace"
+    """`--replace`: authoritative, records missing from the import are removed."""
+    OFFICIAL = "official"
+    """`kb update`: authoritative, but refused when it would remove most of the source."""
+
+
+def removal_refusal(source: str, mode: ImportMode, now: int, after: int, limits: ImportLimits) -> str | None:
+    """Why an import that leaves `after` of a source's `now` records must not go ahead, or None.
+
+    Only an official update can be refused: a merge removes nothing, `--replace` is the user's word.
+    """
+    if mode is not ImportMode.OFFICIAL or now == 0 or after >= now:
+        return None
+    removed = now - after
+    if removed <= now * limits.max_removed_fraction:
+        return None
+    return (
+        f"{source}: refused: this copy would remove {removed} of its {now} records "
+        f"(records now {now}, after {after}; more than {limits.max_removed_fraction:.0%}); "
+        "nothing was imported for it — pass --replace to make it authoritative"
+    )
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(blob: bytes, limit: int) -> bool:
+    """True when the JSON text nests arrays/objects deeper than `limit` (checked without recursion).
+
+    Strings are blanked first (a `[` inside one does not count); then innermost `[]`/`{}` pairs are
+    removed pass after pass by one C-speed `re.sub`: what is left after `limit` passes is deeper.
+    """
+    brackets = _JSON_STRING.sub(b"", blob).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        # One regex pass removes one level (two `replace` calls could remove two: `{[]}`).
+        shorter = _INNERMOST.sub(b"", brackets)
+        if len(shorter) == len(brackets):
+            return False  # unbalanced: the decoder reports it with its line
+        brackets = shorter
+    return bool(brackets)
+
+
+def load_json(blob: bytes | str, limits: ImportLimits) -> Any:
+    """Decode JSON within the depth limit; raises `LimitError` or `json.JSONDecodeError`."""
+    data = blob.encode() if isinstance(blob, str) else blob
+    if json_depth_exceeds(data, limits.max_depth):
+        raise LimitError(f"JSON nested deeper than {limits.max_depth} levels (limit max_depth)")
+    try:
+        return json.loads(data)
+    except RecursionError as exc:  # a backstop: the depth check above should have caught it
+        raise LimitError(f"JSON nested too deeply (limit max_depth {limits.max_depth})") from exc
+
+
+def read_limited(path: Path, limit: int, what: str = "max_record_bytes") -> bytes:
+    """The bytes of a file of at most `limit` bytes; larger ones raise `LimitError` before being read."""
+    size = path.stat().st_size
+    if size > limit:
+        raise LimitError(f"{size} bytes, over the limit of {limit} ({what})")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:  # grew while we looked
+        raise LimitError(f"over the limit of {limit} bytes ({what})")
+    return data
+
+
+def cut_field(value: str, limits: ImportLimits, where: str, errors: list[str]) -> str:
+    """`value` cut to `max_field_chars`, the cut reported in `errors`."""
+    if len(value) <= limits.max_field_chars:
+        return value
+    errors.append(f"{where}: {len(value)} characters cut to {limits.max_field_chars} (limit max_field_chars)")
+    return value[: limits.max_field_chars]
 
 
 @dataclass(slots=True)
@@ -31,7 +168,8 @@ class ImportReport:
     kind: str
     origin: str
     status: str
-    """`imported` (new source), `updated`, `unchanged`; `failed` only from `update()` (download error)."""
+    """`imported` (new source), `updated`, `unchanged`; `failed` only from `update()` (download error);
+    `refused` when it would remove most of the source (`removal_refusal`); `skipped`: nothing usable."""
     added: int = 0
     updated: int = 0
     removed: int = 0
@@ -65,6 +203,13 @@ class KbContext:
     store: Store
     home: Path
     progress: Progress | None = None
+    limits: ImportLimits = field(default_factory=ImportLimits)
+    replace: bool = False
+    """`--replace`: the import is authoritative for its sources (see the module docstring)."""
+
+    @property
+    def import_mode(self) -> ImportMode:
+        return ImportMode.REPLACE if self.replace else ImportMode.MERGE
 
     def note(self, message: str) -> None:
         if self.progress is not None:

@@ -12,8 +12,10 @@
 | FIRST EPSS CSV, plain or gzipped                  | epss  | `epss`                                |
 | NVD CVE JSON 2.0 file or folder (see `nvd.py`)    | nvd   | `nvd:file:<stem>`, `nvd:<folder>`     |
 
-Source names. A zip or directory is a *collection* and is authoritative for its source: records of
-that source missing from a new copy are deleted (withdrawn from the feed). When one ecosystem is
+Source names. A zip or directory is a *collection*: one source. Whether records of that source
+missing from a new copy are deleted is the import mode's to say (`tianmu.store.knowledge.ImportMode`):
+`kb import` merges (nothing removed), `--replace` and `kb update` are authoritative (an update that would
+remove most of a source is refused). KEV and EPSS follow the same rule. When one ecosystem is
 common to all its records (every osv.dev per-ecosystem `all.zip`: a GHSA record in the PyPI zip may
 also name npm packages, but every record names a PyPI one), the source is `osv:<Ecosystem>`; any other
 collection is one source named after it, `osv:<label>` (the directory name, or the
@@ -47,17 +49,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy import update as sql_update
 
 from tianmu.core.errors import InputError, KnowledgeBaseError
 from tianmu.core.models import utcnow
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportReport, KbContext, KbStatus, kb_status
+from tianmu.store.knowledge import (
+    ImportLimits,
+    ImportMode,
+    ImportReport,
+    KbContext,
+    KbStatus,
+    kb_status,
+    removal_refusal,
+)
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
 from tianmu.vulns import feeds, nvd
 from tianmu.vulns.osv import (
+    OSV_SUFFIXES,
     ParsedRecord,
     blob_hash,
     canonical_ecosystem,
@@ -107,11 +118,43 @@ def _file_digest(path: Path) -> str:
     return sha.hexdigest()
 
 
+def _head_text(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    return head.decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
+
+
+def _is_stix(text: str) -> bool:
+    """A STIX bundle's opening: JSON with `"type": "bundle"` (an OSV record has no `type`)."""
+    return text.startswith("{") and '"bundle"' in text and '"type"' in text
+
+
+def _holds_osv(folder: Path) -> bool:
+    """A folder holds OSV records when it has a record file that is not a STIX bundle."""
+    for file in folder.rglob("*"):
+        if not file.is_file() or file.suffix.lower() not in OSV_SUFFIXES:
+            continue
+        if file.suffix.lower() != ".json":
+            return True
+        try:
+            text = _head_text(file)
+        except OSError:
+            continue
+        if text.startswith(("{", "[")) and not _is_stix(text):
+            return True
+    return False
+
+
 def detect_kind(path: Path) -> str:
     """`osv`, `kev-json`, `kev-csv`, `epss` or `nvd`, judged from the content (names only break ties)."""
     if nvd.is_nvd(path):
         return "nvd"
-    if path.is_dir() or zipfile.is_zipfile(path):
+    if path.is_dir():
+        # Only a folder of OSV records: a folder of intel feeds (a STIX bundle and a list) is not one.
+        if _holds_osv(path):
+            return "osv"
+        raise KnowledgeBaseError(f"{path}: no OSV record file in this folder")
+    if zipfile.is_zipfile(path):
         return "osv"
     with path.open("rb") as handle:
         head = handle.read(65536)
@@ -122,38 +165,57 @@ def detect_kind(path: Path) -> str:
     first = text.split("\n", 1)[0].strip().lower()
     if first.startswith("#model_version") or first.startswith("cve,epss"):
         return "epss"
-    if first.startswith("cveid,") or ("cveid" in first and "vendorproject" in first):
-        return "kev-csv"
+    # JSON first: a minified KEV catalogue is one line holding both `cveID` and `vendorProject`.
     if text.startswith("{") and '"catalogVersion"' in text and '"vulnerabilities"' in text:
         return "kev-json"
+    if not text.startswith(("{", "[")) and (
+        first.startswith("cveid,") or ("cveid" in first and "vendorproject" in first)
+    ):
+        return "kev-csv"
+    if _is_stix(text):
+        raise KnowledgeBaseError(f"{path}: a STIX bundle, not an OSV record")
     if text.startswith(("{", "[")) or path.suffix.lower() in (".yaml", ".yml"):
         return "osv"
     raise KnowledgeBaseError(f"{path}: not an OSV, KEV or EPSS file")
 
 
 def import_path(
-    store: Store, path: str | Path, *, progress: Progress | None = None, source: str | None = None
+    store: Store,
+    path: str | Path,
+    *,
+    progress: Progress | None = None,
+    source: str | None = None,
+    mode: ImportMode = ImportMode.MERGE,
+    limits: ImportLimits | None = None,
 ) -> list[ImportReport]:
     """Import one file or directory into the knowledge base (see the module docstring).
 
     `source` overrides the OSV source name (`update()` passes `osv:<Ecosystem>` for what it downloads).
+    `mode`: what the import may remove from a source it already holds (default: nothing).
     """
     path = Path(path)
+    limits = limits or ImportLimits()
     if not path.exists():
         raise KnowledgeBaseError(f"{path}: no such file or directory")
     if path.is_dir() and source is None and _is_bundle(path):
         reports: list[ImportReport] = []
         for child in sorted(path.iterdir()):
             if child.is_dir() or child.suffix.lower() in _FEED_OR_RECORD_SUFFIXES:
-                reports.extend(import_path(store, child, progress=progress))
+                try:
+                    reports.extend(import_path(store, child, progress=progress, mode=mode, limits=limits))
+                except KnowledgeBaseError as exc:
+                    # One unreadable child of a bundle must not cost the others.
+                    reports.append(
+                        ImportReport(child.name, "vulns", str(child), "skipped", errors=[str(exc)])
+                    )
         return reports
     kind = detect_kind(path)
     note = progress or (lambda _msg: None)
     if kind == "osv":
-        return [_import_osv(store, path, note, source)]
+        return [_import_osv(store, path, note, source, mode, limits)]
     if kind == "nvd":
-        return [nvd.import_nvd(store, path, note)]
-    return [_import_feed(store, path, kind, note)]
+        return [nvd.import_nvd(store, path, note, mode=mode, limits=limits)]
+    return [_import_feed(store, path, kind, note, mode, limits)]
 
 
 _FEED_OR_RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".gz", ".zip")
@@ -185,15 +247,26 @@ def _is_bundle(path: Path) -> bool:
     return marked
 
 
-def _stored_digest(conn: Connection, name: str) -> str | None:
-    return conn.execute(select(kb_sources.c.digest).where(kb_sources.c.name == name)).scalar_one_or_none()
+def _stored_digest(conn: Connection, name: str, mode: ImportMode = ImportMode.MERGE) -> str | None:
+    """The digest the source was last imported from; a merge that kept other records does not count
+    for an authoritative import (the same file with `--replace` must still remove those records)."""
+    row = conn.execute(
+        select(kb_sources.c.digest, kb_sources.c.details).where(kb_sources.c.name == name)
+    ).first()
+    if row is None:
+        return None
+    if mode is not ImportMode.MERGE and int((row.details or {}).get("kept", 0)) > 0:
+        return f"merged:{row.digest}"
+    return str(row.digest)
 
 
-def _import_feed(store: Store, path: Path, kind: str, note: Progress) -> ImportReport:
+def _import_feed(
+    store: Store, path: Path, kind: str, note: Progress, mode: ImportMode, limits: ImportLimits
+) -> ImportReport:
     source = "epss" if kind == "epss" else "kev"
     digest = _file_digest(path)
     with store.connect() as conn:
-        previous = _stored_digest(conn, source)
+        previous = _stored_digest(conn, source, mode)
         if previous == digest:
             count = conn.execute(
                 select(kb_sources.c.record_count).where(kb_sources.c.name == source)
@@ -203,13 +276,24 @@ def _import_feed(store: Store, path: Path, kind: str, note: Progress) -> ImportR
                 source, source, str(path), "unchanged", record_count=int(count or 0), digest=digest
             )
     reader = {"epss": feeds.read_epss, "kev-json": feeds.read_kev_json, "kev-csv": feeds.read_kev_csv}[kind]
-    data = reader(path)
+    data = reader(path, limits)
     if not data.rows:
-        raise KnowledgeBaseError(f"{path}: no {source} entries could be read")
+        detail = f": {data.errors[0]}" if data.errors else ""
+        raise KnowledgeBaseError(f"{path}: no {source} entries could be read{detail}")
     table = feeds.EPSS_TABLE if source == "epss" else feeds.KEV_TABLE
-    note(f"{source}: writing {len(data.rows)} entries")
     with store.begin() as conn:
-        added, changed, removed = feeds.sync_table(conn, table, data.rows)
+        now = _count(conn, table)
+        wanted = {row["cve_id"] for row in data.rows}
+        refusal = removal_refusal(source, mode, now, len(wanted), limits)
+        if refusal is not None:
+            return ImportReport(
+                source, source, str(path), "refused", errors=[refusal, *data.errors], record_count=now
+            )
+        note(f"{source}: writing {len(data.rows)} entries")
+        added, changed, removed = feeds.sync_table(
+            conn, table, data.rows, remove=mode is not ImportMode.MERGE
+        )
+        count = _count(conn, table)
         _save_source(
             conn,
             source,
@@ -217,13 +301,25 @@ def _import_feed(store: Store, path: Path, kind: str, note: Progress) -> ImportR
             str(path),
             digest,
             data.version,
-            len(data.rows),
-            {"errors": len(data.errors)},
+            count,
+            {"errors": len(data.errors), "mode": str(mode), "kept": count - len(wanted)},
         )
     status = "imported" if previous is None else ("updated" if added or changed or removed else "unchanged")
-    return ImportReport(
-        source, source, str(path), status, added, changed, removed, data.errors, len(data.rows), digest
-    )
+    errors = data.errors + _kept_note(source, mode, count - len(wanted))
+    return ImportReport(source, source, str(path), status, added, changed, removed, errors, count, digest)
+
+
+def _count(conn: Connection, table: Any, *where: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar() or 0)
+
+
+def _kept_note(source: str, mode: ImportMode, kept: int) -> list[str]:
+    """Say so when a merge kept records the import did not hold (the source did not shrink)."""
+    if mode is not ImportMode.MERGE or kept <= 0:
+        return []
+    return [
+        f"{source}: merged: {kept} stored record(s) not in this import were kept (--replace removes them)"
+    ]
 
 
 def _save_source(
@@ -255,21 +351,28 @@ def _label(path: Path) -> str:
     return path.resolve().parent.name if path.stem.lower() == "all" else path.stem
 
 
-def _read_records(path: Path, note: Progress) -> tuple[str, dict[str, ParsedRecord], list[str], set[str]]:
+def _read_records(
+    path: Path, note: Progress, limits: ImportLimits
+) -> tuple[str, dict[str, ParsedRecord], list[str], set[str]]:
     """Parse every record: (digest, records by id, errors, ids guessed from the names of bad files)."""
     records: dict[str, ParsedRecord] = {}
     errors: list[str] = []
     unreadable: set[str] = set()
     hashes: list[str] = []
-    for name, blob in iter_blobs(path):
+    for name, blob in iter_blobs(path, limits):
+        if isinstance(blob, InputError):
+            errors.append(str(blob))
+            unreadable.add(Path(name).stem)
+            hashes.append(blob_hash(str(blob).encode()))
+            continue
         digest = blob_hash(blob)
         hashes.append(digest)
         try:
-            items = parse_blob(name, blob)
+            items = parse_blob(name, blob, limits)
             for item in items:
                 # A file holding several records: each gets its own hash so one edit updates one record.
                 item_hash = digest if len(items) == 1 else blob_hash(repr(sorted(item.items())).encode())
-                parsed = parse_record(item, name, item_hash)
+                parsed = parse_record(item, name, item_hash, limits, errors)
                 if parsed.id in records:
                     errors.append(f"{name}: duplicate id {parsed.id} (first copy kept)")
                     continue
@@ -298,7 +401,15 @@ def _osv_source_name(path: Path, records: dict[str, ParsedRecord]) -> str:
     return f"osv:{_label(path)}"
 
 
-def _import_osv(store: Store, path: Path, note: Progress, source: str | None = None) -> ImportReport:
+def _import_osv(
+    store: Store,
+    path: Path,
+    note: Progress,
+    source: str | None = None,
+    mode: ImportMode = ImportMode.MERGE,
+    limits: ImportLimits | None = None,
+) -> ImportReport:
+    limits = limits or ImportLimits()
     origin = str(path)
     if not path.is_dir():
         digest = _file_digest(path)
@@ -308,12 +419,14 @@ def _import_osv(store: Store, path: Path, note: Progress, source: str | None = N
                     kb_sources.c.kind == "osv", kb_sources.c.digest == digest
                 )
             ).first()
+            if row is not None and _stored_digest(conn, row.name, mode) != digest:
+                row = None  # merged before: an authoritative import of the same file still removes
         if row is not None:
             note(f"{row.name}: unchanged")
             return ImportReport(
                 row.name, "osv", origin, "unchanged", record_count=row.record_count, digest=digest
             )
-    digest, records, errors, unreadable = _read_records(path, note)
+    digest, records, errors, unreadable = _read_records(path, note, limits)
     if not records:
         detail = f": {errors[0]}" if errors else ""
         raise KnowledgeBaseError(f"{path}: no OSV record could be read ({len(errors)} errors){detail}")
@@ -321,7 +434,7 @@ def _import_osv(store: Store, path: Path, note: Progress, source: str | None = N
     if source is None:
         source = _osv_source_name(path, records)
     with store.begin() as conn:
-        previous = _stored_digest(conn, source)
+        previous = _stored_digest(conn, source, mode)
         if previous == digest:
             note(f"{source}: unchanged")
             return ImportReport(
@@ -348,7 +461,19 @@ def _import_osv(store: Store, path: Path, note: Progress, source: str | None = N
             if (i in owned and owned[i] != r.content_hash) or (i in foreign and foreign[i] != r.content_hash)
         ]
         is_collection = not source.startswith("osv:file:")
-        removed = [i for i in owned if i not in records and i not in unreadable] if is_collection else []
+        missing = [i for i in owned if i not in records and i not in unreadable] if is_collection else []
+        refusal = removal_refusal(source, mode, len(owned), len(owned) - len(missing) + len(new), limits)
+        if refusal is not None:
+            return ImportReport(
+                source,
+                "osv",
+                origin,
+                "refused",
+                errors=[refusal, *errors],
+                record_count=len(owned),
+                digest=digest,
+            )
+        removed = missing if mode is not ImportMode.MERGE else []
         note(f"{source}: {len(new)} new, {len(changed)} changed, {len(removed)} removed")
         gone = [r.id for r in changed] + removed
         delete_in(conn, affected_packages.c.advisory_id, gone)
@@ -361,11 +486,18 @@ def _import_osv(store: Store, path: Path, note: Progress, source: str | None = N
             conn, advisory_aliases, [{"alias": a, "advisory_id": r.id} for r in write for a in r.aliases]
         )
         version = _feed_version(records.values())
-        details = {"errors": len(errors), "ecosystems": sorted(ecosystems)}
-        _save_source(conn, source, "osv", origin, digest, version, len(records), details)
+        count = _count(conn, advisories, advisories.c.source == source)
+        details = {
+            "errors": len(errors),
+            "ecosystems": sorted(ecosystems),
+            "mode": str(mode),
+            "kept": len(missing) - len(removed),
+        }
+        _save_source(conn, source, "osv", origin, digest, version, count, details)
     status = "imported" if previous is None else "updated" if new or changed or removed else "unchanged"
+    errors += _kept_note(source, mode, len(missing) - len(removed))
     return ImportReport(
-        source, "osv", origin, status, len(new), len(changed), len(removed), errors, len(records), digest
+        source, "osv", origin, status, len(new), len(changed), len(removed), errors, count, digest
     )
 
 
@@ -422,8 +554,13 @@ def update(
     fetch: Fetch | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    replace: bool = False,
+    limits: ImportLimits | None = None,
 ) -> list[ImportReport]:
     """Download each source from its official URL and import it; one report per source.
+
+    An official full copy is authoritative (records gone from it are removed), but one that would
+    remove most of a source is refused for that source unless `replace` (see `removal_refusal`).
 
     `fetch(url) -> path` is injectable (tests serve fixtures from a local HTTP server). The default
     downloads with urllib into `data_dir/downloads` (or the system temp dir) and deletes the file after
@@ -442,7 +579,11 @@ def update(
         try:
             downloaded = fetcher(url)
             name = source if source.startswith("osv:") else None
-            for report in import_path(store, downloaded, progress=progress, source=name):
+            mode = ImportMode.REPLACE if replace else ImportMode.OFFICIAL
+            imported = import_path(
+                store, downloaded, progress=progress, source=name, mode=mode, limits=limits
+            )
+            for report in imported:
                 report.origin = url
                 reports.append(report)
         except (OSError, KnowledgeBaseError, ValueError) as exc:
@@ -454,7 +595,7 @@ def update(
                 downloaded.unlink(missing_ok=True)
     with store.begin() as conn:
         for report in reports:
-            if report.status != "failed":
+            if report.status not in ("failed", "refused", "skipped"):
                 # Record the URL, not the temporary file it went through.
                 conn.execute(
                     sql_update(kb_sources)
@@ -479,10 +620,17 @@ class VulnKnowledgeBase:
         return True
 
     def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
-        return import_path(ctx.store, path, progress=ctx.progress)
+        return import_path(ctx.store, path, progress=ctx.progress, mode=ctx.import_mode, limits=ctx.limits)
 
     def handles_source(self, source: str) -> bool:
         return source in ("kev", "epss") or (source.startswith("osv:") and source.count(":") == 1)
 
     def update(self, ctx: KbContext, sources: Sequence[str]) -> list[ImportReport]:
-        return update(ctx.store, sources=sources, data_dir=ctx.home, progress=ctx.progress)
+        return update(
+            ctx.store,
+            sources=sources,
+            data_dir=ctx.home,
+            progress=ctx.progress,
+            replace=ctx.replace,
+            limits=ctx.limits,
+        )

@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,16 @@ from tianmu.core.models import utcnow
 from tianmu.network.cpe import CpeName, parse_cpe
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportReport, Progress
+from tianmu.store.knowledge import (
+    ImportLimits,
+    ImportMode,
+    ImportReport,
+    LimitError,
+    Progress,
+    cut_field,
+    load_json,
+    removal_refusal,
+)
 from tianmu.store.schema import advisories, affected_packages, kb_sources, kev_entries
 
 __all__ = ["CpeHit", "CpeMatcher", "import_nvd", "is_nvd", "parse_nvd", "version_order_key"]
@@ -121,7 +131,7 @@ def _walk_matches(nodes: Iterable[Any]) -> Iterable[dict[str, Any]]:
             yield from _walk_matches(node.get("children") or [])
 
 
-def _parse_cve(cve: Any, where: str) -> NvdRecord:
+def _parse_cve(cve: Any, where: str, limits: ImportLimits, notes: list[str]) -> NvdRecord:
     if not isinstance(cve, dict) or not isinstance(cve.get("id"), str):
         raise KnowledgeBaseError(f"{where}: expected a `cve` object with an `id`")
     cve_id = cve["id"].strip()
@@ -136,6 +146,7 @@ def _parse_cve(cve: Any, where: str) -> NvdRecord:
         ),
         descriptions[0] if descriptions else "",
     )
+    english = cut_field(str(english), limits, f"{where}: {cve_id}: description", notes)
     configurations = cve.get("configurations") or []
     if not isinstance(configurations, list):
         raise KnowledgeBaseError(f"{where}: {cve_id}: `configurations` must be a list")
@@ -189,14 +200,21 @@ def _parse_cve(cve: Any, where: str) -> NvdRecord:
     return NvdRecord(cve_id, advisory["content_hash"], advisory, affected)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, limits: ImportLimits) -> Any:
+    """The decoded document, read (and decompressed) no further than `max_document_bytes`."""
     opener = gzip.open if _head_is_gzip(path) else open
+    limit = limits.max_document_bytes
     try:
         with opener(path, "rb") as handle:
-            return json.load(handle)
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise LimitError(f"over {limit} bytes (limit max_document_bytes)")
+        return load_json(data, limits)
+    except LimitError as exc:
+        raise KnowledgeBaseError(f"{path}: refused: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise KnowledgeBaseError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise KnowledgeBaseError(f"{path}: cannot read: {exc}") from exc
 
 
@@ -205,13 +223,14 @@ def _head_is_gzip(path: Path) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
-def parse_nvd(path: Path) -> tuple[dict[str, NvdRecord], list[str]]:
+def parse_nvd(path: Path, limits: ImportLimits | None = None) -> tuple[dict[str, NvdRecord], list[str]]:
     """Every CVE of a file or folder; malformed entries become `file: message` errors and are skipped."""
+    limits = limits or ImportLimits()
     records: dict[str, NvdRecord] = {}
     errors: list[str] = []
     for file in _nvd_files(path) if path.is_dir() else [path]:
         try:
-            document = _load(file)
+            document = _load(file, limits)
         except KnowledgeBaseError as exc:
             errors.append(str(exc))
             continue
@@ -222,7 +241,9 @@ def parse_nvd(path: Path) -> tuple[dict[str, NvdRecord], list[str]]:
         for index, item in enumerate(items):
             where = f"{file}: vulnerabilities[{index}]"
             try:
-                record = _parse_cve(item.get("cve") if isinstance(item, dict) else None, where)
+                record = _parse_cve(
+                    item.get("cve") if isinstance(item, dict) else None, where, limits, errors
+                )
             except KnowledgeBaseError as exc:
                 errors.append(str(exc))
                 continue
@@ -233,9 +254,18 @@ def parse_nvd(path: Path) -> tuple[dict[str, NvdRecord], list[str]]:
     return records, errors
 
 
-def import_nvd(store: Store, path: Path, progress: Progress | None = None) -> ImportReport:
+def import_nvd(
+    store: Store,
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    mode: ImportMode = ImportMode.MERGE,
+    limits: ImportLimits | None = None,
+) -> ImportReport:
+    """Import an NVD file (additive) or folder (one source; what it may remove is `mode`'s to say)."""
+    limits = limits or ImportLimits()
     note = progress or (lambda _m: None)
-    records, errors = parse_nvd(path)
+    records, errors = parse_nvd(path, limits)
     if not records:
         detail = f": {errors[0]}" if errors else ""
         raise KnowledgeBaseError(f"{path}: no NVD CVE record could be read ({len(errors)} errors){detail}")
@@ -272,7 +302,18 @@ def import_nvd(store: Store, path: Path, progress: Progress | None = None) -> Im
         usable = {i: r for i, r in records.items() if i not in foreign}
         new = [r for i, r in usable.items() if i not in stored]
         changed = [r for i, r in usable.items() if i in stored and stored[i][1] != r.content_hash]
-        removed = [i for i in owned if i not in records] if path.is_dir() else []
+        missing = [i for i in owned if i not in records] if path.is_dir() else []
+        refusal = removal_refusal(source, mode, len(owned), len(owned) - len(missing) + len(new), limits)
+        if refusal is not None:
+            return ImportReport(
+                source, "nvd", str(path), "refused", errors=[refusal, *errors], record_count=len(owned)
+            )
+        removed = missing if mode is not ImportMode.MERGE else []
+        if len(missing) > len(removed):
+            errors.append(
+                f"{source}: merged: {len(missing) - len(removed)} stored record(s) not in this import "
+                "were kept (--replace removes them)"
+            )
         gone = [r.id for r in changed] + removed
         delete_in(conn, affected_packages.c.advisory_id, gone)
         delete_in(conn, advisories.c.id, gone)
@@ -285,15 +326,24 @@ def import_nvd(store: Store, path: Path, progress: Progress | None = None) -> Im
             "origin": str(path),
             "digest": digest,
             "version": version,
-            "record_count": len(usable),
+            "record_count": len(owned) - len(removed) + len(new),
             "imported_at": utcnow(),
-            "details": {"errors": len(errors)},
+            "details": {"errors": len(errors), "mode": str(mode), "kept": len(missing) - len(removed)},
         }
         upsert_row(conn, kb_sources, kb_sources.c.name, row)
     note(f"{source}: {len(new)} new, {len(changed)} changed, {len(removed)} removed")
     status = "imported" if previous is None else "updated" if new or changed or removed else "unchanged"
     return ImportReport(
-        source, "nvd", str(path), status, len(new), len(changed), len(removed), errors, len(usable), digest
+        source,
+        "nvd",
+        str(path),
+        status,
+        len(new),
+        len(changed),
+        len(removed),
+        errors,
+        len(owned) - len(removed) + len(new),
+        digest,
     )
 
 

@@ -1,7 +1,9 @@
 """OSV records: reading them from zips, directories and files, and turning them into table rows.
 
-Everything here is pure (no database): `iter_blobs` yields the raw bytes of each record file,
-`parse_record` validates one record and returns the rows the store keeps for it. Names are normalised
+Everything here is pure (no database): `iter_blobs` yields the raw bytes of each record file (or,
+for a file over the record-size limit, the error that refused it, without reading it), `parse_record`
+validates one record and returns the rows the store keeps for it (text fields cut to the field limit,
+each cut reported). Names are normalised
 by `normalize_name`, the single function used both when importing and when matching, so a look-up is
 an exact index hit on (ecosystem, name).
 """
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from tianmu.core.errors import ParseError
+from tianmu.store.knowledge import ImportLimits, LimitError, cut_field, load_json, read_limited
 
 __all__ = [
     "OSV_SUFFIXES",
@@ -127,36 +130,74 @@ class ParsedRecord:
     ecosystems: set[str] = field(default_factory=set)
 
 
-def iter_blobs(path: Path) -> Iterator[tuple[str, bytes]]:
+def iter_blobs(path: Path, limits: ImportLimits | None = None) -> Iterator[tuple[str, bytes | ParseError]]:
     """(name, bytes) of every OSV record file in a zip, a directory (recursive) or a single file.
 
     Names are relative (member name in the zip, path under the directory) so errors point at them.
-    Files are read in sorted order so that digests and error lists are reproducible.
+    Files are read in sorted order so that digests and error lists are reproducible. A file or member
+    over `max_record_bytes`, or one that cannot be read, comes as a `ParseError` instead of its bytes.
     """
+    limit = (limits or ImportLimits()).max_record_bytes
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in OSV_SUFFIXES)
         for file in files:
-            yield file.relative_to(path).as_posix(), file.read_bytes()
+            name = file.relative_to(path).as_posix()
+            yield name, _read_file(file, name, limit)
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             members = sorted(
-                info.filename
-                for info in archive.infolist()
-                if not info.is_dir() and info.filename.lower().endswith(OSV_SUFFIXES)
+                (info for info in archive.infolist() if not info.is_dir()),
+                key=lambda info: info.filename,
             )
-            for member in members:
-                yield member, archive.read(member)
+            for info in members:
+                if info.filename.lower().endswith(OSV_SUFFIXES):
+                    yield info.filename, _read_member(archive, info, limit)
     else:
-        yield path.name, path.read_bytes()
+        yield path.name, _read_file(path, path.name, limit)
 
 
-def parse_blob(name: str, blob: bytes) -> list[dict[str, Any]]:
+def _read_file(file: Path, name: str, limit: int) -> bytes | ParseError:
+    try:
+        return read_limited(file, limit)
+    except LimitError as exc:
+        return ParseError(f"record refused: {exc}", name)
+    except OSError as exc:
+        return ParseError(f"cannot read: {exc.strerror or exc}", name)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | ParseError:
+    if info.file_size > limit:
+        return ParseError(
+            f"record refused: {info.file_size} bytes, over the limit of {limit} (max_record_bytes)",
+            info.filename,
+        )
+    try:
+        # The size in the header may lie: never read more than the limit allows.
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return ParseError(f"cannot read the zip member: {exc}", info.filename)
+    if len(data) > limit:
+        return ParseError(
+            f"record refused: over the limit of {limit} bytes (max_record_bytes)", info.filename
+        )
+    return data
+
+
+def parse_blob(name: str, blob: bytes, limits: ImportLimits | None = None) -> list[dict[str, Any]]:
     """Decode one record file (JSON, or YAML by suffix); a JSON file may hold a list of records."""
+    limits = limits or ImportLimits()
     try:
         if name.lower().endswith((".yaml", ".yml")):
             data = yaml.load(blob.decode("utf-8"), Loader=_TextTimestampLoader)  # a SafeLoader subclass
         else:
-            data = json.loads(blob)
+            data = load_json(blob, limits)
+    except LimitError as exc:
+        raise ParseError(f"record refused: {exc}", name) from exc
+    except RecursionError as exc:  # YAML nested deeper than the parser's stack
+        raise ParseError(
+            f"record refused: nested too deeply (limit max_depth {limits.max_depth})", name
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON: {exc.msg}", name, exc.lineno) from exc
     except yaml.YAMLError as exc:
@@ -175,11 +216,24 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def parse_record(record: dict[str, Any], name: str, blob_hash: str) -> ParsedRecord:
-    """Validate one OSV record and build its advisory, affected and alias rows."""
+def parse_record(
+    record: dict[str, Any],
+    name: str,
+    blob_hash: str,
+    limits: ImportLimits | None = None,
+    notes: list[str] | None = None,
+) -> ParsedRecord:
+    """Validate one OSV record and build its advisory, affected and alias rows.
+
+    `summary` and `details` longer than `max_field_chars` are cut, each cut appended to `notes`.
+    """
+    limits = limits or ImportLimits()
+    notes = notes if notes is not None else []
     vid = record.get("id")
     if not isinstance(vid, str) or not vid.strip():
         raise ParseError("OSV record without an `id`", name)
+    if len(vid) > 512:
+        raise ParseError(f"OSV `id` of {len(vid)} characters (an id is short)", name)
     affected_in = record.get("affected") or []
     if not isinstance(affected_in, list):
         raise ParseError(f"{vid}: `affected` is not a list", name)
@@ -228,8 +282,8 @@ def parse_record(record: dict[str, Any], name: str, blob_hash: str) -> ParsedRec
         "modified": _text(record.get("modified")),
         "published": _text(record.get("published")),
         "withdrawn": _text(record.get("withdrawn")),
-        "summary": str(record.get("summary") or ""),
-        "details": str(record.get("details") or ""),
+        "summary": cut_field(str(record.get("summary") or ""), limits, f"{name}: {vid}: summary", notes),
+        "details": cut_field(str(record.get("details") or ""), limits, f"{name}: {vid}: details", notes),
         "aliases": aliases,
         "severity": severity if isinstance(severity, list) else [],
         "references": refs,
