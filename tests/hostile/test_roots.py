@@ -28,7 +28,9 @@ from tianmu.malware.report import ScanReport
 from tianmu.malware.walk import walk_paths
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.collect import Classifier, collect
+from tianmu.road.knowledge import import_any
 from tianmu.store import Store
+from tianmu.store.knowledge import KbContext
 
 
 @contextmanager
@@ -270,3 +272,50 @@ def test_requirements_includes_stay_inside_the_tree_and_are_regular_files(tmp_pa
     assert "flask" in {c.name for c in single.components} and "rootpw" not in {
         c.name for c in single.components
     }
+
+
+def _metadata(name: str, version: str) -> str:
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nA long description.\n"
+
+
+def _site_packages(tmp_path: Path) -> Path:
+    site = tmp_path / "usr" / "lib" / "python3" / "dist-packages"
+    (site / "cryptography-38.0.4.dist-info").mkdir(parents=True)
+    (site / "cryptography-38.0.4.dist-info" / "METADATA").write_text(_metadata("cryptography", "38.0.4"))
+    # The same distribution also left an egg-info: one component, not two.
+    (site / "cryptography-38.0.4.egg-info").mkdir()
+    (site / "cryptography-38.0.4.egg-info" / "PKG-INFO").write_text(_metadata("Cryptography", "38.0.4"))
+    # Legacy distutils installs leave a single file.
+    (site / "pycairo-1.20.1.egg-info").write_text(_metadata("pycairo", "1.20.1"))
+    # A package's own payload is not installed software.
+    (site / "sphinxpkg" / "docs").mkdir(parents=True)
+    (site / "sphinxpkg" / "docs" / "requirements.txt").write_text("sphinx==1.0\n")
+    (site / "sphinxpkg" / "uv.lock").write_text('[[package]]\nname = "x"\nversion = "1"\n')
+    return site
+
+
+def test_installed_python_from_the_site_folder_itself_and_from_above(tmp_path: Path) -> None:
+    site = _site_packages(tmp_path)
+    expected = ["cryptography==38.0.4", "pycairo==1.20.1"]
+    for root in (site, tmp_path / "usr"):
+        components, errors = _inventory(root)
+        assert (components, errors) == (expected, []), root
+
+
+def test_vulns_reports_an_advisory_once_for_a_package_with_dist_info_and_egg_info(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    site = _site_packages(tmp_path)
+    osv = tmp_path / "osv"
+    osv.mkdir()
+    affected = {
+        "package": {"ecosystem": "PyPI", "name": "cryptography"},
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "39.0.1"}]}],
+    }
+    record = {"id": "GHSA-test-0001", "modified": "2024-01-01T00:00:00Z", "affected": [affected]}
+    (osv / "GHSA-test-0001.json").write_text(json.dumps(record))
+    import_any(KbContext(sqlite_store, tmp_path / "home"), osv)
+    options = AssessOptions(engines=("vulnerability",), save=False, walk=WalkRules(mounts=MountTable()))
+    found = assess(sqlite_store, site, options)
+    assert sorted(c.name for c in found.components) == ["cryptography", "pycairo"]
+    assert [f.rule_id for f in found.findings] == ["GHSA-test-0001"]

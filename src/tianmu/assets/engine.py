@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tianmu.assets.interface import Extractor, InventoryResult
+from tianmu.assets.interface import Extractor, InventoryResult, match_path
 from tianmu.assets.inventory import InventoryReader
 from tianmu.core.engine import (
     EngineResult,
@@ -46,8 +46,10 @@ class InventoryEngine:
         single = root is not None and not root.is_dir()
         for file in inputs.files_of(FileClass.PACKAGE):
             # A named file is judged by its full path (`.../var/lib/dpkg/status`), as the collector did.
-            match_path = Path(os.path.abspath(file.path)) if single else Path(file.relpath)
-            reader.read(Path(file.path), file.relpath, match_path)
+            matched = (
+                Path(os.path.abspath(file.path)) if single or root is None else match_path(root, file.relpath)
+            )
+            reader.read(Path(file.path), file.relpath, matched)
         return reader.result, reader.result.errors
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Unresolved
 
-__all__ = ["DEFAULT_MAX_BYTES", "Extracted", "Extractor", "InventoryResult"]
+__all__ = ["DEFAULT_MAX_BYTES", "Extracted", "Extractor", "InventoryResult", "match_path"]
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 """Text inventory files larger than this are refused (checked with stat, before reading)."""
@@ -18,6 +19,13 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 Extracted = Component | Unresolved | InputError
 """What `Extractor.extract` yields. A yielded InputError is a problem that does not stop the file
 (an include that cannot be read, an unsupported variant); a raised one stops it."""
+
+
+def match_path(root: Path, relpath: str) -> Path:
+    """The path the extractors match a walked file by: its path relative to the root, under the root's
+    own name, so that a scan pointed at a `site-packages` or `requirements` folder itself sees the
+    folder it is in (a file named on its own is matched by its absolute path instead)."""
+    return Path(os.path.basename(os.path.abspath(root)), relpath)
 
 
 @dataclass(slots=True)

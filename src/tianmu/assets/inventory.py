@@ -13,7 +13,10 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tianmu.assets.interface import Extractor, InventoryResult
+from packaging.utils import canonicalize_name
+
+from tianmu.assets.interface import Extractor, InventoryResult, match_path
+from tianmu.assets.python import installed_site
 from tianmu.assets.registry import default_extractors
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Unresolved
@@ -71,7 +74,11 @@ class InventoryReader:
     def _add(self, item: Component | Unresolved | InputError, display: str) -> None:
         result = self.result
         if isinstance(item, Component):
-            key = (item.ecosystem, item.name, item.version, item.location.path if item.location else None)
+            where = item.location.path if item.location else None
+            site = installed_site(where) if where and item.ecosystem == "PyPI" else None
+            # An installed distribution is one component per folder, whichever metadata it left.
+            name = canonicalize_name(item.name) if site is not None else item.name
+            key = (item.ecosystem, name, item.version, f"installed in {site}" if site is not None else where)
             if key not in self._components:
                 self._components.add(key)
                 result.components.append(item)
@@ -140,7 +147,7 @@ def _walk(root: Path) -> Iterator[tuple[Path, str, Path] | InputError]:
                 continue
         except OSError:
             continue  # vanished or unreadable entry metadata: nothing to inventory there
-        yield Path(item.path), relpath, Path(relpath)
+        yield Path(item.path), relpath, match_path(root, relpath)
     yield from problems
 
 

@@ -29,10 +29,30 @@ __all__ = [
     "PoetryLockExtractor",
     "RequirementsExtractor",
     "UvLockExtractor",
+    "installed_site",
 ]
 
 ECOSYSTEM = "PyPI"
 _MAX_INCLUDE_DEPTH = 16
+_SITE_DIRS = ("site-packages", "dist-packages")
+
+
+def _in_installed_tree(relpath: Path) -> bool:
+    """Inside a site-packages/dist-packages folder: a requirements file or lockfile there is part of an
+    installed package's payload (`docs/requirements.txt`), not software installed on the system."""
+    return any(part in _SITE_DIRS for part in relpath.parts[:-1])
+
+
+def installed_site(path: str) -> str | None:
+    """The folder that holds an installed distribution's metadata (`.../site-packages`), from the
+    location of its `METADATA`/`PKG-INFO` or single-file `*.egg-info`; None for other files. One
+    distribution in one folder is one component, however many metadata it left (dist-info and
+    egg-info of the same version)."""
+    parts = Path(path).parts
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index].endswith((".dist-info", ".egg-info")):
+            return Path(*parts[:index]).as_posix() if index else "."
+    return None
 
 
 def _component(name: str, version: str, path: str, line: int | None, direct: bool | None) -> Component:
@@ -112,7 +132,7 @@ class RequirementsExtractor(Extractor):
 
     def matches(self, relpath: Path) -> bool:
         filename = relpath.name.lower()
-        if not filename.endswith(".txt"):
+        if not filename.endswith(".txt") or _in_installed_tree(relpath):
             return False
         return filename.startswith("requirements") or relpath.parent.name.lower() == "requirements"
 
@@ -288,7 +308,7 @@ class PoetryLockExtractor(Extractor):
     ecosystem = ECOSYSTEM
 
     def matches(self, relpath: Path) -> bool:
-        return relpath.name == "poetry.lock"
+        return relpath.name == "poetry.lock" and not _in_installed_tree(relpath)
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
@@ -311,7 +331,7 @@ class UvLockExtractor(Extractor):
     ecosystem = ECOSYSTEM
 
     def matches(self, relpath: Path) -> bool:
-        return relpath.name == "uv.lock"
+        return relpath.name == "uv.lock" and not _in_installed_tree(relpath)
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
@@ -337,7 +357,7 @@ class PdmLockExtractor(Extractor):
     ecosystem = ECOSYSTEM
 
     def matches(self, relpath: Path) -> bool:
-        return relpath.name == "pdm.lock"
+        return relpath.name == "pdm.lock" and not _in_installed_tree(relpath)
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
@@ -350,7 +370,7 @@ class PipfileLockExtractor(Extractor):
     ecosystem = ECOSYSTEM
 
     def matches(self, relpath: Path) -> bool:
-        return relpath.name == "Pipfile.lock"
+        return relpath.name == "Pipfile.lock" and not _in_installed_tree(relpath)
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         data, text = load_json(path, display_path)
@@ -384,19 +404,24 @@ class PipfileLockExtractor(Extractor):
 
 
 class InstalledPythonExtractor(Extractor):
-    """`*.dist-info/METADATA` and `*.egg-info/PKG-INFO` inside site-packages or dist-packages."""
+    """`*.dist-info/METADATA`, `*.egg-info/PKG-INFO` and single-file `*.egg-info` (legacy distutils
+    installs: pycairo, pycups on Debian) inside site-packages or dist-packages (a scan that points at
+    such a folder itself sees it under its name: `match_path`)."""
 
     name = "python-installed"
     ecosystem = ECOSYSTEM
 
     def matches(self, relpath: Path) -> bool:
         parent = relpath.parent.name
-        if not (
-            (relpath.name == "METADATA" and parent.endswith(".dist-info"))
-            or (relpath.name == "PKG-INFO" and parent.endswith(".egg-info"))
+        if (relpath.name == "METADATA" and parent.endswith(".dist-info")) or (
+            relpath.name == "PKG-INFO" and parent.endswith(".egg-info")
         ):
+            above = relpath.parts[:-2]
+        elif relpath.name.endswith(".egg-info"):
+            above = relpath.parts[:-1]  # the collector offers files only: this one is the metadata
+        else:
             return False
-        return any(part in ("site-packages", "dist-packages") for part in relpath.parts[:-2])
+        return any(part in _SITE_DIRS for part in above)
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         name = version = None

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tianmu.assets.interface import match_path
 from tianmu.core.engine import CollectedFile, FileClass
 from tianmu.core.walk import WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
@@ -58,11 +59,17 @@ class Classifier:
     all_logs: bool = False
     """Every file is a log candidate (`tianmu detect DIR`, `intel match DIR`: the user named the logs)."""
 
-    def classes(self, relpath: str, *, symlink: bool, single: bool) -> set[FileClass]:
-        """Classes besides `ANY`: the primary class, and `PACKAGE` when the inventory may want the file."""
+    def classes(
+        self, relpath: str, *, symlink: bool, single: bool, root: Path | None = None
+    ) -> set[FileClass]:
+        """Classes besides `ANY`: the primary class, and `PACKAGE` when the inventory may want the file.
+
+        The inventory judges a walked file by its path under the root's own name (`match_path`: a walk
+        of a `site-packages` folder itself), a file named on its own by its absolute path."""
         parts = relpath.split("/")
         inventoried = not _INVENTORY_SKIP.intersection(parts[:-1]) and not _in_npm_cache(parts)
-        claim = self.claims_package(Path(relpath)) if inventoried else False
+        matched = match_path(root, relpath) if root is not None else Path(relpath)
+        claim = self.claims_package(matched) if inventoried else False
         if claim:
             return {FileClass.PACKAGE}
         primary = self.primary(relpath, symlink=symlink, single=single)
@@ -145,7 +152,7 @@ def _walk(
 
     for item, relpath in walk_tree(root, on_error=unlisted, rules=rules, skips=found.skips):
         try:
-            collected = _file(item, relpath, real_root, classifier, found)
+            collected = _file(item, relpath, (root, real_root), classifier, found)
         except OSError as exc:
             found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
             continue
@@ -154,12 +161,17 @@ def _walk(
 
 
 def _file(
-    item: os.DirEntry[str], relpath: str, real_root: str, classifier: Classifier, found: Collection
+    item: os.DirEntry[str],
+    relpath: str,
+    roots: tuple[Path, str],
+    classifier: Classifier,
+    found: Collection,
 ) -> CollectedFile | None:
+    root, real_root = roots
     if item.is_symlink():
         if not item.is_file(follow_symlinks=True) or not _inside(os.path.realpath(item.path), real_root):
             return None
-        classes = classifier.classes(relpath, symlink=True, single=False)
+        classes = classifier.classes(relpath, symlink=True, single=False, root=root)
         if not classes:
             return None
         size = item.stat(follow_symlinks=True).st_size
@@ -168,7 +180,7 @@ def _file(
     if not stat.S_ISREG(info.st_mode):
         found.skips.special += 1
         return None
-    classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False)
+    classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False, root=root)
     return CollectedFile(item.path, relpath, info.st_size, frozenset(classes))
 
 
