@@ -78,6 +78,8 @@ class DetectionSink:
         return stream.format not in _NOT_LOGS and not stream.generic
 
     def add(self, event: Event) -> None:
+        if event.source_type == "text":
+            return  # the text of a line the reader could not parse: no fields for a rule to match
         scan_events(self.detector, (event,), self.job.asset, self.root, self.result)
 
     def end(self, stream: EventStream, events: int, errors: Sequence[str]) -> None:

@@ -1,7 +1,10 @@
 """What every log reader shares: read statistics with located errors, flattening, time parsing.
 
 Readers never raise on a bad record: they call `ReadStats.malformed(path, line, reason)`, which counts it
-and keeps the first messages (`path:line: reason`) for the user, and go on with the next record.
+and keeps the first messages (`path:line: reason`) for the user, and go on with the next record. A line
+a reader cannot parse goes through `ReadStats.unparsed`, which also hands its text on (as an event of
+source type `text`) when the read keeps unparsed text: a mixed file (an access log followed by free text)
+still has all its lines searched for indicators.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
+
+from tianmu.core.models import Event, Location
+from tianmu.readers.limits import ReadLimits, ReadStopped
 
 __all__ = ["MAX_ERRORS", "ReadStats", "flatten", "iter_lines", "parse_iso_time"]
 
@@ -28,36 +34,74 @@ class ReadStats:
     """`path:line: reason` for the first MAX_ERRORS malformed records and unreadable files."""
     skipped_files: list[str] = field(default_factory=list)
     """Files in a directory that are not a log format we read (with the reason)."""
+    stops: list[str] = field(default_factory=list)
+    """The messages kept whatever their number (why a stream stopped); they are in `errors` too."""
+    keep_unparsed: bool = False
+    """Hand the text of unparsed lines on as `text` events (for engines that search any text)."""
+    texts: int = 0
+    """Unparsed lines handed on as text events."""
 
-    def malformed(self, path: str, line: int | None, reason: str) -> None:
+    def malformed(self, path: str, line: int | None, reason: str, *, always: bool = False) -> None:
+        """Count a bad record; keep its message while fewer than MAX_ERRORS are kept, or `always` (why a
+        whole stream stopped, which must not hide behind its malformed lines)."""
         self.malformed_count += 1
-        if len(self.errors) < MAX_ERRORS:
+        if always or len(self.errors) < MAX_ERRORS:
             where = f"{path}:{line}" if line else path
             self.errors.append(f"{where}: {reason}")
+            if always:
+                self.stops.append(self.errors[-1])
+
+    def unparsed(self, path: str, line: int, text: str, reason: str) -> Iterator[Event]:
+        """A line no reader understood: counted as malformed, and its text as an event when kept."""
+        self.malformed(path, line, reason)
+        if self.keep_unparsed:
+            self.texts += 1
+            yield Event({}, text, Location(path, line), source_type="text")
 
     def merge(self, other: ReadStats) -> None:
         self.files += other.files
         self.events += other.events
         self.malformed_count += other.malformed_count
-        self.errors.extend(other.errors[: max(0, MAX_ERRORS - len(self.errors))])
+        kept = other.errors[: max(0, MAX_ERRORS - len(self.errors))]
+        self.errors.extend(kept)
+        self.errors.extend(stop for stop in other.stops if stop not in kept)
+        self.stops.extend(other.stops)
         self.skipped_files.extend(other.skipped_files)
 
 
-def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    stream: BinaryIO, path: str = "", stats: ReadStats | None = None, limits: ReadLimits | None = None
+) -> Iterator[tuple[int, str]]:
     """1-based (line number, text) of a byte stream, in bounded memory.
 
     Logs are not always UTF-8 (TLS handshakes sent to an HTTP port land raw in access logs): undecodable
     bytes become U+FFFD instead of failing the file. CR, LF and CRLF all end a line; NUL is dropped.
+    A line longer than `limits.max_line_bytes` is never held whole: it is skipped in bounded chunks and
+    counted as malformed in `stats`. When the stream stops (`ReadStopped`), the line it stopped at is
+    put on the exception.
     """
+    limit = (limits or ReadLimits()).max_line_bytes
     number = 0
-    for raw in stream:
-        # A bare CR inside a line (old Mac endings, mixed in loghub's Apache sample) also ends a record.
-        parts = raw.split(b"\r") if b"\r" in raw.rstrip(b"\r\n") else [raw]
-        for part in parts:
-            number += 1
-            text = part.rstrip(b"\r\n").replace(b"\x00", b"").decode("utf-8", errors="replace")
-            if text.strip():
-                yield number, text
+    try:
+        while raw := stream.readline(limit + 1):
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                number += 1
+                while raw and not raw.endswith(b"\n"):  # the rest of the long line, a chunk at a time
+                    raw = stream.readline(1 << 16)
+                if stats is not None:
+                    stats.malformed(path, number, f"line longer than {limit} bytes (skipped)")
+                continue
+            # A bare CR inside a line (old Mac endings, mixed in loghub's Apache sample) also ends a record.
+            parts = raw.split(b"\r") if b"\r" in raw.rstrip(b"\r\n") else [raw]
+            for part in parts:
+                number += 1
+                text = part.rstrip(b"\r\n").replace(b"\x00", b"").decode("utf-8", errors="replace")
+                if text.strip():
+                    yield number, text
+    except ReadStopped as stopped:
+        if stopped.line is None:
+            stopped.line = number + 1
+        raise
 
 
 def flatten(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -50,7 +50,9 @@ def read_auditd(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats) -
     for number, text in lines:
         found = AUDIT_LINE.match(text)
         if not found:
-            stats.malformed(path, number, "not an audit record (type=... msg=audit(time:serial): expected)")
+            yield from stats.unparsed(
+                path, number, text, "not an audit record (type=... msg=audit(time:serial): expected)"
+            )
             continue
         fields = {"type": found["type"], "audit_serial": found["serial"], **_pairs(found["body"])}
         if found["node"]:

@@ -52,13 +52,13 @@ def read_journald(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats)
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            stats.malformed(path, number, f"not a JSON object: {exc.msg}")
+            yield from stats.unparsed(path, number, text, f"not a JSON object: {exc.msg}")
             continue
         except RecursionError:
-            stats.malformed(path, number, "JSON nested too deeply")
+            yield from stats.unparsed(path, number, text, "JSON nested too deeply")
             continue
         if not isinstance(record, dict):
-            stats.malformed(path, number, "not a JSON object")
+            yield from stats.unparsed(path, number, text, "not a JSON object")
             continue
         fields, when = journal_fields(record)
         yield Event(

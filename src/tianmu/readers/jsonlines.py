@@ -14,6 +14,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -21,6 +22,7 @@ from tianmu.core.models import Event, Location
 from tianmu.readers._common import ReadStats, flatten, parse_iso_time
 from tianmu.readers.evtx import flatten_record
 from tianmu.readers.journald import is_journal_record, journal_fields
+from tianmu.readers.limits import ReadStopped
 from tianmu.readers.suricata import is_eve_record, suricata_fields
 from tianmu.readers.web import json_access_fields
 
@@ -85,69 +87,96 @@ def record_event(
     return Event(fields=fields, raw=raw, origin=location, timestamp=when, source_type=kind)
 
 
-def iter_json_array(stream: BinaryIO, path: str, stats: ReadStats) -> Iterator[tuple[int, str, Any]]:
-    """(line, raw text, value) of each element of a top-level JSON array, in bounded memory."""
+def iter_json_array(
+    stream: BinaryIO, path: str, stats: ReadStats, max_record: int = 1 << 20
+) -> Iterator[tuple[int, str, Any]]:
+    """(line, raw text, value) of each element of a top-level JSON array, in bounded memory.
+
+    An element longer than `max_record` characters is skipped with a located error; one that does not
+    even end within the bytes read is never held whole: the read stops there (an array cannot be
+    resynchronised without parsing the element). A stream that breaks off raises `ReadStopped` with the
+    line it stopped at.
+    """
     decoder = json.JSONDecoder()
     text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
     buffer = ""
     line = 1
     started = False
     eof = False
-    while True:
-        # Keep enough text in the buffer for one whole element; read more when a decode runs out.
-        stripped = buffer.lstrip()
-        line += buffer[: len(buffer) - len(stripped)].count("\n")
-        buffer = stripped
-        if not started:
-            if not buffer and not eof:
-                chunk = text_stream.read(1 << 16)
-                eof = not chunk
-                buffer += chunk
-                continue
-            if not buffer.startswith("["):
-                stats.malformed(path, line, "JSON array expected")
-                return
-            buffer = buffer[1:]
-            started = True
-            continue
-        if buffer.startswith(","):
-            buffer = buffer[1:]
-            continue
-        if buffer.startswith("]"):
-            return
-        if not buffer:
-            if eof:
-                stats.malformed(path, line, "JSON array is not closed")
-                return
-            chunk = text_stream.read(1 << 16)
-            eof = not chunk
-            buffer += chunk
-            continue
+
+    def more() -> str:
+        nonlocal eof
         try:
-            value, end = decoder.raw_decode(buffer)
-        except RecursionError:
-            stats.malformed(path, line, "JSON nested too deeply")
-            return
-        except ValueError as exc:
-            if not eof:
-                chunk = text_stream.read(1 << 16)
-                eof = not chunk
-                buffer += chunk
+            chunk = text_stream.read(1 << 16)
+        except ReadStopped as stopped:
+            stopped.line = line
+            raise
+        eof = not chunk
+        return chunk
+
+    try:
+        while True:
+            # Keep enough text in the buffer for one whole element; read more when a decode runs out.
+            stripped = buffer.lstrip()
+            line += buffer[: len(buffer) - len(stripped)].count("\n")
+            buffer = stripped
+            if not started:
+                if not buffer and not eof:
+                    buffer += more()
+                    continue
+                if not buffer.startswith("["):
+                    stats.malformed(path, line, "JSON array expected")
+                    return
+                buffer = buffer[1:]
+                started = True
                 continue
-            stats.malformed(path, line, f"invalid JSON: {exc}")
-            return
-        raw = buffer[:end]
-        yield line, raw, value
-        line += raw.count("\n")
-        buffer = buffer[end:]
+            if buffer.startswith(","):
+                buffer = buffer[1:]
+                continue
+            if buffer.startswith("]"):
+                return
+            if not buffer:
+                if eof:
+                    stats.malformed(path, line, "JSON array is not closed")
+                    return
+                buffer += more()
+                continue
+            try:
+                value, end = decoder.raw_decode(buffer)
+            except RecursionError:
+                stats.malformed(path, line, "JSON nested too deeply")
+                return
+            except ValueError as exc:
+                if len(buffer) > max_record:
+                    stats.malformed(
+                        path, line, f"JSON record longer than {max_record} characters (read stopped)"
+                    )
+                    return
+                if not eof:
+                    buffer += more()
+                    continue
+                stats.malformed(path, line, f"invalid JSON: {exc}")
+                return
+            raw = buffer[:end]
+            if end > max_record:
+                stats.malformed(path, line, f"JSON record longer than {max_record} characters (skipped)")
+            else:
+                yield line, raw, value
+            line += raw.count("\n")
+            buffer = buffer[end:]
+    finally:
+        text_stream.detach()  # the binary stream is the caller's
 
 
 def read_json_records(
     records: Iterable[tuple[int, str, Any]], path: str, stats: ReadStats, field_map: Mapping[str, str] | None
 ) -> Iterator[Event]:
     for number, raw, value in records:
+        if isinstance(value, _Unparsed):
+            yield from stats.unparsed(path, number, raw, value.reason)
+            continue
         if not isinstance(value, dict):
-            stats.malformed(path, number, "not a JSON object")
+            yield from stats.unparsed(path, number, raw, "not a JSON object")
             continue
         try:
             event = record_event(value, raw, Location(path, number), field_map)
@@ -157,6 +186,13 @@ def read_json_records(
         yield event
 
 
+@dataclass(frozen=True, slots=True)
+class _Unparsed:
+    """A JSON line that did not decode, and why (its text may still be wanted as text)."""
+
+    reason: str
+
+
 def json_lines(
     lines: Iterable[tuple[int, str]], path: str, stats: ReadStats
 ) -> Iterator[tuple[int, str, Any]]:
@@ -164,9 +200,10 @@ def json_lines(
         try:
             yield number, text, json.loads(text)
         except json.JSONDecodeError as exc:
-            stats.malformed(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            # Handed on (not counted here): `read_json_records` counts it and keeps its text.
+            yield number, text, _Unparsed(f"not valid JSON: {exc.msg} (column {exc.colno})")
         except RecursionError:
-            stats.malformed(path, number, "JSON nested too deeply")
+            yield number, text, _Unparsed("JSON nested too deeply")
 
 
 def read_csv(
@@ -178,13 +215,14 @@ def read_csv(
         try:
             row = next(csv.reader([text]))
         except csv.Error as exc:
-            stats.malformed(path, number, f"bad CSV: {exc}")
+            yield from stats.unparsed(path, number, text, f"bad CSV: {exc}")
             continue
         if header is None:
             header = [field_map.get(name, name) if field_map else name for name in row]
             continue
         if len(row) != len(header):
-            stats.malformed(path, number, f"{len(row)} columns where the header has {len(header)}")
+            reason = f"{len(row)} columns where the header has {len(header)}"
+            yield from stats.unparsed(path, number, text, reason)
             continue
         fields = {name: value for name, value in zip(header, row, strict=True) if value != ""}
         yield Event(

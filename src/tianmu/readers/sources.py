@@ -5,6 +5,11 @@ file's format judged from its first bytes, compressed files and zip members open
 Event keeps its origin: `Location(path, line)` for text formats, `Location(path, record)` for EVTX, with
 `archive.zip!member` as the path of a zip member.
 
+Damaged or hostile input never ends the read of other files (`tianmu.readers.limits`): a stream that
+breaks off (bad gzip data, trailing garbage, a corrupt zip member) keeps the events read before the
+damage and reports `path: read stopped at line N: reason`; lines, decompressed sizes, compression ratios
+and EVTX spools are bounded by `ReadLimits`.
+
 Formats (`FORMATS`, also the values of `--format`): evtx, syslog, auditd, journald, webserver (access
 log lines), webserver-json, suricata, json (JSON lines or a JSON array, each record classified on its
 own), csv.
@@ -22,6 +27,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -37,6 +43,7 @@ from tianmu.readers.auditd import AUDIT_LINE, read_auditd
 from tianmu.readers.evtx import EVTX_MAGIC, read_evtx
 from tianmu.readers.journald import read_journald
 from tianmu.readers.jsonlines import classify_record, iter_json_array, json_lines, read_csv, read_json_records
+from tianmu.readers.limits import DECOMPRESSION_ERRORS, GuardedStream, ReadLimits, ReadStopped
 from tianmu.readers.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
 from tianmu.readers.web import (
     ACCESS_LINE,
@@ -77,7 +84,7 @@ FORMATS = (
 _SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache"}
 )
-_MAX_SPOOL = 64 << 20
+_SPOOL_IN_MEMORY = 64 << 20
 _SNIFF_LINES = 20
 
 
@@ -91,19 +98,61 @@ def _decompressor(head: bytes) -> Callable[[BinaryIO], BinaryIO] | None:
     return None
 
 
-def open_members(path: Path, stack: ExitStack) -> Iterator[tuple[str, BinaryIO]]:
-    """(display path, decompressed binary stream) of a file: itself, or each member of a zip."""
+_OPEN_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    zipfile.BadZipFile,
+    NotImplementedError,
+)
+"""Opening a zip member: a bad local header, an unknown compression method, an encrypted member."""
+
+
+def open_members(
+    path: Path, stack: ExitStack, limits: ReadLimits | None = None
+) -> Iterator[tuple[str, BinaryIO]]:
+    """(display path, decompressed binary stream) of a file: itself, or each member of a zip.
+
+    Decompressed streams are guarded (`GuardedStream`): their damage and the limits of `limits` surface
+    as `ReadStopped` while they are read. A zip member that cannot even be opened is a stream that
+    raises why on its first read: the zip's other members are still read.
+    """
+    limits = limits or ReadLimits()
     raw: BinaryIO = stack.enter_context(path.open("rb"))
     head = raw.read(8)
     raw.seek(0)
     if head[:4] == b"PK\x03\x04":
         archive = stack.enter_context(zipfile.ZipFile(raw))
         for info in archive.infolist():
-            if not info.is_dir():
-                yield f"{path}!{info.filename}", cast(BinaryIO, stack.enter_context(archive.open(info)))
+            if info.is_dir():
+                continue
+            name = f"{path}!{info.filename}"
+            try:
+                member = cast(BinaryIO, stack.enter_context(archive.open(info)))
+            except _OPEN_ERRORS as exc:
+                yield name, cast(BinaryIO, _Failed(ReadStopped(f"cannot open member: {exc}")))
+                continue
+            yield name, cast(BinaryIO, GuardedStream(member, limits, info.compress_size))
         return
     opener = _decompressor(head)
-    yield str(path), stack.enter_context(opener(raw)) if opener else raw  # type: ignore[arg-type]
+    if opener is None:
+        yield str(path), raw
+        return
+    inner = stack.enter_context(opener(raw))
+    yield str(path), cast(BinaryIO, GuardedStream(inner, limits, raw.tell))
+
+
+class _Failed(io.RawIOBase):
+    """A stream whose first read raises why it cannot be read."""
+
+    def __init__(self, error: ReadStopped) -> None:
+        self._error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        raise self._error
 
 
 def _sniff_text(lines: list[str]) -> str | None:
@@ -160,20 +209,39 @@ def detect_format(head: bytes) -> str | None:
 
 
 def _peek(stream: BinaryIO, size: int = 65536) -> tuple[bytes, BinaryIO]:
-    """The first bytes of a stream, and a stream that still yields them."""
-    head = stream.read(size)
+    """The first bytes of a stream, and a stream that still yields them.
+
+    Damage within the first bytes keeps what came before it: the returned stream yields those bytes,
+    then raises the same `ReadStopped`, so the events before the damage are still read.
+    """
     if stream.seekable():
+        head = stream.read(size)
         stream.seek(0)
         return head, stream
-    return head, _Prefixed(head, stream)  # type: ignore[return-value]
+    pieces: list[bytes] = []
+    got = 0
+    stopped: ReadStopped | None = None
+    while got < size:
+        try:
+            piece = stream.read(min(8192, size - got))
+        except ReadStopped as exc:
+            stopped = exc
+            break
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    head = b"".join(pieces)
+    return head, _Prefixed(head, stream, stopped)  # type: ignore[return-value]
 
 
 class _Prefixed(io.RawIOBase):
     """A non-seekable stream (a decompressor) with the bytes already read put back in front."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: BinaryIO, stopped: ReadStopped | None = None) -> None:
         self._head = head
         self._rest = rest
+        self.stopped = stopped
 
     def readable(self) -> bool:
         return True
@@ -184,6 +252,8 @@ class _Prefixed(io.RawIOBase):
             buffer[:size] = self._head[:size]
             self._head = self._head[size:]
             return size
+        if self.stopped is not None:
+            raise self.stopped
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -203,22 +273,22 @@ def _read_stream(
     stats: ReadStats,
     reference: datetime,
     field_map: Mapping[str, str] | None,
+    limits: ReadLimits,
 ) -> Iterator[Event]:
     if fmt == "evtx":
         if isinstance(stream, io.BufferedReader) and stream.seekable():
             yield from read_evtx(stream.name, name, stats)
             return
-        # The parser wants a seekable file: spool a decompressed or archived EVTX (they are small).
-        with tempfile.SpooledTemporaryFile(_MAX_SPOOL) as spool:
-            while block := stream.read(1 << 20):
-                spool.write(block)
+        with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY) as spool:
+            _spool_evtx(stream, cast(BinaryIO, spool), name, stats, limits)
             spool.seek(0)
-            yield from read_evtx(spool, name, stats)  # type: ignore[arg-type]
+            yield from read_evtx(spool, name, stats)
         return
     if fmt in ("json", "suricata") and _first_char(stream) == "[":
-        yield from read_json_records(iter_json_array(stream, name, stats), name, stats, field_map)
+        records = iter_json_array(stream, name, stats, limits.max_line_bytes)
+        yield from read_json_records(records, name, stats, field_map)
         return
-    lines = iter_lines(stream)  # the caller hands a buffered stream (one with `peek`)
+    lines = iter_lines(stream, name, stats, limits)  # the caller hands a buffered stream (with `peek`)
     if fmt == "syslog":
         yield from read_syslog(lines, name, stats, reference=reference)
     elif fmt == "auditd":
@@ -241,6 +311,26 @@ def _read_stream(
         raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", name)
 
 
+def _spool_evtx(stream: BinaryIO, spool: BinaryIO, name: str, stats: ReadStats, limits: ReadLimits) -> None:
+    """A decompressed or archived EVTX into a seekable spool (the parser wants one), bounded.
+
+    What was spooled before damage or the size limit is still parsed: the parser reads chunk by chunk
+    and reports a cut chunk as a damaged record.
+    """
+    spooled = 0
+    try:
+        while block := stream.read(1 << 20):
+            if spooled + len(block) > limits.max_spool_bytes:
+                spool.write(block[: limits.max_spool_bytes - spooled])
+                reason = f"read stopped: EVTX larger than {limits.max_spool_bytes} bytes"
+                stats.malformed(name, None, reason, always=True)
+                return
+            spool.write(block)
+            spooled += len(block)
+    except ReadStopped as stopped:
+        stats.malformed(name, None, f"read stopped after {spooled} bytes: {stopped.reason}", always=True)
+
+
 def _first_char(stream: BinaryIO) -> str:
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     return head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")[:1]
@@ -256,6 +346,8 @@ def iter_log_members(
     fmt: str | None = None,
     field_map: Mapping[str, str] | None = None,
     text_fallback: bool = False,
+    unparsed_text: bool = False,
+    limits: ReadLimits | None = None,
 ) -> Iterator[tuple[EventStream, ReadStats, Iterator[Event]]]:
     """Each stream of one file with its own read statistics and its events, opening the file once.
 
@@ -264,27 +356,34 @@ def iter_log_members(
     `unreadable` (its stats say why), both without events. With `text_fallback`, a plain file that gave
     no event at all is read again from its start, on the same open file, as a `text` member of numbered
     lines (so an engine looking for indicators in any text never opens the file a second time).
+    With `unparsed_text`, the lines a reader could not parse come among the events as `text` events
+    (counted as malformed, not as events). `limits` bound the read (`ReadLimits()` by default).
     """
     name_of_file = str(path)
     file = Path(path)
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown log format {fmt!r} (known: {', '.join(FORMATS)})", name_of_file)
     reference = _reference_time(file)
+    limits = limits or ReadLimits()
     with ExitStack() as stack:
         try:
-            members = list(open_members(file, stack))
+            members = list(open_members(file, stack, limits))
         except (OSError, zipfile.BadZipFile) as exc:
             failed = ReadStats()
-            failed.malformed(name_of_file, None, f"cannot open: {exc}")
+            failed.malformed(name_of_file, None, f"cannot open: {exc}", always=True)
             yield EventStream(name_of_file, name_of_file, "unreadable"), failed, iter(())
             return
         events_seen = 0
         for name, stream in members:
-            stats = ReadStats()
+            stats = ReadStats(keep_unparsed=unparsed_text)
             try:
                 head, stream = _peek(stream)
-            except (OSError, EOFError, lzma.LZMAError) as exc:
-                stats.malformed(name, None, f"cannot read: {exc}")
+            except OSError as exc:  # a plain file that cannot be read (EIO)
+                stats.malformed(name, None, f"cannot read: {exc}", always=True)
+                yield EventStream(name_of_file, name, "unreadable"), stats, iter(())
+                continue
+            if not head and isinstance(stream, _Prefixed) and stream.stopped is not None:
+                stats.malformed(name, None, f"cannot read: {stream.stopped.reason}", always=True)
                 yield EventStream(name_of_file, name, "unreadable"), stats, iter(())
                 continue
             kind = fmt or detect_format(head)
@@ -297,26 +396,30 @@ def iter_log_members(
                 stream if hasattr(stream, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
             )
             member = EventStream(name_of_file, name, kind, generic)
-            counted = _counted(_read_stream(buffered, name, kind, stats, reference, field_map), name, stats)
-            yield member, stats, counted
-            events_seen += stats.events
+            events = _read_stream(buffered, name, kind, stats, reference, field_map, limits)
+            yield member, stats, _counted(events, name, stats)
+            events_seen += stats.events + stats.texts
         if text_fallback and events_seen == 0 and len(members) == 1 and members[0][0] == name_of_file:
             raw = members[0][1]
-            lines = _text_lines(raw, name_of_file)
+            lines = _text_lines(raw, name_of_file, limits)
             if lines is not None:
                 yield EventStream(name_of_file, name_of_file, "text", True), ReadStats(), lines
 
 
 def _counted(events: Iterator[Event], name: str, stats: ReadStats) -> Iterator[Event]:
+    """Events counted (not the text of unparsed lines: `stats.texts`); a stream that breaks off ends here."""
     try:
         for event in events:
-            stats.events += 1
+            if event.source_type != "text":
+                stats.events += 1
             yield event
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        stats.malformed(name, None, f"read stopped: {exc}")
+    except ReadStopped as stopped:
+        stats.malformed(name, None, stopped.located(), always=True)
+    except DECOMPRESSION_ERRORS as exc:  # a plain file's read error, or a reader's own decompression
+        stats.malformed(name, None, f"read stopped: {exc}", always=True)
 
 
-def _text_lines(raw: BinaryIO, name: str) -> Iterator[Event] | None:
+def _text_lines(raw: BinaryIO, name: str, limits: ReadLimits) -> Iterator[Event] | None:
     """The numbered lines of a plain text file, from its start; None for binary or too large files."""
     try:
         size = os.fstat(raw.fileno()).st_size
@@ -327,17 +430,17 @@ def _text_lines(raw: BinaryIO, name: str) -> Iterator[Event] | None:
         return None
     if b"\x00" in head or size > _MAX_TEXT_BYTES:
         return None
-    return _numbered(raw, name)
+    return _numbered(raw, name, limits)
 
 
-def _numbered(raw: BinaryIO, name: str) -> Iterator[Event]:
-    # Universal newlines, as reading the file in text mode would: CR, LF and CRLF end a line.
-    text = io.TextIOWrapper(cast(Any, raw), encoding="utf-8", errors="replace")
+def _numbered(raw: BinaryIO, name: str, limits: ReadLimits) -> Iterator[Event]:
+    # CR, LF and CRLF end a line, as in text mode; lines are bounded as in every reader.
+    buffered = raw if hasattr(raw, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, raw)))
     try:
-        for number, line in enumerate(text, 1):
-            yield Event({}, line.rstrip("\r\n"), Location(name, number), source_type="text")
-    finally:
-        text.detach()
+        for number, line in iter_lines(buffered, name, ReadStats(), limits):
+            yield Event({}, line, Location(name, number), source_type="text")
+    except ReadStopped:
+        return  # damage was reported by the reader of the log stream already
 
 
 def iter_file_events(
@@ -347,12 +450,13 @@ def iter_file_events(
     field_map: Mapping[str, str] | None = None,
     *,
     strict: bool = True,
+    limits: ReadLimits | None = None,
 ) -> Iterator[Event]:
     """Events of one file (each zip member on its own). `strict`: an unknown format is an error.
 
     Not strict (a file found in a folder walk): generic JSON and CSV data are passed over.
     """
-    for member, member_stats, events in iter_log_members(path, fmt=fmt, field_map=field_map):
+    for member, member_stats, events in iter_log_members(path, fmt=fmt, field_map=field_map, limits=limits):
         if member.format == "unknown" or (member.generic and not strict):
             if strict:
                 stats.malformed(member.name, None, "not a log format Tianmu reads")
@@ -470,6 +574,7 @@ def iter_events(
     fmt: str | None = None,
     field_map: Mapping[str, str] | None = None,
     stats: ReadStats | None = None,
+    limits: ReadLimits | None = None,
 ) -> Iterator[Event]:
     """Every event of a log file or of the log files in a directory (see the module docstring).
 
@@ -482,6 +587,6 @@ def iter_events(
         raise InputError("no such file or directory", str(path))
     if path.is_dir():
         for file in find_log_files(path, all_files=True):
-            yield from iter_file_events(file, stats, fmt, field_map, strict=False)
+            yield from iter_file_events(file, stats, fmt, field_map, strict=False, limits=limits)
         return
-    yield from iter_file_events(path, stats, fmt, field_map, strict=True)
+    yield from iter_file_events(path, stats, fmt, field_map, strict=True, limits=limits)

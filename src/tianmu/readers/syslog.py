@@ -146,7 +146,9 @@ def read_syslog(
             continue
         parsed = _parse_line(text, reference.year, reference)
         if parsed is None:
-            stats.malformed(path, number, "not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)")
+            yield from stats.unparsed(
+                path, number, text, "not a syslog line (RFC 3164, RFC 5424 or ISO timestamp expected)"
+            )
             continue
         fields, when = parsed
         yield Event(

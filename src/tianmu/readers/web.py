@@ -115,7 +115,7 @@ def read_access_log(lines: Iterable[tuple[int, str]], path: str, stats: ReadStat
             continue
         parsed = access_fields(text)
         if parsed is None:
-            stats.malformed(path, number, "not a common/combined access log line")
+            yield from stats.unparsed(path, number, text, "not a common/combined access log line")
             continue
         fields, when = parsed
         yield Event(
@@ -158,13 +158,13 @@ def read_json_access_log(lines: Iterable[tuple[int, str]], path: str, stats: Rea
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            stats.malformed(path, number, f"not a JSON object: {exc.msg}")
+            yield from stats.unparsed(path, number, text, f"not a JSON object: {exc.msg}")
             continue
         except RecursionError:
-            stats.malformed(path, number, "JSON nested too deeply")
+            yield from stats.unparsed(path, number, text, "JSON nested too deeply")
             continue
         if not isinstance(record, dict):
-            stats.malformed(path, number, "not a JSON object")
+            yield from stats.unparsed(path, number, text, "not a JSON object")
             continue
         fields, when = json_access_fields(record)
         yield Event(
@@ -208,7 +208,7 @@ def read_error_log(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats
         else:
             found = NGINX_ERROR_LINE.match(text)
             if not found:
-                stats.malformed(path, number, "not an Apache or nginx error log line")
+                yield from stats.unparsed(path, number, text, "not an Apache or nginx error log line")
                 continue
             fields = {"server": "nginx", "level": found["level"], "message": found["message"]}
             when = datetime.strptime(found["time"], "%Y/%m/%d %H:%M:%S").replace(tzinfo=UTC)
@@ -246,7 +246,7 @@ def read_w3c(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats) -> I
         values = text.split(" ")
         if names is None or len(values) != len(names):
             expected = f"{len(names)} fields" if names else "a #Fields: line first"
-            stats.malformed(path, number, f"not a W3C log line ({expected} expected)")
+            yield from stats.unparsed(path, number, text, f"not a W3C log line ({expected} expected)")
             continue
         fields: dict[str, Any] = {
             name: value for name, value in zip(names, values, strict=True) if value != "-"

@@ -3,7 +3,10 @@
 Each log file is opened once; each of its streams (the file, or each zip member) is parsed once, and
 every event goes to each event engine's sink that wants that stream (`EventSink.begin`). A plain text
 file that no reader understands is read again from its start on the same open file, as numbered lines,
-for the engines that look for indicators in any text. The live monitor feeds the same sinks.
+for the engines that look for indicators in any text; so are the lines a reader could not parse (a mixed
+file: an access log followed by free text), as `text` events among the stream's events. Reading is
+bounded by `ReadLimits` (line size, decompressed size and ratio, EVTX spool); damage in one file stops
+that file's stream with a located error, never the pass. The live monitor feeds the same sinks.
 
 Large inputs are split into contiguous groups of files, each group parsed in a forked worker with its
 own sinks (the engines' compiled rules are inherited, never pickled); the partials come back in file
@@ -18,6 +21,7 @@ from typing import Any
 
 from tianmu.core.engine import CollectedFile, EngineResult, EventEngine, EventSink, JobContext
 from tianmu.core.forking import fork_map
+from tianmu.readers.limits import ReadLimits
 from tianmu.readers.sources import iter_log_members
 
 __all__ = ["PARALLEL_FROM", "run_event_pass"]
@@ -34,8 +38,10 @@ def run_event_pass(
     job: JobContext,
     *,
     workers: int | None = None,
+    limits: ReadLimits | None = None,
 ) -> list[EngineResult]:
     """Every engine's result over the events of `files`, in the order of `engines`."""
+    limits = limits or ReadLimits()
     if not engines:
         return []
     if workers is None:
@@ -48,7 +54,7 @@ def run_event_pass(
         for file in group:
             if job.progress is not None and workers == 1:
                 job.progress(file.relpath)
-            _parse_file(file, sinks)
+            _parse_file(file, sinks, limits)
         return [sink.partial() for sink in sinks]
 
     per_group: list[list[Any]] = []
@@ -62,8 +68,9 @@ def run_event_pass(
     ]
 
 
-def _parse_file(file: CollectedFile, sinks: Sequence[EventSink]) -> None:
-    for stream, stats, events in iter_log_members(file.path, text_fallback=True):
+def _parse_file(file: CollectedFile, sinks: Sequence[EventSink], limits: ReadLimits) -> None:
+    members = iter_log_members(file.path, text_fallback=True, unparsed_text=True, limits=limits)
+    for stream, stats, events in members:
         wanting = [sink for sink in sinks if sink.begin(stream)]
         if not wanting:
             continue  # nobody wants it: not even parsed
