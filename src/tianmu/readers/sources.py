@@ -17,18 +17,14 @@ own), csv.
 
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
 import io
 import json
-import lzma
 import os
 import re
 import tempfile
 import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +39,8 @@ from tianmu.readers.auditd import AUDIT_LINE, read_auditd
 from tianmu.readers.evtx import EVTX_MAGIC, read_evtx
 from tianmu.readers.journald import read_journald
 from tianmu.readers.jsonlines import classify_record, iter_json_array, json_lines, read_csv, read_json_records
-from tianmu.readers.limits import DECOMPRESSION_ERRORS, GuardedStream, ReadLimits, ReadStopped
+from tianmu.readers.limits import DECOMPRESSION_ERRORS, ReadLimits, ReadStopped
+from tianmu.readers.opening import Prefixed, open_members, peek
 from tianmu.readers.syslog import ISO_SYSLOG, RFC3164, RFC5424, read_syslog
 from tianmu.readers.web import (
     ACCESS_LINE,
@@ -86,73 +83,6 @@ _SKIP_DIRS = frozenset(
 )
 _SPOOL_IN_MEMORY = 64 << 20
 _SNIFF_LINES = 20
-
-
-def _decompressor(head: bytes) -> Callable[[BinaryIO], BinaryIO] | None:
-    if head[:2] == b"\x1f\x8b":
-        return lambda raw: gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    if head[:3] == b"BZh":
-        return lambda raw: bz2.BZ2File(raw)  # type: ignore[return-value]
-    if head[:6] == b"\xfd7zXZ\x00":
-        return lambda raw: lzma.LZMAFile(raw)  # type: ignore[return-value]
-    return None
-
-
-_OPEN_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    EOFError,
-    zlib.error,
-    zipfile.BadZipFile,
-    NotImplementedError,
-)
-"""Opening a zip member: a bad local header, an unknown compression method, an encrypted member."""
-
-
-def open_members(
-    path: Path, stack: ExitStack, limits: ReadLimits | None = None
-) -> Iterator[tuple[str, BinaryIO]]:
-    """(display path, decompressed binary stream) of a file: itself, or each member of a zip.
-
-    Decompressed streams are guarded (`GuardedStream`): their damage and the limits of `limits` surface
-    as `ReadStopped` while they are read. A zip member that cannot even be opened is a stream that
-    raises why on its first read: the zip's other members are still read.
-    """
-    limits = limits or ReadLimits()
-    raw: BinaryIO = stack.enter_context(path.open("rb"))
-    head = raw.read(8)
-    raw.seek(0)
-    if head[:4] == b"PK\x03\x04":
-        archive = stack.enter_context(zipfile.ZipFile(raw))
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            name = f"{path}!{info.filename}"
-            try:
-                member = cast(BinaryIO, stack.enter_context(archive.open(info)))
-            except _OPEN_ERRORS as exc:
-                yield name, cast(BinaryIO, _Failed(ReadStopped(f"cannot open member: {exc}")))
-                continue
-            yield name, cast(BinaryIO, GuardedStream(member, limits, info.compress_size))
-        return
-    opener = _decompressor(head)
-    if opener is None:
-        yield str(path), raw
-        return
-    inner = stack.enter_context(opener(raw))
-    yield str(path), cast(BinaryIO, GuardedStream(inner, limits, raw.tell))
-
-
-class _Failed(io.RawIOBase):
-    """A stream whose first read raises why it cannot be read."""
-
-    def __init__(self, error: ReadStopped) -> None:
-        self._error = error
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        raise self._error
 
 
 def _sniff_text(lines: list[str]) -> str | None:
@@ -206,57 +136,6 @@ def detect_format(head: bytes) -> str | None:
     if len(head) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last one is probably cut
     return _sniff_text(lines[:_SNIFF_LINES])
-
-
-def _peek(stream: BinaryIO, size: int = 65536) -> tuple[bytes, BinaryIO]:
-    """The first bytes of a stream, and a stream that still yields them.
-
-    Damage within the first bytes keeps what came before it: the returned stream yields those bytes,
-    then raises the same `ReadStopped`, so the events before the damage are still read.
-    """
-    if stream.seekable():
-        head = stream.read(size)
-        stream.seek(0)
-        return head, stream
-    pieces: list[bytes] = []
-    got = 0
-    stopped: ReadStopped | None = None
-    while got < size:
-        try:
-            piece = stream.read(min(8192, size - got))
-        except ReadStopped as exc:
-            stopped = exc
-            break
-        if not piece:
-            break
-        pieces.append(piece)
-        got += len(piece)
-    head = b"".join(pieces)
-    return head, _Prefixed(head, stream, stopped)  # type: ignore[return-value]
-
-
-class _Prefixed(io.RawIOBase):
-    """A non-seekable stream (a decompressor) with the bytes already read put back in front."""
-
-    def __init__(self, head: bytes, rest: BinaryIO, stopped: ReadStopped | None = None) -> None:
-        self._head = head
-        self._rest = rest
-        self.stopped = stopped
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
-        if self.stopped is not None:
-            raise self.stopped
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _reference_time(path: Path) -> datetime:
@@ -377,12 +256,12 @@ def iter_log_members(
         for name, stream in members:
             stats = ReadStats(keep_unparsed=unparsed_text)
             try:
-                head, stream = _peek(stream)
+                head, stream = peek(stream)
             except OSError as exc:  # a plain file that cannot be read (EIO)
                 stats.malformed(name, None, f"cannot read: {exc}", always=True)
                 yield EventStream(name_of_file, name, "unreadable"), stats, iter(())
                 continue
-            if not head and isinstance(stream, _Prefixed) and stream.stopped is not None:
+            if not head and isinstance(stream, Prefixed) and stream.stopped is not None:
                 stats.malformed(name, None, f"cannot read: {stream.stopped.reason}", always=True)
                 yield EventStream(name_of_file, name, "unreadable"), stats, iter(())
                 continue
