@@ -98,10 +98,15 @@ def _save(app: FastAPI, asset: Asset, findings: list[Finding], when: datetime) -
     update_situation(app.state.store, assessment, assessment_id=saved.assessment_id)
 
 
-def build_platform(home: Path, origin: str = "http://localhost:8000") -> Platform:
+def build_platform(
+    home: Path,
+    origin: str = "http://localhost:8000",
+    assess_roots: tuple[tuple[str, tuple[Path, ...]], ...] = (),
+) -> Platform:
     home.mkdir(parents=True, exist_ok=True)
     core = Settings(home=home, database_url=f"sqlite:///{home / 'tianmu.db'}", tenant="acme")
-    app = create_platform_app(ServiceSettings(core=core, origin=origin), runner_kind="local")
+    settings = ServiceSettings(core=core, origin=origin, assess_roots=assess_roots)
+    app = create_platform_app(settings, runner_kind="local")
     identity: IdentityService = app.state.identity
     headers: dict[str, dict[str, str]] = {}
     # Without `with`: no lifespan, so the app's job runner is started only by the test's own client.

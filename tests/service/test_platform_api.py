@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Platform:
-    return build_platform(tmp_path / "home")
+    # The operator lets acme's jobs read the test fixtures on the server (TIANMU_ASSESS_ROOTS).
+    return build_platform(tmp_path / "home", assess_roots=(("acme", (REPO / "tests" / "fixtures",)),))
 
 
 @pytest.fixture
@@ -165,8 +166,9 @@ def test_jobs_submit_follow_and_idempotency(client: TestClient, platform: Platfo
     job = _wait(client, admin, first.json()["id"])
     assert job["status"] == "done" and job["submitted_by"] == "alice"
     assert isinstance(job["result"], dict) and job["result"]["components"] > 0
-    analyst = client.post("/api/v1/jobs", headers=bearer(platform, "anna"), json=body)
-    assert analyst.status_code == 403  # server paths are for administrators
+    elsewhere = {"kind": "assess", "params": {"path": str(REPO / "src")}}
+    analyst = client.post("/api/v1/jobs", headers=bearer(platform, "anna"), json=elsewhere)
+    assert analyst.status_code == 403  # server paths only under the tenant's roots (tests/hostile)
     viewer = client.post("/api/v1/jobs", headers=bearer(platform, "victor"), json={"kind": "reassess"})
     assert viewer.status_code == 403
     bad = client.post("/api/v1/jobs", headers=admin, json={"kind": "assess", "params": {}})

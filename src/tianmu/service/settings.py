@@ -7,6 +7,8 @@ TIANMU_ORIGIN         the address users type, e.g. https://tianmu.example.org (W
                       to it); https is required outside development
 TIANMU_RP_ID          WebAuthn relying-party id; the origin's host name by default
 TIANMU_TRUSTED_PROXIES  comma-separated addresses whose X-Forwarded-For is believed (rate limits)
+TIANMU_ASSESS_ROOTS   the server folders each tenant's jobs may read, e.g. `acme=/srv/acme:/data/shop;
+                      globex=/srv/globex` (`*=` for every tenant); none by default: jobs work on uploads
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tianmu.core.config import Settings
 from tianmu.core.errors import ConfigError
 
-__all__ = ["DEVELOPMENT_SECRET", "ServiceSettings"]
+__all__ = ["DEVELOPMENT_SECRET", "ServiceSettings", "parse_assess_roots"]
 
 DEVELOPMENT_SECRET = "tianmu-development-secret-do-not-use-in-production"
 
@@ -36,6 +39,9 @@ class ServiceSettings:
     operator_tenant: str = ""
     """The tenant whose owners may create tenants through the API (`TIANMU_OPERATOR_TENANT`); empty:
     tenants are created at the command line only (`tianmu.identity.provisioning`)."""
+    assess_roots: tuple[tuple[str, tuple[Path, ...]], ...] = ()
+    """(tenant or "*", folders) pairs: the only server paths a job submitted through the API may read
+    (`TIANMU_ASSESS_ROOTS`); besides them, a tenant's own uploads. Empty: uploads only."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -52,9 +58,14 @@ class ServiceSettings:
                 p.strip() for p in env.get("TIANMU_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
             operator_tenant=env.get("TIANMU_OPERATOR_TENANT", "").strip(),
+            assess_roots=parse_assess_roots(env.get("TIANMU_ASSESS_ROOTS", "")),
         )
         settings.validate()
         return settings
+
+    def roots_for(self, tenant: str) -> tuple[Path, ...]:
+        """The server folders `tenant`'s jobs may read (its own and those given to every tenant)."""
+        return tuple(root for name, roots in self.assess_roots if name in (tenant, "*") for root in roots)
 
     @property
     def is_development(self) -> bool:
@@ -94,3 +105,25 @@ class ServiceSettings:
             raise ConfigError("TIANMU_SECRET_KEY must have at least 32 characters")
         if parts.scheme != "https":
             raise ConfigError("TIANMU_ORIGIN must use https in production (secure cookies, passkeys)")
+
+
+def parse_assess_roots(text: str) -> tuple[tuple[str, tuple[Path, ...]], ...]:
+    """`acme=/srv/a:/srv/b;*=/srv/shared` → (("acme", (/srv/a, /srv/b)), ("*", (/srv/shared,))).
+
+    Folders must be absolute (a relative one would depend on where the service was started); each is
+    kept resolved, so that a path is compared with where the folder really is.
+    """
+    parsed = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        tenant, sep, folders = part.partition("=")
+        tenant = tenant.strip()
+        roots = tuple(Path(f.strip()) for f in folders.split(os.pathsep) if f.strip())
+        if not sep or not tenant or not roots:
+            raise ConfigError(f"TIANMU_ASSESS_ROOTS: {part!r} is not tenant=/folder[:/folder...]")
+        relative = [str(r) for r in roots if not r.is_absolute()]
+        if relative:
+            raise ConfigError(f"TIANMU_ASSESS_ROOTS: folders must be absolute, not {', '.join(relative)}")
+        parsed.append((tenant, tuple(Path(os.path.realpath(r)) for r in roots)))
+    return tuple(parsed)

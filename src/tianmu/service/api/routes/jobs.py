@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import uuid
@@ -14,10 +15,11 @@ from tianmu.core.errors import InputError
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import JOB_KINDS, JobStatus, cancel, get_job, list_jobs, submit_job
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
-from tianmu.service.api.deps import CsrfChecked, require
+from tianmu.service.api.deps import CsrfChecked, ServiceSettingsDep, require
 from tianmu.service.api.resources import JobCreate, JobPublic, job_public
+from tianmu.service.settings import ServiceSettings
 
-__all__ = ["router", "uploads_router"]
+__all__ = ["allowed_server_path", "router", "uploads_router"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 uploads_router = APIRouter(prefix="/uploads", tags=["jobs"])
@@ -25,9 +27,11 @@ uploads_router = APIRouter(prefix="/uploads", tags=["jobs"])
 Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]
 Runner_ = Annotated[Principal, Depends(require(Permission.ASSESS_RUN))]
 
-# Jobs that act on paths the worker can read are for administrators; analysts submit work on what
-# they upload (the API places it) or on assets already registered.
+# Jobs that read a server path: only under the folders the operator gave the tenant
+# (`TIANMU_ASSESS_ROOTS`) or the tenant's own uploads. Importing into the knowledge bases, which every
+# tenant shares, is moreover for administrators.
 _PATH_KINDS = {"assess", "kb_import"}
+_ADMIN_KINDS = {"kb_import", "kb_update"}
 MAX_UPLOAD_BYTES = 2 * 1024**3
 """An upload larger than this is refused with 413 before more of it is written."""
 _CHUNK = 1 << 20
@@ -46,12 +50,16 @@ def submit(
     store: StoreDep,
     runner: RunnerDep,
     principal: Runner_,
+    service_settings: ServiceSettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
-    if body.kind in _PATH_KINDS and principal.role.value not in ("owner", "admin"):
-        raise HTTPException(status_code=403, detail=f"only an admin may run {body.kind} on a server path")
-    if body.kind == "kb_update" and principal.role.value not in ("owner", "admin"):
-        raise HTTPException(status_code=403, detail="only an admin may update the knowledge bases")
+    if body.kind in _ADMIN_KINDS and principal.role.value not in ("owner", "admin"):
+        raise HTTPException(
+            status_code=403, detail="only an admin may import into or update the knowledge bases"
+        )
+    params = dict(body.params)
+    if body.kind in _PATH_KINDS and isinstance(params.get("path"), str) and params["path"].strip():
+        params["path"] = str(allowed_server_path(service_settings, principal.tenant, params["path"]))
     authorized = str(body.params.get("authorized", "")).lower() in ("1", "true", "yes")
     if authorized and principal.role.value not in ("owner", "admin"):
         # Scanning beyond private ranges is a decision with legal weight: administrators only.
@@ -61,7 +69,7 @@ def submit(
             store,
             runner,
             body.kind,
-            body.params,
+            params,
             tenant=principal.tenant,
             idempotency_key=idempotency_key,
             submitted_by=principal.username,
@@ -69,6 +77,30 @@ def submit(
     except InputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     return job_public(job)
+
+
+def allowed_server_path(settings: ServiceSettings, tenant: str, text: str) -> Path:
+    """`text` resolved (symbolic links followed), when it lies under one of the tenant's roots or its
+    own uploads; 422 for a relative path, 403 otherwise, naming what is allowed.
+
+    The job is given the resolved path, so a link swapped in after this check points nowhere new.
+    """
+    path = Path(text)
+    if not path.is_absolute():
+        raise HTTPException(status_code=422, detail=f"path {text!r} must be absolute (as the server sees it)")
+    real = Path(os.path.realpath(path))
+    uploads = Path(os.path.realpath(settings.core.home / "uploads" / tenant))
+    roots = (*settings.roots_for(tenant), uploads)
+    if any(real == root or real.is_relative_to(root) for root in roots):
+        return real
+    configured = ", ".join(str(r) for r in settings.roots_for(tenant)) or "none"
+    raise HTTPException(
+        status_code=403,
+        detail=(
+            f"{text} is outside the server folders tenant {tenant!r} may read (TIANMU_ASSESS_ROOTS: "
+            f"{configured}); upload the files instead (POST /api/v1/uploads/logs or /sbom)"
+        ),
+    )
 
 
 @router.get("", response_model=list[JobPublic], summary="List jobs, newest first")
