@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tianmu.assets.engine import InventoryEngine
+from tianmu.assets.registry import forced_extractor
 from tianmu.core.engine import JobContext
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, utcnow
@@ -65,6 +66,8 @@ class AssessOptions:
     """Loaded malware rule sets kept by a process that runs many jobs (`tianmu worker`, `serve`)."""
     walk: WalkRules = field(default_factory=WalkRules)
     """What the walk leaves out besides pseudo file systems: `--exclude`, `--cross-filesystems`."""
+    file_format: str | None = None
+    """Read the one file named with this extractor whatever its name (`tianmu vulns FILE --format`)."""
     refuse_unreadable: bool = False
     """Raise `UnreadableTarget` (and store nothing) when the target gave nothing at all (module
     docstring); False stores that empty assessment with its errors, as a job's record of the attempt."""
@@ -87,7 +90,9 @@ def assess(
         raise InputError("no such file or directory", str(path))
     started = utcnow()
     asset = asset_for_path(path, options.tenant)
-    inventory = InventoryEngine()
+    if options.file_format is not None and path.is_dir():
+        raise InputError("--format names the format of one file: give a file, not a folder", str(path))
+    inventory = InventoryEngine([forced_extractor(options.file_format)] if options.file_format else None)
     engines = build_engines(EngineSetup(store, options.home, rules=options.rules), options.engines)
     collected = collect(path, Classifier(inventory.claims), options.walk)
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
