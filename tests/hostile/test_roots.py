@@ -319,3 +319,24 @@ def test_vulns_reports_an_advisory_once_for_a_package_with_dist_info_and_egg_inf
     found = assess(sqlite_store, site, options)
     assert sorted(c.name for c in found.components) == ["cryptography", "pycairo"]
     assert [f.rule_id for f in found.findings] == ["GHSA-test-0001"]
+
+
+def test_vulns_and_inventory_read_one_file_in_the_format_named(tmp_path: Path, env: dict[str, str]) -> None:
+    deps = tmp_path / "deps.in"
+    deps.write_text("requests==2.19.0\n")
+    lock = tmp_path / "frontend.lock.json"
+    lock.write_text(
+        json.dumps({"lockfileVersion": 3, "packages": {"node_modules/lodash": {"version": "4.17.4"}}})
+    )
+    runner = CliRunner()
+    unnamed = runner.invoke(app, ["vulns", str(deps), "--json"], env=env)
+    assert unnamed.exit_code == 2 or json.loads(unnamed.stdout)["components"] == []  # not by its name
+    for command in ("vulns", "inventory"):
+        result = runner.invoke(app, [command, str(deps), "--json", "--format", "requirements"], env=env)
+        assert [c["name"] for c in json.loads(result.stdout)["components"]] == ["requests"], result.output
+    npm = runner.invoke(app, ["inventory", str(lock), "--json", "--format", "package-lock"], env=env)
+    assert [c["name"] for c in json.loads(npm.stdout)["components"]] == ["lodash"], npm.output
+    unknown = runner.invoke(app, ["vulns", str(deps), "--format", "nope"], env=env)
+    assert unknown.exit_code == 2 and "not a format Tianmu reads (known: requirements" in unknown.output
+    folder = runner.invoke(app, ["vulns", str(tmp_path), "--format", "requirements"], env=env)
+    assert folder.exit_code == 2 and "give a file, not a folder" in folder.output

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tianmu.assets.registry import ALIASES, EXTRACTORS
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
@@ -59,6 +60,15 @@ ExcludeOpt = Annotated[
         "--exclude",
         help="Leave out what matches this glob (gitignore syntax, relative to PATH; repeatable). "
         "A .tianmuignore at PATH is read too.",
+    ),
+]
+FileFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Read PATH, one file, as this format whatever its name: an extractor name "
+        f"({', '.join(EXTRACTORS)}) or {', '.join(ALIASES)}.",
+        show_default=False,
     ),
 ]
 CrossFsOpt = Annotated[
@@ -253,12 +263,17 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
         exclude: ExcludeOpt = None,
         cross_filesystems: CrossFsOpt = False,
+        file_format: FileFormatOpt = None,
     ) -> None:
         """List the software components found under PATH (nothing is stored; no engine runs)."""
         session = CliSession.of(ctx)
         with session.store() as store, progress_reporter("Reading inventory") as advance:
             options = AssessOptions(
-                tenant=session.tenant, engines=(), save=False, walk=walk_rules(exclude, cross_filesystems)
+                tenant=session.tenant,
+                engines=(),
+                save=False,
+                walk=walk_rules(exclude, cross_filesystems),
+                file_format=file_format,
             )
             result = assess(store, path, options, progress=advance)
         for error in result.errors:
@@ -288,6 +303,7 @@ def register(app: typer.Typer) -> None:
         fail_on: FailOnOpt = FailOn.INFO,
         exclude: ExcludeOpt = None,
         cross_filesystems: CrossFsOpt = False,
+        file_format: FileFormatOpt = None,
     ) -> None:
         """Only the vulnerability part of `assess`: known vulnerabilities of the components under PATH.
 
@@ -299,6 +315,7 @@ def register(app: typer.Typer) -> None:
             save=False,
             home=session.settings.home,
             walk=walk_rules(exclude, cross_filesystems),
+            file_format=file_format,
         )
         result = _run(session, path, options)
         _emit(result, OutputFormat.JSON if json else OutputFormat.TABLE, None)
