@@ -278,6 +278,27 @@ def test_partial_intel_feed_merges_by_default(ctx: KbContext, tmp_path: Path) ->
     assert [(r.added, r.removed, r.record_count) for r in reports] == [(1, 0, 11)]
 
 
+def test_partial_malware_import_merges_rules_by_file_and_hashes(ctx: KbContext, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("a", "b", "c"):
+        (rules / f"{name}.yar").write_text(f"rule r_{name} {{ condition: false }}\n")
+    hashes = rules / "bad.md5"
+    hashes.write_text("".join(f"{i:032x} sample-{i}\n" for i in range(1, 5)))
+    import_any(ctx, rules)
+    for name in ("b", "c"):
+        (rules / f"{name}.yar").unlink()
+    (rules / "a.yar").write_text("rule r_a { condition: false }\nrule r_a2 { condition: false }\n")
+    hashes.write_text(f"{1:032x} sample-1\n")
+    by_source = {r.source: r for r in import_any(ctx, rules)}
+    assert by_source["yara:rules"].record_count == 4  # a.yar now 2 rules, b and c kept
+    assert by_source["hashes:bad"].record_count == 4
+    assert "2 stored record(s) not in this import were kept" in by_source["yara:rules"].errors[-1]
+    replace = KbContext(store=ctx.store, home=ctx.home, replace=True)
+    by_source = {r.source: r for r in import_any(replace, rules)}
+    assert (by_source["yara:rules"].record_count, by_source["hashes:bad"].record_count) == (2, 1)
+
+
 def test_import_mode_of_the_context() -> None:
     assert KbContext(store=None, home=Path()).import_mode is ImportMode.MERGE  # type: ignore[arg-type]
     assert KbContext(store=None, home=Path(), replace=True).import_mode is ImportMode.REPLACE  # type: ignore[arg-type]
