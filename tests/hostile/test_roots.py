@@ -340,3 +340,36 @@ def test_vulns_and_inventory_read_one_file_in_the_format_named(tmp_path: Path, e
     assert unknown.exit_code == 2 and "not a format Tianmu reads (known: requirements" in unknown.output
     folder = runner.invoke(app, ["vulns", str(tmp_path), "--format", "requirements"], env=env)
     assert folder.exit_code == 2 and "give a file, not a folder" in folder.output
+
+
+def test_lockfile_sbom_and_pom_versions_that_are_no_versions_are_located_warnings(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "uv.lock").write_text(
+        'version = 1\n\n[[package]]\nname = "good"\nversion = "1.0"\n\n'
+        '[[package]]\nname = "bad"\nversion = { major = 1 }\n\n[[package]]\nname = "num"\nversion = 2\n'
+    )
+    bom = {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "components": [
+            {"type": "library", "name": "requests", "purl": "pkg:pypi/requests@2.19.0"},
+            {"type": "library", "name": "evil", "purl": "pkg:pypi/ev%zzil@1.0"},
+        ],
+    }
+    (root / "bom.cdx.json").write_text(json.dumps(bom, indent=1))
+    (root / "pom.xml").write_text(
+        "<project><dependencies>\n"
+        "<dependency><groupId>g</groupId><artifactId>ok</artifactId><version>1.2</version></dependency>\n"
+        "<dependency><groupId>g</groupId><artifactId>odd</artifactId><version>1 2</version></dependency>\n"
+        "</dependencies></project>\n"
+    )
+    components, errors = _inventory(root)
+    assert components == ["g:ok==1.2", "good==1.0", "requests==2.19.0"]
+    assert sorted(errors) == [
+        "bom.cdx.json:13: invalid package URL 'pkg:pypi/ev%zzil@1.0': a % not followed by two hex digits",
+        "pom.xml:3: dependency g:odd: the version '1 2' holds spaces, control characters or markup: "
+        "not a component",
+        "uv.lock:12: package 'num': the version is a int, not a string: not a component",
+        "uv.lock:8: package 'bad': the version is a dict, not a string: not a component",
+    ]

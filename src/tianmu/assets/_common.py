@@ -26,11 +26,31 @@ __all__ = [
     "make_purl",
     "read_text",
     "toml_table_lines",
+    "version_problem",
     "yaml_compose",
     "yaml_mapping_items",
 ]
 
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_MAX_VERSION = 256
+_VERSION_UNFIT = re.compile(r"[\s\x00-\x1f\x7f<>\"'`]")
+
+
+def version_problem(version: object) -> str | None:
+    """Why a version as read from a file is not one (None: it may be): not a string (a TOML table, a
+    number where text is expected), empty, too long, or holding spaces, control characters or markup,
+    which no package manager writes and which would make a wrong component, silently."""
+    if not isinstance(version, str):
+        return f"the version is a {type(version).__name__}, not a string"
+    if not version:
+        return "the version is empty"
+    if len(version) > _MAX_VERSION:
+        return f"the version is longer than {_MAX_VERSION} characters"
+    if _VERSION_UNFIT.search(version):
+        return f"the version {version[:40]!r} holds spaces, control characters or markup"
+    return None
 
 
 def read_text(path: Path, display: str) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
-from tianmu.assets._common import make_purl, read_text
+from tianmu.assets._common import make_purl, read_text, version_problem
 from tianmu.assets.interface import Extracted, Extractor
-from tianmu.core.errors import ParseError
+from tianmu.core.errors import InputError, ParseError
 from tianmu.core.models import Component, Location, Unresolved
 
 __all__ = ["GradleLockExtractor", "PomExtractor"]
@@ -133,6 +133,8 @@ class PomExtractor(Extractor):
                 )
             elif version[:1] in "[(" or "," in version:
                 yield Unresolved(name, ECOSYSTEM, f"{name}:{version}", where, "a version range")
+            elif (problem := version_problem(version)) is not None:
+                yield InputError(f"dependency {name}: {problem}: not a component", display_path, dep.line)
             else:
                 yield _component(group, artifact, version, display_path, dep.line, True)
 

@@ -16,7 +16,15 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from tianmu.assets._common import LineIndex, load_json, load_toml, make_purl, read_text, toml_table_lines
+from tianmu.assets._common import (
+    LineIndex,
+    load_json,
+    load_toml,
+    make_purl,
+    read_text,
+    toml_table_lines,
+    version_problem,
+)
 from tianmu.assets.interface import DEFAULT_MAX_BYTES, Extracted, Extractor
 from tianmu.core.errors import InputError
 from tianmu.core.models import Component, Location, Unresolved
@@ -292,6 +300,18 @@ def _guess_name(text: str) -> str:
 # --- lockfiles ----------------------------------------------------------------------------------
 
 
+def _locked_version(package: dict[str, Any], display: str, line: int | None) -> str | InputError | None:
+    """The version of a lockfile package: None when it has none, an InputError (located) when it is no
+    version (`version = { ... }`, a number, a string with spaces) instead of a made-up component."""
+    version = package.get("version")
+    if version is None or version == "":
+        return None
+    problem = version_problem(version)
+    if problem is not None:
+        return InputError(f"package {package['name']!r}: {problem}: not a component", display, line)
+    return str(version)
+
+
 def _toml_packages(path: Path, display: str) -> Iterator[tuple[dict[str, Any], int | None]]:
     data, text = load_toml(path, display)
     packages = data.get("package", [])
@@ -312,9 +332,13 @@ class PoetryLockExtractor(Extractor):
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
-            name, version = package["name"], str(package.get("version", ""))
+            name, version = package["name"], _locked_version(package, display_path, line)
             source = package.get("source") or {}
-            if source.get("type") in ("directory", "file"):
+            if not isinstance(source, dict):
+                source = {}
+            if isinstance(version, InputError):
+                yield version
+            elif source.get("type") in ("directory", "file"):
                 yield Unresolved(
                     name,
                     ECOSYSTEM,
@@ -335,8 +359,13 @@ class UvLockExtractor(Extractor):
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
-            name, version = package["name"], str(package.get("version", ""))
+            name, version = package["name"], _locked_version(package, display_path, line)
             source = package.get("source") or {}
+            if not isinstance(source, dict):
+                source = {}
+            if isinstance(version, InputError):
+                yield version
+                continue
             if "editable" in source or "virtual" in source:
                 continue  # the project (or a workspace member) itself, not a dependency
             if "path" in source or "directory" in source:
@@ -361,8 +390,11 @@ class PdmLockExtractor(Extractor):
 
     def extract(self, path: Path, display_path: str) -> Iterator[Extracted]:
         for package, line in _toml_packages(path, display_path):
-            if package.get("version"):
-                yield _component(package["name"], str(package["version"]), display_path, line, None)
+            version = _locked_version(package, display_path, line)
+            if isinstance(version, InputError):
+                yield version
+            elif version:
+                yield _component(package["name"], version, display_path, line, None)
 
 
 class PipfileLockExtractor(Extractor):

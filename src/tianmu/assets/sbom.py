@@ -14,9 +14,9 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from tianmu.assets._common import LineIndex, load_json
+from tianmu.assets._common import LineIndex, load_json, version_problem
 from tianmu.assets.interface import Extracted, Extractor
-from tianmu.core.errors import ParseError
+from tianmu.core.errors import InputError, ParseError
 from tianmu.core.models import Component, Location, Unresolved
 
 __all__ = ["CycloneDxExtractor", "SpdxExtractor", "component_from_purl"]
@@ -49,8 +49,20 @@ def _sbom_name(name: str) -> bool:
     )
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _at(location: Location) -> tuple[str, int | None]:
+    return location.path, location.line
+
+
 def component_from_purl(text: str, location: Location, fallback_version: str | None = None) -> Extracted:
     """A Component from a Package URL, or Unresolved when its type or version is not usable."""
+    if _BAD_ESCAPE.search(text):
+        # packageurl keeps `%zz` as it is: the name or version would be wrong, silently.
+        return InputError(
+            f"invalid package URL {text[:200]!r}: a % not followed by two hex digits", *_at(location)
+        )
     try:
         purl = PackageURL.from_string(text)
     except ValueError as exc:
@@ -82,6 +94,9 @@ def component_from_purl(text: str, location: Location, fallback_version: str | N
         name = str(purl.name)
     if not version:
         return Unresolved(name, ecosystem, text, location, "no version in the SBOM")
+    problem = version_problem(version)
+    if problem is not None:
+        return InputError(f"package URL {text[:200]!r}: {problem}: not a component", *_at(location))
     canonical = PackageURL(
         type=ptype,
         namespace=namespace,
