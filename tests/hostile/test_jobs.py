@@ -35,6 +35,7 @@ from tianmu.malware.kb import import_path
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.engines import ENGINES
+from tianmu.road.malware import MalwareScanOptions, run_malware_scan
 from tianmu.road.run import run_engines
 from tianmu.store.database import Store
 from tianmu.store.repository import list_findings
@@ -387,3 +388,54 @@ def test_log_errors_are_not_inventory_errors(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 0, result.output
     assert "could be read" not in result.stderr
     assert _stored(tmp_path)[0] == 1
+
+
+# --- case 4: one record, one finding, whichever directory above it was assessed -------------------
+
+
+def _stored_fingerprints(store: Store) -> list[str]:
+    return sorted(s.finding.fingerprint for s in list_findings(store, "default"))
+
+
+@pytest.mark.parametrize("order", ["parent first", "children first"])
+def test_a_record_is_one_finding_whichever_directory_above_it_was_assessed(
+    order: str,
+    sqlite_store: Store,
+    rule_file: Path,
+    planted_tree: Path,
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    import_path(sqlite_store, rule_file.parent)
+    (planted_tree / "logs" / "web.log").write_text(
+        '203.0.113.9 - - [20/Nov/2024:03:12:00 +0000] "GET /../../etc/passwd HTTP/1.1" 404 0 "-" "sqlmap"\n'
+    )
+    options = AssessOptions(home=home, workers=1)
+    children = [planted_tree / "logs", planted_tree / "webapps" / "ROOT" / "up.jsp"]
+    targets = [planted_tree, *children] if order == "parent first" else [*children, planted_tree]
+    results = [assess(sqlite_store, target, options) for target in targets]
+    parent = results[0 if order == "parent first" else -1]
+    kinds = {f.kind for f in parent.findings}
+    assert {FindingKind.MALWARE, FindingKind.DETECTION} <= kinds
+    assert any("correlation" in f.data for f in parent.findings)  # the brute force
+    # Everything the sub-directories found, the parent found too: one finding each, not two.
+    assert _stored_fingerprints(sqlite_store) == sorted({f.fingerprint for f in parent.findings})
+    malware = [s.finding for s in list_findings(sqlite_store, "default", kinds=[FindingKind.MALWARE])]
+    assert len(malware) == 1
+    assert malware[0].evidence["path"] in {"webapps/ROOT/up.jsp", "up.jsp"}
+
+
+def test_malware_scan_and_assess_share_the_sample(
+    sqlite_store: Store, rule_file: Path, planted_tree: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    import_path(sqlite_store, rule_file.parent)
+    assess(sqlite_store, planted_tree, AssessOptions(home=home, workers=1))
+    run_malware_scan(
+        sqlite_store,
+        [planted_tree / "webapps"],
+        MalwareScanOptions(home=home, save=True, jobs=1),
+    )
+    assert len(list_findings(sqlite_store, "default", kinds=[FindingKind.MALWARE])) == 1

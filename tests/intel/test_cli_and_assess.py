@@ -145,7 +145,7 @@ def test_assess_sweeps_file_names(sqlite_store: Store, shared_data: Path, tmp_pa
     result = assess(sqlite_store, target, AssessOptions(home=home, engines=("intel",), save=False))
     [finding] = result.findings
     assert finding.evidence["path"] == "Windows/System32/winhttpc.dll"
-    assert (
-        finding.evidence["fingerprint_extra"]
-        == r"filename:ystem32\\winhttpc\.dll@Windows/System32/winhttpc.dll"
-    )
+    # The place in the fingerprint is the file on the host, whichever folder above it is assessed.
+    place = f"{target.resolve()}/Windows/System32/winhttpc.dll"
+    assert finding.evidence["fingerprint_extra"] == rf"filename:ystem32\\winhttpc\.dll@{place}"
+    assert finding.evidence["fingerprint_file"] == place

@@ -243,6 +243,10 @@ class Finding:
       and file paths the finding involves. Values are normalised (lower-case domains and hashes).
     - `evidence["fingerprint_extra"]`: what, beyond tenant, asset, kind and rule, makes two sightings
       different problems (e.g. the file path for malware, the source IP for a brute force).
+    - `evidence["fingerprint_file"]`: the absolute path of the file a record finding rests on (a log
+      line, a sample; a correlation: the sorted list of its events' files), set by the road; it stands
+      for the asset in the fingerprint, so the same record is one finding whichever directory above
+      it was assessed.
 
     `fingerprint` identifies the problem, not the sighting: the same flaw in the same component at the same
     place on the same asset has the same fingerprint whenever it is found again, so the store can keep
@@ -289,6 +293,9 @@ def finding_fingerprint(finding: Finding) -> str:
         "kind": finding.kind.value,
         "rule": finding.rule_id,
     }
+    if "fingerprint_file" in finding.evidence:
+        # A record of a file: where the file is, not which directory above it was assessed.
+        key["asset"] = ["file", finding.evidence["fingerprint_file"]]
     if comp is not None:
         key["component"] = [
             comp.ecosystem,
@@ -298,7 +305,8 @@ def finding_fingerprint(finding: Finding) -> str:
         ]
     if "fingerprint_extra" in finding.evidence:
         key["extra"] = finding.evidence["fingerprint_extra"]
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
+    # default=str: an engine's odd extra (bytes, a set) must not make the finding unstorable.
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -112,7 +112,9 @@ def _row(finding: Finding) -> dict[str, Any]:
         "line": location.line if location and location.line else None,
         "status": finding.status.value.replace("_", " "),
         "techniques": _technique_tags(finding),
-        "evidence": [(str(k), str(v)) for k, v in finding.evidence.items() if k != "fingerprint_extra"],
+        "evidence": [
+            (str(k), str(v)) for k, v in finding.evidence.items() if not k.startswith("fingerprint_")
+        ],
         "is_vuln": finding.kind is FindingKind.VULNERABILITY,
         "fixed": [],
         "kev": False,

@@ -28,6 +28,7 @@ from tianmu.malware.rulecache import RuleCache
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import ENGINES, EngineSetup, build_engines
 from tianmu.road.finish import FinishOptions, finish
+from tianmu.road.places import key_on_files
 from tianmu.road.run import RoadRun, run_engines
 from tianmu.road.targets import asset_for_path
 from tianmu.store.database import Store
@@ -103,6 +104,7 @@ def assess(
         refused = _nothing_read(run, inventory.name, bool(collected.files), bool(collected.errors))
         if refused is not None:
             raise UnreadableTarget(refused, str(path), errors)
+    key_on_files(merged.findings, path)  # a log line or sample is one finding whichever root was assessed
     notes = [*collected.notes(), *merged.notes]
     result = Assessment(
         target=str(path),
