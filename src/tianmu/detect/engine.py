@@ -322,7 +322,7 @@ class DetectResult:
     sightings: list[Sighting] = field(default_factory=list)
     evaluations: int = 0
     untimed_sightings: int = 0
-    notes: list[str] = field(default_factory=list)
+    walk_notes: list[str] = field(default_factory=list)
     """What the walk of the folders left out (pseudo and other file systems, excluded, FIFOs)."""
 
 
@@ -393,7 +393,7 @@ def detect_paths(
     """`tianmu detect FILES`: the detector over log files and folders; correlated; sorted by time.
 
     Folders are walked under `walk` (the shared rules of every job); what was left out is in the
-    result's `notes`."""
+    result's `walk_notes`."""
     jobs: list[tuple[Path, bool]] = []
     skips = WalkSkips()
     for path in paths:
@@ -426,5 +426,5 @@ def detect_paths(
     # Forked workers inherit the compiled detector instead of unpickling it.
     result = finish_results(detector, reported(fork_map(scan_file, jobs, workers)), asset)
     result.stats.errors.extend(skips.errors)
-    result.notes.extend(skips.notes())
+    result.walk_notes.extend(skips.notes())
     return result
