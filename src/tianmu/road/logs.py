@@ -71,7 +71,7 @@ def run_detect(
             finished=utcnow(),
             findings=result.findings,
             errors=list(result.stats.errors),
-            notes=list(result.notes),
+            notes=list(result.walk_notes),
             engines=["detection"],
         )
         finish(store, [assessment], FinishOptions(save=job.save, home=job.home))
