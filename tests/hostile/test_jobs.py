@@ -31,7 +31,9 @@ from tianmu.core.engine import (
 )
 from tianmu.core.models import Asset, AssetKind, Event, Finding, FindingKind, Severity
 from tianmu.core.serialize import jsonable
+from tianmu.malware.findings import findings_from_report
 from tianmu.malware.kb import import_path
+from tianmu.malware.report import Detection, ScanReport
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.engines import ENGINES
@@ -439,3 +441,22 @@ def test_malware_scan_and_assess_share_the_sample(
         MalwareScanOptions(home=home, save=True, jobs=1),
     )
     assert len(list_findings(sqlite_store, "default", kinds=[FindingKind.MALWARE])) == 1
+
+
+# --- case 5: the malware runtime -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("match", "severity"),
+    [
+        ({"rule": "EICAR_Test_File", "type": "yara", "severity": "info"}, Severity.INFO),
+        ({"rule": "Win.Test.EICAR_HDB-1", "type": "clamav"}, Severity.INFO),
+        ({"rule": "Eicar-Test-Signature", "type": "hash"}, Severity.INFO),
+        ({"rule": "Trojan.Geicarus", "type": "clamav"}, Severity.HIGH),  # not the word EICAR
+        ({"rule": "EICAR_Dropper", "type": "yara", "severity": "high"}, Severity.HIGH),  # declared
+    ],
+)
+def test_the_eicar_test_file_is_info(match: dict[str, Any], severity: Severity) -> None:
+    report = ScanReport(detections=[Detection("e.com", "e.com", "0" * 64, 68, [match])])
+    (finding,) = findings_from_report(report, Asset(name="/x", kind=AssetKind.DIRECTORY))
+    assert finding.severity is severity
