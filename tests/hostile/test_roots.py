@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tianmu.assets.engine import InventoryEngine
-from tianmu.assets.inventory import scan_inventory
+from tianmu.assets.inventory import InventoryReader, scan_inventory
 from tianmu.cli.main import app
 from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
@@ -373,3 +373,9 @@ def test_lockfile_sbom_and_pom_versions_that_are_no_versions_are_located_warning
         "uv.lock:12: package 'num': the version is a int, not a string: not a component",
         "uv.lock:8: package 'bad': the version is a dict, not a string: not a component",
     ]
+
+
+def test_a_file_gone_between_the_walk_and_its_reading_is_counted_not_an_error(tmp_path: Path) -> None:
+    reader = InventoryReader(str(tmp_path))
+    reader.read(tmp_path / "requirements.txt", "requirements.txt", Path("t/requirements.txt"))
+    assert (reader.result.vanished, reader.result.errors, reader.result.files_read) == (1, [], 0)

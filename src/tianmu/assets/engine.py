@@ -62,4 +62,7 @@ class InventoryEngine:
             components=inventory.components,
             unresolved=inventory.unresolved,
             files_read=inventory.files_read,
+            notes=[f"inventory: {inventory.vanished} file(s) vanished between the walk and their reading"]
+            if inventory.vanished
+            else [],
         )

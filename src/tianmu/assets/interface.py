@@ -36,6 +36,9 @@ class InventoryResult:
     errors: list[InputError] = field(default_factory=list)
     files_read: int = 0
     """Inventory files successfully parsed (lockfiles, manifests, package databases, binaries)."""
+    vanished: int = 0
+    """Files gone between the walk and their reading (a live system changes while it is read): not
+    errors of the input, counted in a note."""
 
 
 class Extractor(ABC):

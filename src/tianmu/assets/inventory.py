@@ -65,8 +65,11 @@ class InventoryReader:
         return None if maybe else False
 
     def read(self, path: Path, display: str, match_path: Path) -> None:
-        if _scan_file(path, display, match_path, self.extractors, self.progress, self._add):
-            self.result.files_read += 1
+        try:
+            if _scan_file(path, display, match_path, self.extractors, self.progress, self._add):
+                self.result.files_read += 1
+        except FileNotFoundError:
+            self.result.vanished += 1
 
     def error(self, error: InputError) -> None:
         self.result.errors.append(error)
@@ -183,6 +186,8 @@ def _scan_file(
         if sniff:
             with path.open("rb") as handle:
                 head = handle.read(sniff)
+    except FileNotFoundError:
+        raise  # gone since the walk listed it: the reader counts it
     except OSError as exc:
         add(InputError(f"cannot read file: {exc.strerror or exc}", display), display)
         return False
@@ -225,6 +230,10 @@ def _run(
     except InputError as exc:
         exc.path = display if not exc.path or exc.path == str(path) else exc.path
         add(exc, display)
+    except FileNotFoundError:
+        if count == 0:
+            raise  # gone before the extractor read anything: the reader counts it
+        add(InputError("file vanished while being read", display), display)
     except OSError as exc:
         add(InputError(f"cannot read file: {exc.strerror or exc}", display), display)
     except UnicodeDecodeError:
