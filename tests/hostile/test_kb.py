@@ -9,7 +9,9 @@ claim as OSV.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tianmu.core.errors import KnowledgeBaseError
+from tianmu.intel import lists
 from tianmu.intel.kb import IntelKnowledgeBase
+from tianmu.malware import clamav
 from tianmu.road.knowledge import import_any
 from tianmu.store.database import Store
 from tianmu.store.knowledge import (
@@ -340,3 +344,66 @@ def test_folder_of_stix_bundle_and_plain_list_goes_to_the_intel_base(ctx: KbCont
         detect_kind(folder)
     with pytest.raises(KnowledgeBaseError, match="STIX bundle"):
         detect_kind(folder / "partner.json")
+
+
+# --- more of the same causes ----------------------------------------------------------------------------
+
+
+def test_yaml_alias_bomb_in_an_osv_record_is_refused(ctx: KbContext, tmp_path: Path) -> None:
+    folder = tmp_path / "advisories"
+    folder.mkdir()
+    (folder / "PYSEC-1.json").write_text(json.dumps(osv("PYSEC-1")))
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 20)]
+    (folder / "PYSEC-2.yaml").write_text("id: PYSEC-2\ndatabase_specific:\n  " + "\n  ".join(levels) + "\n")
+    (report,) = import_any(ctx, folder)
+    assert report.record_count == 1
+    assert report.errors == [
+        "PYSEC-2.yaml: record refused: YAML aliases (`*name`) are not allowed in an OSV record"
+    ]
+
+
+def test_one_unreadable_part_of_a_bundle_does_not_cost_the_others(ctx: KbContext, tmp_path: Path) -> None:
+    bundle = tmp_path / "kb"
+    (bundle / "kev").mkdir(parents=True)
+    (bundle / "kev" / "broken.json").write_text('{"catalogVersion": "1", "vulnerabilities": "none"}')
+    (bundle / "osv").mkdir()
+    (bundle / "osv" / "x.json").write_text('{"type": "bundle", "id": "bundle--1", "objects": []}')
+    (bundle / "yara").mkdir()
+    (bundle / "yara" / "r.yar").write_text("rule r { condition: false }\n")
+    reports = {r.source: r for r in import_any(ctx, bundle)}
+    assert reports["yara:kb"].record_count == 1
+    assert reports["broken.json"].status == "skipped"
+    assert "not a KEV catalogue" in reports["broken.json"].errors[0]
+    assert reports["osv"].status == "skipped"
+    assert reports["osv"].errors == [f"{bundle / 'osv'}: no OSV record file in this folder"]
+
+
+def test_overlong_intel_line_and_csv_cell_are_reported(ctx: KbContext, tmp_path: Path) -> None:
+    plain = tmp_path / "block.txt"
+    plain.write_text("203.0.113.1\n" + "a" * (lists.MAX_LINE + 10) + "\n203.0.113.2\n")
+    (report,) = IntelKnowledgeBase().import_path(ctx, plain)
+    assert report.record_count == 2
+    assert report.errors == [f"{plain}:2: line over {lists.MAX_LINE} characters skipped"]
+    table = tmp_path / "iocs.csv"
+    table.write_text("value,description\n203.0.113.3,ok\n203.0.113.4," + "d" * 200_000 + "\n203.0.113.5,ok\n")
+    (report,) = IntelKnowledgeBase().import_path(ctx, table)
+    assert report.record_count >= 2 and any("unreadable row" in e for e in report.errors), report.errors
+
+
+def test_clamav_container_member_over_the_limit_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clamav, "MAX_MEMBER", 100)
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w:gz") as tar:
+        for name, text in (("big.hdb", "x" * 200), ("ok.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Ok\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    cld = tmp_path / "local.cld"
+    cld.write_bytes(b"ClamAV-VDB:x:1:1:1::::".ljust(512, b" ") + body.getvalue())
+    sigs = clamav.read_cvd(cld)
+    assert [h.name for h in sigs.hashes] == ["Ok"]
+    assert sigs.errors == ["local.cld/big.hdb: 200 bytes, over the limit of 100: left out"]

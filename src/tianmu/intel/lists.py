@@ -7,7 +7,9 @@
 | maltrail `trails/static` folder         | maltrail       | `maltrail:<malware|malicious|...>` |
 | signature-base `iocs/` (LOKI) files     | signature-base | `signature-base:<c2|hash|filename>`|
 
-A line that is not an indicator is reported as `path:line: message`; the other lines are kept.
+A line that is not an indicator is reported as `path:line: message`; the other lines are kept. A line
+longer than `MAX_LINE` characters (no indicator is) is reported and skipped without being held whole,
+and so is a CSV row the `csv` module cannot read.
 """
 
 from __future__ import annotations
@@ -41,9 +43,21 @@ _INLINE_COMMENT = re.compile(r"\s+#")
 _BRACKETED_IP = re.compile(r"^\[[0-9a-fA-F:.]+\](:\d+)?$")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+MAX_LINE = 1 << 20
+"""Longest line read from a list (characters); an indicator is at most a few kilobytes."""
+
+
+def _lines(path: Path, errors: list[str] | None = None) -> Iterator[tuple[int, str]]:
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
+        number = 0
+        while line := handle.readline(MAX_LINE + 1):
+            number += 1
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                if errors is not None:
+                    errors.append(f"{path}:{number}: line over {MAX_LINE} characters skipped")
+                while line and not line.endswith("\n"):  # the rest of it, in bounded pieces
+                    line = handle.readline(MAX_LINE + 1)
+                continue
             yield number, line.strip()
 
 
@@ -57,7 +71,7 @@ def read_plain(
 ) -> FeedResult:
     """One indicator per line; text after the first blank is its description; `#` starts a comment."""
     result = FeedResult(source=source, kind="list")
-    for number, line in _lines(path):
+    for number, line in _lines(path, result.errors):
         if not line or line.startswith(("#", "//", ";")):
             continue
         value, _, rest = line.partition(" ")
@@ -107,13 +121,18 @@ def read_csv(
     if unknown:
         raise NormalizeError(f"unknown column-map field(s): {', '.join(sorted(unknown))}")
     result = FeedResult(source=source, kind="csv")
+    # A cell over the csv module's limit (128 KiB) is a csv.Error, reported below with its line.
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:
+            result.errors.append(f"{path}:1: unreadable header: {exc}")
+            return result
         if mapping["value"] not in header:
             result.errors.append(f"{path}:1: no column {mapping['value']!r} for the indicator value")
             return result
-        for row in reader:
+        for row in _rows(reader, path, result.errors):
             where = f"{path}:{reader.line_num}"
 
             def cell(name: str, row: dict[str, str | None] = row) -> str:
@@ -142,6 +161,16 @@ def read_csv(
             entry.techniques = [v.strip().upper() for v in cell("technique").split("|") if v.strip()]
             result.entries.append(entry)
     return result
+
+
+def _rows(reader: csv.DictReader[str], path: Path, errors: list[str]) -> Iterator[dict[str, str | None]]:
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            errors.append(f"{path}:{reader.line_num}: unreadable row: {exc}")
 
 
 # --- maltrail -----------------------------------------------------------------------------------------
@@ -194,7 +223,7 @@ def _read_trail_file(file: Path, part: str, result: FeedResult) -> None:
     names = [name]
     labels = ["malware"] if part == "malware" else [part.replace("_", "-"), name]
     references: list[str] = []
-    for number, line in _lines(file):
+    for number, line in _lines(file, result.errors):
         if not line:
             continue
         if line.startswith("#"):
@@ -266,7 +295,7 @@ def read_signature_base(path: Path) -> list[FeedResult]:
 
 def _read_loki_file(file: Path, kind: str, result: FeedResult) -> None:
     heading = ""
-    for number, line in _lines(file):
+    for number, line in _lines(file, result.errors):
         if not line:
             continue
         if line.startswith("#"):
@@ -296,7 +325,7 @@ def _read_loki_file(file: Path, kind: str, result: FeedResult) -> None:
 def _read_filename_iocs(file: Path, result: FeedResult) -> None:
     """`regex;score[;false-positive regex]`: LOKI matches the regex against the full file path."""
     heading = ""
-    for number, line in _lines(file):
+    for number, line in _lines(file, result.errors):
         if not line:
             continue
         if line.startswith("#"):

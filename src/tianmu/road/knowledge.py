@@ -6,7 +6,9 @@ accepts any JSON that could be an OSV record, so it is asked last.
 
 A *bundle* is a folder of several knowledge bases, such as `demo/kb/`: its children named after a
 base's `bundle_folders` (`osv/`, `kev/`, `yara/`, `intel/`...) go to that base; other children are
-offered to every base's `claims()`, and documentation files (README.md...) are passed over.
+offered to every base's `claims()`, and documentation files (README.md...) are passed over. A child
+that cannot be imported at all (nothing readable in it) becomes a `skipped` report with the reason;
+the other children are still imported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tianmu.core.errors import KnowledgeBaseError
+from tianmu.core.errors import InputError, KnowledgeBaseError
 from tianmu.detect.kb import SigmaKnowledgeBase
 from tianmu.intel.kb import IntelKnowledgeBase
 from tianmu.malware.kb import MalwareKnowledgeBase
@@ -61,10 +63,15 @@ def import_any(ctx: KbContext, path: Path) -> list[ImportReport]:
             reports: list[ImportReport] = []
             for child in children:
                 owner = _bundle_owner(child, bases)
-                if owner is not None:
-                    reports.extend(owner.import_path(ctx, child))
-                elif not _is_documentation(child) and not child.name.startswith("."):
-                    reports.extend(import_any(ctx, child))
+                try:
+                    if owner is not None:
+                        reports.extend(owner.import_path(ctx, child))
+                    elif not _is_documentation(child) and not child.name.startswith("."):
+                        reports.extend(import_any(ctx, child))
+                except (KnowledgeBaseError, InputError) as exc:
+                    # One unreadable part of a bundle must not cost the others.
+                    name = owner.name if owner is not None else "unknown"
+                    reports.append(ImportReport(child.name, name, str(child), "skipped", errors=[str(exc)]))
             return reports
     for kb in bases:
         if kb.claims(path):

@@ -92,8 +92,8 @@ def read_kev_csv(path: Path, limits: ImportLimits | None = None) -> FeedData:
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
     latest = ""
-    # csv refuses a field over its limit with csv.Error: set it to ours, caught below with the line.
-    csv.field_size_limit((limits or ImportLimits()).max_line_bytes)
+    # A cell over the csv module's limit (128 KiB, its global: not changed here) is a csv.Error,
+    # reported with its line by _csv_rows.
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "cveID" not in reader.fieldnames:

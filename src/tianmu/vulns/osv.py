@@ -189,7 +189,13 @@ def parse_blob(name: str, blob: bytes, limits: ImportLimits | None = None) -> li
     limits = limits or ImportLimits()
     try:
         if name.lower().endswith((".yaml", ".yml")):
-            data = yaml.load(blob.decode("utf-8"), Loader=_TextTimestampLoader)  # a SafeLoader subclass
+            text = blob.decode("utf-8")
+            if _has_alias(text):
+                # OSV records need no aliases; a nest of them (a "billion laughs") would expand when stored.
+                raise ParseError(
+                    "record refused: YAML aliases (`*name`) are not allowed in an OSV record", name
+                )
+            data = yaml.load(text, Loader=_TextTimestampLoader)  # a SafeLoader subclass
         else:
             data = load_json(blob, limits)
     except LimitError as exc:
@@ -210,6 +216,13 @@ def parse_blob(name: str, blob: bytes, limits: ImportLimits | None = None) -> li
     if not all(isinstance(item, dict) for item in items):
         raise ParseError("not an OSV record (expected a JSON object)", name)
     return items
+
+
+def _has_alias(text: str) -> bool:
+    """True when the YAML document uses an alias (checked on the event stream, nothing constructed)."""
+    if "*" not in text:
+        return False
+    return any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader))
 
 
 def _text(value: Any) -> str | None:
