@@ -26,10 +26,11 @@ from tianmu.identity.models import Permission, Principal
 from tianmu.identity.permissions import can
 from tianmu.jobs import list_jobs
 from tianmu.road.knowledge import kb_status
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import csrf_token_for, require, verify_csrf
 from tianmu.service.api.resources import finding_public
-from tianmu.service.api.routes.findings import FindingFilters
+from tianmu.service.api.routes.findings import FindingFilters, triage_target
 from tianmu.service.api.routes.overview import overview_numbers
 from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, gettext_for, translations
 from tianmu.situation.repository import find_incident, load_incidents, posture_history
@@ -185,6 +186,7 @@ def triage_form(
     request: Request,
     store: StoreDep,
     principal: Triager,
+    audit: AuditDep,
     status: Annotated[TriageStatus, Form()],
     csrf_token: Annotated[str, Form()],
     ids: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies form defaults
@@ -192,8 +194,12 @@ def triage_form(
 ) -> Response:
     _check_csrf(request, csrf_token)
     changed = bulk_set_status(store, principal.tenant, ids, status)
-    # Only paths of this site: an open redirect would let a link send a user anywhere after triage.
-    target = back if back.startswith("/") and not back.startswith("//") else "/findings"
+    audit.record(
+        "finding.triage", triage_target(ids), status=status.value, ids=sorted(set(ids)), changed=changed
+    )
+    # Only paths of this site: an open redirect would let a link send a user anywhere after triage
+    # (browsers read "/\\host" as "//host").
+    target = back if back.startswith("/") and not back.startswith(("//", "/\\")) else "/findings"
     separator = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{separator}{urlencode({'done': f'{changed} → {status.value}'})}", 303)
 

@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from tianmu.core.models import AssetKind
 from tianmu.identity.models import Permission, Principal
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import AssetPublic, AssetUpdate, asset_public
@@ -51,7 +52,9 @@ def get(asset_id: int, store: StoreDep, principal: Reader) -> AssetPublic:
     summary="Set an asset's criticality or tags",
     dependencies=[CsrfChecked],
 )
-def patch(asset_id: int, body: AssetUpdate, store: StoreDep, principal: Writer) -> AssetPublic:
+def patch(
+    asset_id: int, body: AssetUpdate, store: StoreDep, principal: Writer, audit: AuditDep
+) -> AssetPublic:
     if get_asset(store, principal.tenant, asset_id) is None:
         raise HTTPException(status_code=404, detail=f"no asset {asset_id}")
     values: dict[str, Any] = {}
@@ -66,6 +69,7 @@ def patch(asset_id: int, body: AssetUpdate, store: StoreDep, principal: Writer) 
                 .where(assets_table.c.tenant == principal.tenant, assets_table.c.id == asset_id)
                 .values(**values)
             )
+        audit.record("asset.update", str(asset_id), **values)
     summary = get_asset(store, principal.tenant, asset_id)
     assert summary is not None
     return asset_public(summary)

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
 from tianmu.identity.models import Permission, Principal
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import (
@@ -35,7 +36,7 @@ from tianmu.store.queries import (
     get_finding,
 )
 
-__all__ = ["FindingFilters", "router", "spreadsheet_safe"]
+__all__ = ["FindingFilters", "router", "spreadsheet_safe", "triage_target"]
 
 E = TypeVar("E", FindingKind, Severity, TriageStatus)
 
@@ -125,8 +126,22 @@ def list_findings(
 
 
 @router.post("/triage", summary="Triage many findings at once", dependencies=[CsrfChecked])
-def bulk_triage(store: StoreDep, principal: Triager, body: BulkTriage) -> dict[str, int]:
-    return {"changed": bulk_set_status(store, principal.tenant, body.ids, body.status)}
+def bulk_triage(store: StoreDep, principal: Triager, body: BulkTriage, audit: AuditDep) -> dict[str, int]:
+    changed = bulk_set_status(store, principal.tenant, body.ids, body.status)
+    audit.record(
+        "finding.triage",
+        triage_target(body.ids),
+        status=body.status.value,
+        ids=sorted(set(body.ids)),
+        changed=changed,
+    )
+    return {"changed": changed}
+
+
+def triage_target(ids: list[int]) -> str:
+    """The audit entry's target for a triage: the ids (the first 20, and how many there were)."""
+    unique = sorted(set(ids))
+    return ",".join(map(str, unique[:20])) + (f",… ({len(unique)} findings)" if len(unique) > 20 else "")
 
 
 @router.get("/export", summary="Export the filtered findings (CSV or JSON)")
@@ -225,9 +240,20 @@ def read_finding(finding_id: int, store: StoreDep, principal: Reader) -> Finding
 @router.patch(
     "/{finding_id}", response_model=FindingPublic, summary="Triage one finding", dependencies=[CsrfChecked]
 )
-def triage_finding(finding_id: int, body: TriageUpdate, store: StoreDep, principal: Triager) -> FindingPublic:
-    _one(store, principal.tenant, finding_id)
+def triage_finding(
+    finding_id: int, body: TriageUpdate, store: StoreDep, principal: Triager, audit: AuditDep
+) -> FindingPublic:
+    before = _one(store, principal.tenant, finding_id)
     bulk_set_status(store, principal.tenant, [finding_id], body.status)
+    audit.record(
+        "finding.triage",
+        str(finding_id),
+        status=body.status.value,
+        previous=before.finding.status.value,
+        rule=before.finding.rule_id,
+        ids=[finding_id],
+        changed=1,
+    )
     return finding_public(_one(store, principal.tenant, finding_id))
 
 

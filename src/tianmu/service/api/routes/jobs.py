@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from tianmu.core.errors import InputError
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import JOB_KINDS, JobStatus, cancel, get_job, list_jobs, submit_job
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
 from tianmu.service.api.deps import CsrfChecked, ServiceSettingsDep, require
 from tianmu.service.api.resources import JobCreate, JobPublic, job_public
@@ -51,6 +52,7 @@ def submit(
     runner: RunnerDep,
     principal: Runner_,
     service_settings: ServiceSettingsDep,
+    audit: AuditDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     if body.kind in _ADMIN_KINDS and principal.role.value not in ("owner", "admin"):
@@ -65,7 +67,7 @@ def submit(
         # Scanning beyond private ranges is a decision with legal weight: administrators only.
         raise HTTPException(status_code=403, detail="only an admin may scan outside private ranges")
     try:
-        job, _created = submit_job(
+        job, created = submit_job(
             store,
             runner,
             body.kind,
@@ -76,6 +78,8 @@ def submit(
         )
     except InputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    if created:  # a repeated idempotent submission changes nothing
+        audit.record("job.submit", job.id, kind=body.kind, params=params)
     return job_public(job)
 
 
@@ -123,11 +127,13 @@ def get(job_id: str, store: StoreDep, principal: Reader) -> JobPublic:
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", dependencies=[CsrfChecked])
-def cancel_(job_id: str, store: StoreDep, principal: Runner_) -> JobPublic:
+def cancel_(job_id: str, store: StoreDep, principal: Runner_, audit: AuditDep) -> JobPublic:
     try:
-        return job_public(cancel(store, job_id, principal.tenant))
+        job = cancel(store, job_id, principal.tenant)
     except InputError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    audit.record("job.cancel", job_id, kind=job.kind, status=job.status.value)
+    return job_public(job)
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -174,6 +180,7 @@ async def upload(
     runner: RunnerDep,
     settings: SettingsDep,
     principal: Runner_,
+    audit: AuditDep,
     filename: Annotated[str, Query(min_length=1, max_length=255, description="The file's name.")],
 ) -> JobPublic:
     """Send the file as the raw request body (`Content-Type: application/octet-stream`).
@@ -185,7 +192,7 @@ async def upload(
     if what not in ("logs", "sbom"):
         raise HTTPException(status_code=404, detail=f"no upload kind {what!r} (logs, sbom)")
     folder = settings.home / "uploads" / principal.tenant / uuid.uuid4().hex
-    await _receive(
+    target = await _receive(
         request, folder, filename, getattr(request.app.state, "max_upload_bytes", MAX_UPLOAD_BYTES)
     )
     job, _created = submit_job(
@@ -196,4 +203,5 @@ async def upload(
         tenant=principal.tenant,
         submitted_by=principal.username,
     )
+    audit.record(f"upload.{what}", filename, job=job.id, size=target.stat().st_size, path=str(target))
     return job_public(job)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from tianmu.identity.models import Permission, Principal
 from tianmu.jobs import submit_job
 from tianmu.road.knowledge import kb_status
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import RunnerDep, SettingsDep, StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import JobPublic, job_public
@@ -41,6 +42,7 @@ async def import_upload(
     runner: RunnerDep,
     settings: SettingsDep,
     principal: Manager,
+    audit: AuditDep,
     filename: Annotated[str, Query(min_length=1, max_length=255)],
 ) -> JobPublic:
     """The raw body is a knowledge-base file (OSV all.zip, KEV JSON, YARA rules, a STIX bundle...)."""
@@ -55,6 +57,7 @@ async def import_upload(
         tenant=principal.tenant,
         submitted_by=principal.username,
     )
+    audit.record("kb.import", filename, job=job.id, size=target.stat().st_size, path=str(target))
     return job_public(job)
 
 
@@ -69,6 +72,7 @@ def update(
     store: StoreDep,
     runner: RunnerDep,
     principal: Manager,
+    audit: AuditDep,
     sources: Annotated[list[str] | None, Query(description="Default: every base's default sources.")] = None,
 ) -> JobPublic:
     job, _ = submit_job(
@@ -79,4 +83,5 @@ def update(
         tenant=principal.tenant,
         submitted_by=principal.username,
     )
+    audit.record("kb.update", ",".join(sources or []) or "default sources", job=job.id)
     return job_public(job)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from tianmu.core.errors import InputError
 from tianmu.core.models import Incident, TriageStatus
 from tianmu.identity.models import Permission, Principal
+from tianmu.service.api.audit import AuditDep
 from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.situation.repository import find_incident, load_incidents, set_incident
@@ -61,13 +62,16 @@ def get_incident(key: str, store: StoreDep, principal: Reader) -> dict[str, Any]
 
 
 @incidents_router.patch("/{key}", summary="Set an incident's status or assignee", dependencies=[CsrfChecked])
-def patch_incident(key: str, body: IncidentUpdate, store: StoreDep, principal: Triager) -> dict[str, Any]:
+def patch_incident(
+    key: str, body: IncidentUpdate, store: StoreDep, principal: Triager, audit: AuditDep
+) -> dict[str, Any]:
     try:
-        return _incident(
-            set_incident(store, principal.tenant, key, status=body.status, assignee=body.assignee)
-        )
+        incident = set_incident(store, principal.tenant, key, status=body.status, assignee=body.assignee)
     except InputError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    changes = {"status": body.status.value if body.status else None, "assignee": body.assignee}
+    audit.record("incident.update", incident.id, **{k: v for k, v in changes.items() if v is not None})
+    return _incident(incident)
 
 
 @trace_router.get("/{value}", summary="Everything connected to an IP, user, hash or host, in time order")
