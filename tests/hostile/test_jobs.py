@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ from tianmu.core.engine import (
 )
 from tianmu.core.models import Asset, AssetKind, Event, Finding, FindingKind, Severity
 from tianmu.core.serialize import jsonable
+from tianmu.malware import pool
 from tianmu.malware.findings import findings_from_report
 from tianmu.malware.kb import import_path
 from tianmu.malware.report import Detection, ScanReport
@@ -460,3 +467,54 @@ def test_the_eicar_test_file_is_info(match: dict[str, Any], severity: Severity) 
     report = ScanReport(detections=[Detection("e.com", "e.com", "0" * 64, 68, [match])])
     (finding,) = findings_from_report(report, Asset(name="/x", kind=AssetKind.DIRECTORY))
     assert finding.severity is severity
+
+
+_POOL_PARENT = """
+import sys, time
+from pathlib import Path
+from tianmu.malware.archives import ScanLimits
+from tianmu.malware.kb import load_database
+from tianmu.malware.pool import ScanPool
+from tianmu.store.database import Store
+
+home = Path(sys.argv[1])
+store = Store(f"sqlite:///{home / 'tianmu.db'}")
+pool = ScanPool(2, load_database(store, home), ScanLimits())
+print(" ".join(str(worker.pid) for worker in pool._workers), flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet (a container's init may not)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return status.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_scan_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _POOL_PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and not any(_gone(pid) for pid in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)  # no clean-up runs: as `kill -9` of `tianmu assess`
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(pid) for pid in workers)
+
+
+def test_a_worker_without_prctl_still_notices_it_was_re_parented() -> None:
+    tasks: queue.Queue[Any] = queue.Queue()
+    # A parent pid that is not ours: as after the parent died and the worker was re-parented.
+    assert pool._next_task(tasks, os.getppid() + 1) is None  # type: ignore[arg-type]
+    tasks.put((0, []))
+    assert pool._next_task(tasks, os.getppid()) == (0, [])  # type: ignore[arg-type]
