@@ -7,11 +7,13 @@ milliseconds instead of gigabytes.
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import io
 import json
 import lzma
 import shutil
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tianmu.cli.main import app
+from tianmu.core.engine import EngineResult, JobContext
+from tianmu.core.models import Asset, AssetKind
+from tianmu.detect.engine import DetectLimits
+from tianmu.detect.events import DetectionEngine
+from tianmu.detect.kb import STARTER_RULES, load_rule_base
 from tianmu.intel.kb import import_feed
 from tianmu.readers import ReadStats, iter_events
 from tianmu.readers.limits import ReadLimits
+from tianmu.readers.sources import iter_log_members
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.store.database import Store
 
@@ -203,3 +211,55 @@ def test_the_text_of_unparsed_lines_is_only_kept_when_asked(tmp_path: Path) -> N
         out.write("free text\n")
     raws, stats = _read(path, ReadLimits())
     assert "free text" not in raws and stats.malformed_count == 1
+
+
+def _auth_log(path: Path, count: int) -> None:
+    """Failed logins from ever new addresses (correlation sightings) and sudo shells (an output rule)."""
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            when = f"Nov {1 + i // 86400:2d} {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
+            if i % 2:
+                ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+                out.write(f"{when} web01 sshd[{i}]: Failed password for root from {ip} port 22 ssh2\n")
+            else:
+                out.write(
+                    f"{when} web01 sudo:   deploy : TTY=pts/2 ; PWD=/srv ; USER=root ; COMMAND=/bin/bash -i\n"
+                )
+
+
+def _pass_memory(engine: DetectionEngine, path: Path) -> tuple[int, EngineResult]:
+    """Bytes the detection sink holds after the pass over `path`, and the combined result."""
+    job = JobContext(asset=Asset(kind=AssetKind.DIRECTORY, name="logs"), root=path.parent)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        sink = engine.open(job)
+        for stream, stats, events in iter_log_members(path):
+            if sink.begin(stream):
+                for event in events:
+                    sink.add(event)
+                sink.end(stream, stats.events, stats.errors)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return held, engine.combine([sink.partial()], job)
+
+
+def test_detection_memory_stays_flat_as_one_log_grows(tmp_path: Path) -> None:
+    # The old pass kept a finding per matching line (~2.2 kB) and a sighting per correlated match
+    # (~1.4 kB), for ever; with the limits set low, what the sink holds stops growing at them.
+    limits = DetectLimits(max_findings_per_rule=200, max_sightings=500)
+    engine = DetectionEngine(load_rule_base([STARTER_RULES]), limits=limits)
+    small, large = tmp_path / "small.log", tmp_path / "large.log"
+    _auth_log(small, 4000)
+    _auth_log(large, 16000)
+    held_small, _ = _pass_memory(engine, small)
+    held_large, result = _pass_memory(engine, large)
+    per_event = (held_large - held_small) / 12000
+    assert per_event < 50, per_event  # the old figure: well over 1,000 bytes per matching event
+    assert any("matched 8000 events in large.log; the first 200 are findings" in n for n in result.notes)
+    assert any(
+        "rule matches were not kept for correlations (limit max_sightings = 500)" in n for n in result.notes
+    )
+    assert 200 <= len(result.findings) < 1000

@@ -8,6 +8,10 @@ are never evaluated for most events.
 
 `detect_paths` runs files in parallel across processes (fork: workers inherit the compiled detector),
 then correlates the sightings of all files in time order and returns findings sorted by time.
+
+Memory stays bounded on one big log (`DetectLimits`): a rule matching every line of a file keeps its
+first findings there and counts the rest, and the sightings kept for correlations are capped; each
+limit hit is a note of the result, never a silent loss.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tianmu.readers._common import ReadStats
 from tianmu.readers.sources import find_log_files, iter_file_events
 
 __all__ = [
+    "DetectLimits",
     "DetectResult",
     "Detector",
     "detect_paths",
@@ -56,6 +61,16 @@ def severity_of(level: str) -> Severity:
     return _LEVELS.get(level.lower(), Severity.MEDIUM)
 
 
+@dataclass(frozen=True, slots=True)
+class DetectLimits:
+    """What one pass keeps, so that memory does not grow with the size of a log."""
+
+    max_findings_per_rule: int = 1000
+    """Findings one rule makes in one file; further matches there are counted, in a note."""
+    max_sightings: int = 250_000
+    """Sightings kept for correlations by one pass (a worker's share of the files); beyond, counted."""
+
+
 @dataclass(slots=True)
 class _KindPlan:
     automaton: Any
@@ -66,7 +81,8 @@ class _KindPlan:
 class Detector:
     """Compiled matchers of a rule base; one per process, reused for every event."""
 
-    def __init__(self, base: RuleBase) -> None:
+    def __init__(self, base: RuleBase, limits: DetectLimits | None = None) -> None:
+        self.limits = limits or DetectLimits()
         self.rules: list[CompiledRule] = base.rules
         self.correlations: list[CompiledCorrelation] = base.correlations
         # Closures are built on a rule's first evaluation: the prefilter means most rules never are.
@@ -322,25 +338,58 @@ class DetectResult:
     sightings: list[Sighting] = field(default_factory=list)
     evaluations: int = 0
     untimed_sightings: int = 0
+    per_rule: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Matches of each (rule id, file): findings up to the limit, the rest only counted."""
+    dropped_sightings: int = 0
+    """Sightings not kept for correlations because `DetectLimits.max_sightings` was reached."""
+
     walk_notes: list[str] = field(default_factory=list)
     """What the walk of the folders left out (pseudo and other file systems, excluded, FIFOs)."""
+
+    def notes(self, limits: DetectLimits, root: Path | None = None) -> list[str]:
+        """What the limits left out, one note per (rule, file) and one for sightings."""
+        cap = limits.max_findings_per_rule
+        notes = [
+            f"detection: rule {rule_id} matched {count} events in {_relative(path, root)}; "
+            f"the first {cap} are findings (limit max_findings_per_rule)"
+            for (rule_id, path), count in self.per_rule.items()
+            if count > cap
+        ]
+        if self.dropped_sightings:
+            notes.append(
+                f"detection: {self.dropped_sightings} rule matches were not kept for correlations "
+                f"(limit max_sightings = {limits.max_sightings}); correlations may have been missed"
+            )
+        return notes
 
 
 def scan_events(
     detector: Detector, events: Iterable[Event], asset: Asset, root: Path | None, result: DetectResult
 ) -> None:
-    """Run the detector over events: findings of output rules, sightings for the correlations."""
+    """Run the detector over events: findings of output rules, sightings for the correlations.
+
+    Bounded by `detector.limits`: per (rule, file) only the first findings are made, and only so many
+    sightings kept; what is left out is counted in `result` (see `DetectResult.notes`).
+    """
     rules = detector.rules
+    limits = detector.limits
+    per_rule = result.per_rule
     for event in events:
         hits, view = detector.match(event)
         for index in hits:
             rule = rules[index]
             if rule.output:
-                result.findings.append(rule_finding(rule, event, view, asset, root))
+                key = (rule.id, event.origin.path)
+                count = per_rule[key] = per_rule.get(key, 0) + 1
+                if count <= limits.max_findings_per_rule:
+                    result.findings.append(rule_finding(rule, event, view, asset, root))
             wanted = detector.sighting_fields.get(rule.id)
             if wanted is not None:
                 if event.timestamp is None:
                     result.untimed_sightings += 1
+                    continue
+                if len(result.sightings) >= limits.max_sightings:
+                    result.dropped_sightings += 1
                     continue
                 orig = view[1]
                 pointer = _evidence_pointer(event, root)
@@ -364,6 +413,9 @@ def finish_results(detector: Detector, parts: Iterable[DetectResult], asset: Ass
         total.stats.merge(part.stats)
         total.evaluations += part.evaluations
         total.untimed_sightings += part.untimed_sightings
+        total.dropped_sightings += part.dropped_sightings
+        for key, count in part.per_rule.items():
+            total.per_rule[key] = total.per_rule.get(key, 0) + count
     for hit in correlate(detector.correlations, total.sightings):
         if hit.correlation.output:
             total.findings.append(correlation_finding(hit, asset))

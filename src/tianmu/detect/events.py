@@ -15,7 +15,7 @@ from typing import Any
 
 from tianmu.core.engine import EngineResult, EventStream, JobContext, Requirements
 from tianmu.core.models import Event
-from tianmu.detect.engine import Detector, DetectResult, finish_results, scan_events
+from tianmu.detect.engine import DetectLimits, Detector, DetectResult, finish_results, scan_events
 from tianmu.detect.kb import RuleBase
 from tianmu.readers._common import MAX_ERRORS
 
@@ -36,9 +36,9 @@ class DetectionEngine:
     name = "detection"
     requirements = Requirements(knowledge=frozenset({"detect"}), events=True)
 
-    def __init__(self, base: RuleBase, *, imported_sets: int = 0) -> None:
+    def __init__(self, base: RuleBase, *, imported_sets: int = 0, limits: DetectLimits | None = None) -> None:
         self.base = base
-        self.detector = Detector(base)
+        self.detector = Detector(base, limits)
         self.imported_sets = imported_sets
 
     def open(self, job: JobContext) -> DetectionSink:
@@ -58,7 +58,7 @@ class DetectionEngine:
         return EngineResult(
             findings=total.findings,
             errors=[_relative(error, base_dir) for error in total.stats.errors],
-            notes=[note],
+            notes=[note, *total.notes(self.detector.limits, base_dir)],
         )
 
 
