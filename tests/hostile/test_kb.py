@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
-from tianmu.core.errors import KnowledgeBaseError
+from tianmu.cli.main import app
+from tianmu.core.errors import ConfigError, KnowledgeBaseError
 from tianmu.intel import lists
 from tianmu.intel.kb import IntelKnowledgeBase
 from tianmu.malware import clamav
@@ -407,3 +409,57 @@ def test_clamav_container_member_over_the_limit_is_left_out(
     sigs = clamav.read_cvd(cld)
     assert [h.name for h in sigs.hashes] == ["Ok"]
     assert sigs.errors == ["local.cld/big.hdb: 200 bytes, over the limit of 100: left out"]
+
+
+def test_misp_manifest_cannot_name_files_outside_the_feed(ctx: KbContext, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.json"
+    attribute = {"type": "ip-dst", "value": "198.51.100.8", "to_ids": True}
+    outside.write_text(json.dumps({"Event": {"info": "not the feed's", "Attribute": [attribute]}}))
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "manifest.json").write_text(json.dumps({"../secret": {}}))
+    (report,) = import_any(ctx, feed)
+    assert report.record_count == 0
+    assert report.errors == [
+        f"{feed / 'manifest.json'}: event '../secret' is not a plain event uuid, skipped"
+    ]
+
+
+def test_osv_range_event_that_is_not_kind_and_version_is_refused(ctx: KbContext, tmp_path: Path) -> None:
+    record = osv("PYSEC-7")
+    record["affected"][0]["ranges"][0]["events"] = [{"introduced": {"deep": 1}}]  # type: ignore[index]
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    (folder / "PYSEC-7.json").write_text(json.dumps(record))
+    (folder / "PYSEC-8.json").write_text(json.dumps(osv("PYSEC-8")))
+    (report,) = import_any(ctx, folder)
+    assert report.record_count == 1
+    assert report.errors == ["PYSEC-7.json: PYSEC-7: affected[0] has an event that is not {kind: version}"]
+
+
+def test_limits_come_from_the_environment() -> None:
+    limits = ImportLimits.from_environment(
+        {"TIANMU_KB_MAX_DEPTH": "8", "TIANMU_KB_MAX_REMOVED_FRACTION": "0.25"}
+    )
+    assert (limits.max_depth, limits.max_removed_fraction, limits.max_record_bytes) == (8, 0.25, 16 << 20)
+    with pytest.raises(ConfigError, match="TIANMU_KB_MAX_RECORD_BYTES='lots'"):
+        ImportLimits.from_environment({"TIANMU_KB_MAX_RECORD_BYTES": "lots"})
+
+
+def test_cli_import_merges_and_replace_is_authoritative(tmp_path: Path) -> None:
+    env = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": ""}
+    runner = CliRunner()
+    full, part = pypi_zip(tmp_path / "full.zip", range(6)), pypi_zip(tmp_path / "part.zip", range(2))
+    assert runner.invoke(app, ["kb", "import", str(full)], env=env).exit_code == 0
+    merged = runner.invoke(app, ["kb", "import", str(part), "--json"], env=env)
+    assert merged.exit_code == 0, merged.output
+    (row,) = json.loads(merged.stdout)
+    assert (row["removed"], row["record_count"]) == (0, 6)
+    replaced = runner.invoke(app, ["kb", "import", str(part), "--replace", "--json"], env=env)
+    (row,) = json.loads(replaced.stdout)
+    assert (row["removed"], row["record_count"]) == (4, 2)
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"id": "PYSEC-99", "details": ' + "[" * 20 + "]" * 20 + "}")
+    refused = runner.invoke(app, ["kb", "import", str(deep)], env={**env, "TIANMU_KB_MAX_DEPTH": "8"})
+    assert refused.exit_code == 2 and "nested deeper than 8 levels" in refused.output
+    assert "Traceback" not in refused.output

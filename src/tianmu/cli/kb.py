@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from tianmu.cli.console import ExitCode, err_console, out_console, progress_repo
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.road.knowledge import default_sources, import_any, kb_status, update_sources
-from tianmu.store.knowledge import ImportReport, KbContext
+from tianmu.store.knowledge import ImportLimits, ImportReport, KbContext
 
 __all__ = ["print_reports", "register"]
 
@@ -57,6 +58,11 @@ def print_reports(reports: list[ImportReport], as_json: bool) -> None:
     out_console.print(table)
 
 
+def _limits() -> ImportLimits:
+    """Import limits: the defaults, or `TIANMU_KB_<LIMIT>` from the environment (read here, at the edge)."""
+    return ImportLimits.from_environment(os.environ)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         help="Knowledge bases: vulnerability advisories (OSV, KEV, EPSS) and every other capability's data.",
@@ -89,7 +95,9 @@ def register(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         reports: list[ImportReport] = []
         with session.store() as store, progress_reporter("Importing") as advance:
-            kb = KbContext(store=store, home=session.settings.home, progress=advance, replace=replace)
+            kb = KbContext(
+                store=store, home=session.settings.home, progress=advance, replace=replace, limits=_limits()
+            )
             for path in paths:
                 reports.extend(import_any(kb, path))
         print_reports(reports, json)
@@ -117,7 +125,9 @@ def register(app: typer.Typer) -> None:
         """Download the official sources (osv.dev, CISA KEV, FIRST EPSS...) and import them."""
         session = CliSession.of(ctx)
         with session.store() as store, progress_reporter("Updating") as advance:
-            kb = KbContext(store=store, home=session.settings.home, progress=advance, replace=replace)
+            kb = KbContext(
+                store=store, home=session.settings.home, progress=advance, replace=replace, limits=_limits()
+            )
             reports = update_sources(kb, source)
         print_reports(reports, json)
         if any(r.status in ("failed", "refused") for r in reports):

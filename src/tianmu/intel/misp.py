@@ -50,6 +50,7 @@ _TYPES: dict[str, tuple[str, ...]] = {
     "user-agent": ("user-agent",),
 }
 _THREAT_LEVEL_CONFIDENCE = {"1": 85, "2": 65}
+_EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _TECHNIQUE = re.compile(r"\bT\d{4}(?:\.\d{3})?\b")
 
 
@@ -77,6 +78,10 @@ def read_misp_feed(
         return result
     newest = 0
     for uuid in sorted(manifest):
+        if not _EVENT_NAME.fullmatch(uuid):
+            # The manifest names files in this folder: `../../x` must not read anything outside it.
+            result.errors.append(f"{manifest_path}: event {uuid[:80]!r} is not a plain event uuid, skipped")
+            continue
         event_path = path / f"{uuid}.json"
         try:
             document = _load(event_path, limits)

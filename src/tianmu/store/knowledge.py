@@ -10,7 +10,8 @@ Hostile input. Every importer reads through the same limits (`ImportLimits`, car
 a record or rule file over `max_record_bytes` is refused, a JSON document over `max_document_bytes` or
 nested deeper than `max_depth` is refused (`load_json` checks the depth before decoding, so a deeply
 nested file is a located error, never a RecursionError), a text field over `max_field_chars` is cut.
-Each limit hit is one entry of the import report's `errors`, naming file, record and limit.
+Each limit hit is one entry of the import report's `errors`, naming file, record and limit. The CLI
+reads overrides from the environment (`ImportLimits.from_environment`: `TIANMU_KB_MAX_DEPTH=32`...).
 
 Shrinking a source. One rule for every base (`removal_refusal`): `tianmu kb import` *merges* by
 default — records in the new data are added or updated, none is removed, so a partial file (a demo
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from tianmu.core.errors import ConfigError
 from tianmu.store.database import Store
 from tianmu.store.schema import kb_sources
 
@@ -78,6 +80,27 @@ class ImportLimits:
     """One line of a line-oriented feed (EPSS CSV): longer lines are reported and skipped."""
     max_removed_fraction: float = 0.5
     """An authoritative update that would remove more than this share of a source is refused."""
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> ImportLimits:
+        """Defaults overridden by `TIANMU_KB_<FIELD>` (`TIANMU_KB_MAX_RECORD_BYTES=1048576`...).
+
+        Read once at the edge (the CLI); a value that is not a positive number is a `ConfigError`.
+        """
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            text = env.get(f"TIANMU_KB_{name.upper()}")
+            if text is None:
+                continue
+            kind = float if name == "max_removed_fraction" else int
+            try:
+                value = kind(text)
+            except ValueError:
+                value = 0
+            if not value > 0:
+                raise ConfigError(f"TIANMU_KB_{name.upper()}={text!r}: expected a positive number")
+            values[name] = value
+        return cls(**values)
 
 
 class ImportMode(StrEnum):

@@ -274,6 +274,11 @@ def parse_record(
         for rng in ranges:
             if not isinstance(rng, dict) or not isinstance(rng.get("events"), list):
                 raise ParseError(f"{vid}: affected[{index}] has a range without `events`", name)
+            # The matcher reads events as {kind: version text}: anything else is refused here.
+            if not all(
+                isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in rng["events"]
+            ):
+                raise ParseError(f"{vid}: affected[{index}] has an event that is not {{kind: version}}", name)
         ecosystems.add(ecosystem)
         affected.append(
             {
