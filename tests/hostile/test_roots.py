@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from tianmu.assets.engine import InventoryEngine
 from tianmu.assets.inventory import InventoryReader, scan_inventory
 from tianmu.cli.main import app
+from tianmu.core.engine import FileClass
 from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.malware.report import ScanReport
@@ -379,3 +380,18 @@ def test_a_file_gone_between_the_walk_and_its_reading_is_counted_not_an_error(tm
     reader = InventoryReader(str(tmp_path))
     reader.read(tmp_path / "requirements.txt", "requirements.txt", Path("t/requirements.txt"))
     assert (reader.result.vanished, reader.result.errors, reader.result.files_read) == (1, [], 0)
+
+
+def test_the_collector_keeps_only_the_files_the_engines_read(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    (root / "src").mkdir(parents=True)
+    (root / "requirements.txt").write_text("requests==2.19.0\n")
+    for index in range(50):
+        (root / "src" / f"m{index}.py").write_text("x = 1\n")
+    classifier = Classifier(InventoryEngine().claims)
+    rules = WalkRules(mounts=MountTable())
+    everything = collect(root, classifier, rules)
+    assert len(everything.files) == 51
+    assert len({id(f.classes) for f in everything.files}) == 2  # one class set object per kind
+    packages = collect(root, classifier, rules, frozenset({FileClass.PACKAGE}))
+    assert [f.relpath for f in packages.files] == ["requirements.txt"]

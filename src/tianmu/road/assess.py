@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tianmu.assets.engine import InventoryEngine
 from tianmu.assets.registry import forced_extractor
-from tianmu.core.engine import JobContext
+from tianmu.core.engine import FileClass, JobContext
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, utcnow
 from tianmu.core.walk import WalkRules
@@ -95,7 +95,11 @@ def assess(
         raise InputError("--format names the format of one file: give a file, not a folder", str(path))
     inventory = InventoryEngine([forced_extractor(options.file_format)] if options.file_format else None)
     engines = build_engines(EngineSetup(store, options.home, rules=options.rules), options.engines)
-    collected = collect(path, Classifier(inventory.claims), options.walk)
+    # Only files some engine reads are kept: `vulns /` holds its package files, not every file.
+    wanted = frozenset().union(*(engine.requirements.files for engine in [inventory, *engines]))
+    if any(engine.requirements.events for engine in engines):
+        wanted |= {FileClass.LOG}
+    collected = collect(path, Classifier(inventory.claims), options.walk, wanted)
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
     run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
     merged = run.merged()

@@ -114,13 +114,25 @@ class Collection:
         """Devices, FIFOs and sockets passed over."""
         return self.skips.special
 
+    vanished: int = 0
+    """Files gone between their listing and their look (a live system changes as it is walked)."""
+
     def notes(self) -> list[str]:
         """What was not read, for the job's notes."""
-        return self.skips.notes()
+        gone = [f"{self.vanished} file(s) vanished while the walk listed them"] if self.vanished else []
+        return [*self.skips.notes(), *gone]
 
 
-def collect(root: Path, classifier: Classifier, rules: WalkRules | None = None) -> Collection:
-    """Walk `root` once (a directory, or one file) and classify every regular file."""
+def collect(
+    root: Path,
+    classifier: Classifier,
+    rules: WalkRules | None = None,
+    wanted: frozenset[FileClass] | None = None,
+) -> Collection:
+    """Walk `root` once (a directory, or one file) and classify every regular file.
+
+    `wanted`: the classes the job's engines read (None: all); a walked file of none of them is not
+    kept, so `tianmu vulns /` holds its few thousand package files, not every file of the system."""
     found = Collection(root)
     refused = refuse_named(root, rules.mounts if rules else None)
     if refused is not None:
@@ -128,7 +140,8 @@ def collect(root: Path, classifier: Classifier, rules: WalkRules | None = None) 
         return found
     if root.is_dir():
         for item in _walk(root, classifier, found, rules):
-            found.files.append(item)
+            if wanted is None or not wanted.isdisjoint(item.classes):
+                found.files.append(item)
         found.errors.extend(found.skips.errors)
         return found
     try:
@@ -146,6 +159,8 @@ def _walk(
     root: Path, classifier: Classifier, found: Collection, rules: WalkRules | None
 ) -> Iterator[CollectedFile]:
     real_root = os.path.realpath(root)
+    # The same few class sets recur for every file: one frozenset each, not one per file.
+    pool: dict[frozenset[FileClass], frozenset[FileClass]] = {}
 
     def unlisted(relpath: str, exc: OSError) -> None:
         found.errors.append(f"{relpath}: cannot list directory: {exc.strerror or exc}")
@@ -153,11 +168,15 @@ def _walk(
     for item, relpath in walk_tree(root, on_error=unlisted, rules=rules, skips=found.skips):
         try:
             collected = _file(item, relpath, (root, real_root), classifier, found)
+        except FileNotFoundError:
+            found.vanished += 1
+            continue
         except OSError as exc:
             found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
             continue
         if collected is not None:
-            yield collected
+            size, classes = collected
+            yield CollectedFile(item.path, relpath, size, pool.setdefault(classes, classes))
 
 
 def _file(
@@ -166,7 +185,8 @@ def _file(
     roots: tuple[Path, str],
     classifier: Classifier,
     found: Collection,
-) -> CollectedFile | None:
+) -> tuple[int, frozenset[FileClass]] | None:
+    """(size, classes) of a walked file, None when it is not collected."""
     root, real_root = roots
     if item.is_symlink():
         if not item.is_file(follow_symlinks=True) or not _inside(os.path.realpath(item.path), real_root):
@@ -174,14 +194,13 @@ def _file(
         classes = classifier.classes(relpath, symlink=True, single=False, root=root)
         if not classes:
             return None
-        size = item.stat(follow_symlinks=True).st_size
-        return CollectedFile(item.path, relpath, size, frozenset(classes))
+        return item.stat(follow_symlinks=True).st_size, frozenset(classes)
     info = item.stat(follow_symlinks=False)
     if not stat.S_ISREG(info.st_mode):
         found.skips.special += 1
         return None
     classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False, root=root)
-    return CollectedFile(item.path, relpath, info.st_size, frozenset(classes))
+    return info.st_size, frozenset(classes)
 
 
 def _inside(path: str, root: str) -> bool:
