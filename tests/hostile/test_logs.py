@@ -58,6 +58,9 @@ def _damaged_tree(root: Path) -> Path:
     for index in range(start, start + 64):
         data[index] ^= 0xA5
     (root / "logs.zip").write_bytes(bytes(data))
+    # Read first: more malformed lines than the messages kept, which must not hide why a stream stopped.
+    noise = b"".join(AUTH.splitlines(keepends=True)[:20]) + b"not a syslog line\n" * 300
+    (root / "a_noise.log").write_bytes(noise)
     return root
 
 

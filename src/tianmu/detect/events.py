@@ -17,7 +17,7 @@ from tianmu.core.engine import EngineResult, EventStream, JobContext, Requiremen
 from tianmu.core.models import Event
 from tianmu.detect.engine import DetectLimits, Detector, DetectResult, finish_results, scan_events
 from tianmu.detect.kb import RuleBase
-from tianmu.readers._common import MAX_ERRORS
+from tianmu.readers._common import MAX_ERRORS, is_stop
 
 __all__ = ["DetectionEngine", "DetectionSink"]
 
@@ -88,7 +88,12 @@ class DetectionSink:
             stats.files += 1
         stats.events += events
         stats.malformed_count += len(errors)
-        stats.errors.extend(errors[: max(0, MAX_ERRORS - len(stats.errors))])
+        room = max(0, MAX_ERRORS - len(stats.errors))
+        stats.errors.extend(errors[:room])
+        # Why a stream stopped (damage, a limit) is never hidden behind earlier malformed lines.
+        stops = [error for error in errors[room:] if is_stop(error)]
+        stats.errors.extend(stops)
+        stats.stops.extend(stops)
 
     def partial(self) -> DetectResult:
         part, self.result = self.result, DetectResult()

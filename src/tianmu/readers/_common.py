@@ -17,10 +17,17 @@ from typing import Any, BinaryIO
 from tianmu.core.models import Event, Location
 from tianmu.readers.limits import ReadLimits, ReadStopped
 
-__all__ = ["MAX_ERRORS", "ReadStats", "flatten", "iter_lines", "parse_iso_time"]
+__all__ = ["MAX_ERRORS", "ReadStats", "flatten", "is_stop", "iter_lines", "parse_iso_time"]
 
 MAX_ERRORS = 200
 """Messages kept per read; every malformed record is still counted."""
+
+_STOPS = (": read stopped", ": cannot read", ": cannot open")
+
+
+def is_stop(message: str) -> bool:
+    """Whether a read's message says a whole stream stopped (kept whatever the number of messages)."""
+    return any(stop in message for stop in _STOPS)
 
 
 @dataclass(slots=True)
