@@ -463,3 +463,11 @@ def test_cli_import_merges_and_replace_is_authoritative(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["kb", "import", str(deep)], env={**env, "TIANMU_KB_MAX_DEPTH": "8"})
     assert refused.exit_code == 2 and "nested deeper than 8 levels" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_signature_file_over_the_document_limit_is_refused(store: Store, tmp_path: Path) -> None:
+    hashes = tmp_path / "many.md5"
+    hashes.write_text("".join(f"{i:032x} sample\n" for i in range(1, 200)))
+    ctx = KbContext(store=store, home=tmp_path, limits=ImportLimits(max_document_bytes=1000))
+    with pytest.raises(KnowledgeBaseError, match=r"over the limit of 1000 \(max_document_bytes\)"):
+        import_any(ctx, hashes)
