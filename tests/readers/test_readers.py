@@ -237,6 +237,7 @@ def test_evtx_records_exported_as_json_lines(shared_data: Path, tmp_path: Path) 
 def test_public_surface() -> None:
     assert tianmu.readers.__all__ == [
         "FORMATS",
+        "ReadLimits",
         "ReadStats",
         "detect_format",
         "find_log_files",

@@ -272,7 +272,9 @@ def iter_log_members(
             generic = fmt is None and not _plausible_in_walk(kind, head)
             stats.files += 1
             buffered = (
-                stream if hasattr(stream, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+                stream
+                if hasattr(stream, "peek")
+                else cast(BinaryIO, io.BufferedReader(cast(Any, stream), 1 << 16))
             )
             member = EventStream(name_of_file, name, kind, generic)
             events = _read_stream(buffered, name, kind, stats, reference, field_map, limits)
@@ -314,7 +316,7 @@ def _text_lines(raw: BinaryIO, name: str, limits: ReadLimits) -> Iterator[Event]
 
 def _numbered(raw: BinaryIO, name: str, limits: ReadLimits) -> Iterator[Event]:
     # CR, LF and CRLF end a line, as in text mode; lines are bounded as in every reader.
-    buffered = raw if hasattr(raw, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, raw)))
+    buffered = raw if hasattr(raw, "peek") else cast(BinaryIO, io.BufferedReader(cast(Any, raw), 1 << 16))
     try:
         for number, line in iter_lines(buffered, name, ReadStats(), limits):
             yield Event({}, line, Location(name, number), source_type="text")
