@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from tianmu import gmcrypto
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
 from tianmu.core.engine import (
@@ -35,11 +36,14 @@ from tianmu.core.engine import (
     JobContext,
     Requirements,
 )
+from tianmu.core.errors import InputError
 from tianmu.core.models import Asset, AssetKind, Event, Finding, FindingKind, Severity
 from tianmu.core.serialize import jsonable
-from tianmu.malware import pool
+from tianmu.gmcrypto import IntegrityError
+from tianmu.malware import pool, quarantine
 from tianmu.malware.findings import findings_from_report
 from tianmu.malware.kb import import_path
+from tianmu.malware.quarantine import QuarantineItem, quarantine_file, restore_item
 from tianmu.malware.report import Detection, ScanReport
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
@@ -518,3 +522,77 @@ def test_a_worker_without_prctl_still_notices_it_was_re_parented() -> None:
     assert pool._next_task(tasks, os.getppid() + 1) is None  # type: ignore[arg-type]
     tasks.put((0, []))
     assert pool._next_task(tasks, os.getppid()) == (0, [])  # type: ignore[arg-type]
+
+
+QUARANTINE_KEY = "00112233445566778899aabbccddeeff"
+
+
+def _quarantined(home: Path, folder: Path, mode: int) -> tuple[Path, QuarantineItem]:
+    folder.mkdir(parents=True)
+    sample = folder / "sample.bin"
+    sample.write_bytes(b"#!/bin/sh\necho owned\n")
+    os.chmod(sample, mode)
+    return sample, quarantine_file(home, sample, reason="test")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("original_path", "/tmp/elsewhere/sample"), ("mode", 0o4755), ("uid", 4242), ("mtime_ns", 1)],
+)
+def test_an_edited_quarantine_entry_is_refused_before_anything_is_written(
+    field: str, value: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIANMU_MASTER_KEY", QUARANTINE_KEY)
+    home = tmp_path / "home"
+    sample, item = _quarantined(home, tmp_path / "site", 0o644)
+    if field == "original_path":
+        value = str(tmp_path / "elsewhere" / "sample")
+    entry = home / "quarantine" / f"{item.id}.json"
+    data = json.loads(entry.read_text(encoding="utf-8"))
+    data[field] = value
+    entry.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(IntegrityError, match="index entry was altered"):
+        restore_item(home, item.id)
+    assert not sample.exists() and not (tmp_path / "elsewhere").exists()
+    result = CliRunner().invoke(
+        app,
+        ["malware", "restore", item.id],
+        env={**_cli_env(tmp_path), "TIANMU_MASTER_KEY": QUARANTINE_KEY},
+    )
+    assert result.exit_code == 2 and "index entry was altered" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_set_id_bits_are_restored_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIANMU_MASTER_KEY", QUARANTINE_KEY)
+    monkeypatch.setattr(out_console, "width", 200)
+    home = tmp_path / "home"
+    sample, item = _quarantined(home, tmp_path / "site", 0o6755)
+    env = {**_cli_env(tmp_path), "TIANMU_MASTER_KEY": QUARANTINE_KEY}
+    result = CliRunner().invoke(app, ["malware", "restore", item.id], env=env)
+    assert result.exit_code == 0, result.output
+    assert sample.stat().st_mode & 0o7777 == 0o755 and "set-uid/set-gid bits were not" in result.stderr
+    again = CliRunner().invoke(app, ["malware", "restore", item.id, "--force", "--keep-setid"], env=env)
+    assert again.exit_code == 0, again.output
+    assert sample.stat().st_mode & 0o7777 == 0o6755
+
+
+def test_an_entry_sealed_without_its_metadata_goes_only_where_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIANMU_MASTER_KEY", QUARANTINE_KEY)
+    home = tmp_path / "home"
+    _, item = _quarantined(home, tmp_path / "site", 0o4755)
+    # As quarantines made before the metadata was bound: the data key sealed with the id alone.
+    key = gmcrypto.open(
+        gmcrypto.master_key(home), bytes.fromhex(item.wrapped_key), aad=quarantine._metadata_aad(item)
+    )
+    entry = home / "quarantine" / f"{item.id}.json"
+    data = json.loads(entry.read_text(encoding="utf-8"))
+    data["wrapped_key"] = gmcrypto.seal(gmcrypto.master_key(home), key, aad=item.id.encode()).hex()
+    entry.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError, match="--to PATH"):
+        restore_item(home, item.id)
+    copy = restore_item(home, item.id, to=tmp_path / "copy.bin", keep_setid=True)
+    assert copy.read_bytes() == b"#!/bin/sh\necho owned\n"
+    assert copy.stat().st_mode & 0o7777 == 0o755  # nothing of an unauthenticated entry but the content
