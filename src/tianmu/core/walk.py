@@ -141,6 +141,8 @@ class WalkSkips:
     """Entries left out by `.tianmuignore`."""
     special: int = 0
     """Devices, FIFOs and sockets passed over (counted by the caller, which stats the files)."""
+    vanished: int = 0
+    """Files gone between their listing and the caller's look (a live system changes as it is walked)."""
     errors: list[str] = field(default_factory=list)
     """Lines of a `.tianmuignore` that could not be used, as `path:line: reason`."""
 
@@ -161,6 +163,8 @@ class WalkSkips:
             notes.append(f"{self.ignored} entries excluded by {IGNORE_FILE}")
         if self.special:
             notes.append(f"{self.special} device(s), FIFO(s) or socket(s) skipped")
+        if self.vanished:
+            notes.append(f"{self.vanished} file(s) vanished while the walk listed them")
         return notes
 
 

@@ -114,13 +114,9 @@ class Collection:
         """Devices, FIFOs and sockets passed over."""
         return self.skips.special
 
-    vanished: int = 0
-    """Files gone between their listing and their look (a live system changes as it is walked)."""
-
     def notes(self) -> list[str]:
         """What was not read, for the job's notes."""
-        gone = [f"{self.vanished} file(s) vanished while the walk listed them"] if self.vanished else []
-        return [*self.skips.notes(), *gone]
+        return self.skips.notes()
 
 
 def collect(
@@ -169,7 +165,7 @@ def _walk(
         try:
             collected = _file(item, relpath, (root, real_root), classifier, found)
         except FileNotFoundError:
-            found.vanished += 1
+            found.skips.vanished += 1
             continue
         except OSError as exc:
             found.errors.append(f"{relpath}: cannot read: {exc.strerror or exc}")
