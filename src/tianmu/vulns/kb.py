@@ -32,13 +32,13 @@ record's `content_hash` (sha256 of its bytes — `modified` is unusable, the Go 
 compared: new ones are inserted, changed ones replaced (with their affected and alias rows), and gone
 ones deleted. Malformed records are reported (`file:line: message`) and skipped; an existing record
 whose file turned malformed is kept rather than deleted, when its id can be read from the file name.
-Withdrawn records are stored (the matcher ignores them), so their history stays visible.
+Withdrawn records are stored (the matcher ignores them), so their history stays visible. Writing the
+records is `tianmu.vulns.osvstore`'s; this module recognises inputs, imports feeds and downloads.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import tempfile
@@ -47,14 +47,11 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
-from tianmu.core.errors import InputError, KnowledgeBaseError
-from tianmu.core.models import utcnow
-from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
+from tianmu.core.errors import KnowledgeBaseError
 from tianmu.store.database import Store
 from tianmu.store.knowledge import (
     ImportLimits,
@@ -65,17 +62,13 @@ from tianmu.store.knowledge import (
     kb_status,
     removal_refusal,
 )
-from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
+from tianmu.store.schema import kb_sources
 from tianmu.vulns import feeds, nvd
 from tianmu.vulns.osv import (
     OSV_SUFFIXES,
-    ParsedRecord,
-    blob_hash,
     canonical_ecosystem,
-    iter_blobs,
-    parse_blob,
-    parse_record,
 )
+from tianmu.vulns.osvstore import count_rows, file_digest, import_osv, kept_note, save_source, stored_digest
 
 __all__ = [
     "DEFAULT_SOURCES",
@@ -108,14 +101,6 @@ DEFAULT_SOURCES = (
     "kev",
     "epss",
 )
-
-
-def _file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _head_text(path: Path) -> str:
@@ -212,7 +197,7 @@ def import_path(
     kind = detect_kind(path)
     note = progress or (lambda _msg: None)
     if kind == "osv":
-        return [_import_osv(store, path, note, source, mode, limits)]
+        return [import_osv(store, path, note, source, mode, limits)]
     if kind == "nvd":
         return [nvd.import_nvd(store, path, note, mode=mode, limits=limits)]
     return [_import_feed(store, path, kind, note, mode, limits)]
@@ -247,26 +232,13 @@ def _is_bundle(path: Path) -> bool:
     return marked
 
 
-def _stored_digest(conn: Connection, name: str, mode: ImportMode = ImportMode.MERGE) -> str | None:
-    """The digest the source was last imported from; a merge that kept other records does not count
-    for an authoritative import (the same file with `--replace` must still remove those records)."""
-    row = conn.execute(
-        select(kb_sources.c.digest, kb_sources.c.details).where(kb_sources.c.name == name)
-    ).first()
-    if row is None:
-        return None
-    if mode is not ImportMode.MERGE and int((row.details or {}).get("kept", 0)) > 0:
-        return f"merged:{row.digest}"
-    return str(row.digest)
-
-
 def _import_feed(
     store: Store, path: Path, kind: str, note: Progress, mode: ImportMode, limits: ImportLimits
 ) -> ImportReport:
     source = "epss" if kind == "epss" else "kev"
-    digest = _file_digest(path)
+    digest = file_digest(path)
     with store.connect() as conn:
-        previous = _stored_digest(conn, source, mode)
+        previous = stored_digest(conn, source, mode)
         if previous == digest:
             count = conn.execute(
                 select(kb_sources.c.record_count).where(kb_sources.c.name == source)
@@ -282,7 +254,7 @@ def _import_feed(
         raise KnowledgeBaseError(f"{path}: no {source} entries could be read{detail}")
     table = feeds.EPSS_TABLE if source == "epss" else feeds.KEV_TABLE
     with store.begin() as conn:
-        now = _count(conn, table)
+        now = count_rows(conn, table)
         wanted = {row["cve_id"] for row in data.rows}
         refusal = removal_refusal(source, mode, now, len(wanted), limits)
         if refusal is not None:
@@ -293,8 +265,8 @@ def _import_feed(
         added, changed, removed = feeds.sync_table(
             conn, table, data.rows, remove=mode is not ImportMode.MERGE
         )
-        count = _count(conn, table)
-        _save_source(
+        count = count_rows(conn, table)
+        save_source(
             conn,
             source,
             source,
@@ -305,209 +277,8 @@ def _import_feed(
             {"errors": len(data.errors), "mode": str(mode), "kept": count - len(wanted)},
         )
     status = "imported" if previous is None else ("updated" if added or changed or removed else "unchanged")
-    errors = data.errors + _kept_note(source, mode, count - len(wanted))
+    errors = data.errors + kept_note(source, mode, count - len(wanted))
     return ImportReport(source, source, str(path), status, added, changed, removed, errors, count, digest)
-
-
-def _count(conn: Connection, table: Any, *where: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar() or 0)
-
-
-def _kept_note(source: str, mode: ImportMode, kept: int) -> list[str]:
-    """Say so when a merge kept records the import did not hold (the source did not shrink)."""
-    if mode is not ImportMode.MERGE or kept <= 0:
-        return []
-    return [
-        f"{source}: merged: {kept} stored record(s) not in this import were kept (--replace removes them)"
-    ]
-
-
-def _save_source(
-    conn: Connection,
-    name: str,
-    kind: str,
-    origin: str,
-    digest: str,
-    version: str | None,
-    count: int,
-    details: dict[str, Any],
-) -> None:
-    row = {
-        "name": name,
-        "kind": kind,
-        "origin": origin,
-        "digest": digest,
-        "version": version,
-        "record_count": count,
-        "imported_at": utcnow(),
-        "details": details,
-    }
-    upsert_row(conn, kb_sources, kb_sources.c.name, row)
-
-
-def _label(path: Path) -> str:
-    if path.is_dir():
-        return path.resolve().name
-    return path.resolve().parent.name if path.stem.lower() == "all" else path.stem
-
-
-def _read_records(
-    path: Path, note: Progress, limits: ImportLimits
-) -> tuple[str, dict[str, ParsedRecord], list[str], set[str]]:
-    """Parse every record: (digest, records by id, errors, ids guessed from the names of bad files)."""
-    records: dict[str, ParsedRecord] = {}
-    errors: list[str] = []
-    unreadable: set[str] = set()
-    hashes: list[str] = []
-    for name, blob in iter_blobs(path, limits):
-        if isinstance(blob, InputError):
-            errors.append(str(blob))
-            unreadable.add(Path(name).stem)
-            hashes.append(blob_hash(str(blob).encode()))
-            continue
-        digest = blob_hash(blob)
-        hashes.append(digest)
-        try:
-            items = parse_blob(name, blob, limits)
-            for item in items:
-                # A file holding several records: each gets its own hash so one edit updates one record.
-                item_hash = digest if len(items) == 1 else blob_hash(repr(sorted(item.items())).encode())
-                parsed = parse_record(item, name, item_hash, limits, errors)
-                if parsed.id in records:
-                    errors.append(f"{name}: duplicate id {parsed.id} (first copy kept)")
-                    continue
-                records[parsed.id] = parsed
-        except InputError as exc:
-            errors.append(str(exc))
-            unreadable.add(Path(name).stem)
-        if len(hashes) % 2000 == 0:
-            note(f"read {len(hashes)} files")
-    if path.is_dir():
-        total = hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
-    else:
-        total = _file_digest(path)
-    return total, records, errors, unreadable
-
-
-def _osv_source_name(path: Path, records: dict[str, ParsedRecord]) -> str:
-    if not path.is_dir() and not zipfile.is_zipfile(path):
-        return f"osv:file:{path.stem}"
-    # The ecosystem every record is about: osv.dev's PyPI zip also carries the npm entries of GHSA
-    # records that affect both, but each of its records affects PyPI.
-    sets = [r.ecosystems for r in records.values() if r.ecosystems]
-    common = set.intersection(*sets) if sets else set()
-    if len(common) == 1:
-        return f"osv:{next(iter(common))}"
-    return f"osv:{_label(path)}"
-
-
-def _import_osv(
-    store: Store,
-    path: Path,
-    note: Progress,
-    source: str | None = None,
-    mode: ImportMode = ImportMode.MERGE,
-    limits: ImportLimits | None = None,
-) -> ImportReport:
-    limits = limits or ImportLimits()
-    origin = str(path)
-    if not path.is_dir():
-        digest = _file_digest(path)
-        with store.connect() as conn:
-            row = conn.execute(
-                select(kb_sources.c.name, kb_sources.c.record_count).where(
-                    kb_sources.c.kind == "osv", kb_sources.c.digest == digest
-                )
-            ).first()
-            if row is not None and _stored_digest(conn, row.name, mode) != digest:
-                row = None  # merged before: an authoritative import of the same file still removes
-        if row is not None:
-            note(f"{row.name}: unchanged")
-            return ImportReport(
-                row.name, "osv", origin, "unchanged", record_count=row.record_count, digest=digest
-            )
-    digest, records, errors, unreadable = _read_records(path, note, limits)
-    if not records:
-        detail = f": {errors[0]}" if errors else ""
-        raise KnowledgeBaseError(f"{path}: no OSV record could be read ({len(errors)} errors){detail}")
-    ecosystems = set().union(*(r.ecosystems for r in records.values()))
-    if source is None:
-        source = _osv_source_name(path, records)
-    with store.begin() as conn:
-        previous = _stored_digest(conn, source, mode)
-        if previous == digest:
-            note(f"{source}: unchanged")
-            return ImportReport(
-                source, "osv", origin, "unchanged", errors=errors, record_count=len(records), digest=digest
-            )
-        owned = dict(
-            conn.execute(
-                select(advisories.c.id, advisories.c.content_hash).where(advisories.c.source == source)
-            ).all()
-        )
-        foreign = {
-            r.id: r.content_hash
-            for r in select_in(
-                conn,
-                [advisories.c.id, advisories.c.content_hash],
-                advisories.c.id,
-                [i for i in records if i not in owned],
-            )
-        }
-        new = [r for i, r in records.items() if i not in owned and i not in foreign]
-        changed = [
-            r
-            for i, r in records.items()
-            if (i in owned and owned[i] != r.content_hash) or (i in foreign and foreign[i] != r.content_hash)
-        ]
-        is_collection = not source.startswith("osv:file:")
-        missing = [i for i in owned if i not in records and i not in unreadable] if is_collection else []
-        refusal = removal_refusal(source, mode, len(owned), len(owned) - len(missing) + len(new), limits)
-        if refusal is not None:
-            return ImportReport(
-                source,
-                "osv",
-                origin,
-                "refused",
-                errors=[refusal, *errors],
-                record_count=len(owned),
-                digest=digest,
-            )
-        removed = missing if mode is not ImportMode.MERGE else []
-        note(f"{source}: {len(new)} new, {len(changed)} changed, {len(removed)} removed")
-        gone = [r.id for r in changed] + removed
-        delete_in(conn, affected_packages.c.advisory_id, gone)
-        delete_in(conn, advisory_aliases.c.advisory_id, gone)
-        delete_in(conn, advisories.c.id, gone)
-        write = new + changed
-        insert_rows(conn, advisories, [{**r.advisory, "source": source} for r in write])
-        insert_rows(conn, affected_packages, [row for r in write for row in r.affected])
-        insert_rows(
-            conn, advisory_aliases, [{"alias": a, "advisory_id": r.id} for r in write for a in r.aliases]
-        )
-        version = _feed_version(records.values())
-        count = _count(conn, advisories, advisories.c.source == source)
-        details = {
-            "errors": len(errors),
-            "ecosystems": sorted(ecosystems),
-            "mode": str(mode),
-            "kept": len(missing) - len(removed),
-        }
-        _save_source(conn, source, "osv", origin, digest, version, count, details)
-    status = "imported" if previous is None else "updated" if new or changed or removed else "unchanged"
-    errors += _kept_note(source, mode, len(missing) - len(removed))
-    return ImportReport(
-        source, "osv", origin, status, len(new), len(changed), len(removed), errors, count, digest
-    )
-
-
-def _feed_version(records: Any) -> str | None:
-    """Newest `modified` time, or newest `published` when `modified` is zeroed (Go's repository copy)."""
-    modified = max((r.advisory["modified"] or "" for r in records), default="")
-    if modified and not modified.startswith("0001-"):
-        return str(modified)
-    published = max((r.advisory["published"] or "" for r in records), default="")
-    return str(published) or None
 
 
 def source_url(source: str) -> str:
