@@ -266,3 +266,28 @@ def test_detection_memory_stays_flat_as_one_log_grows(tmp_path: Path) -> None:
         "rule matches were not kept for correlations (limit max_sightings = 500)" in n for n in result.notes
     )
     assert 200 <= len(result.findings) < 1000
+
+
+def test_the_members_of_one_zip_share_one_budget_and_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number in range(5):
+            archive.writestr(f"m{number}.log", AUTH * 25)  # ~95 kB each
+    size = len(AUTH) * 25
+    raws, stats = _read(path, ReadLimits(max_decompressed_bytes=int(size * 2.5)))
+    assert 2 * AUTH_LINES * 25 <= len(raws) < 3 * AUTH_LINES * 25
+    assert any(e.startswith(f"{path}!m2.log: read stopped at line ") for e in stats.errors)
+    assert any(e.startswith(f"{path}!m4.log: cannot read: decompressed size over") for e in stats.errors)
+    raws, stats = _read(path, ReadLimits(max_members=3))
+    assert len(raws) == 3 * AUTH_LINES * 25
+    assert stats.errors == [f"{path}!m3.log: cannot read: 2 more members not read (limit 3)"]
+
+
+def test_a_compressed_text_file_is_still_read_as_text_for_indicators(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt.gz"
+    path.write_bytes(gzip.compress(b"free text\nsecond line with 203.0.113.45\n"))
+    members = [
+        (stream.format, [e.raw for e in events])
+        for stream, _s, events in iter_log_members(path, text_fallback=True)
+    ]
+    assert members[-1] == ("text", ["free text", "second line with 203.0.113.45"])

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-__all__ = ["DECOMPRESSION_ERRORS", "GuardedStream", "ReadLimits", "ReadStopped"]
+__all__ = ["DECOMPRESSION_ERRORS", "Budget", "GuardedStream", "ReadLimits", "ReadStopped"]
 
 DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # gzip.BadGzipFile and bz2's "Invalid data stream" are OSErrors
@@ -43,11 +43,21 @@ class ReadLimits:
     max_line_bytes: int = 1 << 20
     """Longest line (or JSON array element) read; a longer one is skipped and counted as malformed."""
     max_decompressed_bytes: int = 4 << 30
-    """Most bytes a gz/bz2/xz file or a zip member may inflate to; the rest of it is not read."""
+    """Most bytes a gz/bz2/xz file, or all the members of a zip together, may inflate to; the rest of
+    it is not read (members that share their compressed data cannot multiply it)."""
     max_ratio: int = 1000
     """Most decompressed bytes per compressed byte (past the first MiB): beyond, the member is a bomb."""
     max_spool_bytes: int = 256 << 20
     """Largest compressed or archived EVTX spooled for the parser (which needs a seekable file)."""
+    max_members: int = 10_000
+    """Zip members read from one archive; the rest are reported, not read."""
+
+
+@dataclass(slots=True)
+class Budget:
+    """Decompressed bytes of one file so far, shared by the streams of its zip members."""
+
+    used: int = 0
 
 
 class ReadStopped(Exception):
@@ -74,8 +84,15 @@ class GuardedStream(io.RawIOBase):
     or a zip member's declared compressed size), for the ratio limit.
     """
 
-    def __init__(self, inner: BinaryIO, limits: ReadLimits, compressed: Callable[[], int] | int) -> None:
+    def __init__(
+        self,
+        inner: BinaryIO,
+        limits: ReadLimits,
+        compressed: Callable[[], int] | int,
+        budget: Budget | None = None,
+    ) -> None:
         self._inner = inner
+        self._budget = budget or Budget()
         self._limits = limits
         self._compressed = compressed
         self._out = 0
@@ -97,6 +114,7 @@ class GuardedStream(io.RawIOBase):
         if offset != 0 or whence != io.SEEK_SET:
             raise io.UnsupportedOperation("a decompressed stream only seeks back to its start")
         self._inner.seek(0)
+        self._budget.used -= self._out
         self._out = 0
         self._stopped = None
         return 0
@@ -115,9 +133,13 @@ class GuardedStream(io.RawIOBase):
             self._stopped = ReadStopped(f"damaged data ({type(exc).__name__}: {exc})")
             raise self._stopped from None
         self._out += len(data)
+        self._budget.used += len(data)
         limits = self._limits
-        if self._out > limits.max_decompressed_bytes:
-            self._stopped = ReadStopped(f"decompressed size over {limits.max_decompressed_bytes} bytes")
+        if self._budget.used > limits.max_decompressed_bytes:
+            where = "" if self._budget.used == self._out else " (with the archive's members before it)"
+            self._stopped = ReadStopped(
+                f"decompressed size over {limits.max_decompressed_bytes} bytes{where}"
+            )
             raise self._stopped
         if self._out > _RATIO_FROM and self._out > limits.max_ratio * max(self._compressed_size(), 1):
             self._stopped = ReadStopped(

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from tianmu.readers.limits import GuardedStream, ReadLimits, ReadStopped
+from tianmu.readers.limits import Budget, GuardedStream, ReadLimits, ReadStopped
 
 __all__ = ["Prefixed", "open_members", "peek"]
 
@@ -58,16 +58,22 @@ def open_members(
     raw.seek(0)
     if head[:4] == b"PK\x03\x04":
         archive = stack.enter_context(zipfile.ZipFile(raw))
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
+        budget = Budget()
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        for number, info in enumerate(members):
             name = f"{path}!{info.filename}"
+            if number == limits.max_members:
+                rest = ReadStopped(
+                    f"{len(members) - number} more members not read (limit {limits.max_members})"
+                )
+                yield name, cast(BinaryIO, _Failed(rest))
+                return
             try:
                 member = cast(BinaryIO, stack.enter_context(archive.open(info)))
             except _OPEN_ERRORS as exc:
                 yield name, cast(BinaryIO, _Failed(ReadStopped(f"cannot open member: {exc}")))
                 continue
-            yield name, cast(BinaryIO, GuardedStream(member, limits, info.compress_size))
+            yield name, cast(BinaryIO, GuardedStream(member, limits, info.compress_size, budget))
         return
     opener = _decompressor(head)
     if opener is None:
