@@ -282,6 +282,12 @@ def test_partial_intel_feed_merges_by_default(ctx: KbContext, tmp_path: Path) ->
     feed.write_text("bad-0.example\nnew.example\n")
     reports: list[ImportReport] = intel.import_path(ctx, feed)
     assert [(r.added, r.removed, r.record_count) for r in reports] == [(1, 0, 11)]
+    assert reports[0].errors == [
+        "list:blocklist: merged: 9 stored record(s) not in this import were kept (--replace removes them)"
+    ]
+    replace = KbContext(store=ctx.store, home=ctx.home, replace=True)
+    (authoritative,) = IntelKnowledgeBase().import_path(replace, feed)
+    assert (authoritative.removed, authoritative.record_count) == (9, 2)
 
 
 def test_partial_malware_import_merges_rules_by_file_and_hashes(ctx: KbContext, tmp_path: Path) -> None:

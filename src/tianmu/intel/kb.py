@@ -179,7 +179,7 @@ def import_feed(
         reports.append(_import_attack(store, path, note))
     else:
         digest = _input_digest(path)
-        unchanged = _unchanged(store, path, digest)
+        unchanged = _unchanged(store, path, digest, mode)
         if unchanged:
             note(f"{path.name}: unchanged")
             return unchanged
@@ -195,12 +195,14 @@ def import_feed(
     return reports
 
 
-def _unchanged(store: Store, path: Path, digest: str) -> list[ImportReport]:
+def _unchanged(store: Store, path: Path, digest: str, mode: ImportMode) -> list[ImportReport]:
     with store.connect() as conn:
         rows = conn.execute(
             select(kb_sources).where(kb_sources.c.kind == INTEL_KIND, kb_sources.c.origin == str(path))
         ).all()
     same = [r for r in rows if (r.details or {}).get("input_digest") == digest]
+    if mode is not ImportMode.MERGE and any(int((r.details or {}).get("kept", 0)) for r in same):
+        return []  # merged before: the same file, authoritative now, still removes the rest
     return [
         ImportReport(r.name, INTEL_KIND, r.origin, "unchanged", record_count=r.record_count, digest=r.digest)
         for r in same

@@ -99,6 +99,13 @@ def store_feed(
             intel_indicators.c.source == source
         )
         old_keys = {(kind, value) for kind, value in conn.execute(keys)}
+        kept = len(old_keys - set(merged)) if additive else 0
+        if kept and not source.startswith("taxii:"):
+            # Say so, as every base does on a merge: the source did not shrink to this file.
+            errors.append(
+                f"{source}: merged: {kept} stored record(s) not in this import were kept "
+                "(--replace removes them)"
+            )
         if additive:
             for key, entry in merge_entries(_stored_entries(conn, source)).items():
                 if key in merged:
@@ -143,6 +150,7 @@ def store_feed(
             "errors": len(errors),
             "skipped": result.skipped,
             "objects": len(objects),
+            "kept": kept,
         }
         upsert_row(
             conn,
