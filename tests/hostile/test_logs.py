@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from tianmu.cli.main import app
 from tianmu.core.engine import EngineResult, JobContext
 from tianmu.core.models import Asset, AssetKind
-from tianmu.detect.engine import DetectLimits
+from tianmu.detect.engine import DetectLimits, Detector, detect_paths
 from tianmu.detect.events import DetectionEngine
 from tianmu.detect.kb import STARTER_RULES, load_rule_base
 from tianmu.intel.kb import import_feed
@@ -291,3 +291,15 @@ def test_a_compressed_text_file_is_still_read_as_text_for_indicators(tmp_path: P
         for stream, _s, events in iter_log_members(path, text_fallback=True)
     ]
     assert members[-1] == ("text", ["free text", "second line with 203.0.113.45"])
+
+
+def test_detect_paths_reports_the_limits_it_hit(tmp_path: Path) -> None:
+    path = tmp_path / "auth.log"
+    _auth_log(path, 400)
+    detector = Detector(
+        load_rule_base([STARTER_RULES]), DetectLimits(max_findings_per_rule=10, max_sightings=50)
+    )
+    asset = Asset(kind=AssetKind.DIRECTORY, name="logs")
+    result = detect_paths(detector, [tmp_path], asset, root=tmp_path, workers=1)
+    assert any("matched 200 events in auth.log; the first 10 are findings" in n for n in result.limit_notes)
+    assert any("150 rule matches were not kept for correlations" in n for n in result.limit_notes)

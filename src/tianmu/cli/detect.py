@@ -141,13 +141,13 @@ def register(app: typer.Typer) -> None:
                 },
                 "errors": stats.errors,
                 "skipped_files": stats.skipped_files,
-                "notes": result.walk_notes,
+                "notes": [*result.walk_notes, *result.limit_notes],
             }
             out_console.file.write(jsonlib.dumps(document, indent=2, default=str) + "\n")
         else:
             for error in stats.errors:
                 err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)
-            for note in result.walk_notes:
+            for note in [*result.walk_notes, *result.limit_notes]:
                 err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
             table = Table(header_style="bold")
             for column in ("Severity", "Rule", "Evidence", "Time", "Entities"):

@@ -345,6 +345,8 @@ class DetectResult:
 
     walk_notes: list[str] = field(default_factory=list)
     """What the walk of the folders left out (pseudo and other file systems, excluded, FIFOs)."""
+    limit_notes: list[str] = field(default_factory=list)
+    """What `DetectLimits` left out (`notes()`, set by `detect_paths` once the result is whole)."""
 
     def notes(self, limits: DetectLimits, root: Path | None = None) -> list[str]:
         """What the limits left out, one note per (rule, file) and one for sightings."""
@@ -479,4 +481,5 @@ def detect_paths(
     result = finish_results(detector, reported(fork_map(scan_file, jobs, workers)), asset)
     result.stats.errors.extend(skips.errors)
     result.walk_notes.extend(skips.notes())
+    result.limit_notes.extend(result.notes(detector.limits, root))
     return result

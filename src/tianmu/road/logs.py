@@ -71,7 +71,7 @@ def run_detect(
             finished=utcnow(),
             findings=result.findings,
             errors=list(result.stats.errors),
-            notes=list(result.walk_notes),
+            notes=[*result.walk_notes, *result.limit_notes],
             engines=["detection"],
         )
         finish(store, [assessment], FinishOptions(save=job.save, home=job.home))
