@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,17 @@ from tianmu.core.engine import (
     Requirements,
 )
 from tianmu.core.errors import InputError
-from tianmu.core.models import Asset, AssetKind, Event, Finding, FindingKind, Severity
+from tianmu.core.models import (
+    Assessment,
+    Asset,
+    AssetKind,
+    Component,
+    Event,
+    Finding,
+    FindingKind,
+    Location,
+    Severity,
+)
 from tianmu.core.serialize import jsonable
 from tianmu.gmcrypto import IntegrityError
 from tianmu.malware import pool, quarantine
@@ -51,7 +62,7 @@ from tianmu.road.engines import ENGINES
 from tianmu.road.malware import MalwareScanOptions, run_malware_scan
 from tianmu.road.run import run_engines
 from tianmu.store.database import Store
-from tianmu.store.repository import list_findings
+from tianmu.store.repository import list_findings, save_assessment
 from tianmu.store.schema import assessments, assets, findings
 
 # A rule as signature-base writes them, its meta strings holding `\"` and `\\` (yara-x returns those
@@ -596,3 +607,51 @@ def test_an_entry_sealed_without_its_metadata_goes_only_where_told(
     copy = restore_item(home, item.id, to=tmp_path / "copy.bin", keep_setid=True)
     assert copy.read_bytes() == b"#!/bin/sh\necho owned\n"
     assert copy.stat().st_mode & 0o7777 == 0o755  # nothing of an unauthenticated entry but the content
+
+
+# --- saving: one hostile text must not fail the transaction of every engine's findings -------------
+
+HOSTILE_NAME = "up\udc80load\x00.jsp"  # a file name's undecodable byte (surrogateescape) and a NUL
+
+
+def test_hostile_texts_are_stored_not_fatal(store: Store) -> None:
+    asset = Asset(name=f"/srv/{HOSTILE_NAME}", kind=AssetKind.DIRECTORY)
+    component = Component(
+        name="pkg\x00",
+        version="1\udcff",
+        ecosystem="PyPI",
+        purl="pkg:pypi/pkg@1",
+        location=Location(HOSTILE_NAME, 3),
+    )
+    hostile = Finding(
+        kind=FindingKind.MALWARE,
+        rule_id="rule\x00",
+        title=f"Malware in {HOSTILE_NAME}",
+        severity=Severity.HIGH,
+        asset=asset,
+        summary="\ud800 lone",
+        component=component,
+        evidence={"path": HOSTILE_NAME, HOSTILE_NAME: [HOSTILE_NAME], "fingerprint_extra": HOSTILE_NAME},
+        references=(HOSTILE_NAME,),
+        data={"raw": b"\x00\xff", "nan": math.nan},
+    )
+    plain = Finding(
+        kind=FindingKind.MALWARE, rule_id="plain", title="plain", severity=Severity.LOW, asset=asset
+    )
+    assessment = Assessment(
+        target=f"/srv/{HOSTILE_NAME}",
+        asset=asset,
+        started=datetime.now(UTC),
+        components=[component],
+        findings=[hostile, plain],
+        errors=[f"{HOSTILE_NAME}:1: bad"],
+    )
+    saved = save_assessment(store, assessment)
+    assert saved.new_findings == 2
+    by_rule = {s.finding.rule_id: s.finding for s in list_findings(store, "default")}
+    stored = by_rule["rule\\x00"]
+    assert stored.title == "Malware in up\\x80load\\x00.jsp" and stored.summary == "\\xed\\xa0\\x80 lone"
+    assert stored.evidence["path"] == "up\\x80load\\x00.jsp" and stored.data["nan"] is None
+    assert stored.component is not None and stored.component.version == "1\\xff"
+    # Found again, it is the same finding (the fingerprint is of the finding as the engine made it).
+    assert save_assessment(store, assessment).seen_again == 2

@@ -23,6 +23,7 @@ __all__ = [
     "iso",
     "jsonable",
     "location_to_dict",
+    "storable",
     "unresolved_to_dict",
     "vuln_details",
 ]
@@ -50,13 +51,36 @@ def jsonable(value: Any) -> Any:
 
     Never raises, whatever it is given: bytes become hex, non-finite floats None (JSON has no NaN, and
     PostgreSQL's JSON refuses it), an object whose `str()` fails its type name, and a cycle or a
-    structure nested deeper than 64 levels a `"<...>"` marker; dict keys become strings.
+    structure nested deeper than 64 levels a `"<...>"` marker; dict keys become strings, and every
+    string is `storable`.
     """
     return _jsonable(value, 0, set())
 
 
+def storable(text: str) -> str:
+    """`text` as every database and UTF-8 stream can hold it, readably and without loss of meaning.
+
+    A NUL (which PostgreSQL's text refuses) becomes `\\x00`; the undecodable bytes of a file name
+    (lone surrogates from `surrogateescape`, which UTF-8 cannot encode) become `\\xNN`. A hostile
+    file name or log line must not make a whole job's results unstorable.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the original bytes of a file name
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        text = raw.decode("utf-8", "backslashreplace")
+    return text
+
+
 def _jsonable(value: Any, depth: int, active: set[int]) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return storable(value)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -65,7 +89,7 @@ def _jsonable(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, datetime | date):
         return iso(value)
     if isinstance(value, Location):
-        return {"path": value.path, "line": value.line}
+        return {"path": storable(value.path), "line": value.line}
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     if not isinstance(value, Mapping | set | frozenset | list | tuple):
@@ -83,11 +107,11 @@ def _jsonable(value: Any, depth: int, active: set[int]) -> Any:
 
 
 def _text(value: Any) -> str:
-    """`str(value)`, or its type's name when its `__str__` fails (a hostile or broken object)."""
+    """`str(value)`, storable, or its type's name when its `__str__` fails (a hostile or broken object)."""
     if isinstance(value, str):
-        return value
+        return storable(value)
     try:
-        return str(value)
+        return storable(str(value))
     except Exception:  # whatever a foreign __str__ raises, the answer is the same
         return f"<{type(value).__name__}>"
 

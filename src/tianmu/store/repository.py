@@ -1,5 +1,9 @@
 """Saving and reading the organisation's data: assets, their components, assessments and findings.
 
+Every text is stored `storable` (`tianmu.core.serialize`: a NUL or a file name's undecodable bytes
+escaped) and every JSON value `jsonable`: one hostile log line or file name must not fail the one
+transaction that stores every engine's findings.
+
 The fingerprint rule lives here in practice: a finding whose fingerprint is already stored for the tenant
 is the same problem found again, so only `last_seen`, the texts that advisories may have improved
 (severity, score, summary, data) and the assessment link move; `first_seen` and the triage status stay.
@@ -31,7 +35,7 @@ from tianmu.core.models import (
     TriageStatus,
     utcnow,
 )
-from tianmu.core.serialize import jsonable
+from tianmu.core.serialize import jsonable, storable
 from tianmu.store.database import Store
 from tianmu.store.schema import assessments, assets, components, findings
 
@@ -73,7 +77,7 @@ def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
             and_(
                 assets.c.tenant == asset.tenant,
                 assets.c.kind == asset.kind.value,
-                assets.c.name == asset.name,
+                assets.c.name == storable(asset.name),
             )
         )
     ).first()
@@ -84,9 +88,9 @@ def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
         insert(assets).values(
             tenant=asset.tenant,
             kind=asset.kind.value,
-            name=asset.name,
+            name=storable(asset.name),
             criticality=asset.criticality,
-            tags=list(asset.tags),
+            tags=jsonable(list(asset.tags)),
             first_seen=now,
             last_seen=now,
         )
@@ -98,7 +102,7 @@ def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
 def _component_json(component: Component | None) -> dict[str, Any] | None:
     if component is None:
         return None
-    return {
+    values = {
         "name": component.name,
         "version": component.version,
         "ecosystem": component.ecosystem,
@@ -109,6 +113,7 @@ def _component_json(component: Component | None) -> dict[str, Any] | None:
         "distro_release": component.distro_release,
         "direct": component.direct,
     }
+    return dict(jsonable(values))
 
 
 def _component_from_json(data: dict[str, Any] | None) -> Component | None:
@@ -167,13 +172,13 @@ def _save_once(store: Store, assessment: Assessment, also: SaveHook | None) -> S
             {
                 "tenant": tenant,
                 "asset_id": asset_id,
-                "purl": c.purl,
-                "name": c.name,
-                "version": c.version,
-                "ecosystem": c.ecosystem,
-                "path": c.location.path if c.location else None,
+                "purl": storable(c.purl),
+                "name": storable(c.name),
+                "version": storable(c.version),
+                "ecosystem": storable(c.ecosystem),
+                "path": storable(c.location.path) if c.location else None,
                 "line": c.location.line if c.location else None,
-                "source_name": c.source_name,
+                "source_name": storable(c.source_name) if c.source_name else c.source_name,
                 "seen_at": now,
             }
             for c in assessment.components
@@ -185,13 +190,13 @@ def _save_once(store: Store, assessment: Assessment, also: SaveHook | None) -> S
             insert(assessments).values(
                 tenant=tenant,
                 asset_id=asset_id,
-                target=assessment.target,
+                target=storable(assessment.target),
                 started=assessment.started,
                 finished=now,
                 tianmu_version=__version__,
                 component_count=len(assessment.components),
                 finding_counts={},
-                errors=list(assessment.errors),
+                errors=jsonable(list(assessment.errors)),
             )
         )
         assert result.inserted_primary_key is not None
@@ -246,19 +251,19 @@ def _merge_findings(
     for fingerprint, finding in by_fingerprint.items():
         values = {
             "kind": finding.kind.value,
-            "rule_id": finding.rule_id,
-            "title": finding.title,
+            "rule_id": storable(finding.rule_id),
+            "title": storable(finding.title),
             "severity": finding.severity.value,
             "severity_rank": finding.severity.rank,
             "score": finding.score,
-            "summary": finding.summary,
+            "summary": storable(finding.summary),
             "component": _component_json(finding.component),
             # Plain JSON types whatever an engine put there (bytes, NaN, a datetime): one odd value
             # must not fail the transaction that stores every engine's findings.
             "evidence": jsonable(finding.evidence),
-            "aliases": list(finding.aliases),
-            "references": list(finding.references),
-            "techniques": list(finding.techniques),
+            "aliases": jsonable(list(finding.aliases)),
+            "references": jsonable(list(finding.references)),
+            "techniques": jsonable(list(finding.techniques)),
             "data": jsonable(finding.data),
             "last_seen": now,
             "last_assessment_id": assessment_id,
