@@ -56,6 +56,7 @@ from tianmu.malware.findings import findings_from_report
 from tianmu.malware.kb import import_path
 from tianmu.malware.quarantine import QuarantineItem, quarantine_file, restore_item
 from tianmu.malware.report import Detection, ScanReport
+from tianmu.road import finish as road_finish
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.engines import ENGINES
@@ -655,3 +656,20 @@ def test_hostile_texts_are_stored_not_fatal(store: Store) -> None:
     assert stored.component is not None and stored.component.version == "1\\xff"
     # Found again, it is the same finding (the fingerprint is of the finding as the engine made it).
     assert save_assessment(store, assessment).seen_again == 2
+
+
+def test_failing_annotation_and_situation_steps_keep_the_save(
+    sqlite_store: Store, planted_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("step bug")
+
+    monkeypatch.setattr(road_finish, "annotate_findings", broken)
+    monkeypatch.setattr(road_finish, "update_situation", broken)
+    home = tmp_path / "home"
+    home.mkdir()
+    result = assess(sqlite_store, planted_tree, AssessOptions(home=home, workers=1))
+    assert "ATT&CK annotation failed: RuntimeError: step bug" in result.errors
+    assert "the situation step failed (results saved): RuntimeError: step bug" in result.errors
+    stored = list_findings(sqlite_store, "default")
+    assert stored and len(stored) == len({f.fingerprint for f in result.findings})

@@ -13,6 +13,11 @@ The situation step comes after the save on purpose: incidents and risk are compu
 findings, whose triage status (an acknowledged finding weighs less) is only known once they are merged.
 A run that does not save (`tianmu inventory`, `--no-save`) still gets incidents and risk for its own
 findings, computed without writing anything.
+
+The save is what must not be lost: a failing annotation (the ATT&CK base) is recorded in each
+assessment's errors and the findings are saved without it; a failing situation step (an alert rule, a
+risk computation) comes after the commit, so the stored results stand and the failure is added to the
+returned assessment's errors. Only the save itself may fail the job — then nothing was stored.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tianmu.core.models import Assessment
+from tianmu.road.isolation import describe
 from tianmu.situation import update_situation
 from tianmu.store.attack import annotate_findings
 from tianmu.store.database import Store
@@ -47,7 +53,11 @@ def finish(
 ) -> list[SaveResult | None]:
     """Annotate, save and put into the situation every assessment of one job, in order."""
     options = options or FinishOptions()
-    annotate_findings(store, [f for a in assessments for f in a.findings])
+    try:
+        annotate_findings(store, [f for a in assessments for f in a.findings])
+    except Exception as exc:
+        for assessment in assessments:
+            assessment.errors.append(f"ATT&CK annotation failed: {describe(exc)}")
     saved: list[SaveResult | None] = []
     last = len(assessments) - 1
     for index, assessment in enumerate(assessments):
@@ -55,10 +65,14 @@ def finish(
         saved.append(save_assessment(store, assessment, also=hook) if options.save else None)
     if options.situation:
         for assessment, result in zip(assessments, saved, strict=True):
-            update_situation(
-                store,
-                assessment,
-                assessment_id=result.assessment_id if result is not None else None,
-                home=options.home,
-            )
+            try:
+                update_situation(
+                    store,
+                    assessment,
+                    assessment_id=result.assessment_id if result is not None else None,
+                    home=options.home,
+                )
+            except Exception as exc:
+                # After the commit: what was stored stands; the user is told what was not updated.
+                assessment.errors.append(f"the situation step failed (results saved): {describe(exc)}")
     return saved
