@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,10 +53,13 @@ from tianmu.core.models import (
 from tianmu.core.serialize import jsonable
 from tianmu.gmcrypto import IntegrityError
 from tianmu.malware import pool, quarantine
+from tianmu.malware import scanner as scanner_module
+from tianmu.malware.engine import scan_paths
 from tianmu.malware.findings import findings_from_report
-from tianmu.malware.kb import import_path
+from tianmu.malware.kb import import_path, load_database
 from tianmu.malware.quarantine import QuarantineItem, quarantine_file, restore_item
 from tianmu.malware.report import Detection, ScanReport
+from tianmu.malware.yararules import read_rule_files
 from tianmu.road import finish as road_finish
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
@@ -673,3 +677,21 @@ def test_failing_annotation_and_situation_steps_keep_the_save(
     assert "the situation step failed (results saved): RuntimeError: step bug" in result.errors
     stored = list_findings(sqlite_store, "default")
     assert stored and len(stored) == len({f.fingerprint for f in result.findings})
+
+
+def test_a_file_that_breaks_the_scanner_costs_that_file_only(
+    planted_tree: Path, rule_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with zipfile.ZipFile(planted_tree / "poison.zip", "w") as archive:
+        archive.writestr("a.txt", b"a")
+
+    def exploding(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(scanner_module, "iter_members", exploding)
+    database = load_database(
+        Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), tmp_path, extra=read_rule_files(rule_file).rules
+    )
+    report = scan_paths([planted_tree], database, jobs=1, root=planted_tree)
+    assert [d.path for d in report.detections] == ["webapps/ROOT/up.jsp"]
+    assert report.errors == ["poison.zip: cannot scan: RecursionError: maximum recursion depth exceeded"]
