@@ -303,3 +303,21 @@ def test_detect_paths_reports_the_limits_it_hit(tmp_path: Path) -> None:
     result = detect_paths(detector, [tmp_path], asset, root=tmp_path, workers=1)
     assert any("matched 200 events in auth.log; the first 10 are findings" in n for n in result.limit_notes)
     assert any("150 rule matches were not kept for correlations" in n for n in result.limit_notes)
+
+
+@pytest.mark.parametrize("suffix", ["bz2", "gz", "xz"])
+def test_a_cut_or_corrupted_stream_keeps_the_lines_before_the_damage(tmp_path: Path, suffix: str) -> None:
+    data = b"".join(b"Nov 20 04:00:00 web01 app[1]: line %d of the log\n" % i for i in range(50_000))
+    packed = PACKERS[suffix](data)
+    cut = tmp_path / f"cut.log.{suffix}"
+    cut.write_bytes(packed[: len(packed) // 2])
+    corrupt = tmp_path / f"corrupt.log.{suffix}"
+    flipped = bytearray(packed)
+    for index in range(len(packed) // 2, len(packed) // 2 + 32):
+        flipped[index] ^= 0x5A
+    corrupt.write_bytes(bytes(flipped))
+    for path in (cut, corrupt):
+        raws, stats = _read(path, ReadLimits())
+        assert 0 < len(raws) < 50_000
+        assert raws[:100] == [line.decode() for line in data.splitlines()[:100]]
+        assert stats.errors[-1].startswith(f"{path}: read stopped at line "), stats.errors[-3:]
