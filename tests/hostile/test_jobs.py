@@ -64,6 +64,7 @@ from tianmu.road import finish as road_finish
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.engines import ENGINES
+from tianmu.road.logs import DetectJob, run_detect
 from tianmu.road.malware import MalwareScanOptions, run_malware_scan
 from tianmu.road.run import run_engines
 from tianmu.store.database import Store
@@ -695,3 +696,17 @@ def test_a_file_that_breaks_the_scanner_costs_that_file_only(
     report = scan_paths([planted_tree], database, jobs=1, root=planted_tree)
     assert [d.path for d in report.detections] == ["webapps/ROOT/up.jsp"]
     assert report.errors == ["poison.zip: cannot scan: RecursionError: maximum recursion depth exceeded"]
+
+
+def test_detect_after_assess_stores_no_second_copy(
+    sqlite_store: Store, planted_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assess(sqlite_store, planted_tree, AssessOptions(home=home, workers=1))
+    before = _stored_fingerprints(sqlite_store)
+    assert before
+    run_detect(sqlite_store, DetectJob(paths=[planted_tree / "logs"], home=home, workers=1))
+    monkeypatch.chdir(planted_tree / "webapps")
+    run_detect(sqlite_store, DetectJob(paths=[Path("../logs/auth.log")], home=home, workers=1))
+    assert _stored_fingerprints(sqlite_store) == before

@@ -22,6 +22,8 @@ from tianmu.road.collect import Classifier, collect
 from tianmu.road.engines import EngineSetup, detection_engine
 from tianmu.road.events import run_event_pass
 from tianmu.road.finish import FinishOptions, finish
+from tianmu.road.isolation import GuardedEventEngine
+from tianmu.road.places import key_on_files
 from tianmu.road.targets import asset_for_path
 from tianmu.store.database import Store
 
@@ -64,6 +66,8 @@ def run_detect(
         walk=job.walk,
     )
     if result.stats.files or result.stats.events:
+        # Display paths are relative to the folder named, else as typed (from here): keyed on the file.
+        key_on_files(result.findings, root if root is not None else Path.cwd())
         assessment = Assessment(
             target=" ".join(str(path) for path in job.paths),
             asset=asset,
@@ -105,7 +109,8 @@ def run_intel_match(
         asset = asset_for_path(path, tenant)
         job = JobContext(asset, root=path, home=home, progress=progress)
         files = collect(path, Classifier(_no_package, all_logs=True)).files
-        (result,) = run_event_pass(files, [engine], job)
+        (result,) = run_event_pass(files, [GuardedEventEngine(engine)], job)
+        key_on_files(result.findings, path)  # the same line is one finding for `assess` and here
         found.findings += result.findings
         found.errors += result.errors
         assessments.append(

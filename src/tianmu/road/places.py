@@ -16,6 +16,7 @@ files is one finding; assessing a parent whose other logs add events of the grou
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,11 @@ def key_on_files(findings: Iterable[Finding], root: Path) -> None:
 
 
 def _absolute(base: Path, relative: str) -> str:
-    # String joining, not Path: a member (`mail.zip!attach/e.com`) is no path of the host.
-    return relative if relative.startswith("/") else f"{base.as_posix().rstrip('/')}/{relative}"
+    # String work, not Path: a member (`mail.zip!attach/e.com`) is no path of the host; only the file
+    # part is normalised (a path typed as `../logs/auth.log`).
+    file, bang, member = relative.partition("!")
+    joined = file if file.startswith("/") else f"{base.as_posix().rstrip('/')}/{file}"
+    return os.path.normpath(joined) + bang + member
 
 
 def _correlated_files(finding: Finding, base: Path) -> list[str]:
