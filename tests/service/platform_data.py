@@ -110,7 +110,7 @@ def build_platform(
     identity: IdentityService = app.state.identity
     headers: dict[str, dict[str, str]] = {}
     # Without `with`: no lifespan, so the app's job runner is started only by the test's own client.
-    csrf_token = TestClient(app, base_url=origin).get("/api/auth/csrf").json()["csrf_token"]
+    minting = TestClient(app, base_url=origin)
     for tenant, users in (
         ("acme", [("alice", Role.ADMIN), ("anna", Role.ANALYST), ("victor", Role.VIEWER)]),
         ("globex", [("gina", Role.ADMIN)]),
@@ -120,9 +120,13 @@ def build_platform(
             identity.create_user(cli_principal(tenant), tenant, username, role, password=PASSWORD)
             step = identity.password_login(tenant, username, PASSWORD)
             assert step.done and step.session_secret
+            session = f"tianmu_session={step.session_secret}"
+            # A CSRF token is bound to its session: ask for one as this signed-in browser.
+            minted = minting.get("/api/auth/csrf", headers={"Cookie": session})
+            minting.cookies.clear()
             headers[username] = {
-                "Cookie": f"tianmu_session={step.session_secret}; tianmu_csrf={csrf_token}",
-                "X-CSRF-Token": csrf_token,
+                "Cookie": f"{session}; tianmu_csrf={minted.cookies['tianmu_csrf']}",
+                "X-CSRF-Token": minted.json()["csrf_token"],
             }
     alice = identity.get_user("acme", "alice")
     acting = Principal(user_id=alice.id, tenant="acme", username="alice", role=Role.ADMIN, via="session")

@@ -47,6 +47,7 @@ def test_password_sign_in_sets_a_session_cookie(client: TestClient) -> None:
     )
     assert result.status_code == 200, result.text
     assert result.json()["done"] is True
+    headers = {"X-CSRF-Token": result.json()["csrf_token"]}  # the new session's token comes with it
     cookie = result.headers["set-cookie"]
     assert "tianmu_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     me = client.get("/api/auth/me").json()
@@ -87,7 +88,13 @@ def test_second_factor_uses_a_pending_cookie(app: FastAPI, client: TestClient) -
     first = client.post(
         "/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers
     )
-    assert first.json() == {"done": False, "factors": ["password"], "remaining": ["totp"], "redirect": None}
+    assert first.json() == {
+        "done": False,
+        "factors": ["password"],
+        "remaining": ["totp"],
+        "redirect": None,
+        "csrf_token": None,
+    }
     assert client.get("/api/auth/me").status_code == 401
     import pyotp
 
@@ -108,6 +115,7 @@ def test_tokens_through_the_api_and_require(app: FastAPI, client: TestClient) ->
     app.include_router(probe)
     headers = csrf(client)
     client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    headers = csrf(client)  # CSRF tokens are bound to the session: a fresh one after sign-in
     made = client.post(
         "/api/auth/tokens", json={"name": "ci", "scopes": ["findings:read"], "days": 3}, headers=headers
     )
@@ -127,6 +135,7 @@ def test_viewer_is_forbidden_admin_routes(client: TestClient) -> None:
     client.post(
         "/api/auth/login/password", json={"username": "victor", "password": PASSWORD}, headers=headers
     )
+    headers = csrf(client)  # CSRF tokens are bound to the session: a fresh one after sign-in
     assert client.get("/api/auth/audit").status_code == 403
     assert client.post("/api/auth/tokens", json={"name": "x"}, headers=headers).status_code == 403
 
@@ -148,6 +157,7 @@ def test_pages_render_and_redirect(client: TestClient) -> None:
 def test_sign_out_form_needs_csrf(client: TestClient) -> None:
     headers = csrf(client)
     client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    headers = csrf(client)  # CSRF tokens are bound to the session: a fresh one after sign-in
     assert client.post("/auth/sign-out", data={"csrf_token": "nope"}).status_code == 403
     out = client.post("/auth/sign-out", data={"csrf_token": headers["X-CSRF-Token"]}, follow_redirects=False)
     assert out.status_code == 303
@@ -178,6 +188,7 @@ def test_self_service_totp_enrolment_and_password_change(client: TestClient) -> 
     client.post(
         "/api/auth/login/password", json={"username": "victor", "password": PASSWORD}, headers=headers
     )
+    headers = csrf(client)  # CSRF tokens are bound to the session: a fresh one after sign-in
     started = client.post("/api/auth/totp/start", headers=headers).json()
     assert started["uri"].startswith("otpauth://totp/") and started["seed"] in started["uri"]
     wrong = client.post(
@@ -201,6 +212,7 @@ def test_self_service_totp_enrolment_and_password_change(client: TestClient) -> 
     )
     assert good.status_code == 204
     client.post("/api/auth/logout", headers=headers)
+    headers = csrf(client)  # signed out: the session's token went with it
     again = client.post(
         "/api/auth/login/password",
         json={"username": "victor", "password": "a far better passphrase"},
@@ -212,6 +224,7 @@ def test_self_service_totp_enrolment_and_password_change(client: TestClient) -> 
 def test_user_and_policy_administration_api(client: TestClient) -> None:
     headers = csrf(client)
     client.post("/api/auth/login/password", json={"username": "alice", "password": PASSWORD}, headers=headers)
+    headers = csrf(client)  # CSRF tokens are bound to the session: a fresh one after sign-in
     made = client.post("/api/auth/users", json={"username": "wendy", "role": "analyst"}, headers=headers)
     assert made.status_code == 201 and made.json()["has_password"] is False
     assert (

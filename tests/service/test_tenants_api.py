@@ -19,10 +19,13 @@ Provider = tuple[TestClient, IdentityService, dict[str, dict[str, str]]]
 
 
 def _session(app: FastAPI, identity: IdentityService, tenant: str, username: str) -> dict[str, str]:
-    csrf = TestClient(app, base_url=ORIGIN).get("/api/auth/csrf").json()["csrf_token"]
     step = identity.password_login(tenant, username, PASSWORD)
     assert step.done and step.session_secret
-    return {"Cookie": f"tianmu_session={step.session_secret}; tianmu_csrf={csrf}", "X-CSRF-Token": csrf}
+    session = f"tianmu_session={step.session_secret}"
+    # CSRF tokens are bound to their session: ask for one as this signed-in browser.
+    minted = TestClient(app, base_url=ORIGIN).get("/api/auth/csrf", headers={"Cookie": session})
+    csrf = minted.json()["csrf_token"]
+    return {"Cookie": f"{session}; tianmu_csrf={minted.cookies['tianmu_csrf']}", "X-CSRF-Token": csrf}
 
 
 @pytest.fixture

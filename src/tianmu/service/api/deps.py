@@ -8,6 +8,7 @@ only to cookie-authenticated requests.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -139,38 +140,79 @@ def require(permission: Permission) -> Callable[..., Principal]:
     return dependency
 
 
-# --- CSRF: a signed random token in an HttpOnly cookie, echoed by our pages in a header or form field ---
+# --- CSRF: signed double-submit, bound to the session, with the request's origin as a second line ------
+#
+# The cookie holds a signed random nonce. The token our pages echo (header or form field) is signed too
+# and carries the same nonce *and* a digest of the session cookie the page was rendered for: a token
+# minted for another session (an attacker's own, or one from before sign-in) or a planted cookie
+# without its matching token does not pass. Browsers also say where a request comes from (`Origin`,
+# `Sec-Fetch-Site`); a state-changing request from another site or origin is refused even with a token.
 
 
-def _serializer(request: Request) -> URLSafeSerializer:
+def _cookie_serializer(request: Request) -> URLSafeSerializer:
     return URLSafeSerializer(get_service_settings(request).secret_key, salt="tianmu-csrf")
 
 
-def csrf_token_for(request: Request) -> str:
-    """The token to put in this page's forms (and the cookie, set on the response by the middleware)."""
-    existing = request.cookies.get(cookie_name(get_service_settings(request), CSRF_COOKIE))
-    if existing:
-        try:
-            _serializer(request).loads(existing)
-            return existing
-        except BadSignature:
-            pass
-    fresh = getattr(request.state, "new_csrf", None)
-    if fresh is None:
-        fresh = _serializer(request).dumps(secrets.token_urlsafe(24))
-        request.state.new_csrf = fresh
-    return str(fresh)
+def _token_serializer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(get_service_settings(request).secret_key, salt="tianmu-csrf-token")
+
+
+def _session_binding(request: Request, session_secret: str | None = None) -> str:
+    """A digest of the session cookie this request carries ("" before sign-in): what tokens are bound to."""
+    secret = session_secret or request.cookies.get(cookie_name(get_service_settings(request), SESSION_COOKIE))
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:32] if secret else ""
+
+
+def _cookie_nonce(request: Request) -> str | None:
+    cookie = request.cookies.get(cookie_name(get_service_settings(request), CSRF_COOKIE))
+    if not cookie:
+        return None
+    try:
+        nonce = _cookie_serializer(request).loads(cookie)
+    except BadSignature:
+        return None
+    return nonce if isinstance(nonce, str) else None
+
+
+def csrf_token_for(request: Request, *, session_secret: str | None = None) -> str:
+    """The token to put in this page's forms, bound to its session (the cookie is set by the middleware);
+    `session_secret` binds it to a session being created by this response instead."""
+    nonce = _cookie_nonce(request)
+    if nonce is None:
+        fresh = getattr(request.state, "new_csrf", None)
+        if fresh is None:
+            fresh = _cookie_serializer(request).dumps(secrets.token_urlsafe(24))
+            request.state.new_csrf = fresh
+        nonce = _cookie_serializer(request).loads(fresh)
+    return str(_token_serializer(request).dumps([nonce, _session_binding(request, session_secret)]))
+
+
+def _check_origin(request: Request) -> None:
+    """403 for a browser request that says it comes from another site or origin."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"cross-site request refused (Sec-Fetch-Site: {site})")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != get_service_settings(request).origin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"request from another origin refused ({origin})")
 
 
 def verify_csrf(request: Request, token: str | None) -> None:
-    """403 unless `token` equals the request's CSRF cookie and carries our signature."""
-    cookie = request.cookies.get(cookie_name(get_service_settings(request), CSRF_COOKIE))
-    if not cookie or not token or not hmac.compare_digest(cookie, token):
+    """403 unless the request comes from our origin and `token` is ours, for this cookie and session."""
+    _check_origin(request)
+    nonce = _cookie_nonce(request)
+    if nonce is None or not token:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token; reload the page")
     try:
-        _serializer(request).loads(cookie)
-    except BadSignature as exc:
+        token_nonce, binding = _token_serializer(request).loads(token)
+    except (BadSignature, TypeError, ValueError) as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid CSRF token; reload the page") from exc
+    if not hmac.compare_digest(str(token_nonce), nonce):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token; reload the page")
+    if not hmac.compare_digest(str(binding), _session_binding(request)):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "the CSRF token belongs to another session; reload the page"
+        )
 
 
 async def csrf_protect(request: Request) -> None:

@@ -66,6 +66,9 @@ class LoginResult(BaseModel):
     factors: list[str]
     remaining: list[str]
     redirect: str | None = None
+    csrf_token: str | None = None
+    """When done: the CSRF token for the new session (tokens are bound to their session, so the one
+    used to sign in no longer serves)."""
 
 
 class PasskeyEnrol(BaseModel):
@@ -121,7 +124,11 @@ def _finish(request: Request, response: Response, settings: ServiceSettings, ste
         )
         response.delete_cookie(cookie_name(settings, PENDING_COOKIE), path="/", secure=secure, httponly=True)
         return LoginResult(
-            done=True, factors=list(step.factors), remaining=[], redirect=request.app.state.after_sign_in
+            done=True,
+            factors=list(step.factors),
+            remaining=[],
+            redirect=request.app.state.after_sign_in,
+            csrf_token=csrf_token_for(request, session_secret=step.session_secret),
         )
     assert step.pending is not None
     response.set_cookie(
