@@ -162,3 +162,14 @@ def test_cli_verify_exits_1_naming_what_is_missing(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 1 and not report["ok"] and report["signed_tip"] == 2
     assert any("entries 1-2 are missing" in p for p in report["problems"]), report
     assert any("checkpoint 2" in p and "base64" in p for p in report["problems"]), report
+
+
+def test_an_append_through_another_store_object_moves_the_tip(audited: IdentityService) -> None:
+    other = Store(audited.store.engine.url.render_as_string(hide_password=False))
+    try:
+        with other.begin() as conn:
+            audited.audit.append(conn, tenant="acme", actor="cli", action="test.append")
+    finally:
+        other.close()
+    report = audited.audit.verify(audited.platform_key().public_key)
+    assert report.ok and report.signed_tip == 8, report.problems

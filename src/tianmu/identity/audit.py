@@ -98,7 +98,7 @@ class AuditLog:
         self.tip_path = tip_path
         self._clock: Clock = clock or SystemClock()
         if tip_path is not None:
-            install_tip_hooks(store)
+            install_tip_hooks(store.engine)
 
     def _lock(self, conn: Connection) -> None:
         """Serialise appends: two writers must never read the same last entry and both extend it."""

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
 
 from tianmu.gmcrypto import sm2
-from tianmu.store.database import Store
 
 __all__ = ["TIP_FILE", "SignedTip", "arm_tip", "install_tip_hooks", "read_tip"]
 
@@ -98,7 +97,11 @@ def _write(path: Path, record: dict[str, Any]) -> None:
 def arm_tip(
     conn: Connection, path: Path, key: sm2.Sm2PrivateKey, *, seq: int, entry_hash: str, at: str
 ) -> None:
-    """Sign the tip now and leave it on the connection; it is written when the transaction commits."""
+    """Sign the tip now and leave it on the connection; it is written when the transaction commits.
+
+    The hooks are made sure of on the connection's own engine: an append through a connection of
+    another Store object (same database) must move the tip all the same."""
+    install_tip_hooks(conn.engine)
     record = {
         "seq": seq,
         "hash": entry_hash,
@@ -119,8 +122,8 @@ def _on_rollback(conn: Connection) -> None:
     conn.info.pop(_PENDING, None)
 
 
-def install_tip_hooks(store: Store) -> None:
+def install_tip_hooks(engine: Engine) -> None:
     """Write armed tips on commit and drop them on rollback (once per engine, however many logs)."""
     for name, hook in (("commit", _on_commit), ("rollback", _on_rollback)):
-        if not event.contains(store.engine, name, hook):
-            event.listen(store.engine, name, hook)
+        if not event.contains(engine, name, hook):
+            event.listen(engine, name, hook)
