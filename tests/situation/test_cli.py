@@ -90,7 +90,7 @@ def test_evidence_export_and_verify(runner: CliRunner, env: dict[str, str], tmp_
     result = runner.invoke(app, ["evidence", "export", key, "-o", str(bundle), "--root", str(root)], env=env)
     assert result.exit_code == 0, result.output
     assert "signed with SM2" in result.output
-    keyfile = Path(env["TIANMU_HOME"]) / "keys" / "evidence-sm2.pem"
+    keyfile = Path(env["TIANMU_HOME"]) / "keys" / "evidence-sm2.pub.pem"  # the public key verifies
     ok = runner.invoke(app, ["evidence", "verify", str(bundle), "--key", str(keyfile)], env=env)
     assert ok.exit_code == 0 and "verified" in ok.stdout
     data = bytearray(bundle.read_bytes())

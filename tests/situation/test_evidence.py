@@ -56,9 +56,10 @@ def test_bundle_holds_records_samples_and_a_signed_sm3_manifest(bundle: tuple[Pa
     assert manifest["missing"] == []
     signature = json.loads(members[SIGNATURE])
     assert signature["algorithm"] == "SM2"
-    assert (home / "keys" / "evidence-sm2.pem").stat().st_mode & 0o777 == 0o600
+    assert (home / "keys" / "evidence-sm2.key.sealed").stat().st_mode & 0o777 == 0o600
+    assert not (home / "keys" / "evidence-sm2.pem").exists()  # no private key in the clear
 
-    report = verify_bundle(path, trusted_key=(home / "keys" / "evidence-sm2.pem").read_bytes())
+    report = verify_bundle(path, trusted_key=(home / "keys" / "evidence-sm2.pub.pem").read_bytes())
     assert report.ok, report.problems
     assert report.algorithm == "SM2" and report.files == len(members) - 2
     incident = json.loads(members["incident.json"])
@@ -113,7 +114,7 @@ def test_a_re_signed_forgery_fails_against_the_trusted_key(bundle: tuple[Path, P
     members[SIGNATURE] = json.dumps(signature, indent=2).encode()
     path.write_bytes(_zip_bytes(list(members.items())))
     assert verify_bundle(path).ok  # self-consistent: that is why the key must be pinned
-    pinned = verify_bundle(path, trusted_key=(home / "keys" / "evidence-sm2.pem").read_bytes())
+    pinned = verify_bundle(path, trusted_key=(home / "keys" / "evidence-sm2.pub.pem").read_bytes())
     assert not pinned.ok and pinned.problems == ["signed with a key other than the trusted one"]
 
 

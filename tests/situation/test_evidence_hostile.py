@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from tianmu.cli.main import app
+from tianmu.core.errors import ConfigError
 from tianmu.situation import correlate, export_bundle, load_signer, verify_bundle
 from tianmu.situation.evidence import MANIFEST, SIGNATURE, _zip_bytes
 
@@ -28,7 +29,7 @@ def bundle(tmp_path: Path) -> tuple[Path, Path]:
     home = tmp_path / "home"
     out = tmp_path / "bundle.zip"
     export_bundle(correlate(findings)[0], findings, out, load_signer(home), roots=[root])
-    return out, home / "keys" / "evidence-sm2.pem"
+    return out, home / "keys" / "evidence-sm2.pub.pem"
 
 
 def _re_sign(path: Path, algorithm: str, public_pem: bytes, signature: bytes) -> None:
@@ -62,8 +63,8 @@ def test_re_signed_with_ed25519_is_a_foreign_key(bundle: tuple[Path, Path]) -> N
     assert verify_bundle(path).ok  # self-consistent
     report = verify_bundle(path, trusted_key=trusted.read_bytes())
     assert report.problems == ["signed with a key other than the trusted one"]
-    public_only = load_signer(trusted.parent.parent).public_pem  # the public key works as well
-    assert verify_bundle(path, trusted_key=public_only).problems == report.problems
+    own = load_signer(trusted.parent.parent)
+    assert verify_bundle(path, trusted_key=own.private_pem).problems == report.problems  # a private key too
 
 
 def test_the_label_lies_about_the_key(bundle: tuple[Path, Path]) -> None:
@@ -89,3 +90,22 @@ def test_cli_verify_exits_1_not_2(bundle: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(app, ["evidence", "verify", str(path), "--key", str(trusted), "--json"])
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout)["problems"] == ["signed with a key other than the trusted one"]
+
+
+def test_the_evidence_key_is_sealed_and_an_old_plain_one_is_sealed_on_first_use(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    old = load_signer(home)
+    keys = home / "keys"
+    sealed = keys / "evidence-sm2.key.sealed"
+    assert b"PRIVATE KEY" not in sealed.read_bytes() and sealed.stat().st_mode & 0o777 == 0o600
+    assert (keys / "evidence-sm2.pub.pem").read_bytes() == old.public_pem
+    # An installation from before sealing: the plain PKCS#8 file is adopted, sealed and removed.
+    sealed.unlink()
+    (keys / "evidence-sm2.pem").write_bytes(old.private_pem)
+    again = load_signer(home)
+    assert again.public_pem == old.public_pem and sealed.exists()
+    assert not (keys / "evidence-sm2.pem").exists()
+    # A sealed key edited on disk does not open (and is not silently replaced by a new key).
+    sealed.write_bytes(sealed.read_bytes()[:-1] + bytes([sealed.read_bytes()[-1] ^ 1]))
+    with pytest.raises(ConfigError, match="cannot unseal"):
+        load_signer(home)

@@ -38,6 +38,7 @@ from tianmu.situation import (
 )
 from tianmu.situation.alerts import AlertConfig, deliver, load_config, make_test_alert, run_alerts
 from tianmu.situation.evidence import export_bundle, load_signer, verify_bundle
+from tianmu.situation.evidencekeys import public_key_path
 from tianmu.situation.tactics import TACTIC_NAMES
 from tianmu.store.repository import list_findings
 
@@ -299,6 +300,9 @@ def _evidence(app: typer.Typer) -> None:
         )
         for item in manifest["missing"]:
             err_console.print(f"[yellow]missing:[/] {item['reason']}", markup=True, highlight=False)
+        # The private key stays sealed here; investigators pin the public one.
+        public = public_key_path(config.home, signer.algorithm)
+        err_console.print(f"verify with: tianmu evidence verify {target} --key {public}", highlight=False)
 
     @group.command("verify")
     @cli_errors

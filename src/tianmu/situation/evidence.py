@@ -13,7 +13,8 @@ The zip is written deterministically (members stored uncompressed, fixed timesta
 `verify_bundle` can rebuild the archive from its members and require the very same bytes: *any* changed
 byte fails — in a member, the manifest, the signature or the zip headers. A bundle proves who signed it
 only if the verifier pins the public key (`trusted_key`): an attacker can re-sign a forged bundle with
-a key of their own, so `tianmu evidence verify --key` is what an investigator uses.
+a key of their own, so `tianmu evidence verify --key` (with the public key the installation writes,
+`tianmu.situation.evidencekeys`) is what an investigator uses.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -30,16 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from evtx import PyEvtxParser
 
-from tianmu.core.errors import InputError, TianmuError
+from tianmu.core.errors import InputError
 from tianmu.core.models import Finding, Incident, utcnow
 from tianmu.core.serialize import finding_to_dict
 from tianmu.gmcrypto import digest
-from tianmu.gmcrypto.sm2 import generate_key, load_private_key, load_public_key, sign, verify
+from tianmu.situation.evidencekeys import EvidenceSigner, load_signer, public_key_der, verify_signature
 
 __all__ = [
     "BundleReport",
@@ -67,88 +64,6 @@ composes both (`tianmu.road.evidence`) supplies it; `folder_quarantine` is the p
 
 def _sm3(data: bytes) -> str:
     return digest(data).hex()
-
-
-# --- signing --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceSigner:
-    """A private key and what the bundle says about it."""
-
-    algorithm: str
-    """`SM2` or `Ed25519`."""
-    private_pem: bytes
-    public_pem: bytes
-
-    def sign(self, data: bytes) -> bytes:
-        if self.algorithm == "SM2":
-            return sign(load_private_key(self.private_pem, source="evidence key"), data)
-        key = serialization.load_pem_private_key(self.private_pem, password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        return key.sign(data)
-
-
-def _sm2_available() -> bool:
-    try:
-        generate_key()
-    except Exception:  # no OpenSSL 3 libcrypto with SM2 on this machine: fall back to Ed25519
-        return False
-    return True
-
-
-def load_signer(home: Path) -> EvidenceSigner:
-    """The installation's evidence key from `home/keys/`, created (mode 0600) on first use."""
-    keys = home / "keys"
-    sm2_path, ed_path = keys / "evidence-sm2.pem", keys / "evidence-ed25519.pem"
-    try:
-        if sm2_path.exists() or (not ed_path.exists() and _sm2_available()):
-            if not sm2_path.exists():
-                _write_private(sm2_path, generate_key().to_pem())
-            pem = sm2_path.read_bytes()
-            return EvidenceSigner("SM2", pem, load_private_key(pem, source=str(sm2_path)).public_key.to_pem())
-        if not ed_path.exists():
-            fresh = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            _write_private(ed_path, fresh)
-        pem = ed_path.read_bytes()
-        key = serialization.load_pem_private_key(pem, password=None)
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return EvidenceSigner("Ed25519", pem, public)
-    except OSError as exc:
-        raise InputError(
-            f"cannot read or create the evidence signing key: {exc.strerror}", str(keys)
-        ) from exc
-
-
-def _write_private(path: Path, pem: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-
-
-def _verify_signature(algorithm: str, public_pem: bytes, data: bytes, signature: bytes) -> bool:
-    try:
-        if algorithm == "SM2":
-            return bool(verify(load_public_key(public_pem, source="bundle"), data, signature))
-        if algorithm == "Ed25519":
-            key = serialization.load_pem_public_key(public_pem)
-            if not isinstance(key, Ed25519PublicKey):
-                return False
-            try:
-                key.verify(signature, data)
-            except InvalidSignature:
-                return False
-            return True
-    # A bundle may name one algorithm and carry a key of another (an SM2 key labelled Ed25519 is
-    # UnsupportedAlgorithm to `cryptography`): that is a signature that does not verify, not a crash.
-    except (TianmuError, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return False
 
 
 # --- writing --------------------------------------------------------------------------------------------
@@ -459,15 +374,15 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     report.algorithm, report.key_id = algorithm, str(signature.get("key_id", ""))
     report.incident = manifest.get("incident") if isinstance(manifest, dict) else None
     report.missing = list(manifest.get("missing", [])) if isinstance(manifest, dict) else []
-    if not _verify_signature(algorithm, public_pem, contents[MANIFEST], raw_signature):
+    if not verify_signature(algorithm, public_pem, contents[MANIFEST], raw_signature):
         report.problems.append("the signature does not match the manifest")
     if trusted_key is not None:
         # Keys are compared as keys (the trusted copy may be DER or a private key file of ours), and
         # whatever algorithm the bundle claims: a foreign key of another kind is simply not ours.
-        mine = _public_key_der(trusted_key, "trusted key")
+        mine = public_key_der(trusted_key, "trusted key")
         if mine is None:
             report.problems.append("the trusted key is not an SM2 or Ed25519 key")
-        elif mine != _public_key_der(public_pem, "bundle"):
+        elif mine != public_key_der(public_pem, "bundle"):
             report.problems.append("signed with a key other than the trusted one")
     listed: set[str] = set()
     for entry in files if isinstance(files, list) else []:
@@ -486,33 +401,3 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     report.files = len(listed)
     report.ok = not report.problems
     return report
-
-
-def _public_key_der(data: bytes, source: str) -> bytes | None:
-    """The SubjectPublicKeyInfo (DER) of a key in any form we read — SM2 or Ed25519, public or private,
-    PEM or DER — or None when `data` is no key we know."""
-    private = b"PRIVATE KEY" in data
-    try:
-        sm2_key = (
-            load_private_key(data, source=source).public_key
-            if private
-            else load_public_key(data, source=source)
-        )
-        return sm2_key.to_der()
-    except TianmuError:
-        pass  # not SM2: the other algorithms are `cryptography`'s
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    loaders: tuple[Callable[[bytes], Any], ...] = (
-        (
-            lambda d: serialization.load_pem_private_key(d, password=None).public_key(),
-            lambda d: serialization.load_der_private_key(d, password=None).public_key(),
-        )
-        if private
-        else (serialization.load_pem_public_key, serialization.load_der_public_key)
-    )
-    for load in loaders:
-        try:
-            return bytes(load(data).public_bytes(*fmt))
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            continue
-    return None
