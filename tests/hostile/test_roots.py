@@ -395,3 +395,14 @@ def test_the_collector_keeps_only_the_files_the_engines_read(tmp_path: Path) -> 
     assert len({id(f.classes) for f in everything.files}) == 2  # one class set object per kind
     packages = collect(root, classifier, rules, frozenset({FileClass.PACKAGE}))
     assert [f.relpath for f in packages.files] == ["requirements.txt"]
+
+
+def test_a_deeply_nested_json_file_found_in_a_walk_does_not_fail_the_log_pass(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "app.log").write_text('{"a":' * 20_000 + "1" + "}" * 20_000 + "\n")
+    options = AssessOptions(engines=("detection",), save=False, home=tmp_path / "home")
+    result = assess(sqlite_store, root, options)
+    assert not any("failed" in error for error in result.errors), result.errors

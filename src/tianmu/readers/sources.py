@@ -366,7 +366,7 @@ def _plausible_in_walk(kind: str, head: bytes) -> bool:
     first = text.split("\n", 1)[0]
     try:
         record = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested thousands deep is no log record either
         return False
     return isinstance(record, dict) and classify_record(record) != "json"
 
