@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.malware.report import ScanReport
 from tianmu.malware.walk import walk_paths
+from tianmu.readers._common import ReadStats
+from tianmu.readers.sources import iter_file_events
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.collect import Classifier, collect
 from tianmu.road.knowledge import import_any
@@ -406,3 +409,19 @@ def test_a_deeply_nested_json_file_found_in_a_walk_does_not_fail_the_log_pass(
     options = AssessOptions(engines=("detection",), save=False, home=tmp_path / "home")
     result = assess(sqlite_store, root, options)
     assert not any("failed" in error for error in result.errors), result.errors
+
+
+def test_an_encrypted_zip_member_is_a_located_error_not_a_failed_log_pass(tmp_path: Path) -> None:
+    path = tmp_path / "logs.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("auth.log", "Jan  1 00:00:00 host sshd[1]: Accepted password for a\n")
+    data = bytearray(path.read_bytes())
+    # Set the "encrypted" flag in the local header and the central directory, as a password zip has.
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        data[at + flag_at] |= 0x1
+    path.write_bytes(bytes(data))
+    stats = ReadStats()
+    events = list(iter_file_events(path, stats, strict=False))
+    assert events == []
+    assert any("encrypted" in error or "password" in error for error in stats.errors), stats.errors

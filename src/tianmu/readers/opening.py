@@ -39,8 +39,10 @@ _OPEN_ERRORS: tuple[type[Exception], ...] = (
     zlib.error,
     zipfile.BadZipFile,
     NotImplementedError,
+    RuntimeError,
 )
-"""Opening a zip member: a bad local header, an unknown compression method, an encrypted member."""
+"""Opening a zip member: a bad local header, an unknown compression method, an encrypted member
+(`zipfile` raises RuntimeError for one: "password required for extraction")."""
 
 
 def open_members(
