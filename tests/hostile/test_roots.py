@@ -8,6 +8,7 @@ where only reading it is needed (`/proc/kmsg`, `/` itself).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any, BinaryIO, cast
 
 import pytest
 from typer.testing import CliRunner
@@ -28,7 +30,9 @@ from tianmu.core.errors import InputError
 from tianmu.core.walk import MountTable, WalkRules, WalkSkips, refuse_named, walk_tree
 from tianmu.malware.report import ScanReport
 from tianmu.malware.walk import walk_paths
+from tianmu.readers import sources
 from tianmu.readers._common import ReadStats
+from tianmu.readers.limits import ReadLimits, ReadStopped
 from tianmu.readers.sources import iter_file_events
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.collect import Classifier, collect
@@ -425,3 +429,26 @@ def test_an_encrypted_zip_member_is_a_located_error_not_a_failed_log_pass(tmp_pa
     events = list(iter_file_events(path, stats, strict=False))
     assert events == []
     assert any("encrypted" in error or "password" in error for error in stats.errors), stats.errors
+
+
+def test_a_damaged_stream_read_again_as_text_is_no_text_not_a_failed_log_pass(tmp_path: Path) -> None:
+    # What `assess /` met: a compressed file whose first read broke off, read again as plain text.
+    class Stopped(io.RawIOBase):
+        def __init__(self, path: Path) -> None:
+            self._file = path.open("rb")
+
+        def readable(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return self._file.fileno()
+
+        def seek(self, offset: int, whence: int = 0) -> int:
+            return 0
+
+        def readinto(self, _buffer: Any) -> int:
+            raise ReadStopped("damaged data (EOFError: Compressed file ended)")
+
+    path = tmp_path / "notes.gz"
+    path.write_bytes(b"\x1f\x8b")
+    assert sources._text_lines(cast(BinaryIO, Stopped(path)), str(path), ReadLimits()) is None

@@ -307,7 +307,7 @@ def _text_lines(raw: BinaryIO, name: str, limits: ReadLimits) -> Iterator[Event]
         raw.seek(0)
         head = raw.read(8192)
         raw.seek(0)
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError, io.UnsupportedOperation, ReadStopped):  # a damaged compressed stream
         return None
     if b"\x00" in head or size > _MAX_TEXT_BYTES:
         return None
