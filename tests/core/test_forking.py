@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -59,3 +62,41 @@ def test_with_other_threads_running_the_work_stays_in_process() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+_PARENT = """
+import os, sys, time
+from tianmu.core.forking import fork_map
+
+def work(item):
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    return item
+
+list(fork_map(work, [1, 2], 2))
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().split()[2] == "Z"  # a zombie waiting for init is gone too
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to see the workers")
+def test_workers_end_when_their_parent_is_killed() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        workers = [int(parent.stdout.readline()), int(parent.stdout.readline())]
+        assert not any(_gone(pid) for pid in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)  # as `kill -9` of `tianmu assess`: no clean-up runs
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(pid) for pid in workers)

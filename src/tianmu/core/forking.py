@@ -11,8 +11,11 @@ lives in the closure the caller owns, for exactly the length of the call.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -20,12 +23,30 @@ from multiprocessing.queues import Queue
 from queue import Empty
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "fork_map"]
+__all__ = ["can_fork", "die_with_parent", "fork_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _POLL_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+"""`<linux/prctl.h>`: the signal the kernel sends a process when its parent dies."""
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this worker when `parent` dies (Linux), and end now if it already has.
+
+    A worker left behind by a `kill -9` of its parent would hold the database files and the data
+    directory for ever. Where prctl is missing, callers that wait for work also check `os.getppid()`.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the caller's re-parenting check still ends the worker
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before the request took effect
 
 
 def can_fork() -> bool:
@@ -49,8 +70,10 @@ def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
     tasks: Queue[int | None] = context.Queue()
     results: Queue[tuple[int, bool, Any]] = context.Queue()
     count = min(workers, len(items))
+    parent = os.getpid()
     processes = [
-        context.Process(target=_serve, args=(work, items, tasks, results), daemon=True) for _ in range(count)
+        context.Process(target=_serve, args=(work, items, tasks, results, parent), daemon=True)
+        for _ in range(count)
     ]
     for process in processes:
         process.start()
@@ -95,6 +118,16 @@ def fork_map(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
         results.close()
 
 
+def _next_task(tasks: Queue[int | None], parent: int) -> int | None:
+    """The next item number, or None (stop) when the parent is gone: a worker is no orphan."""
+    while True:
+        try:
+            return tasks.get(timeout=_POLL_SECONDS)
+        except Empty:
+            if os.getppid() != parent:
+                return None
+
+
 def _drain(tasks: Queue[int | None]) -> None:
     try:
         while True:
@@ -108,8 +141,10 @@ def _serve(
     items: Sequence[Any],
     tasks: Queue[int | None],
     results: Queue[tuple[int, bool, Any]],
+    parent: int,
 ) -> None:
-    while (index := tasks.get()) is not None:
+    die_with_parent(parent)
+    while (index := _next_task(tasks, parent)) is not None:
         try:
             results.put((index, True, work(items[index])))
         except BaseException:  # reported to the parent, which raises it: the worker must not die silently
