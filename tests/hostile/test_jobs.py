@@ -64,6 +64,7 @@ from tianmu.road import finish as road_finish
 from tianmu.road import run as road_run
 from tianmu.road.assess import AssessOptions, assess
 from tianmu.road.engines import ENGINES
+from tianmu.road.isolation import describe
 from tianmu.road.logs import DetectJob, run_detect
 from tianmu.road.malware import MalwareScanOptions, run_malware_scan
 from tianmu.road.run import run_engines
@@ -710,3 +711,12 @@ def test_detect_after_assess_stores_no_second_copy(
     monkeypatch.chdir(planted_tree / "webapps")
     run_detect(sqlite_store, DetectJob(paths=[Path("../logs/auth.log")], home=home, workers=1))
     assert _stored_fingerprints(sqlite_store) == before
+
+
+def test_a_worker_failure_names_its_real_cause() -> None:
+    """A pool's failure carries the worker's traceback: its last line (the cause) is kept, not lost."""
+    failure = RuntimeError(
+        'a scanning worker failed:\nTraceback (most recent call last):\n  File "x.py", line 1\n'
+        "ValueError: bad thing"
+    )
+    assert describe(failure) == "RuntimeError: a scanning worker failed: … ValueError: bad thing"

@@ -38,13 +38,18 @@ def engine_failure(name: str, exc: BaseException) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """`Type: first line of the message`: what a located error says about an exception."""
+    """`Type: first line of the message` (and, for a worker's failure carrying its traceback, the
+    traceback's last line): what a located error says about an exception."""
     try:
         text = str(exc).strip()
     except Exception:  # an exception whose message cannot be rendered is still named
         text = ""
-    # The first line, cut: a message may quote a whole hostile record.
-    message = text.splitlines()[0][:_MESSAGE_CHARS] if text else ""
+    # The first line, cut: a message may quote a whole hostile record. A worker's failure carries its
+    # traceback after the first line: its last line names the real cause, so it is kept too.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    message = lines[0][:_MESSAGE_CHARS] if lines else ""
+    if "Traceback (most recent call last):" in text and len(lines) > 1:
+        message += f" … {lines[-1][:_MESSAGE_CHARS]}"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
