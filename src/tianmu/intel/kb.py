@@ -45,7 +45,7 @@ from tianmu.intel.storage import store_feed
 from tianmu.intel.taxii import pull_into
 from tianmu.store.bulk import upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, KbContext
+from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, KbContext, file_digest
 from tianmu.store.schema import kb_sources
 
 __all__ = ["FORMATS", "IntelKnowledgeBase", "detect_format", "import_feed", "store_feed"]
@@ -57,20 +57,12 @@ _SKIP_NAMES = frozenset(
 )
 
 
-def _file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def _input_digest(path: Path) -> str:
     if path.is_file():
-        return _file_digest(path)
+        return file_digest(path)
     sha = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        sha.update(f"{file.relative_to(path)}\t{_file_digest(file)}\n".encode())
+        sha.update(f"{file.relative_to(path)}\t{file_digest(file)}\n".encode())
     return sha.hexdigest()
 
 
@@ -210,7 +202,7 @@ def _unchanged(store: Store, path: Path, digest: str, mode: ImportMode) -> list[
 
 
 def _import_attack(store: Store, path: Path, note: Any) -> ImportReport:
-    digest = _file_digest(path)
+    digest = file_digest(path)
     with store.connect() as conn:
         row = conn.execute(select(kb_sources).where(kb_sources.c.name == ATTACK_SOURCE)).first()
     if row is not None and row.digest == digest:

@@ -21,21 +21,13 @@ from tianmu.core.errors import InputError, KnowledgeBaseError
 from tianmu.core.models import utcnow
 from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, removal_refusal
+from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, file_digest, removal_refusal
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
 from tianmu.vulns.osv import ParsedRecord, blob_hash, iter_blobs, parse_blob, parse_record
 
 __all__ = ["count_rows", "file_digest", "import_osv", "kept_note", "save_source", "stored_digest"]
 
 Progress = Callable[[str], None]
-
-
-def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def stored_digest(conn: Connection, name: str, mode: ImportMode = ImportMode.MERGE) -> str | None:
