@@ -9,7 +9,8 @@ still has all its lines searched for indicators.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -17,7 +18,16 @@ from typing import Any, BinaryIO
 from tianmu.core.models import Event, Location
 from tianmu.readers.limits import ReadLimits, ReadStopped
 
-__all__ = ["MAX_ERRORS", "ReadStats", "flatten", "is_stop", "iter_lines", "parse_iso_time"]
+__all__ = [
+    "MAX_ERRORS",
+    "ReadStats",
+    "RecordFields",
+    "flatten",
+    "is_stop",
+    "iter_lines",
+    "parse_iso_time",
+    "read_json_object_lines",
+]
 
 MAX_ERRORS = 200
 """Messages kept per read; every malformed record is still counted."""
@@ -143,3 +153,33 @@ def parse_iso_time(text: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+RecordFields = Callable[[dict[str, Any]], tuple[dict[str, Any], datetime | None]]
+"""A reader's mapping of one JSON record to (event fields, event time)."""
+
+
+def read_json_object_lines(
+    lines: Iterable[tuple[int, str]], path: str, stats: ReadStats, to_fields: RecordFields, source_type: str
+) -> Iterator[Event]:
+    """Events of a log of one JSON object per line (journald export, JSON access logs).
+
+    A line that is no JSON object (bad JSON, nested too deeply, an array or a number) is malformed,
+    and its text still goes on to the engines that search any text (`ReadStats.unparsed`).
+    """
+    for number, text in lines:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield from stats.unparsed(path, number, text, f"not a JSON object: {exc.msg}")
+            continue
+        except RecursionError:
+            yield from stats.unparsed(path, number, text, "JSON nested too deeply")
+            continue
+        if not isinstance(record, dict):
+            yield from stats.unparsed(path, number, text, "not a JSON object")
+            continue
+        fields, when = to_fields(record)
+        yield Event(
+            fields=fields, raw=text, origin=Location(path, number), timestamp=when, source_type=source_type
+        )

@@ -8,13 +8,12 @@ authentication fields of `tianmu.readers.auth`, so the same rules read a journal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tianmu.core.models import Event, Location
-from tianmu.readers._common import ReadStats
+from tianmu.core.models import Event
+from tianmu.readers._common import ReadStats, read_json_object_lines
 from tianmu.readers.syslog import program_fields
 
 __all__ = ["is_journal_record", "journal_fields", "read_journald"]
@@ -48,19 +47,4 @@ def journal_fields(record: dict[str, Any]) -> tuple[dict[str, Any], datetime | N
 
 
 def read_journald(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats) -> Iterator[Event]:
-    for number, text in lines:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield from stats.unparsed(path, number, text, f"not a JSON object: {exc.msg}")
-            continue
-        except RecursionError:
-            yield from stats.unparsed(path, number, text, "JSON nested too deeply")
-            continue
-        if not isinstance(record, dict):
-            yield from stats.unparsed(path, number, text, "not a JSON object")
-            continue
-        fields, when = journal_fields(record)
-        yield Event(
-            fields=fields, raw=text, origin=Location(path, number), timestamp=when, source_type="journald"
-        )
+    return read_json_object_lines(lines, path, stats, journal_fields, "journald")

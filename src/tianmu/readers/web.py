@@ -13,14 +13,13 @@ quotes inside (the w3af sample of the shared data); the wrapper is removed befor
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from tianmu.core.models import Event, Location
-from tianmu.readers._common import ReadStats, parse_iso_time
+from tianmu.readers._common import ReadStats, parse_iso_time, read_json_object_lines
 
 __all__ = ["ACCESS_LINE", "JSON_WEB_KEYS", "access_fields", "read_access_log", "read_json_access_log"]
 
@@ -154,22 +153,7 @@ def json_access_fields(record: dict[str, Any]) -> tuple[dict[str, Any], datetime
 
 
 def read_json_access_log(lines: Iterable[tuple[int, str]], path: str, stats: ReadStats) -> Iterator[Event]:
-    for number, text in lines:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield from stats.unparsed(path, number, text, f"not a JSON object: {exc.msg}")
-            continue
-        except RecursionError:
-            yield from stats.unparsed(path, number, text, "JSON nested too deeply")
-            continue
-        if not isinstance(record, dict):
-            yield from stats.unparsed(path, number, text, "not a JSON object")
-            continue
-        fields, when = json_access_fields(record)
-        yield Event(
-            fields=fields, raw=text, origin=Location(path, number), timestamp=when, source_type="webserver"
-        )
+    return read_json_object_lines(lines, path, stats, json_access_fields, "webserver")
 
 
 APACHE_ERROR_LINE = re.compile(
