@@ -167,6 +167,10 @@ class Component:
     """For OS packages: the distribution release (e.g. `12` for Debian bookworm), when known."""
     direct: bool | None = None
     """True for a dependency the project names itself, False for a transitive one, None if unknown."""
+    distro_package: str | None = None
+    """For a language package installed by the OS package manager: the OS package that owns it, as
+    `Ecosystem/name@version` (e.g. `Debian/python3-cryptography@38.0.4-3+deb12u1`); its advisories are
+    the distribution's, with backported fixes."""
 
 
 @dataclass(frozen=True, slots=True)
