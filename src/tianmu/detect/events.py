@@ -33,6 +33,11 @@ def _relative(text: str, base: Path | None) -> str:
 
 
 class DetectionEngine:
+    """Compiled rules over the events of the pass; `limits` (default `DetectLimits()`) bound every sink.
+
+    The sinks share this engine's `Detector`, which holds the limits: forked workers inherit it, so a
+    worker's pass is bounded exactly as the parent's."""
+
     name = "detection"
     requirements = Requirements(knowledge=frozenset({"detect"}), events=True)
 
