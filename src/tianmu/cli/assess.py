@@ -21,6 +21,7 @@ from tianmu.core.walk import WalkRules
 from tianmu.reports import render
 from tianmu.reports._common import finding_location
 from tianmu.road.assess import AssessOptions, UnreadableTarget, assess
+from tianmu.road.engines import JobLimits
 
 __all__ = ["CrossFsOpt", "ExcludeOpt", "register", "walk_rules"]
 
@@ -250,6 +251,7 @@ def register(app: typer.Typer) -> None:
             tenant=session.tenant,
             home=session.settings.home,
             walk=walk_rules(exclude, cross_filesystems),
+            limits=JobLimits.from_settings(session.settings),
         )
         result = _run(session, path, options)
         _emit(result, fmt, output)
@@ -274,6 +276,7 @@ def register(app: typer.Typer) -> None:
                 save=False,
                 walk=walk_rules(exclude, cross_filesystems),
                 file_format=file_format,
+                limits=JobLimits.from_settings(session.settings),
             )
             result = assess(store, path, options, progress=advance)
         for error in result.errors:
@@ -316,6 +319,7 @@ def register(app: typer.Typer) -> None:
             home=session.settings.home,
             walk=walk_rules(exclude, cross_filesystems),
             file_format=file_format,
+            limits=JobLimits.from_settings(session.settings),
         )
         result = _run(session, path, options)
         _emit(result, OutputFormat.JSON if json else OutputFormat.TABLE, None)

@@ -21,7 +21,7 @@ from tianmu.core.models import Severity
 from tianmu.detect.kb import rules_status
 from tianmu.readers.sources import FORMATS
 from tianmu.reports.json_report import finding_to_dict
-from tianmu.road.engines import EngineSetup, detection_engine
+from tianmu.road.engines import EngineSetup, JobLimits, detection_engine
 from tianmu.road.logs import DetectJob, run_detect
 
 __all__ = ["register"]
@@ -119,10 +119,11 @@ def register(app: typer.Typer) -> None:
             field_map=_parse_field_map(field_map or []),
             workers=workers,
             walk=walk_rules(exclude, cross_filesystems),
+            limits=JobLimits.from_settings(conf),
         )
         with session.store() as store:
             with _compiling():
-                engine = detection_engine(EngineSetup(store, conf.home), rules)
+                engine = detection_engine(EngineSetup(store, conf.home, limits=job.limits), rules)
             with progress_reporter("Detecting") as advance:
                 result = run_detect(store, job, engine, progress=advance)
         base = engine.base

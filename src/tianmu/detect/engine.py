@@ -35,6 +35,7 @@ from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
 from tianmu.detect.kb import RuleBase
 from tianmu.detect.logsource import event_source, rule_applies, sources_of
 from tianmu.readers._common import ReadStats
+from tianmu.readers.limits import ReadLimits
 from tianmu.readers.sources import find_log_files, iter_file_events
 
 __all__ = [
@@ -443,11 +444,12 @@ def detect_paths(
     all_files: bool = True,
     progress: Callable[[str], None] | None = None,
     walk: WalkRules | None = None,
+    read_limits: ReadLimits | None = None,
 ) -> DetectResult:
     """`tianmu detect FILES`: the detector over log files and folders; correlated; sorted by time.
 
     Folders are walked under `walk` (the shared rules of every job); what was left out is in the
-    result's `walk_notes`."""
+    result's `walk_notes`. `read_limits` bound every file's read (`ReadLimits()` by default)."""
     jobs: list[tuple[Path, bool]] = []
     skips = WalkSkips()
     for path in paths:
@@ -466,7 +468,7 @@ def detect_paths(
         path, strict = job
         result = DetectResult()
         before = detector.evaluations
-        events = iter_file_events(path, result.stats, fmt, field_map, strict=strict)
+        events = iter_file_events(path, result.stats, fmt, field_map, strict=strict, limits=read_limits)
         scan_events(detector, events, asset, root, result)
         result.evaluations = detector.evaluations - before
         return result

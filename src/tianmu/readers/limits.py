@@ -4,7 +4,8 @@ A log read from an attacker's reach (an upload, a compromised host's /var/log) m
 garbage inside a `.gz`, trailing bytes after a gzip member, a corrupt deflate stream in a zip, a
 decompression bomb, a single line of a gigabyte. None of it may end the job or take unbounded memory:
 
-- `ReadLimits` holds the limits (one frozen value, passed down from whoever runs the job);
+- `ReadLimits` holds the limits (one frozen value, passed down from whoever runs the job; the CLI,
+  the worker and the service build it from their `Settings` with `ReadLimits.from_settings`);
 - `GuardedStream` wraps a decompressed stream: every decompressor's error (`zlib.error`,
   `gzip.BadGzipFile`, `lzma.LZMAError`, `EOFError`, `zipfile.BadZipFile`, bz2's `OSError`) and every
   size or ratio limit hit becomes one `ReadStopped`, which the reader of the stream turns into a located
@@ -20,6 +21,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from tianmu.core.config import Settings
 
 __all__ = ["DECOMPRESSION_ERRORS", "Budget", "GuardedStream", "ReadLimits", "ReadStopped"]
 
@@ -51,6 +54,16 @@ class ReadLimits:
     """Largest compressed or archived EVTX spooled for the parser (which needs a seekable file)."""
     max_members: int = 10_000
     """Zip members read from one archive; the rest are reported, not read."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReadLimits:
+        """The limits the operator set (`TIANMU_LIMIT_LINE_BYTES`, `..._DECOMPRESSED_BYTES`,
+        `..._RATIO`); the others keep their defaults."""
+        return cls(
+            max_line_bytes=settings.limit_line_bytes,
+            max_decompressed_bytes=settings.limit_decompressed_bytes,
+            max_ratio=settings.limit_ratio,
+        )
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from tianmu.core.models import Assessment, utcnow
 from tianmu.core.walk import WalkRules
 from tianmu.malware.rulecache import RuleCache
 from tianmu.road.collect import Classifier, collect
-from tianmu.road.engines import ENGINES, EngineSetup, build_engines
+from tianmu.road.engines import ENGINES, EngineSetup, JobLimits, build_engines
 from tianmu.road.finish import FinishOptions, finish
 from tianmu.road.places import key_on_files
 from tianmu.road.run import RoadRun, run_engines
@@ -72,6 +72,8 @@ class AssessOptions:
     refuse_unreadable: bool = False
     """Raise `UnreadableTarget` (and store nothing) when the target gave nothing at all (module
     docstring); False stores that empty assessment with its errors, as a job's record of the attempt."""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The readers' and the detection engine's limits (`JobLimits.from_settings` at the edge)."""
 
 
 def assess(
@@ -94,14 +96,17 @@ def assess(
     if options.file_format is not None and path.is_dir():
         raise InputError("--format names the format of one file: give a file, not a folder", str(path))
     inventory = InventoryEngine([forced_extractor(options.file_format)] if options.file_format else None)
-    engines = build_engines(EngineSetup(store, options.home, rules=options.rules), options.engines)
+    setup = EngineSetup(store, options.home, rules=options.rules, limits=options.limits)
+    engines = build_engines(setup, options.engines)
     # Only files some engine reads are kept: `vulns /` holds its package files, not every file.
     wanted = frozenset().union(*(engine.requirements.files for engine in [inventory, *engines]))
     if any(engine.requirements.events for engine in engines):
         wanted |= {FileClass.LOG}
     collected = collect(path, Classifier(inventory.claims), options.walk, wanted)
     job = JobContext(asset=asset, root=path, home=options.home, progress=progress)
-    run = run_engines([inventory, *engines], collected.files, job, workers=options.workers)
+    run = run_engines(
+        [inventory, *engines], collected.files, job, workers=options.workers, read_limits=options.limits.read
+    )
     merged = run.merged()
     errors = list(dict.fromkeys([*collected.errors, *merged.errors]))
     if options.refuse_unreadable:

@@ -19,7 +19,7 @@ from tianmu.detect.engine import DetectResult, detect_paths
 from tianmu.detect.events import DetectionEngine
 from tianmu.intel.events import IntelEngine, has_indicators
 from tianmu.road.collect import Classifier, collect
-from tianmu.road.engines import EngineSetup, detection_engine
+from tianmu.road.engines import EngineSetup, JobLimits, detection_engine
 from tianmu.road.events import run_event_pass
 from tianmu.road.finish import FinishOptions, finish
 from tianmu.road.isolation import GuardedEventEngine
@@ -43,14 +43,17 @@ class DetectJob:
     save: bool = True
     walk: WalkRules = field(default_factory=WalkRules)
     """What the walk of folders leaves out besides pseudo file systems (`--exclude`)."""
+    limits: JobLimits = field(default_factory=JobLimits)
+    """The readers' and the detector's limits (`JobLimits.from_settings` at the edge)."""
 
 
 def run_detect(
     store: Store, job: DetectJob, engine: DetectionEngine | None = None, *, progress: Progress | None = None
 ) -> DetectResult:
-    """The detector over the named logs, then finish (`engine`: one already built from `job.rules`)."""
+    """The detector over the named logs, then finish (`engine`: one already built from `job.rules`,
+    with `job.limits.detect`)."""
     _exist(job.paths)
-    engine = engine or detection_engine(EngineSetup(store, job.home), job.rules)
+    engine = engine or detection_engine(EngineSetup(store, job.home, limits=job.limits), job.rules)
     root = job.paths[0] if len(job.paths) == 1 and job.paths[0].is_dir() else None
     asset = asset_for_path(job.paths[0] if len(job.paths) == 1 else Path.cwd(), job.tenant)
     started = utcnow()
@@ -64,6 +67,7 @@ def run_detect(
         workers=job.workers,
         progress=progress,
         walk=job.walk,
+        read_limits=job.limits.read,
     )
     if result.stats.files or result.stats.events:
         # Display paths are relative to the folder named, else as typed (from here): keyed on the file.
@@ -96,12 +100,14 @@ def run_intel_match(
     home: Path | None = None,
     save: bool = True,
     progress: Progress | None = None,
+    limits: JobLimits | None = None,
 ) -> IntelMatchResult:
     """Every file under the paths, as logs (text when no reader knows it), against the intel base."""
     _exist(paths)
     if not has_indicators(store):
         raise InputError("no threat-intelligence feed imported: run `tianmu intel import FEED` first")
     engine = IntelEngine(store, home)
+    read_limits = (limits or JobLimits()).read
     found = IntelMatchResult()
     assessments = []
     for path in paths:
@@ -109,7 +115,7 @@ def run_intel_match(
         asset = asset_for_path(path, tenant)
         job = JobContext(asset, root=path, home=home, progress=progress)
         files = collect(path, Classifier(_no_package, all_logs=True)).files
-        (result,) = run_event_pass(files, [GuardedEventEngine(engine)], job)
+        (result,) = run_event_pass(files, [GuardedEventEngine(engine)], job, limits=read_limits)
         key_on_files(result.findings, path)  # the same line is one finding for `assess` and here
         found.findings += result.findings
         found.errors += result.errors

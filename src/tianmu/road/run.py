@@ -31,6 +31,7 @@ from tianmu.core.engine import (
     JobContext,
 )
 from tianmu.core.models import Finding
+from tianmu.readers.limits import ReadLimits
 from tianmu.road.events import run_event_pass
 from tianmu.road.isolation import GuardedEventEngine, describe, engine_failure
 
@@ -60,7 +61,9 @@ def run_engines(
     *,
     workers: int | None = None,
     targets: Sequence[str] = (),
+    read_limits: ReadLimits | None = None,
 ) -> RoadRun:
+    """Every engine's result; `read_limits` bound the log pass (`ReadLimits()` by default)."""
     inputs = Inputs(files=files, targets=list(targets))
     results: dict[str, EngineResult] = {engine.name: EngineResult() for engine in engines}
     producers = [e for e in engines if isinstance(e, Engine) and e.requirements.produces]
@@ -79,7 +82,7 @@ def run_engines(
         logs = [file for file in files if FileClass.LOG in file.classes and file.relpath not in consumed]
         guarded = [GuardedEventEngine(engine) for engine in event_engines]
         try:
-            passed = run_event_pass(logs, guarded, job, workers=workers)
+            passed = run_event_pass(logs, guarded, job, workers=workers, limits=read_limits)
         except Exception as exc:
             # The pass itself failed (a reader, a worker): no event engine's result is whole, the
             # batch engines' results are kept.
