@@ -2,7 +2,8 @@
 
 The secret is given once and stored hashed. A session ends when it is signed out, when it reaches the
 policy's absolute lifetime, when it has been idle too long (both by the service's clock), or when its
-user's password changes.
+user's password changes. Its last activity is written at most once a minute and best-effort
+(`tianmu.identity.bookkeeping`), so idle time is kept to the minute.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from tianmu.core.clock import Clock
 from tianmu.identity.audit import AuditLog
+from tianmu.identity.bookkeeping import TOUCH_INTERVAL, best_effort, due
 from tianmu.identity.errors import AuthenticationError
 from tianmu.identity.models import Policy, Principal, Role
 from tianmu.identity.records import stored_id, tenant_from_row, tenant_row, user_by_id, utc
@@ -61,27 +63,31 @@ class Sessions:
     def principal(self, secret: str) -> Principal:
         """The signed-in principal of a session cookie; AuthenticationError when absent, ended or idle."""
         now = self.clock.now()
-        with self.store.begin() as conn:
+        # Only reads here: a signed-in page must not wait for, or fail on, a write (bookkeeping below).
+        with self.store.connect() as conn:
             row = conn.execute(
                 select(identity_sessions).where(identity_sessions.c.id == stored_id(secret))
             ).first()
             if row is None or row.revoked_at is not None:
                 raise AuthenticationError("please sign in", reason="no session")
             policy = tenant_from_row(tenant_row(conn, row.tenant)).policy
-            idle_end = utc(row.last_seen_at) + dt.timedelta(minutes=policy.idle_minutes)
-            if utc(row.expires_at) <= now or idle_end <= now:
-                conn.execute(
-                    update(identity_sessions).where(identity_sessions.c.id == row.id).values(revoked_at=now)
-                )
-                raise AuthenticationError(
-                    "your session has ended; please sign in again", reason="session expired"
-                )
             user = user_by_id(conn, row.user_id)
-            if user.disabled:
-                raise AuthenticationError("this account is disabled", reason="disabled")
-            conn.execute(
-                update(identity_sessions).where(identity_sessions.c.id == row.id).values(last_seen_at=now)
+        this = identity_sessions.c.id == row.id
+        idle_end = utc(row.last_seen_at) + dt.timedelta(minutes=policy.idle_minutes)
+        if utc(row.expires_at) <= now or idle_end <= now:
+            # Refused whether or not the end is written: a later request writes it if this one cannot.
+            ended = update(identity_sessions).where(this, identity_sessions.c.revoked_at.is_(None))
+            best_effort(self.store, ended.values(revoked_at=now), "end of an expired session")
+            raise AuthenticationError(
+                "your session has ended; please sign in again", reason="session expired"
             )
+        if user.disabled:
+            raise AuthenticationError("this account is disabled", reason="disabled")
+        if due(utc(row.last_seen_at), now):
+            # Idle time is kept to the minute; a touch the database would not have costs at most that.
+            stale = identity_sessions.c.last_seen_at <= now - TOUCH_INTERVAL
+            seen = update(identity_sessions).where(this, stale).values(last_seen_at=now)
+            best_effort(self.store, seen, "activity of a session")
         return Principal(
             user_id=user.id,
             tenant=user.tenant,

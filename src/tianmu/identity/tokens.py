@@ -1,7 +1,8 @@
 """API tokens: bearer credentials a user makes for scripts, limited in scope and lifetime.
 
 A token reads ``tmu_<id>_<secret>``; only the SM3 digest of the secret is stored. It is refused once
-revoked, once its user is disabled, and from its expiry on (by the service's clock).
+revoked, once its user is disabled, and from its expiry on (by the service's clock). Using it records
+when it was last used, at most once a minute and best-effort (`tianmu.identity.bookkeeping`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from tianmu.core.clock import Clock
 from tianmu.gmcrypto.sm3 import digest
 from tianmu.identity.audit import AuditLog
+from tianmu.identity.bookkeeping import TOUCH_INTERVAL, best_effort, due
 from tianmu.identity.errors import AuthenticationError, IdentityError, NotFound, PermissionDenied
 from tianmu.identity.models import ApiToken, Permission, Principal, Role
 from tianmu.identity.permissions import ROLE_PERMISSIONS, authorize
@@ -86,7 +88,8 @@ class Tokens:
             raise AuthenticationError("invalid API token", reason="malformed token")
         token_id, secret = parts[1], parts[2]
         now = self.clock.now()
-        with self.store.begin() as conn:
+        # Only reads here: a request authenticated by token must not wait for, or fail on, a write.
+        with self.store.connect() as conn:
             row = conn.execute(select(identity_tokens).where(identity_tokens.c.id == token_id)).first()
             ok = row is not None and secrets.compare_digest(row.digest, _digest(secret))
             if not ok or row is None:
@@ -98,9 +101,13 @@ class Tokens:
             user = user_by_id(conn, row.user_id)
             if user.disabled:
                 raise AuthenticationError("the token's user is disabled", reason="disabled user")
-            conn.execute(
-                update(identity_tokens).where(identity_tokens.c.id == token_id).values(last_used_at=now)
+        if due(utc_opt(row.last_used_at), now):
+            stale = or_(
+                identity_tokens.c.last_used_at.is_(None),
+                identity_tokens.c.last_used_at <= now - TOUCH_INTERVAL,
             )
+            touch = update(identity_tokens).where(identity_tokens.c.id == token_id, stale)
+            best_effort(self.store, touch.values(last_used_at=now), f"use of token {token_id}")
         return Principal(
             user_id=user.id,
             tenant=user.tenant,

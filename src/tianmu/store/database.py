@@ -20,6 +20,10 @@ from tianmu.core.errors import StoreError
 __all__ = ["Store", "open_store"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT_MS = 30_000
+"""How long a write waits for another connection's write lock before `database is locked`."""
+BRIEF_WAIT_MS = 100
+"""How long a bookkeeping write (`Store.begin_brief`) waits for a lock before giving way."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -28,8 +32,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def _pragma(connection: Connection, pragma: str) -> None:
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
 
 
 class Store:
@@ -39,7 +51,8 @@ class Store:
         self.url = url
         try:
             if url.startswith("sqlite"):
-                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+                connect_args = {"timeout": _BUSY_TIMEOUT_MS / 1000}
+                self.engine: Engine = create_engine(url, connect_args=connect_args)
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
@@ -76,6 +89,29 @@ class Store:
         """A connection inside a transaction, committed on success and rolled back on error."""
         with self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def begin_brief(self, wait_ms: int = BRIEF_WAIT_MS) -> Iterator[Connection]:
+        """A transaction for a bookkeeping write that must not hold up the request it serves.
+
+        It waits at most `wait_ms` for another connection's lock (SQLite's busy timeout, PostgreSQL's
+        `lock_timeout`), then raises `sqlalchemy.exc.OperationalError`, which the caller logs and
+        ignores: a job committing its results must not turn a read into an error.
+        """
+        with self.engine.connect() as connection:
+            sqlite = self.dialect == "sqlite"
+            if sqlite:
+                # On the DB-API connection, not through SQLAlchemy, which would begin a transaction;
+                # the pragma belongs to the pooled connection: set back before it returns to the pool.
+                _pragma(connection, f"busy_timeout={int(wait_ms)}")
+            try:
+                with connection.begin():
+                    if not sqlite:
+                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_ms)}")
+                    yield connection
+            finally:
+                if sqlite:
+                    _pragma(connection, f"busy_timeout={_BUSY_TIMEOUT_MS}")
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
