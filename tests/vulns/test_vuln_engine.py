@@ -66,6 +66,7 @@ def test_kev_join_and_title_from_details(kb: Store) -> None:
     assert f.data["epss"] == pytest.approx(0.97461)
     # No CVSS in the record, but CISA lists CVE-2020-11651 as exploited: at least high.
     assert (f.severity, f.data["severity_source"]) == (Severity.HIGH, "kev")
+    assert f.data["unscored"] is True and f.score is None
     assert f.data["fixed_versions"] == ["3000.2"]
 
 
@@ -92,7 +93,8 @@ def test_enumerated_versions_decide_over_ranges(kb: Store) -> None:
 def test_semver_ecosystems_and_database_severity(kb: Store) -> None:
     m = VulnMatcher(kb)
     (lodash,) = m.match([comp("lodash", "4.17.20", "npm")], ASSET)
-    assert lodash.severity is Severity.MEDIUM and "severity_source" not in lodash.data  # MODERATE
+    assert (lodash.severity, lodash.data["severity_source"]) == (Severity.MEDIUM, "ghsa")  # MODERATE
+    assert "unscored" not in lodash.data
     assert lodash.data["fixed_versions"] == []  # last_affected only
     assert m.match([comp("lodash", "4.17.21", "npm")], ASSET) == []
     (gin,) = m.match([comp("github.com/gin-gonic/gin", "v1.6.3", "Go")], ASSET)
@@ -144,13 +146,14 @@ def test_ranking_kev_first_then_severity_then_epss(kb: Store) -> None:
     ]
     findings = m.match(components, ASSET)
     order = [f.rule_id for f in findings]
-    # KEV: log4j (critical) before salt (medium); then Django (critical, EPSS), then the medium ones by EPSS.
+    # KEV: log4j (critical) before salt (unscored, high by KEV); then Django (critical), lodash (medium
+    # by its GHSA word), and gin last: unscored, ranked low by its EPSS of 0.21 %.
     assert order == [
         "GHSA-2xxx-maven-0001",
         "PYSEC-2020-102",
         "PYSEC-2023-61",
-        "GO-2021-0052",
         "GHSA-29mw-wpgm-hmr9",
+        "GO-2021-0052",
     ]
     assert sort_findings(list(reversed(findings))) == findings
     assert m.last_stats["findings"] == 5

@@ -16,9 +16,16 @@
    group goes to `aliases`.
 5. Severity comes from CVSS vectors (the package-level `affected[].severity` when present, else the
    record's): CVSS v3.x preferred, then v4, then v2, scored with the `cvss` library; failing that the
-   GHSA-style `database_specific.severity` word; failing that MEDIUM with
-   `data["severity_source"] = "unknown"` (the Go database publishes no severities).
+   GHSA-style `database_specific.severity` word. `data["severity_source"]` says which (`cvss`, `ghsa`).
 6. KEV and EPSS are joined on every CVE id of the group (EPSS: the highest score).
+7. An advisory that publishes no severity (the Go database, most PYSEC records) is *unscored*:
+   `data["unscored"] = True`, `score` None, and every report shows it so (`medium (unscored)`). Its
+   severity, used only to rank and for thresholds, comes from what is known about its exploitation:
+   listed in CISA KEV → HIGH (CRITICAL when KEV knows of ransomware use), source `kev`; else an EPSS
+   probability ≥ 50 % → HIGH, ≥ 10 % → MEDIUM, below → LOW, source `epss` (EPSS is a 30-day
+   probability; 10 % is about the top 5 % of scored CVEs, 50 % the top 1 %); else MEDIUM by default,
+   source `unknown`. EPSS never makes a finding critical: only exploitation seen in the wild does.
+   A scored advisory listed in KEV is raised to at least HIGH (source `kev`) but stays scored.
 
 `last_stats` holds counters of the latest run, including ranges skipped (GIT ranges, ranges of
 unordered ecosystems, ranges with unparsable bounds — see `ranges`).
@@ -26,15 +33,13 @@ unordered ecosystems, ranges with unparsable bounds — see `ranges`).
 
 from __future__ import annotations
 
-import functools
 import gc
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cvss import CVSS2, CVSS3, CVSS4
 from sqlalchemy import Connection, select
 
 from tianmu.core.engine import EngineResult, InputKind, Inputs, JobContext, Requirements
@@ -44,9 +49,16 @@ from tianmu.store.database import Store
 from tianmu.store.schema import advisories, affected_packages, epss_scores, kev_entries
 from tianmu.vulns.osv import DISTRO_ECOSYSTEMS, normalize_name, split_ecosystem
 from tianmu.vulns.ranges import CompiledAffected, RangeMatch
+from tianmu.vulns.severity import (
+    UNSCORED_DEFAULT,
+    advisory_severity,
+    cvss_severity,
+    epss_severity,
+    kev_severity,
+)
 from tianmu.vulns.versions import version_key
 
-__all__ = ["VulnEngine", "VulnMatcher", "cvss_severity", "sort_findings", "unchecked_notes"]
+__all__ = ["VulnEngine", "VulnMatcher", "cvss_severity", "sort_findings", "unchecked_notes", "unscored_note"]
 
 Key = tuple[str, str]
 
@@ -63,53 +75,6 @@ def _id_rank(vid: str) -> tuple[int, str]:
     upper = vid.upper()
     rank = 2 if upper.startswith("CVE-") else 1 if upper.startswith("GHSA-") else 0
     return (rank, vid)
-
-
-@functools.lru_cache(maxsize=16384)
-def _cvss_score(kind: str, vector: str) -> float | None:
-    try:
-        if kind == "CVSS_V4":
-            return float(CVSS4(vector).base_score)
-        if kind == "CVSS_V3":
-            return float(CVSS3(vector).scores()[0])
-        if kind == "CVSS_V2":
-            return float(CVSS2(vector).scores()[0])
-    except Exception:  # the cvss library raises its own error types per version; any means "unusable"
-        return None
-    return None
-
-
-def cvss_severity(entries: Iterable[Any]) -> tuple[float, str] | None:
-    """(base score, vector) from OSV `severity` entries, preferring CVSS v3, then v4, then v2."""
-    by_kind: dict[str, str] = {}
-    for entry in entries or ():
-        if isinstance(entry, dict) and entry.get("type") and entry.get("score"):
-            by_kind.setdefault(str(entry["type"]), str(entry["score"]))
-    for kind in ("CVSS_V3", "CVSS_V4", "CVSS_V2"):
-        vector = by_kind.get(kind)
-        if vector:
-            score = _cvss_score(kind, vector)
-            if score is not None:
-                return score, vector
-    return None
-
-
-def _severity(advisory: Any, package_severity: Any) -> tuple[Severity, float | None, str | None, str]:
-    """(severity, score, vector, source) for one advisory."""
-    scored = cvss_severity(package_severity or []) or cvss_severity(advisory.severity or [])
-    if scored is not None:
-        return Severity.from_cvss_score(scored[0]), scored[0], scored[1], "cvss"
-    text = (
-        (advisory.database_specific or {}).get("severity")
-        if isinstance(advisory.database_specific, dict)
-        else None
-    )
-    if isinstance(text, str) and text.strip():
-        try:
-            return Severity.parse(text), None, None, "database_specific"
-        except ValueError:
-            pass
-    return Severity.MEDIUM, None, None, "unknown"
 
 
 def _sorted_versions(ecosystem: str, versions: Iterable[str]) -> list[str]:
@@ -255,13 +220,14 @@ class _Group:
     score: float | None
     vector: str | None
     severity_source: str
+    unscored: bool
     kev: dict[str, Any] | None
     epss: float | None
     epss_percentile: float | None
     published: str | None
 
 
-_SOURCE_RANK = {"cvss": 2, "database_specific": 1, "unknown": 0, "kev": 0}
+_SOURCE_RANK = {"cvss": 2, "ghsa": 1, "unknown": 0}
 
 
 class _GroupCache:
@@ -281,7 +247,7 @@ class _GroupCache:
         records = [self.adv[vid] for vid in ids]
         every = {vid for r in records for vid in [r.id, *(r.aliases or [])]}
         # The most informative severity of the group: CVSS beats a database word beats nothing.
-        rated = [_severity(r, self.package_severity.get(r.id)) for r in records]
+        rated = [advisory_severity(r, self.package_severity.get(r.id)) for r in records]
         severity, score, vector, source = max(
             rated, key=lambda s: (_SOURCE_RANK[s[3]], s[1] or 0.0, s[0].rank)
         )
@@ -301,10 +267,15 @@ class _GroupCache:
                 "ransomware": kev_hit.ransomware,
                 "required_action": kev_hit.required_action,
             }
-        if kev_hit is not None and not severity.at_least(Severity.HIGH):
-            # Exploited in the wild (CISA's catalogue) outweighs a missing or modest base score: many
+        unscored = source == "unknown"
+        if kev_hit is not None and unscored:
+            # Exploited in the wild (CISA's catalogue) says more than "no severity published": many
             # PYSEC records carry no CVSS at all, and "medium" would bury a flaw that is being used.
+            severity, source = kev_severity(kev_hit.ransomware), "kev"
+        elif kev_hit is not None and not severity.at_least(Severity.HIGH):
             severity, source = Severity.HIGH, "kev"
+        elif unscored and best is not None:
+            severity, source = epss_severity(float(best.score)), "epss"
         return _Group(
             ids=ids,
             aliases=tuple(sorted(every - {ids[0]})),
@@ -315,6 +286,7 @@ class _GroupCache:
             score=score,
             vector=vector,
             severity_source=source,
+            unscored=unscored,
             kev=kev_details,
             epss=None if best is None else float(best.score),
             epss_percentile=None if best is None else float(best.percentile),
@@ -352,9 +324,10 @@ def _finding(
         "matched_by": "versions" if any(m.matched_by == "versions" for _v, _e, m in matched) else "range",
         "advisories": list(group.ids),
         "published": group.published,
+        "severity_source": group.severity_source,
     }
-    if group.severity_source in ("unknown", "kev"):
-        data["severity_source"] = group.severity_source
+    if group.unscored:
+        data["unscored"] = True
     return Finding(
         kind=FindingKind.VULNERABILITY,
         rule_id=group.ids[0],
@@ -416,7 +389,8 @@ def _merge_groups(
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    """KEV first, then severity (worst first), then EPSS (highest first), then id, then component."""
+    """KEV first, then severity (worst first), then EPSS (highest first), scored before unscored, then
+    id, then component."""
 
     def key(f: Finding) -> tuple[Any, ...]:
         epss = f.data.get("epss")
@@ -425,6 +399,8 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
             0 if f.data.get("kev") else 1,
             -f.severity.rank,
             -(epss if isinstance(epss, float) else -1.0),
+            # Among equals, a published severity before a rank by default.
+            1 if f.data.get("unscored") else 0,
             f.rule_id,
             (comp.name, comp.version) if comp else ("", ""),
         )
@@ -445,7 +421,26 @@ class VulnEngine:
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
         findings = self.matcher.match(inputs.components, job.asset)
-        return EngineResult(findings=findings, notes=unchecked_notes(self.store, inputs.components))
+        notes = unchecked_notes(self.store, inputs.components) + unscored_note(findings)
+        return EngineResult(findings=findings, notes=notes)
+
+
+def unscored_note(findings: Sequence[Finding]) -> list[str]:
+    """Say how many findings rest on advisories that publish no severity, and how they were ranked.
+
+    Without it a reader takes "132 medium" for 132 flaws someone rated medium.
+    """
+    unscored = [f for f in findings if f.data.get("unscored")]
+    if not unscored:
+        return []
+    by_source = Counter(str(f.data.get("severity_source")) for f in unscored)
+    count = len(unscored)
+    return [
+        f"vulnerability: {count} of {len(findings)} finding{'s' if len(findings) != 1 else ''} rest on "
+        f"advisories that publish no severity, shown as unscored: ranked by KEV ({by_source['kev']}) "
+        f"and EPSS ({by_source['epss']}) where known, else {UNSCORED_DEFAULT.value} by default "
+        f"({by_source['unknown']})"
+    ]
 
 
 def unchecked_notes(store: Store, components: Sequence[Component]) -> list[str]:
