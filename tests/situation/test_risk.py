@@ -158,3 +158,53 @@ def test_many_findings_keep_headroom_so_estates_differ() -> None:
     assert medium == pytest.approx(76.9, abs=0.1) and critical == pytest.approx(96.9, abs=0.1)
     assert medium < critical < worst < 100.0
     assert combine([56.25] * 1000) < 85.0  # the margin grows with the logarithm of the count
+
+
+def _go_advisory(severity: Severity, **data: object) -> Finding:
+    """A Go-database finding: no published severity (score None), as the matcher makes it."""
+    host = Asset("build01", AssetKind.HOST)
+    return Finding(
+        FindingKind.VULNERABILITY,
+        "GO-2099-0001",
+        "A flaw",
+        severity,
+        host,
+        data={"unscored": True, **data},
+        first_seen=NOW - timedelta(days=1),
+    )
+
+
+def test_an_unscored_advisory_weighs_less_than_a_rated_medium() -> None:
+    unscored = score_finding(_go_advisory(Severity.MEDIUM, severity_source="unknown"), now=NOW)
+    assert (unscored.base, unscored.score) == (30.0, 30.0)
+    assert [(f.name, f.value) for f in unscored.factors] == [("severity", "unscored")]
+    rated = Finding(
+        FindingKind.VULNERABILITY, "GHSA-x", "A flaw", Severity.MEDIUM, Asset("build01", AssetKind.HOST)
+    )
+    assert score_finding(rated, now=NOW).score == 45.0
+    # Findings stored before `unscored` existed say so by their source.
+    legacy = _go_advisory(Severity.MEDIUM, severity_source="unknown")
+    del legacy.data["unscored"]
+    assert score_finding(legacy, now=NOW).score == 30.0
+    # 112 unscored findings no longer add up like 112 rated mediums.
+    many = score_findings([_go_advisory(Severity.MEDIUM, severity_source="unknown")] * 112, now=NOW)
+    assert many.score == pytest.approx(combine([30.0] * 112))
+    assert many.score < combine([45.0] * 112)
+
+
+def test_kev_or_epss_raise_an_unscored_advisory_to_the_base_of_the_rank_they_gave() -> None:
+    kev = score_finding(_go_advisory(Severity.HIGH, severity_source="kev", kev=True), now=NOW)
+    # 30 × 70/30: the base of a high; KEV's ×1.5 is not applied a second time.
+    assert _factors(kev) == {"severity": 1.0, "kev": pytest.approx(70 / 30)}
+    assert kev.score == pytest.approx(70.0)
+    ransomware = score_finding(_go_advisory(Severity.CRITICAL, severity_source="kev", kev=True), now=NOW)
+    assert ransomware.score == pytest.approx(soft_cap(90.0))
+    epss = score_finding(_go_advisory(Severity.HIGH, severity_source="epss", epss=0.61), now=NOW)
+    assert _factors(epss) == {
+        "severity": 1.0,
+        "epss": pytest.approx(70 / 30),
+    } and epss.score == pytest.approx(70.0)
+    low = score_finding(_go_advisory(Severity.LOW, severity_source="epss", epss=0.004), now=NOW)
+    assert low.score == pytest.approx(20.0)
+    report = score_findings([_go_advisory(Severity.HIGH, severity_source="kev", kev=True)], now=NOW)
+    assert report.drivers == {"kev": 1}

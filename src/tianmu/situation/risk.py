@@ -9,7 +9,11 @@ Per finding::
            80 + 20 × (1 − e^(−(raw − 80) / 40))  above (a soft ceiling: never 100, still ordered)
 
 - base: the CVSS score × 10 when the finding has one, else by severity (critical 90, high 70,
-  medium 45, low 20, info 5).
+  medium 45, low 20, info 5); an unscored vulnerability (its advisory publishes no severity,
+  `data["unscored"]`) weighs 30, less than a rated medium, because nobody rated it.
+- unscored and raised: when KEV or EPSS gave an unscored vulnerability its severity, that severity's
+  base replaces the 30 (shown as the kev or epss factor: ×70/30 for high, ×90/30 for critical, ×45/30,
+  ×20/30), and neither is applied a second time.
 - exploitation: ×1.5 when listed in CISA KEV; else ×(0.8 + 0.7 × EPSS) when an EPSS probability is
   known (×0.8 at 0 %, ×1.5 at 100 %); ×1.25 for observed activity (detection, malware, intel hit);
   else ×1.0.
@@ -50,6 +54,7 @@ __all__ = [
     "FindingRisk",
     "RiskReport",
     "combine",
+    "is_unscored",
     "level",
     "score_finding",
     "score_findings",
@@ -63,6 +68,8 @@ SEVERITY_BASE = {
     Severity.LOW: 20.0,
     Severity.INFO: 5.0,
 }
+UNSCORED_BASE = 30.0
+"""The base of a vulnerability whose advisory publishes no severity and that KEV/EPSS did not rank."""
 CRITICALITY = {1: 0.6, 2: 0.8, 3: 1.0, 4: 1.2, 5: 1.4}
 KEV_FACTOR = 1.5
 OBSERVED_FACTOR = 1.25
@@ -185,6 +192,16 @@ def combine(scores: Iterable[float]) -> float:
     return min(100.0, ordered[0] + (100.0 - ordered[0]) * (1.0 - remaining))
 
 
+def is_unscored(finding: Finding) -> bool:
+    """A vulnerability whose advisories publish no severity: its severity is a rank, not a rating.
+
+    `data["unscored"]` says so; findings stored before it existed carry `severity_source: unknown`.
+    """
+    if finding.kind is not FindingKind.VULNERABILITY or finding.score is not None:
+        return False
+    return finding.data.get("unscored") is True or finding.data.get("severity_source") == "unknown"
+
+
 def _kev(finding: Finding) -> bool:
     kev = finding.data.get("kev")
     return bool(kev) and kev not in ("false", "False", "no")
@@ -241,19 +258,24 @@ def score_finding(
     asset = asset or finding.asset
     now = now or utcnow()
     factors: list[Factor] = []
-    if finding.score is not None and finding.kind is FindingKind.VULNERABILITY:
-        base = max(0.0, min(100.0, finding.score * 10.0))
-        factors.append(Factor("cvss", f"{finding.score:.1f}", 1.0))
-    else:
-        base = SEVERITY_BASE[finding.severity]
-        factors.append(Factor("severity", finding.severity.value, 1.0))
     epss = _float(finding.data.get("epss"))
-    if _kev(finding):
-        factors.append(Factor("kev", "known exploited", KEV_FACTOR))
-    elif epss is not None:
-        factors.append(Factor("epss", f"{epss * 100:.1f}%", 0.8 + 0.7 * max(0.0, min(1.0, epss))))
-    elif finding.kind in OBSERVED:
-        factors.append(Factor("activity", f"observed ({finding.kind.value})", OBSERVED_FACTOR))
+    if is_unscored(finding):
+        base = UNSCORED_BASE
+        factors.append(Factor("severity", "unscored", 1.0))
+        factors.extend(_unscored_exploitation(finding, epss))
+    else:
+        if finding.score is not None and finding.kind is FindingKind.VULNERABILITY:
+            base = max(0.0, min(100.0, finding.score * 10.0))
+            factors.append(Factor("cvss", f"{finding.score:.1f}", 1.0))
+        else:
+            base = SEVERITY_BASE[finding.severity]
+            factors.append(Factor("severity", finding.severity.value, 1.0))
+        if _kev(finding):
+            factors.append(Factor("kev", "known exploited", KEV_FACTOR))
+        elif epss is not None:
+            factors.append(Factor("epss", f"{epss * 100:.1f}%", 0.8 + 0.7 * max(0.0, min(1.0, epss))))
+        elif finding.kind in OBSERVED:
+            factors.append(Factor("activity", f"observed ({finding.kind.value})", OBSERVED_FACTOR))
     exposure = _exposure(finding, asset)
     if exposure is not None:
         factors.append(exposure)
@@ -279,6 +301,17 @@ def score_finding(
         base=base,
         factors=tuple(factors),
     )
+
+
+def _unscored_exploitation(finding: Finding, epss: float | None) -> list[Factor]:
+    """KEV or EPSS ranked an unscored finding: its severity's base replaces the unscored one."""
+    source = finding.data.get("severity_source")
+    raised = SEVERITY_BASE[finding.severity] / UNSCORED_BASE
+    if _kev(finding) and source == "kev":
+        return [Factor("kev", f"known exploited: ranked {finding.severity.value}", raised)]
+    if epss is not None and source == "epss":
+        return [Factor("epss", f"{epss * 100:.1f}%: ranked {finding.severity.value}", raised)]
+    return []
 
 
 def soft_cap(raw: float) -> float:
