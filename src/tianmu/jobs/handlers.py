@@ -11,7 +11,7 @@ commit together.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,22 +21,32 @@ from sqlalchemy import Connection, select
 
 from tianmu.assets.network.engine import DiscoverOptions
 from tianmu.core.config import Settings
-from tianmu.core.errors import InputError
+from tianmu.core.errors import InputError, TianmuError
 from tianmu.core.models import AssetKind
 from tianmu.jobs import queue
 from tianmu.jobs.models import Job, JobCancelled
 from tianmu.malware.rulecache import RuleCache
-from tianmu.road.assess import ENGINES, AssessOptions, assess
+from tianmu.road.assess import ENGINES, AssessOptions, UnreadableTarget, assess
+from tianmu.road.engines import JobLimits
 from tianmu.road.knowledge import import_any, update_sources
 from tianmu.road.network import run_discover, run_domain, run_web
 from tianmu.store.database import Store
-from tianmu.store.knowledge import KbContext
+from tianmu.store.knowledge import ImportReport, KbContext
 from tianmu.store.repository import SaveResult
-from tianmu.store.schema import assets
+from tianmu.store.schema import assessments, assets
 from tianmu.websec.domain import DomainOptions
 from tianmu.websec.engine import WebOptions
 
-__all__ = ["JOB_KINDS", "PROGRESS_INTERVAL", "JobContext", "JobKind", "validate_params"]
+__all__ = [
+    "FIRST_ERRORS",
+    "JOB_KINDS",
+    "PROGRESS_INTERVAL",
+    "JobContext",
+    "JobFailed",
+    "JobKind",
+    "honest",
+    "validate_params",
+]
 
 PROGRESS_INTERVAL = 0.5
 """Seconds between two progress writes of one job."""
@@ -74,6 +84,14 @@ class JobContext:
     def complete_in(self, conn: Connection, result: dict[str, Any]) -> None:
         queue.complete(conn, self.job, result)
         self.completed = True
+        self.result = result
+
+
+class JobFailed(TianmuError):
+    """A handler's end as `failed` with what it read: the reason, and the result to keep on the job."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
         self.result = result
 
 
@@ -127,41 +145,111 @@ def _sources(params: dict[str, Any]) -> dict[str, Any]:
     return {"sources": sources}
 
 
+FIRST_ERRORS = 10
+"""Errors a job's result quotes (the count is of them all; the assessment or report holds every one)."""
+
+
+def honest(result: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    """`result` with what went wrong in it: `error_count`, the first errors, and `partial`.
+
+    A job whose handler read something but not everything is `done` and `partial`: the user sees on
+    the job, not only deep in the stored assessment, that its counts are not the whole story.
+    """
+    return {**result, "error_count": len(errors), "errors": errors[:FIRST_ERRORS], "partial": bool(errors)}
+
+
 def _run_assess(ctx: JobContext) -> dict[str, Any]:
     path = Path(ctx.job.params["path"])
 
     def finish(conn: Connection, saved: SaveResult) -> None:
-        ctx.complete_in(
-            conn,
-            {
-                "assessment_id": saved.assessment_id,
-                "asset_id": saved.asset_id,
-                "new_findings": saved.new_findings,
-                "seen_again": saved.seen_again,
-                "reopened": saved.reopened,
-                "components": saved.components,
-                "findings": saved.findings,
-            },
-        )
+        # The errors as stored with the assessment, read in its own transaction: the job is marked
+        # done (and partial) with exactly what was stored, in one commit.
+        stored = conn.execute(
+            select(assessments.c.errors).where(assessments.c.id == saved.assessment_id)
+        ).scalar()
+        errors = [str(e) for e in stored] if isinstance(stored, list) else []
+        summary = {
+            "assessment_id": saved.assessment_id,
+            "asset_id": saved.asset_id,
+            "new_findings": saved.new_findings,
+            "seen_again": saved.seen_again,
+            "reopened": saved.reopened,
+            "components": saved.components,
+            "findings": saved.findings,
+        }
+        ctx.complete_in(conn, honest(summary, errors))
 
-    options = AssessOptions(tenant=ctx.job.tenant, home=ctx.settings.home, save_hook=finish, rules=ctx.rules)
+    # A target that gave nothing at all (an SBOM that could not be read) fails the job with the
+    # reasons instead of ending `done` with 0 components and the error only in the assessment.
+    options = AssessOptions(
+        tenant=ctx.job.tenant,
+        home=ctx.settings.home,
+        save_hook=finish,
+        rules=ctx.rules,
+        limits=JobLimits.from_settings(ctx.settings),
+        refuse_unreadable=True,
+    )
     if "engines" in ctx.job.params:
         options = replace(options, engines=tuple(ctx.job.params["engines"]))
-    result = assess(ctx.store, path, options, progress=ctx.progress)
+    try:
+        result = assess(ctx.store, path, options, progress=ctx.progress)
+    except UnreadableTarget as exc:
+        raise JobFailed(
+            f"{exc}: " + "; ".join(exc.errors[:FIRST_ERRORS]) if exc.errors else str(exc),
+            honest({"components": 0, "findings": 0}, exc.errors),
+        ) from exc
     # The job was marked done with this summary inside the transaction that stored the assessment.
-    return dict(ctx.result) or {"components": len(result.components), "findings": len(result.findings)}
+    return dict(ctx.result) or honest(
+        {"components": len(result.components), "findings": len(result.findings)}, list(result.errors)
+    )
+
+
+def _kb_result(reports: list[ImportReport]) -> dict[str, Any]:
+    """The import reports, with their errors counted; failed when no source gave anything usable."""
+    errors = [f"{r.source}: {e}" for r in reports for e in r.errors]
+    errors += [f"{r.source}: {r.status}" for r in reports if r.status in _UNUSABLE and not r.errors]
+    result = honest({"reports": [r.as_dict() for r in reports]}, errors)
+    if reports and all(r.status in _UNUSABLE for r in reports):
+        raise JobFailed("nothing could be imported: " + "; ".join(errors[:FIRST_ERRORS]), result)
+    return result
+
+
+_UNUSABLE = frozenset({"failed", "skipped"})
+"""Report statuses that mean the source gave nothing (`refused` is a decision, reported as partial)."""
+
+
+def _kb_import_params(params: dict[str, Any]) -> dict[str, Any]:
+    checked = _require_path(params)
+    replace_ = params.get("replace", False)
+    if isinstance(replace_, str) and replace_.strip().lower() in _BOOLEAN_WORDS:
+        replace_ = _BOOLEAN_WORDS[replace_.strip().lower()]
+    if not isinstance(replace_, bool):
+        raise InputError(
+            f"parameter `replace` must be true or false (as `kb import --replace`), got {replace_!r}"
+        )
+    extra = sorted(set(params) - {"path", "replace"})
+    if extra:
+        raise InputError(f"unknown parameter(s) for kb_import: {', '.join(extra)}")
+    return {**checked, "replace": replace_}
+
+
+_BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def _run_kb_import(ctx: JobContext) -> dict[str, Any]:
-    kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
-    reports = import_any(kb, Path(ctx.job.params["path"]))
-    return {"reports": [r.as_dict() for r in reports]}
+    kb = KbContext(
+        store=ctx.store,
+        home=ctx.settings.home,
+        progress=ctx.progress,
+        # Jobs queued before the parameter existed have none: a merge, as `kb import` without --replace.
+        replace=bool(ctx.job.params.get("replace", False)),
+    )
+    return _kb_result(import_any(kb, Path(ctx.job.params["path"])))
 
 
 def _run_kb_update(ctx: JobContext) -> dict[str, Any]:
     kb = KbContext(store=ctx.store, home=ctx.settings.home, progress=ctx.progress)
-    reports = update_sources(kb, ctx.job.params.get("sources") or None)
-    return {"reports": [r.as_dict() for r in reports]}
+    return _kb_result(update_sources(kb, ctx.job.params.get("sources") or None))
 
 
 def _run_reassess(ctx: JobContext) -> dict[str, Any]:
@@ -234,7 +322,7 @@ def _summary(result: Any) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for finding in findings:
         counts[finding.severity.value] = counts.get(finding.severity.value, 0) + 1
-    return {"findings": len(findings), "by_severity": counts, "errors": list(getattr(result, "errors", []))}
+    return honest({"findings": len(findings), "by_severity": counts}, list(getattr(result, "errors", [])))
 
 
 def _run_discover(ctx: JobContext) -> dict[str, Any]:
@@ -270,7 +358,10 @@ JOB_KINDS: dict[str, JobKind] = {
     for kind in (
         JobKind("assess", "Assess a path: inventory and every engine, stored.", _assess_params, _run_assess),
         JobKind(
-            "kb_import", "Import knowledge-base files or a bundle folder.", _require_path, _run_kb_import
+            "kb_import",
+            "Import knowledge-base files or a bundle folder (merged; `replace` makes it authoritative).",
+            _kb_import_params,
+            _run_kb_import,
         ),
         JobKind(
             "kb_update", "Download and import the official knowledge-base sources.", _sources, _run_kb_update
@@ -287,9 +378,14 @@ JOB_KINDS: dict[str, JobKind] = {
 }
 
 
-def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters as the handler will read them; InputError names what is wrong."""
-    spec = JOB_KINDS.get(kind)
+def validate_params(
+    kind: str, params: dict[str, Any], kinds: Mapping[str, JobKind] | None = None
+) -> dict[str, Any]:
+    """The parameters as the handler will read them; InputError names what is wrong.
+
+    `kinds`: the job kinds a runner knows (default `JOB_KINDS`)."""
+    known = JOB_KINDS if kinds is None else kinds
+    spec = known.get(kind)
     if spec is None:
-        raise InputError(f"unknown job kind {kind!r} (known: {', '.join(sorted(JOB_KINDS))})")
+        raise InputError(f"unknown job kind {kind!r} (known: {', '.join(sorted(known))})")
     return spec.validate(params)

@@ -8,11 +8,11 @@ row, the other sees zero rows changed. See `tianmu.jobs.models` for the guarante
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -26,13 +26,16 @@ __all__ = [
     "MAX_ATTEMPTS",
     "LeaseLost",
     "cancel",
+    "cancel_requested",
     "claim",
+    "claim_next",
     "complete",
     "expired_jobs",
     "fail",
     "get_job",
     "list_jobs",
     "mark_cancelled",
+    "release",
     "renew",
     "requeue",
     "submit",
@@ -141,18 +144,9 @@ def list_jobs(
         return [_job(row) for row in conn.execute(query)]
 
 
-def claim(
-    store: Store, job_id: str, worker: str, lease: timedelta, *, max_attempts: int = MAX_ATTEMPTS
-) -> Job | None:
-    """Take the job for `worker` if it is queued, or running under a lease that has passed.
-
-    Returns the claimed job (its `attempts` identifies this run), or None when it is not ours to run:
-    done, failed, cancelled, running under a live lease elsewhere, or lost `max_attempts` times already
-    (a poison job: the reaper marks it failed instead of running it again).
-    """
-    now = utcnow()
-    claimable = and_(
-        jobs.c.id == job_id,
+def _claimable(now: datetime, max_attempts: int) -> Any:
+    """Queued, or running under a lease that has passed and not yet lost `max_attempts` times."""
+    return and_(
         jobs.c.cancel_requested.is_(False),
         or_(
             jobs.c.status == JobStatus.QUEUED.value,
@@ -163,6 +157,19 @@ def claim(
             ),
         ),
     )
+
+
+def claim(
+    store: Store, job_id: str, worker: str, lease: timedelta, *, max_attempts: int = MAX_ATTEMPTS
+) -> Job | None:
+    """Take the job for `worker` if it is queued, or running under a lease that has passed.
+
+    Returns the claimed job (its `attempts` identifies this run), or None when it is not ours to run:
+    done, failed, cancelled, running under a live lease elsewhere, or lost `max_attempts` times already
+    (a poison job: the reaper marks it failed instead of running it again).
+    """
+    now = utcnow()
+    claimable = and_(jobs.c.id == job_id, _claimable(now, max_attempts))
     with store.begin() as conn:
         changed = conn.execute(
             update(jobs)
@@ -180,6 +187,83 @@ def claim(
             return None
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
     return _job(row)
+
+
+FAIR_CANDIDATES = 16
+"""Jobs `claim_next` takes from one SELECT, to try in its order (a race lost to another worker costs
+one; when all are lost, it chooses again)."""
+
+
+def claim_next(
+    store: Store,
+    worker: str,
+    lease: timedelta,
+    *,
+    among: Collection[str] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> Job | None:
+    """Claim the job that should run next, fairly across tenants; None when there is none to claim.
+
+    The order: the tenant with the fewest running jobs first, then the oldest job. So a tenant with
+    twenty queued jobs gets one worker like any other, and a tenant whose one job arrives last waits
+    for one job to end, not for twenty. `among` limits the choice to the jobs a runner was handed (a
+    `--runner local` run takes only its own job, never one queued for Celery workers).
+    """
+    now = utcnow()
+    running = (
+        select(jobs.c.tenant, func.count().label("n"))
+        .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until >= now)
+        .group_by(jobs.c.tenant)
+        .subquery()
+    )
+    query = (
+        select(jobs.c.id)
+        .select_from(jobs.outerjoin(running, running.c.tenant == jobs.c.tenant))
+        .where(_claimable(now, max_attempts))
+        .order_by(func.coalesce(running.c.n, 0), jobs.c.created, jobs.c.id)
+        .limit(FAIR_CANDIDATES)
+    )
+    if among is not None:
+        if not among:
+            return None
+        query = query.where(jobs.c.id.in_(list(among)))
+    while True:
+        with store.connect() as conn:
+            candidates = list(conn.execute(query).scalars())
+        if not candidates:
+            return None
+        for job_id in candidates:
+            # Another worker may have claimed it since the SELECT: the conditional claim decides.
+            job = claim(store, job_id, worker, lease, max_attempts=max_attempts)
+            if job is not None:
+                return job
+        # Every candidate went to other workers meanwhile: choose again among what is left.
+
+
+def cancel_requested(store: Store, job_id: str) -> bool:
+    """Whether a cancel was asked for the job (the watcher of a job's process reads it every second)."""
+    with store.connect() as conn:
+        return bool(conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
+
+
+def release(store: Store, job: Job) -> None:
+    """Give a job this run still holds back to the queue, not counting the run as an attempt.
+
+    For a runner that stops (service shutdown) and kills the job's process: the next runner takes the
+    job from the start, and a job interrupted by restarts is not mistaken for a poison job.
+    """
+    with store.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(_held(job))
+            .values(
+                status=JobStatus.QUEUED.value,
+                worker=None,
+                lease_until=None,
+                attempts=jobs.c.attempts - 1,
+                progress="",
+            )
+        )
 
 
 def _held(job: Job) -> Any:
@@ -221,13 +305,18 @@ def complete(conn: Connection, job: Job, result: dict[str, Any]) -> None:
         raise LeaseLost(job.id)
 
 
-def fail(store: Store, job: Job, error: str) -> None:
+def fail(store: Store, job: Job, error: str, result: dict[str, Any] | None = None) -> None:
+    """Mark this run failed with the reason (and what it read, when it read something)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED.value,
+        "error": error[:4000],
+        "finished": utcnow(),
+        "lease_until": None,
+    }
+    if result is not None:
+        values["result"] = result
     with store.begin() as conn:
-        conn.execute(
-            update(jobs)
-            .where(_held(job))
-            .values(status=JobStatus.FAILED.value, error=error[:4000], finished=utcnow(), lease_until=None)
-        )
+        conn.execute(update(jobs).where(_held(job)).values(**values))
 
 
 def mark_cancelled(store: Store, job: Job) -> None:
@@ -240,7 +329,8 @@ def mark_cancelled(store: Store, job: Job) -> None:
 
 
 def cancel(store: Store, job_id: str, tenant: str) -> Job:
-    """Cancel a queued job at once; ask a running one to stop at its next progress step."""
+    """Cancel a queued job at once; ask a running one to stop (its runner kills its process within about
+    a second; a job run in-thread stops at its next progress step)."""
     job = get_job(store, job_id, tenant)
     if job is None:
         raise InputError(f"no job {job_id} in tenant {tenant}")
