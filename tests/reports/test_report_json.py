@@ -73,6 +73,7 @@ def test_summary_counts(assessment: Assessment) -> None:
         "findings": 6,
         "by_severity": {"critical": 2, "high": 2, "medium": 2, "low": 0, "info": 0},
         "kev": 1,
+        "unscored": 0,
         "unresolved": 1,
         "errors": 1,
         "files_read": 4,

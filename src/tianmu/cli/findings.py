@@ -13,6 +13,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
+from tianmu.reports._common import severity_label
 from tianmu.reports.json_report import finding_to_dict
 from tianmu.store.repository import list_findings, set_status
 
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
             comp = f"{f.component.name} {f.component.version}" if f.component else ""
             seen = f.last_seen.strftime("%Y-%m-%d %H:%M") if f.last_seen else ""
             table.add_row(
-                f.fingerprint[:12], f.severity.value, f.kind.value, f.rule_id, comp, f.status.value, seen
+                f.fingerprint[:12], severity_label(f), f.kind.value, f.rule_id, comp, f.status.value, seen
             )
         out_console.print(table)
 

@@ -11,16 +11,21 @@ from collections.abc import Iterable
 
 from tianmu.core.models import Finding, FindingKind, Location, Severity
 from tianmu.core.serialize import VulnDetails, iso, jsonable, vuln_details
+from tianmu.situation.risk import is_unscored
 
 __all__ = [
     "VulnDetails",
     "advisory_url",
     "finding_location",
     "is_kev",
+    "is_unscored",
     "iso",
     "jsonable",
     "kev_count",
     "severity_counts",
+    "severity_label",
+    "unscored_counts",
+    "unscored_summary",
     "vuln_details",
 ]
 
@@ -84,3 +89,32 @@ def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
     for finding in findings:
         counts[finding.severity.value] += 1
     return counts
+
+
+def severity_label(finding: Finding) -> str:
+    """The severity as a person should read it: `medium (unscored)` when no advisory published one."""
+    return f"{finding.severity.value} (unscored)" if is_unscored(finding) else finding.severity.value
+
+
+def unscored_counts(findings: Iterable[Finding]) -> dict[str, int]:
+    """Unscored findings per severity they were ranked at (severities with none left out)."""
+    counts: dict[str, int] = {}
+    for finding in findings:
+        if is_unscored(finding):
+            counts[finding.severity.value] = counts.get(finding.severity.value, 0) + 1
+    return counts
+
+
+def unscored_summary(findings: Iterable[Finding]) -> str | None:
+    """One sentence for a summary: how many advisories publish no severity and how they were ranked."""
+    unscored = [f for f in findings if is_unscored(f)]
+    if not unscored:
+        return None
+    by_kev = sum(1 for f in unscored if f.data.get("severity_source") == "kev")
+    by_epss = sum(1 for f in unscored if f.data.get("severity_source") == "epss")
+    count = len(unscored)
+    return (
+        f"{count} finding{'s' if count != 1 else ''} rest on advisories that publish no severity "
+        f"(unscored): ranked by KEV ({by_kev}) and EPSS ({by_epss}) where known, "
+        f"else medium ({count - by_kev - by_epss})"
+    )

@@ -20,7 +20,16 @@ from jinja2 import Environment, PackageLoader
 import tianmu
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity, utcnow
 
-from ._common import advisory_url, finding_location, is_kev, kev_count, severity_counts, vuln_details
+from ._common import (
+    advisory_url,
+    finding_location,
+    is_kev,
+    is_unscored,
+    kev_count,
+    severity_counts,
+    unscored_summary,
+    vuln_details,
+)
 from .situation_view import situation_view
 
 __all__ = ["FIX_FIRST_LIMIT", "fix_first", "render_html", "view_model"]
@@ -104,6 +113,7 @@ def _row(finding: Finding) -> dict[str, Any]:
         "title": finding.title,
         "summary": finding.summary,
         "severity": finding.severity.value,
+        "unscored": is_unscored(finding),
         "score": f"{finding.score:.1f}" if finding.score is not None else "",
         "component": component.name if component else "",
         "version": component.version if component else "",
@@ -257,6 +267,8 @@ def view_model(assessment: Assessment) -> dict[str, Any]:
             "findings": len(findings),
             "by_severity": counts,
             "kev": kev_count(findings),
+            "unscored": sum(1 for f in findings if is_unscored(f)),
+            "unscored_note": unscored_summary(findings),
             "unresolved": len(assessment.unresolved),
             "errors": len(assessment.errors),
         },

@@ -21,7 +21,7 @@ from tianmu.core.serialize import (
     unresolved_to_dict,
 )
 
-from ._common import kev_count, severity_counts
+from ._common import kev_count, severity_counts, unscored_counts
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -79,6 +79,7 @@ def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
             "findings": len(assessment.findings),
             "by_severity": severity_counts(assessment.findings),
             "kev": kev_count(assessment.findings),
+            "unscored": sum(unscored_counts(assessment.findings).values()),
             "unresolved": len(assessment.unresolved),
             "errors": len(assessment.errors),
             "files_read": assessment.files_read,
