@@ -19,7 +19,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity
 from tianmu.core.walk import WalkRules
 from tianmu.reports import render
-from tianmu.reports._common import finding_location
+from tianmu.reports._common import finding_location, severity_label, unscored_counts
 from tianmu.road.assess import AssessOptions, UnreadableTarget, assess
 from tianmu.road.engines import JobLimits
 
@@ -160,8 +160,10 @@ def print_summary(result: Assessment) -> None:
         )
     if result.errors:
         console.print(f"Inputs that could not be read: [bold yellow]{len(result.errors)}[/]")
+    unscored = unscored_counts(result.findings)
     parts = [
         f"[{_SEVERITY_STYLE[s]}]{by_severity.get(s, 0)} {s.value}[/]"
+        + (f" ({unscored[s.value]} unscored)" if unscored.get(s.value) else "")
         for s in Severity
         if by_severity.get(s, 0)
     ]
@@ -201,7 +203,7 @@ def _print_vulnerabilities(findings: list[Finding]) -> None:
         comp = finding.component
         epss = finding.data.get("epss")
         table.add_row(
-            f"[{_SEVERITY_STYLE[finding.severity]}]{finding.severity.value}[/]",
+            f"[{_SEVERITY_STYLE[finding.severity]}]{severity_label(finding)}[/]",
             finding.rule_id,
             comp.name if comp else finding.asset.name,
             comp.version if comp else "",
