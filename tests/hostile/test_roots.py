@@ -174,11 +174,13 @@ def test_exclude_and_tianmuignore_leave_entries_out_and_are_counted(tmp_path: Pa
         (root / rel).write_text("x\n")
     (root / ".tianmuignore").write_text("# comment\n/build/\n*.tmp\n\\\n")
     skips = WalkSkips()
-    seen = _relpaths(root, WalkRules(exclude=("node/",), mounts=MountTable()), skips)
+    rules = WalkRules(exclude=("node/",), mounts=MountTable(), ignore_file=True)
+    seen = _relpaths(root, rules, skips)
     assert seen == [".tianmuignore", "a/keep.txt", "b/build/y.txt"]
     assert (skips.excluded, skips.ignored) == (1, 2)
     assert skips.errors and skips.errors[0].startswith(f"{root}/.tianmuignore:4: not a glob")
     assert "1 entries excluded by --exclude" in skips.notes()
+    assert any(note.startswith(f"{root}/.tianmuignore: used (owner uid") for note in skips.notes())
     without = _relpaths(root, WalkRules(ignore_file=False, mounts=MountTable()), WalkSkips())
     assert "build/out.txt" in without
 

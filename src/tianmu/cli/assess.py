@@ -60,7 +60,8 @@ ExcludeOpt = Annotated[
     typer.Option(
         "--exclude",
         help="Leave out what matches this glob (gitignore syntax, relative to PATH; repeatable). "
-        "A .tianmuignore at PATH is read too.",
+        "assess, inventory, vulns and detect also read a .tianmuignore at PATH when it is owned by "
+        "you or root and writable by its owner only; malware scanning never skips what it lists.",
     ),
 ]
 FileFormatOpt = Annotated[
@@ -90,9 +91,16 @@ _SEVERITY_STYLE = {
 _TABLE_LIMIT = 30
 
 
-def walk_rules(exclude: list[str] | None, cross_filesystems: bool = False) -> WalkRules:
-    """The walk's rules from `--exclude` and `--cross-filesystems` (shared by every walking command)."""
-    return WalkRules(exclude=tuple(exclude or ()), cross_filesystems=cross_filesystems)
+def walk_rules(
+    exclude: list[str] | None, cross_filesystems: bool = False, *, ignore_file: bool = False
+) -> WalkRules:
+    """The walk's rules from `--exclude` and `--cross-filesystems` (shared by every walking command).
+
+    `ignore_file`: read a trusted `.tianmuignore` (`tianmu.core.walk`); `malware scan` leaves it off,
+    so a file planted in the scanned tree never hides another from it."""
+    return WalkRules(
+        exclude=tuple(exclude or ()), cross_filesystems=cross_filesystems, ignore_file=ignore_file
+    )
 
 
 def _run(session: CliSession, path: Path, options: AssessOptions) -> Assessment:
@@ -252,7 +260,7 @@ def register(app: typer.Typer) -> None:
         options = AssessOptions(
             tenant=session.tenant,
             home=session.settings.home,
-            walk=walk_rules(exclude, cross_filesystems),
+            walk=walk_rules(exclude, cross_filesystems, ignore_file=True),
             limits=JobLimits.from_settings(session.settings),
         )
         result = _run(session, path, options)
@@ -276,7 +284,7 @@ def register(app: typer.Typer) -> None:
                 tenant=session.tenant,
                 engines=(),
                 save=False,
-                walk=walk_rules(exclude, cross_filesystems),
+                walk=walk_rules(exclude, cross_filesystems, ignore_file=True),
                 file_format=file_format,
                 limits=JobLimits.from_settings(session.settings),
             )
@@ -319,7 +327,7 @@ def register(app: typer.Typer) -> None:
             engines=("vulnerability",),
             save=False,
             home=session.settings.home,
-            walk=walk_rules(exclude, cross_filesystems),
+            walk=walk_rules(exclude, cross_filesystems, ignore_file=True),
             file_format=file_format,
             limits=JobLimits.from_settings(session.settings),
         )

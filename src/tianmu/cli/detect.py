@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
             fmt=log_format,
             field_map=_parse_field_map(field_map or []),
             workers=workers,
-            walk=walk_rules(exclude, cross_filesystems),
+            walk=walk_rules(exclude, cross_filesystems, ignore_file=True),
             limits=JobLimits.from_settings(conf),
         )
         with session.store() as store:

@@ -13,9 +13,20 @@ log search of `tianmu detect` all walk with it, so a live system root is treated
 - The walk stays on the file system of its root unless `cross_filesystems`: a mount point (any entry
   of the mount table, or a change of `st_dev`) is not entered, so `/` does not wander into a tmpfs
   `/run`, network shares or bind mounts of the same tree.
-- `exclude` globs and a `.tianmuignore` at the root (gitignore syntax, through `pathspec`) leave
-  entries out. An ignore file is part of the scanned tree and may be planted, so what it excluded is
-  always counted in the notes.
+- `exclude` globs (`--exclude`, asked on the command line) leave entries out.
+- A `.tianmuignore` at the root (gitignore syntax, through `pathspec`) is part of the scanned tree: who
+  can write into it (an upload, a web root) could drop one holding `*` and hide a web shell. So, as git
+  trusts a repository only when it is owned by the user running it (`safe.directory`):
+  - it is read only when the rules ask (`WalkRules.ignore_file`: the CLI's `assess`, `inventory`,
+    `vulns` and `detect` do; jobs of the service, whose targets are uploads, and `tianmu malware scan`
+    never do);
+  - and then only when it is trusted: a regular file (not a symlink, opened without following one)
+    with one link, owned by the user running the scan or by root, writable by its owner alone;
+  - an ignore file never hides a file from malware scanning: the collector of `assess` walks what it
+    ignored too (`walk_marked`) and gives those files to the engines of every file (malware, filename
+    indicators) only. Only `--exclude` leaves a file out of malware scanning;
+  - the ignore file used (with its owner and mode) and how many entries it excluded, or why one was
+    refused or not read, are always in the notes.
 
 What was left out is counted in `WalkSkips`, whose `notes()` every job reports. Devices, FIFOs and
 sockets are yielded like files (the walk never stats files); callers skip them before opening anything
@@ -24,6 +35,7 @@ and count them in `WalkSkips.special`. `refuse_named` says why a path the user n
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -42,6 +54,7 @@ __all__ = [
     "WalkRules",
     "WalkSkips",
     "refuse_named",
+    "walk_marked",
     "walk_tree",
 ]
 
@@ -114,8 +127,9 @@ class WalkRules:
     """Globs (gitignore syntax) relative to the root: `--exclude`."""
     cross_filesystems: bool = False
     """Enter other file systems mounted below the root (pseudo ones are never entered)."""
-    ignore_file: bool = True
-    """Read `.tianmuignore` at the root."""
+    ignore_file: bool = False
+    """Read a trusted `.tianmuignore` at the root (module docstring). Off unless asked: a job of the
+    service (an upload) and a malware scan never let a file of the scanned tree hide others."""
     mounts: MountTable | None = None
     """The mount table (None: this system's, read once per walk); tests give their own."""
 
@@ -139,6 +153,11 @@ class WalkSkips:
     """Entries left out by `--exclude`."""
     ignored: int = 0
     """Entries left out by `.tianmuignore`."""
+    ignored_scanned: int = 0
+    """Files under what `.tianmuignore` left out that were still given to malware scanning (counted by
+    the caller of `walk_marked`)."""
+    ignore_files: list[str] = field(default_factory=list)
+    """Each `.tianmuignore` met: used (owner, mode), refused (why) or not read (why)."""
     special: int = 0
     """Devices, FIFOs and sockets passed over (counted by the caller, which stats the files)."""
     vanished: int = 0
@@ -159,8 +178,14 @@ class WalkSkips:
             )
         if self.excluded:
             notes.append(f"{self.excluded} entries excluded by --exclude")
+        notes.extend(self.ignore_files)
         if self.ignored:
             notes.append(f"{self.ignored} entries excluded by {IGNORE_FILE}")
+        if self.ignored_scanned:
+            notes.append(
+                f"{self.ignored_scanned} file(s) that {IGNORE_FILE} excluded were still scanned for malware "
+                "(an ignore file never hides a file from malware scanning; --exclude does)"
+            )
         if self.special:
             notes.append(f"{self.special} device(s), FIFO(s) or socket(s) skipped")
         if self.vanished:
@@ -207,41 +232,88 @@ class _Ignores:
     exclude: pathspec.GitIgnoreSpec | None
     ignore: pathspec.GitIgnoreSpec | None
 
-    def count(self, relpath: str, skips: WalkSkips) -> bool:
-        """True (and counted) when the entry is left out; `relpath` ends in / for a folder."""
+    def verdict(self, relpath: str) -> str | None:
+        """ "exclude" (by `--exclude`), "ignore" (by the ignore file) or None; `relpath` ends in / for a
+        folder."""
         if self.exclude is not None and self.exclude.match_file(relpath):
-            skips.excluded += 1
-            return True
+            return "exclude"
         if self.ignore is not None and self.ignore.match_file(relpath):
-            skips.ignored += 1
-            return True
-        return False
+            return "ignore"
+        return None
 
 
 def _ignores(root: Path, rules: WalkRules, skips: WalkSkips) -> _Ignores:
     exclude = pathspec.GitIgnoreSpec.from_lines(rules.exclude) if rules.exclude else None
-    ignore = None
-    where = root / IGNORE_FILE
-    if rules.ignore_file and os.path.isfile(where) and not os.path.islink(where):
+    where = os.path.join(root, IGNORE_FILE)
+    if not rules.ignore_file:
+        if os.path.lexists(where):
+            skips.ignore_files.append(
+                f"{where}: not read: this job does not let a file of the scanned tree leave others out "
+                "(use --exclude)"
+            )
+        return _Ignores(exclude, None)
+    data = _trusted_ignore_file(where, skips)
+    if data is None:
+        return _Ignores(exclude, None)
+    lines = []
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         try:
-            with open(where, "rb") as handle:
-                data = handle.read(_IGNORE_FILE_LIMIT + 1)
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except ValueError as exc:
+            skips.errors.append(f"{where}:{number}: not a glob, line not used: {exc}")
+            continue
+        lines.append(line)
+    ignore = pathspec.GitIgnoreSpec.from_lines(lines) if any(s.strip() for s in lines) else None
+    return _Ignores(exclude, ignore)
+
+
+def _trusted_ignore_file(where: str, skips: WalkSkips) -> bytes | None:
+    """The content of the ignore file at `where` when it may be used, else None (and why, noted).
+
+    The checks are made on the opened file (`fstat`), so the file judged is the file read."""
+    # O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a FIFO planted there cannot block.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(where, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        reason = "a symlink" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
+        skips.ignore_files.append(f"{where}: not used: {reason}")
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        refused = _untrusted(info)
+        if refused is not None:
+            skips.ignore_files.append(f"{where}: not used: {refused}")
+            return None
+        try:
+            data = handle.read(_IGNORE_FILE_LIMIT + 1)
         except OSError as exc:
             skips.errors.append(f"{where}: cannot read: {exc.strerror or exc}")
-            data = b""
-        if len(data) > _IGNORE_FILE_LIMIT:
-            skips.errors.append(f"{where}: larger than {_IGNORE_FILE_LIMIT} bytes: not used")
-            data = b""
-        lines = []
-        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            try:
-                pathspec.GitIgnoreSpec.from_lines([line])
-            except ValueError as exc:
-                skips.errors.append(f"{where}:{number}: not a glob, line not used: {exc}")
-                continue
-            lines.append(line)
-        ignore = pathspec.GitIgnoreSpec.from_lines(lines) if any(s.strip() for s in lines) else None
-    return _Ignores(exclude, ignore)
+            return None
+    if len(data) > _IGNORE_FILE_LIMIT:
+        skips.errors.append(f"{where}: larger than {_IGNORE_FILE_LIMIT} bytes: not used")
+        return None
+    skips.ignore_files.append(
+        f"{where}: used (owner uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o})"
+    )
+    return data
+
+
+def _untrusted(info: os.stat_result) -> str | None:
+    """Why an ignore file with this status may have been planted (None: it may be trusted)."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    user = os.geteuid()
+    if info.st_uid not in (user, 0):
+        return f"owned by uid {info.st_uid}, neither the user running the scan (uid {user}) nor root"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    if info.st_nlink > 1:
+        # A hard link to some trusted file whose lines happen to be globs (`*`) is no ignore file.
+        return f"it has {info.st_nlink} hard links"
+    return None
 
 
 def walk_tree(
@@ -259,6 +331,33 @@ def walk_tree(
     is yielded as it is: the caller's own look at it (a stat) says what is wrong. What the rules left
     out is counted in `skips`.
     """
+    for item, relpath, _ignored in _walk(root, on_error, skip_dir, rules, skips, keep_ignored=False):
+        yield item, relpath
+
+
+def walk_marked(
+    root: Path,
+    *,
+    on_error: Callable[[str, OSError], None],
+    skip_dir: Callable[[str, str], bool] | None = None,
+    rules: WalkRules | None = None,
+    skips: WalkSkips | None = None,
+) -> Iterator[tuple[os.DirEntry[str], str, bool]]:
+    """As `walk_tree`, with what the ignore file left out yielded too, marked True: for the engines an
+    ignore file may not hide a file from (malware scanning). `--exclude` still leaves entries out;
+    `skips.ignored` counts what the ignore file matched, as `walk_tree` does (a folder once)."""
+    yield from _walk(root, on_error, skip_dir, rules, skips, keep_ignored=True)
+
+
+def _walk(
+    root: Path,
+    on_error: Callable[[str, OSError], None],
+    skip_dir: Callable[[str, str], bool] | None,
+    rules: WalkRules | None,
+    skips: WalkSkips | None,
+    *,
+    keep_ignored: bool,
+) -> Iterator[tuple[os.DirEntry[str], str, bool]]:
     rules = rules or WalkRules()
     skips = skips if skips is not None else WalkSkips()
     mounts = rules.mounts if rules.mounts is not None else MountTable.read()
@@ -274,32 +373,41 @@ def walk_tree(
         return
     ignores = _ignores(root, rules, skips)
     by_name = not mounts.mounts and real_root == os.path.abspath(os.sep)
-    stack: list[tuple[str, str, str, int]] = [(str(root), "", real_root, root_dev)]
+    # (folder, relpath, real path, device, under a folder the ignore file left out)
+    stack: list[tuple[str, str, str, int, bool]] = [(str(root), "", real_root, root_dev, False)]
     while stack:
-        directory, rel, real, dev = stack.pop()
+        directory, rel, real, dev, hidden = stack.pop()
         try:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             on_error(rel or ".", exc)
             continue
-        subdirs: list[tuple[str, str, str, int]] = []
+        subdirs: list[tuple[str, str, str, int, bool]] = []
         for item in entries:
             relpath = f"{rel}/{item.name}" if rel else item.name
             try:
                 is_dir = item.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            if not is_dir:
-                if not ignores.count(relpath, skips):
-                    yield item, relpath
+            verdict = ignores.verdict(relpath + "/" if is_dir else relpath)
+            if verdict == "exclude":
+                skips.excluded += 1
                 continue
-            if ignores.count(relpath + "/", skips) or (skip_dir is not None and skip_dir(rel, item.name)):
+            if verdict == "ignore" and not hidden:
+                skips.ignored += 1
+            ignored = hidden or verdict == "ignore"
+            if ignored and not keep_ignored:
+                continue
+            if not is_dir:
+                yield item, relpath, ignored
+                continue
+            if skip_dir is not None and skip_dir(rel, item.name):
                 continue
             real_path = os.path.join(real, item.name)
             entered = _enter(item, relpath, real_path, dev, mounts, rules, skips, by_name=by_name and not rel)
             if entered is not None:
-                subdirs.append((item.path, relpath, real_path, entered))
+                subdirs.append((item.path, relpath, real_path, entered, ignored))
         stack.extend(reversed(subdirs))
 
 

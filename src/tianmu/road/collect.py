@@ -14,9 +14,12 @@ A symlinked file is collected (as `PACKAGE` only) when it stays inside the tree:
 absolute link would otherwise make the inventory read the scanning host's own files. Folders of version
 control and tool caches are left out per class (the inventory still reads `node_modules` and `.venv`;
 log search does not), as each engine did on its own before. The walk's rules (`tianmu.core.walk`: pseudo
-file systems never entered, one file system unless asked, `--exclude`, `.tianmuignore`) are the same
-as `tianmu malware scan`'s and `detect`'s; what they left out is in `Collection.notes()`. A path named
-on its own that is a FIFO, socket or device, or lies on a pseudo file system, is an error, never opened.
+file systems never entered, one file system unless asked, `--exclude`, a trusted `.tianmuignore`) are
+the same as `tianmu malware scan`'s and `detect`'s; what they left out is in `Collection.notes()`. What
+the ignore file left out is still collected as `ANY` only when an engine wants every file: it hides
+files from the inventory and the log pass, never from malware scanning (only `--exclude` does). A path
+named on its own that is a FIFO, socket or device, or lies on a pseudo file system, is an error, never
+opened.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from tianmu.assets.interface import match_path
 from tianmu.core.engine import CollectedFile, FileClass
-from tianmu.core.walk import WalkRules, WalkSkips, refuse_named, walk_tree
+from tianmu.core.walk import WalkRules, WalkSkips, refuse_named, walk_marked, walk_tree
 from tianmu.readers.sources import LOG_SKIP_DIRS, is_log_name
 
 __all__ = ["Classifier", "Collection", "collect"]
@@ -135,7 +138,8 @@ def collect(
         found.errors.append(f"{root}: {refused}")
         return found
     if root.is_dir():
-        for item in _walk(root, classifier, found, rules):
+        every_file = wanted is None or FileClass.ANY in wanted
+        for item in _walk(root, classifier, found, rules, every_file=every_file):
             if wanted is None or not wanted.isdisjoint(item.classes):
                 found.files.append(item)
         found.errors.extend(found.skips.errors)
@@ -152,8 +156,9 @@ def collect(
 
 
 def _walk(
-    root: Path, classifier: Classifier, found: Collection, rules: WalkRules | None
+    root: Path, classifier: Classifier, found: Collection, rules: WalkRules | None, *, every_file: bool
 ) -> Iterator[CollectedFile]:
+    """The collected files; with `every_file`, those the ignore file left out too, as `ANY` alone."""
     real_root = os.path.realpath(root)
     # The same few class sets recur for every file: one frozenset each, not one per file.
     pool: dict[frozenset[FileClass], frozenset[FileClass]] = {}
@@ -161,9 +166,18 @@ def _walk(
     def unlisted(relpath: str, exc: OSError) -> None:
         found.errors.append(f"{relpath}: cannot list directory: {exc.strerror or exc}")
 
-    for item, relpath in walk_tree(root, on_error=unlisted, rules=rules, skips=found.skips):
+    if every_file:
+        walked = walk_marked(root, on_error=unlisted, rules=rules, skips=found.skips)
+    else:  # nothing reads every file: what the ignore file left out is not even entered
+        plain = walk_tree(root, on_error=unlisted, rules=rules, skips=found.skips)
+        walked = ((item, relpath, False) for item, relpath in plain)
+    for item, relpath, ignored in walked:
         try:
-            collected = _file(item, relpath, (root, real_root), classifier, found)
+            collected = (
+                _ignored_file(item, found)
+                if ignored
+                else _file(item, relpath, (root, real_root), classifier, found)
+            )
         except FileNotFoundError:
             found.skips.vanished += 1
             continue
@@ -197,6 +211,21 @@ def _file(
         return None
     classes = {FileClass.ANY} | classifier.classes(relpath, symlink=False, single=False, root=root)
     return info.st_size, frozenset(classes)
+
+
+def _ignored_file(item: os.DirEntry[str], found: Collection) -> tuple[int, frozenset[FileClass]] | None:
+    """(size, {ANY}) of a file the ignore file left out: malware scanning still sees it."""
+    info = item.stat(follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        found.skips.special += 1
+        return None
+    found.skips.ignored_scanned += 1
+    return info.st_size, _ANY_ONLY
+
+
+_ANY_ONLY = frozenset({FileClass.ANY})
 
 
 def _inside(path: str, root: str) -> bool:
