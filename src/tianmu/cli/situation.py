@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
+from tianmu.identity.audittip import exported_tip
 from tianmu.readers import iter_events
 from tianmu.reports.json_report import incident_to_dict
 from tianmu.road.evidence import quarantine_lookup
@@ -36,7 +38,14 @@ from tianmu.situation import (
     trace,
     update_incidents,
 )
-from tianmu.situation.alerts import AlertConfig, deliver, load_config, make_test_alert, run_alerts
+from tianmu.situation.alerts import (
+    AlertConfig,
+    AlertTransports,
+    deliver,
+    load_config,
+    make_test_alert,
+    run_alerts,
+)
 from tianmu.situation.evidence import export_bundle, load_signer, verify_bundle
 from tianmu.situation.evidencekeys import public_key_path
 from tianmu.situation.tactics import TACTIC_NAMES
@@ -340,7 +349,9 @@ def _alert_config(session: CliSession, path: Path | None) -> AlertConfig:
     config_path = path or session.settings.home / "alerts.toml"
     if not config_path.exists():
         raise InputError("no alert configuration (see docs/situation.md for the format)", str(config_path))
-    return load_config(config_path)
+    # Every alert carries the audit chain's tip, read from the data directory before each delivery.
+    world = AlertTransports(audit_tip=partial(exported_tip, session.settings.home))
+    return load_config(config_path, transports=world)
 
 
 def _alerts(app: typer.Typer) -> None:
@@ -366,7 +377,9 @@ def _alerts(app: typer.Typer) -> None:
         alert = make_test_alert(session.tenant, loaded.clock.now())
         failed = 0
         for name in names:
-            result = deliver(loaded.channels[name], alert, loaded.retry, clock=loaded.clock)
+            result = deliver(
+                loaded.channels[name], alert, loaded.retry, clock=loaded.clock, audit_tip=loaded.audit_tip
+            )
             if result.ok:
                 out_console.print(f"[green]ok[/] {name} ({result.attempts} attempt(s))")
             else:

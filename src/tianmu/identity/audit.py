@@ -28,14 +28,13 @@ from sqlalchemy import Connection, func, insert, select, text
 from tianmu.core.clock import Clock, SystemClock
 from tianmu.gmcrypto import sm2
 from tianmu.gmcrypto.sm3 import digest
-from tianmu.identity.audittip import SignedTip, arm_tip, install_tip_hooks, read_tip
+from tianmu.identity.audittip import GENESIS, SignedTip, arm_tip, install_tip_hooks, read_tip
 from tianmu.identity.models import AuditEntry
 from tianmu.store.database import Store
 from tianmu.store.schema import identity_audit, identity_audit_checkpoints
 
 __all__ = ["GENESIS", "AuditLog", "AuditReport", "entry_hash"]
 
-GENESIS = "0" * 64
 _LOCK_ID = 0x7469616E6D75  # "tianmu": serialises appends on PostgreSQL
 
 

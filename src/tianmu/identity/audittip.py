@@ -9,6 +9,10 @@ The file is written when the appending transaction commits (a SQLAlchemy `commit
 which runs while the transaction still holds the audit lock, so tips are written in chain order); a
 transaction that rolls back leaves it alone. If the database's own commit then fails, the file is one
 entry ahead until the next append, and `verify` says so rather than hide it.
+
+The same tip goes out with every alert (`exported_tip`, read just before each delivery): a receiver
+that keeps the tips it was sent holds a copy of the chain's progress beyond the reach of whoever holds
+the data directory, and sees a wiped or shortened log as a tip that went back.
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ from sqlalchemy import Connection, Engine, event
 
 from tianmu.gmcrypto import sm2
 
-__all__ = ["TIP_FILE", "SignedTip", "arm_tip", "install_tip_hooks", "read_tip"]
+__all__ = [
+    "GENESIS",
+    "TIP_FILE",
+    "SignedTip",
+    "arm_tip",
+    "exported_tip",
+    "install_tip_hooks",
+    "read_tip",
+]
 
+GENESIS = "0" * 64
+"""The hash before the first entry: the tip of an empty chain."""
 TIP_FILE = "audit-tip.json"
 _PENDING = "tianmu_audit_pending_tip"
 """Key in the DB connection's `info` under which an uncommitted append leaves its tip."""
@@ -82,6 +96,16 @@ def read_tip(path: Path) -> SignedTip | str | None:
         )
     except (KeyError, TypeError, ValueError):
         return f"the signed tip file {path} is not a tip record"
+
+
+def exported_tip(home: Path) -> tuple[int, str]:
+    """(seq, hash) of the tip file in the data directory `home`, to send out with alerts.
+
+    Without a readable file this is the empty chain's tip, (0, GENESIS): to a receiver that was sent a
+    later tip before, the chain went back, which is what a deleted tip file beside a wiped log means.
+    """
+    tip = read_tip(home / TIP_FILE)
+    return (tip.seq, tip.entry_hash) if isinstance(tip, SignedTip) else (0, GENESIS)
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tianmu.core.models import Assessment
+from tianmu.identity.audittip import exported_tip
 from tianmu.road.isolation import describe
 from tianmu.situation import update_situation
+from tianmu.situation.alerts import AlertTransports
 from tianmu.store.attack import annotate_findings
 from tianmu.store.database import Store
 from tianmu.store.repository import SaveHook, SaveResult, save_assessment
@@ -63,6 +66,8 @@ def finish(
     for index, assessment in enumerate(assessments):
         hook = options.save_hook if index == last else None
         saved.append(save_assessment(store, assessment, also=hook) if options.save else None)
+    # Alerts carry the audit chain's tip; the situation floor cannot read it from identity itself.
+    world = AlertTransports(audit_tip=partial(exported_tip, options.home)) if options.home else None
     if options.situation:
         for assessment, result in zip(assessments, saved, strict=True):
             try:
@@ -71,6 +76,7 @@ def finish(
                     assessment,
                     assessment_id=result.assessment_id if result is not None else None,
                     home=options.home,
+                    alert_transports=world,
                 )
             except Exception as exc:
                 # After the commit: what was stored stands; the user is told what was not updated.

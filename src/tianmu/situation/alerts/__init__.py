@@ -11,6 +11,9 @@
   delivered per (rule, channel, subject) is stored, so an incident alerts once per state change and a
   KEV entry once per affected finding.
 - `config`: `alerts.toml` (in the data directory by default; see docs/situation.md).
+
+Every alert carries the audit chain's tip (seq and hash of its last entry) when its deliverer gives a
+source for it (`AlertTransports.audit_tip`): the situation floor may not read identity's files itself.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ from __future__ import annotations
 from .channels import EmailChannel, SyslogChannel, WebhookChannel, format_syslog, sign_webhook
 from .config import AlertConfig, load_config
 from .delivery import deliver, run_alerts
-from .model import Alert, Channel, DeliveryError, DeliveryResult, RetryPolicy, make_test_alert
+from .model import (
+    Alert,
+    AuditTip,
+    AuditTipSource,
+    Channel,
+    DeliveryError,
+    DeliveryResult,
+    RetryPolicy,
+    make_test_alert,
+)
 from .rules import SUBJECTS, AlertRule, pending_alerts
 from .transports import (
     AlertTransports,
@@ -38,6 +50,8 @@ __all__ = [
     "AlertConfig",
     "AlertRule",
     "AlertTransports",
+    "AuditTip",
+    "AuditTipSource",
     "Channel",
     "DeliveryError",
     "DeliveryResult",

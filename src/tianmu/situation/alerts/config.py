@@ -19,7 +19,7 @@ from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity
 
 from .channels import EmailChannel, SyslogChannel, WebhookChannel
-from .model import Channel, RetryPolicy
+from .model import AuditTipSource, Channel, RetryPolicy
 from .rules import SUBJECTS, AlertRule
 from .transports import AlertTransports
 
@@ -33,6 +33,8 @@ class AlertConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Clock = field(default_factory=SystemClock)
     """What `deliver` waits through between attempts."""
+    audit_tip: AuditTipSource | None = None
+    """Where `deliver` reads the audit chain's tip to send with each alert (from `AlertTransports`)."""
 
 
 def _need(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -144,7 +146,7 @@ def load_config(
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"not valid TOML: {exc}", str(path)) from exc
-    config = AlertConfig(clock=world.clock)
+    config = AlertConfig(clock=world.clock, audit_tip=world.audit_tip)
     channels = data.get("channels", {})
     if not isinstance(channels, dict) or not channels:
         raise InputError("expected at least one [channels.NAME] table", str(path))

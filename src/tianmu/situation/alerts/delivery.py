@@ -6,6 +6,8 @@
 - The last state delivered per (rule, channel, subject) is stored, so an incident alerts once per state
   change (status, stage, severity) and a KEV entry once per affected finding. A failed delivery leaves
   the state unrecorded, so the next run tries again.
+- Each attempt is stamped with the audit chain's tip read just then (`AuditTipSource`, given by whoever
+  delivers: the road or the CLI), so every alert sent carries the chain's progress.
 """
 
 from __future__ import annotations
@@ -18,27 +20,34 @@ from tianmu.store.database import Store
 
 from ..repository import alert_state, set_alert_state
 from .config import AlertConfig
-from .model import Alert, Channel, DeliveryError, DeliveryResult, RetryPolicy
+from .model import Alert, AuditTipSource, Channel, DeliveryError, DeliveryResult, RetryPolicy
 from .rules import pending_alerts
 
 __all__ = ["deliver", "run_alerts"]
 
 
 def deliver(
-    channel: Channel, alert: Alert, policy: RetryPolicy = RetryPolicy(), *, clock: Clock | None = None
+    channel: Channel,
+    alert: Alert,
+    policy: RetryPolicy = RetryPolicy(),
+    *,
+    clock: Clock | None = None,
+    audit_tip: AuditTipSource | None = None,
 ) -> DeliveryResult:
-    """Send with retries; never raises for a delivery problem (the result says what happened)."""
+    """Send with retries, each attempt stamped with the tip `audit_tip` reads then; never raises for a
+    delivery problem (the result says what happened)."""
     waiter = clock or SystemClock()
     delays = policy.delays()
     attempt = 0
     while True:
         attempt += 1
+        sent = alert.with_audit_tip(audit_tip)
         try:
-            channel.send(alert)
-            return DeliveryResult(channel.name, alert, True, attempt)
+            channel.send(sent)
+            return DeliveryResult(channel.name, sent, True, attempt)
         except DeliveryError as exc:
             if not exc.transient or attempt > len(delays):
-                return DeliveryResult(channel.name, alert, False, attempt, str(exc))
+                return DeliveryResult(channel.name, sent, False, attempt, str(exc))
             waiter.sleep(delays[attempt - 1])
 
 
@@ -63,7 +72,7 @@ def run_alerts(
             key = f"{alert.rule}>{name}"
             if alert_state(store, tenant, key, alert.subject) == alert.state:
                 continue
-            result = deliver(channel, alert, config.retry, clock=config.clock)
+            result = deliver(channel, alert, config.retry, clock=config.clock, audit_tip=config.audit_tip)
             results.append(result)
             if result.ok:
                 set_alert_state(store, tenant, key, alert.subject, alert.state, [name], at=config.clock.now())

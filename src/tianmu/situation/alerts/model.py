@@ -2,12 +2,18 @@
 
 A channel raises `DeliveryError` when it could not deliver, saying whether trying again may help;
 `deliver` (in `delivery`) turns that into retries and a `DeliveryResult`.
+
+Every alert goes out with the audit chain's tip (`AuditTip`, stamped by `deliver` from the source the
+composition root gives; the situation floor knows no identity), so each receiver keeps an outside copy
+of the chain's progress.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +21,8 @@ from tianmu.core.models import Severity
 
 __all__ = [
     "Alert",
+    "AuditTip",
+    "AuditTipSource",
     "Channel",
     "DeliveryError",
     "DeliveryResult",
@@ -32,6 +40,25 @@ class DeliveryError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class AuditTip:
+    """Where the platform's audit chain ended when an alert was sent."""
+
+    seq: int
+    """The sequence number of the last entry (0: an empty chain, or no tip to be found)."""
+    hash: str
+    """The SM3 hash of that entry, hex."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+AuditTipSource = Callable[[], tuple[int, str]]
+"""Reads the chain's (seq, hash) now; called just before each delivery, so the tip sent is current."""
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     rule: str
     subject: str
@@ -41,6 +68,24 @@ class Alert:
     title: str
     tenant: str
     payload: dict[str, Any]
+    audit_tip: AuditTip | None = None
+    """The audit chain's tip at delivery (`deliver` stamps it); None where no source was given."""
+
+    def with_audit_tip(self, source: AuditTipSource | None) -> Alert:
+        """This alert stamped with the tip `source` reads now (unchanged without a source)."""
+        if source is None:
+            return self
+        seq, entry_hash = source()
+        # The tip comes from a file anyone with the data directory can edit: never let it put a line
+        # break into a mail header or a quote into syslog; an odd value is sent as "invalid".
+        sound = _HASH.fullmatch(entry_hash) is not None
+        return replace(self, audit_tip=AuditTip(int(seq), entry_hash if sound else "invalid"))
+
+    def document(self) -> dict[str, Any]:
+        """What a webhook posts and an e-mail attaches: the payload, and the audit tip when stamped."""
+        if self.audit_tip is None:
+            return self.payload
+        return {**self.payload, "audit_tip": self.audit_tip.as_dict()}
 
     @property
     def delivery_id(self) -> str:

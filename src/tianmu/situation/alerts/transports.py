@@ -8,7 +8,9 @@ machine goes through one of these:
 - syslog: a `SyslogSender` (`SocketSyslog` over UDP, or TCP with RFC 6587 octet counting;
   `MemorySyslog` records messages);
 - email: a `Mailer` (`SmtpMailer` over smtplib; `MemoryMailer` records messages);
-- waiting between retries and the timestamps in messages: a `tianmu.core.clock.Clock`.
+- waiting between retries and the timestamps in messages: a `tianmu.core.clock.Clock`;
+- the audit chain's tip sent with every alert: an `AuditTipSource` (none by default; the road and the
+  CLI give `tianmu.identity.audittip.exported_tip` of the data directory).
 
 `AlertTransports` bundles them; `load_config` builds the channels of `alerts.toml` over one. A twin
 fails on request: give it the errors (or HTTP statuses) to answer with first, in order.
@@ -25,6 +27,8 @@ from typing import Protocol
 import httpx
 
 from tianmu.core.clock import Clock, SystemClock
+
+from .model import AuditTipSource
 
 __all__ = [
     "AlertTransports",
@@ -157,3 +161,5 @@ class AlertTransports:
     syslog: SyslogSender = field(default_factory=SocketSyslog)
     mail: Mailer = field(default_factory=SmtpMailer)
     clock: Clock = field(default_factory=SystemClock)
+    audit_tip: AuditTipSource | None = None
+    """Reads the audit chain's (seq, hash) before each delivery; None sends no tip."""
