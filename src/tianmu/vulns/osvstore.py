@@ -23,6 +23,7 @@ from tianmu.store.bulk import delete_in, insert_rows, select_in, upsert_row
 from tianmu.store.database import Store
 from tianmu.store.knowledge import ImportLimits, ImportMode, ImportReport, file_digest, removal_refusal
 from tianmu.store.schema import advisories, advisory_aliases, affected_packages, kb_sources
+from tianmu.vulns.datadate import data_date
 from tianmu.vulns.osv import ParsedRecord, blob_hash, iter_blobs, parse_blob, parse_record
 
 __all__ = ["count_rows", "file_digest", "import_osv", "kept_note", "save_source", "stored_digest"]
@@ -219,7 +220,7 @@ def import_osv(
         insert_rows(
             conn, advisory_aliases, [{"alias": a, "advisory_id": r.id} for r in write for a in r.aliases]
         )
-        version = _feed_version(records.values())
+        version = data_date(records.values(), path)
         count = count_rows(conn, advisories, advisories.c.source == source)
         details = {
             "errors": len(errors),
@@ -233,12 +234,3 @@ def import_osv(
     return ImportReport(
         source, "osv", origin, status, len(new), len(changed), len(removed), errors, count, digest
     )
-
-
-def _feed_version(records: Any) -> str | None:
-    """Newest `modified` time, or newest `published` when `modified` is zeroed (Go's repository copy)."""
-    modified = max((r.advisory["modified"] or "" for r in records), default="")
-    if modified and not modified.startswith("0001-"):
-        return str(modified)
-    published = max((r.advisory["published"] or "" for r in records), default="")
-    return str(published) or None
