@@ -55,7 +55,7 @@ def test_assess_job_stores_its_assessment_once_and_reports_it(
     assert done is not None and done.status is JobStatus.DONE and done.result is not None
     with sqlite_store.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(assessments)).scalar()
-        stored_findings = conn.execute(select(func.count()).select_from(findings)).scalar()
+        stored_findings = conn.execute(select(func.count()).select_from(findings)).scalar_one()
     assert stored == 1 and done.result["assessment_id"] == 1
     assert done.result["findings"] == stored_findings > 0
     assert done.result["new_findings"] == stored_findings

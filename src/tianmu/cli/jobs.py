@@ -9,12 +9,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from tianmu.cli.console import ExitCode, err_console, out_console
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
+from tianmu.core.config import Settings
 from tianmu.core.errors import InputError
 from tianmu.jobs import JOB_KINDS, InProcessRunner, JobStatus, cancel, get_job, list_jobs, submit_job
+from tianmu.jobs.isolation import ProcessLimits, can_isolate
 from tianmu.jobs.models import Job
 
 __all__ = ["register"]
@@ -41,21 +44,51 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def _status(job: Job) -> str:
+    """The state as users should read it: a `done` that read only part of its input says so."""
+    if job.partial:
+        return f"{job.status.value} (partial: {job.error_count} error(s))"
+    return job.status.value
+
+
 def _print_job(job: Job, as_json: bool) -> None:
     if as_json:
         out_console.file.write(jsonlib.dumps(job.as_dict(), indent=2) + "\n")
         return
-    out_console.print(f"[bold]{job.id}[/] {job.kind} — {job.status.value}", highlight=False)
+    out_console.print(f"[bold]{job.id}[/] {job.kind} — {_status(job)}", highlight=False)
+    # The errors are listed on their own below; the result line keeps the counts readable.
+    shown = {k: v for k, v in (job.result or {}).items() if k != "errors"}
     for label, value in (
         ("params", jsonlib.dumps(job.params)),
         ("attempts", str(job.attempts)),
         ("worker", job.worker or ""),
         ("progress", job.progress),
-        ("result", jsonlib.dumps(job.result) if job.result is not None else ""),
+        ("result", jsonlib.dumps(shown) if job.result is not None else ""),
         ("error", job.error or ""),
     ):
         if value:
-            out_console.print(f"  {label}: {value}", highlight=False)
+            # markup=False: paths and errors are the user's (or an attacker's) text, `[` included.
+            out_console.print(f"  {label}: {value}", highlight=False, markup=False)
+    errors = job.first_errors
+    if errors:
+        out_console.print(f"  errors ({job.error_count}):", highlight=False)
+        for error in errors:
+            out_console.print(f"    {error}", highlight=False, markup=False)
+        if job.error_count > len(errors):
+            out_console.print(f"    … and {job.error_count - len(errors)} more", highlight=False)
+
+
+def _isolation_note(config: Settings) -> str:
+    """How this worker runs its jobs, said once at start (a limit nobody knows of looks like a bug)."""
+    if not can_isolate(config):
+        return "jobs run in the worker's own processes, without limits (TIANMU_JOB_ISOLATION is off)"
+    limits = ProcessLimits.of(config)
+    memory = f"{limits.memory_mb} MiB" if limits.memory_mb else "unbounded"
+    time_limit = f"{limits.timeout_seconds:g} s" if limits.timeout_seconds else "unbounded"
+    return (
+        f"each job runs in a child process: memory {memory} (TIANMU_JOB_MEMORY_MB), "
+        f"time {time_limit} (TIANMU_JOB_TIMEOUT_SECONDS)"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -82,6 +115,7 @@ def register(app: typer.Typer) -> None:
         with session.store():
             pass  # migrate (and fail clearly) before the worker starts taking messages
         app_ = create_celery(config)
+        err_console.print(_isolation_note(config), highlight=False)
         stop = start_housekeeping(app_, config, reap_interval)
         argv = ["worker", f"--pool={pool.value}", f"--loglevel={loglevel}", "--without-gossip"]
         argv += ["--without-mingle", "--without-heartbeat"]
@@ -172,13 +206,14 @@ def register(app: typer.Typer) -> None:
         for column in ("Id", "Kind", "Status", "Attempts", "Created", "Progress / error"):
             table.add_column(column, overflow="fold")
         for job in rows:
+            first = job.first_errors[0] if job.first_errors else ""
             table.add_row(
                 job.id,
                 job.kind,
-                job.status.value,
+                _status(job),
                 str(job.attempts),
                 job.created.strftime("%Y-%m-%d %H:%M:%S"),
-                job.error or job.progress,
+                Text(job.error or first or job.progress),  # Text: no markup in what files say
             )
         out_console.print(table)
 

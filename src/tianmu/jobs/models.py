@@ -45,24 +45,54 @@ class JobCancelled(Interrupted):
 
 @dataclass(slots=True)
 class Job:
+    """One row of the `jobs` table."""
+
     id: str
+    """A UUID, given at submission."""
     tenant: str
+    """The tenant the job works for; other tenants never see it."""
     kind: str
+    """A key of `tianmu.jobs.handlers.JOB_KINDS` (`assess`, `kb_import`...)."""
     params: dict[str, Any]
+    """The parameters as the kind's check returned them."""
     status: JobStatus
     created: datetime
     attempts: int = 0
+    """Runs claimed so far; a job lost `TIANMU_JOB_MAX_ATTEMPTS` times is failed as a poison job."""
     worker: str | None = None
+    """Who holds (or last held) the job: `name@host:pid:thread`."""
     lease_until: datetime | None = None
+    """While running: the worker holds the job until then unless it renews the lease."""
     cancel_requested: bool = False
     progress: str = ""
+    """The handler's last progress message."""
     result: dict[str, Any] | None = None
+    """What the job did (counts, ids); with `error_count`, the first `errors` and `partial` when it
+    read something but not everything (`tianmu.jobs.handlers.honest`)."""
     error: str | None = None
+    """Why a failed job failed: the handler's error, or the limit it hit in its process."""
     started: datetime | None = None
     finished: datetime | None = None
     idempotency_key: str | None = None
     submitted_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """The job read something but not everything: its result counts what was read, not all."""
+        return bool((self.result or {}).get("partial"))
+
+    @property
+    def error_count(self) -> int:
+        """Errors of the job's result (unreadable files, failed engines, refused records)."""
+        count = (self.result or {}).get("error_count")
+        return count if isinstance(count, int) else 0
+
+    @property
+    def first_errors(self) -> list[str]:
+        """The first of those errors, as the result quotes them."""
+        errors = (self.result or {}).get("errors")
+        return [str(e) for e in errors] if isinstance(errors, list) else []
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for `--json` output and the API."""

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -204,23 +204,34 @@ def claim_next(
 ) -> Job | None:
     """Claim the job that should run next, fairly across tenants; None when there is none to claim.
 
-    The order: the tenant with the fewest running jobs first, then the oldest job. So a tenant with
-    twenty queued jobs gets one worker like any other, and a tenant whose one job arrives last waits
-    for one job to end, not for twenty. `among` limits the choice to the jobs a runner was handed (a
-    `--runner local` run takes only its own job, never one queued for Celery workers).
+    The order: the tenant with the fewest running jobs first; among equals, the tenant served longest
+    ago (the one whose latest job started earliest, or never); then the oldest job. So tenants take
+    turns — with one worker as with many — and a tenant whose one job arrives behind another tenant's
+    twenty waits for one job to end, not for twenty. `among` limits the choice to the jobs a runner
+    was handed (a `--runner local` run takes only its own job, never one queued for Celery workers).
     """
     now = utcnow()
-    running = (
-        select(jobs.c.tenant, func.count().label("n"))
-        .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until >= now)
+    live = and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until >= now)
+    tenants = (
+        select(
+            jobs.c.tenant,
+            func.sum(case((live, 1), else_=0)).label("running"),
+            func.max(jobs.c.started).label("served"),
+        )
         .group_by(jobs.c.tenant)
         .subquery()
     )
     query = (
         select(jobs.c.id)
-        .select_from(jobs.outerjoin(running, running.c.tenant == jobs.c.tenant))
+        .select_from(jobs.join(tenants, tenants.c.tenant == jobs.c.tenant))
         .where(_claimable(now, max_attempts))
-        .order_by(func.coalesce(running.c.n, 0), jobs.c.created, jobs.c.id)
+        .order_by(
+            tenants.c.running,
+            case((tenants.c.served.is_(None), 0), else_=1),  # never served: first, on every database
+            tenants.c.served,
+            jobs.c.created,
+            jobs.c.id,
+        )
         .limit(FAIR_CANDIDATES)
     )
     if among is not None:
