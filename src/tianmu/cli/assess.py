@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tianmu.assets.registry import ALIASES, EXTRACTORS
@@ -157,7 +158,11 @@ def print_summary(result: Assessment) -> None:
     by_severity = Counter(f.severity for f in result.findings)
     kev = sum(1 for f in result.findings if f.data.get("kev"))
     ecosystems = Counter(c.ecosystem for c in result.components)
-    console.rule(f"[bold]Tianmu situation summary[/] — {result.target}")
+    console.rule(f"[bold]Tianmu situation summary[/] — {escape(result.target)}")
+    # The label comes from the target (a remote in .git/config): never read as markup.
+    console.print(
+        f"Asset: [bold]{escape(result.asset.display)}[/] ({result.asset.kind.value})", highlight=False
+    )
     console.print(
         f"Components: [bold]{len(result.components)}[/] from {result.files_read} inventory file(s)"
         + (f" ({', '.join(f'{k} {v}' for k, v in ecosystems.most_common())})" if ecosystems else "")

@@ -142,12 +142,22 @@ class Asset:
     """A thing we protect."""
 
     name: str
-    """Stable name: a path, host name, URL or domain. Unique per tenant and kind."""
+    """Stable name: a path, host name, URL or domain. Unique per tenant and kind: the identity (a path
+    asset's is its path resolved through symlinks, so two folders both called `logs` are two assets)."""
     kind: AssetKind
     tenant: str = "default"
     criticality: int = 3
     """1 (lab box) to 5 (crown jewels); feeds the risk score."""
     tags: tuple[str, ...] = ()
+    label: str = field(default="", compare=False)
+    """What people call a path asset, from what the user gave: the host name for a live system root,
+    the repository's remote, the folder's or file's name (`tianmu.road.targets`); empty: the name.
+    Not part of the identity: the same path under a new label is the same asset."""
+
+    @property
+    def display(self) -> str:
+        """The label with the name it stands for (`logs (/srv/app/logs)`), or the name alone."""
+        return f"{self.label} ({self.name})" if self.label and self.label != self.name else self.name
 
 
 @dataclass(frozen=True, slots=True)

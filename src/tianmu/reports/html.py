@@ -255,7 +255,7 @@ def view_model(assessment: Assessment) -> dict[str, Any]:
     return {
         "version": tianmu.__version__,
         "target": assessment.target,
-        "asset": {"name": assessment.asset.name, "kind": assessment.asset.kind.value},
+        "asset": {"name": assessment.asset.display, "kind": assessment.asset.kind.value},
         "started": _human(assessment.started),
         "finished": _human(assessment.finished),
         "duration": _duration(assessment),

@@ -71,6 +71,8 @@ def assessment_to_dict(assessment: Assessment) -> dict[str, Any]:
             "tenant": asset.tenant,
             "criticality": asset.criticality,
             "tags": list(asset.tags),
+            # What people call a path asset (its remote, its folder's name); `name` is its identity.
+            **({"label": asset.label} if asset.label else {}),
         },
         "started": iso(assessment.started),
         "finished": iso(assessment.finished),

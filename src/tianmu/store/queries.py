@@ -349,6 +349,7 @@ def _summaries(conn: Connection, tenant: str, rows: Sequence[Any]) -> list[Asset
                 tenant=r.tenant,
                 criticality=int(r.criticality),
                 tags=tuple(r.tags or ()),
+                label=r.label or "",
             ),
             first_seen=r.first_seen,
             last_seen=r.last_seen,

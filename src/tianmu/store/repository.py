@@ -81,14 +81,18 @@ def upsert_asset(conn: Connection, asset: Asset, now: datetime) -> int:
             )
         )
     ).first()
+    label = storable(asset.label) if asset.label else None
     if row is not None:
-        conn.execute(update(assets).where(assets.c.id == row.id).values(last_seen=now))
+        # The label follows what the user gave this time (a remote added since), the identity stays.
+        values = {"last_seen": now, **({"label": label} if label else {})}
+        conn.execute(update(assets).where(assets.c.id == row.id).values(**values))
         return int(row.id)
     result = conn.execute(
         insert(assets).values(
             tenant=asset.tenant,
             kind=asset.kind.value,
             name=storable(asset.name),
+            label=label,
             criticality=asset.criticality,
             tags=jsonable(list(asset.tags)),
             first_seen=now,

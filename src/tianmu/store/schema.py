@@ -76,6 +76,8 @@ assets = Table(
     Column("tags", JSON, nullable=False, default=list),
     Column("first_seen", TZ, nullable=False),
     Column("last_seen", TZ, nullable=False),
+    # What people call a path asset (its remote, its folder's name); `name` stays the identity.
+    Column("label", String(1024)),
     UniqueConstraint("tenant", "kind", "name", name="uq_assets_tenant_kind_name"),
 )
 
