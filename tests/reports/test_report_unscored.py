@@ -1,4 +1,5 @@
-"""Unscored advisories read as unscored in every report: a badge, a label, a count and a sentence."""
+"""Unscored advisories read as unscored in every report (a badge, a label, a count and a sentence);
+upstream ranges on a distribution-owned package carry their note."""
 
 from __future__ import annotations
 
@@ -112,3 +113,14 @@ def test_html_report_shows_a_badge_on_each_unscored_row_and_says_why(assessment:
     parser = _Badges()
     parser.feed(plain)
     assert parser.badges == 0 and "unscored)" not in plain
+
+
+def test_html_report_shows_the_backport_note_of_a_distribution_owned_package(assessment: Assessment) -> None:
+    note = "upstream range; the distribution (Debian python3-jinja2 3.1.2-1) may have backported the fix"
+    marked = [
+        replace(f, data={**f.data, "backport_note": note}) if f.rule_id == "CVE-2024-22195" else f
+        for f in assessment.findings
+    ]
+    page = render(replace(assessment, findings=marked), "html")
+    assert page.count(f"Note: {note}") == 1
+    assert "may have backported" not in render(assessment, "html")

@@ -114,6 +114,8 @@ def _row(finding: Finding) -> dict[str, Any]:
         "summary": finding.summary,
         "severity": finding.severity.value,
         "unscored": is_unscored(finding),
+        # A distribution-owned package matched with upstream ranges (tianmu.vulns.backports).
+        "backport_note": str(finding.data.get("backport_note") or ""),
         "score": f"{finding.score:.1f}" if finding.score is not None else "",
         "component": component.name if component else "",
         "version": component.version if component else "",

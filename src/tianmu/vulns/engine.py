@@ -47,6 +47,7 @@ from tianmu.core.models import Asset, Component, Finding, FindingKind, Severity
 from tianmu.store.bulk import chunks, select_in
 from tianmu.store.database import Store
 from tianmu.store.schema import advisories, affected_packages, epss_scores, kev_entries
+from tianmu.vulns.backports import apply_backports, owner_of
 from tianmu.vulns.osv import DISTRO_ECOSYSTEMS, normalize_name, split_ecosystem
 from tianmu.vulns.ranges import CompiledAffected, RangeMatch
 from tianmu.vulns.severity import (
@@ -111,6 +112,8 @@ class VulnMatcher:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.last_stats: dict[str, int] = {}
+        self.last_notes: list[str] = []
+        """What the latest run decided about distribution-owned packages (`tianmu.vulns.backports`)."""
 
     def _component_key(self, component: Component) -> tuple[Key, str | None]:
         ecosystem, suffix = split_ecosystem(component.ecosystem)
@@ -187,6 +190,8 @@ class VulnMatcher:
             }
             kev = {r.cve_id: r for r in select_in(conn, list(kev_entries.c), kev_entries.c.cve_id, cves)}
             epss = {r.cve_id: r for r in select_in(conn, list(epss_scores.c), epss_scores.c.cve_id, cves)}
+            owners = {o.ecosystem for c, _found in hits if (o := owner_of(c)) is not None}
+            imported = _present(conn, owners)
         neighbours = _alias_neighbours(adv)
         groups = _GroupCache(adv, kev, epss)
         for _component, found in hits:
@@ -198,11 +203,14 @@ class VulnMatcher:
             for component, found in hits
             for group in _merge_groups(found, neighbours)
         ]
+        matched = len(findings)
+        findings, self.last_notes = apply_backports(findings, components, imported)
         self.last_stats = {
             "components": len(components),
             "candidate_entries": sum(len(v) for v in candidates.values()),
             "skipped_ranges": sum(e.skipped_ranges for v in candidates.values() for e in v),
             "findings": len(findings),
+            "backported": matched - len(findings),
         }
         return sort_findings(findings)
 
@@ -421,7 +429,11 @@ class VulnEngine:
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
         findings = self.matcher.match(inputs.components, job.asset)
-        notes = unchecked_notes(self.store, inputs.components) + unscored_note(findings)
+        notes = [
+            *unchecked_notes(self.store, inputs.components),
+            *self.matcher.last_notes,
+            *unscored_note(findings),
+        ]
         return EngineResult(findings=findings, notes=notes)
 
 
@@ -443,6 +455,18 @@ def unscored_note(findings: Sequence[Finding]) -> list[str]:
     ]
 
 
+def _present(conn: Connection, ecosystems: Iterable[str]) -> set[str]:
+    """The ecosystems some advisory of the store names (one indexed look-up each)."""
+    return {
+        ecosystem
+        for ecosystem in ecosystems
+        if conn.execute(
+            select(affected_packages.c.id).where(affected_packages.c.ecosystem == ecosystem).limit(1)
+        ).first()
+        is not None
+    }
+
+
 def unchecked_notes(store: Store, components: Sequence[Component]) -> list[str]:
     """One note per ecosystem whose advisories were never imported: its components were not checked.
 
@@ -456,14 +480,7 @@ def unchecked_notes(store: Store, components: Sequence[Component]) -> list[str]:
     if not counts:
         return []
     with store.connect() as conn:
-        present = {
-            ecosystem
-            for ecosystem in counts
-            if conn.execute(
-                select(affected_packages.c.id).where(affected_packages.c.ecosystem == ecosystem).limit(1)
-            ).first()
-            is not None
-        }
+        present = _present(conn, counts)
     return [
         f"vulnerability: {ecosystem}: {count} component{'s' if count != 1 else ''} not checked — "
         f"no osv:{ecosystem} imported (`tianmu kb import` its OSV data or `tianmu kb update`)"
