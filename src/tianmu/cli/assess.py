@@ -220,7 +220,9 @@ def _print_vulnerabilities(findings: list[Finding]) -> None:
             finding.rule_id,
             comp.name if comp else finding.asset.name,
             comp.version if comp else "",
-            ", ".join(finding.data.get("fixed_versions") or []) or "—",
+            # A distribution-owned package's fix may be backported: the upstream version is no verdict.
+            (", ".join(finding.data.get("fixed_versions") or []) or "—")
+            + (" (upstream)" if finding.data.get("backport_note") else ""),
             str(comp.location) if comp and comp.location else "",
             "[bold red]yes[/]" if finding.data.get("kev") else "",
             f"{epss:.1%}" if isinstance(epss, float) else "",
