@@ -84,4 +84,5 @@ def register(app: typer.Typer) -> None:
                 full = matches.pop()
             if not set_status(store, tenant, full, status):
                 raise InputError(f"no finding with fingerprint {fingerprint!r} in tenant {tenant!r}")
+            session.record("finding.triage", full, store=store, status=status.value, changed=1)
         err_console.print(f"{full[:12]} is now {status.value}")

@@ -2,7 +2,7 @@
 login to a server, the audit chain check, and the web service.
 
 Whoever runs these commands holds the data directory and acts as the owner of every tenant
-(`cli_principal`); every change is audited with the actor "cli".
+(`CliSession.principal`); every change is audited with the actor "cli:<OS user>".
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import contextlib
 import getpass
 import json as jsonlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
@@ -25,7 +23,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.gmcrypto.x509 import read_public_key
-from tianmu.identity import IdentityService, Policy, Principal, RelyingParty, Role, cli_principal
+from tianmu.identity import IdentityService, Policy, Principal, Role
 
 __all__ = ["register"]
 
@@ -35,13 +33,8 @@ PasswordStdin = Annotated[
 ]
 
 
-@contextlib.contextmanager
-def _identity(session: CliSession) -> Iterator[IdentityService]:
-    env = session.environ
-    origin = env.get("TIANMU_ORIGIN", "http://localhost:8000").rstrip("/")
-    rp = RelyingParty(id=env.get("TIANMU_RP_ID") or urlsplit(origin).hostname or "localhost", origin=origin)
-    with session.store() as store:
-        yield IdentityService(store, home=session.settings.home, rp=rp)
+def _identity(session: CliSession) -> contextlib.AbstractContextManager[IdentityService]:
+    return session.identity_service()
 
 
 def _role(value: str) -> Role:
@@ -79,7 +72,7 @@ def _register_tenant(app: typer.Typer) -> None:
         """Create a tenant."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            created = identity.create_tenant(tenant_id, name)
+            created = identity.create_tenant(tenant_id, name, actor=session.actor)
         out_console.print(f"tenant {created.id} created")
 
     @tenant.command("list")
@@ -140,7 +133,7 @@ def _register_tenant(app: typer.Typer) -> None:
                     new = Policy.from_json({**current, **changes})
                 except ValueError as exc:
                     raise InputError(str(exc)) from exc
-                current = identity.set_policy(cli_principal(tenant_id), tenant_id, new).policy.to_json()
+                current = identity.set_policy(session.principal(tenant_id), tenant_id, new).policy.to_json()
         out_console.file.write(jsonlib.dumps(current, indent=2) + "\n")
 
     @tenant.command("ca-init")
@@ -154,7 +147,7 @@ def _register_tenant(app: typer.Typer) -> None:
         """Create the tenant's own SM2 CA for certificate login (its key sealed in the database)."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            cert = identity.init_tenant_ca(cli_principal(tenant_id), tenant_id, days=days)
+            cert = identity.init_tenant_ca(session.principal(tenant_id), tenant_id, days=days)
         if out:
             out.write_bytes(cert.to_pem())
         out_console.print(f"CA {cert.subject} (SM3 fingerprint {cert.fingerprint()})")
@@ -173,7 +166,7 @@ def _register_tenant(app: typer.Typer) -> None:
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", str(pem)) from exc
         with _identity(session) as identity:
-            for cert in identity.trust_ca(cli_principal(tenant_id), tenant_id, data):
+            for cert in identity.trust_ca(session.principal(tenant_id), tenant_id, data):
                 out_console.print(f"trusted {cert.subject} ({cert.fingerprint()})")
 
 
@@ -197,7 +190,7 @@ def _register_user(app: typer.Typer) -> None:
         password = None if no_password else _new_password(password_stdin)
         with _identity(session) as identity:
             identity.create_user(
-                cli_principal(tenant),
+                session.principal(tenant),
                 tenant,
                 username,
                 _role(role),
@@ -212,7 +205,7 @@ def _register_user(app: typer.Typer) -> None:
         """List a tenant's users."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            users = identity.list_users(cli_principal(tenant), tenant)
+            users = identity.list_users(session.principal(tenant), tenant)
         if json:
             rows = [
                 {
@@ -252,7 +245,7 @@ def _register_user(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         password = _new_password(password_stdin)
         with _identity(session) as identity:
-            identity.set_password(cli_principal(tenant), tenant, username, password)
+            identity.set_password(session.principal(tenant), tenant, username, password)
 
     @user.command("role")
     @cli_errors
@@ -260,7 +253,7 @@ def _register_user(app: typer.Typer) -> None:
         """Change a user's role."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            identity.set_role(cli_principal(tenant), tenant, username, _role(new_role))
+            identity.set_role(session.principal(tenant), tenant, username, _role(new_role))
 
     @user.command("disable")
     @cli_errors
@@ -273,7 +266,7 @@ def _register_user(app: typer.Typer) -> None:
         """Disable a user (or enable again with --enable); their sessions and tokens stop working."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            identity.set_disabled(cli_principal(tenant), tenant, username, not enable)
+            identity.set_disabled(session.principal(tenant), tenant, username, not enable)
 
     @user.command("unlock")
     @cli_errors
@@ -281,7 +274,7 @@ def _register_user(app: typer.Typer) -> None:
         """Lift a lockout after failed sign-ins."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            identity.unlock(cli_principal(tenant), tenant, username)
+            identity.unlock(session.principal(tenant), tenant, username)
 
     @user.command("delete")
     @cli_errors
@@ -289,7 +282,7 @@ def _register_user(app: typer.Typer) -> None:
         """Delete a user with their passkeys, tokens and sessions."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            identity.delete_user(cli_principal(tenant), tenant, username)
+            identity.delete_user(session.principal(tenant), tenant, username)
 
     @user.command("totp")
     @cli_errors
@@ -297,7 +290,7 @@ def _register_user(app: typer.Typer) -> None:
         """Give a user a new TOTP seed; prints the otpauth URI for their authenticator app (once)."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            seed, uri = identity.enable_totp(cli_principal(tenant), tenant, username)
+            seed, uri = identity.enable_totp(session.principal(tenant), tenant, username)
         out_console.print(f"seed: {seed}\nuri:  {uri}")
 
     @user.command("cert")
@@ -314,7 +307,7 @@ def _register_user(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         with _identity(session) as identity:
             issued = identity.issue_user_certificate(
-                cli_principal(tenant), tenant, username, read_public_key(pub), days=days
+                session.principal(tenant), tenant, username, read_public_key(pub), days=days
             )
         out.write_bytes(issued.to_pem())
         out_console.print(f"issued serial {issued.serial_number:x}, valid until {issued.not_after:%Y-%m-%d}")
@@ -330,7 +323,7 @@ def _register_user(app: typer.Typer) -> None:
         """List a user's passkeys, or remove one (a lost device)."""
         session = CliSession.of(ctx)
         with _identity(session) as identity:
-            admin = cli_principal(tenant)
+            admin = session.principal(tenant)
             if remove:
                 identity.remove_passkey(admin, remove)
                 out_console.print("passkey removed")
@@ -352,7 +345,7 @@ def _register_user(app: typer.Typer) -> None:
         except ValueError as exc:
             raise InputError(f"serial must be hexadecimal, not {serial!r}") from exc
         with _identity(session) as identity:
-            identity.revoke_certificate(cli_principal(tenant), tenant, serial, reason)
+            identity.revoke_certificate(session.principal(tenant), tenant, serial, reason)
 
     @user.command("token")
     @cli_errors

@@ -14,6 +14,7 @@ from tianmu.cli.console import ExitCode, err_console, out_console, progress_repo
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.road.knowledge import default_sources, import_any, kb_status, update_sources
+from tianmu.store.database import Store
 from tianmu.store.knowledge import ImportLimits, ImportReport, KbContext
 
 __all__ = ["print_reports", "register"]
@@ -63,6 +64,30 @@ def _limits() -> ImportLimits:
     return ImportLimits.from_environment(os.environ)
 
 
+def _record(
+    session: CliSession, store: Store, action: str, target: str, reports: list[ImportReport], replace: bool
+) -> None:
+    """One audit entry per import or update, with what it did to each source."""
+    failed = bool(reports) and all(r.status in ("failed", "refused") for r in reports)
+    session.record(
+        action,
+        target,
+        store=store,
+        outcome="failure" if failed else "success",
+        replace=replace,
+        sources=[
+            {
+                "source": r.source,
+                "status": r.status,
+                "added": r.added,
+                "updated": r.updated,
+                "removed": r.removed,
+            }
+            for r in reports
+        ],
+    )
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         help="Knowledge bases: vulnerability advisories (OSV, KEV, EPSS) and every other capability's data.",
@@ -100,6 +125,7 @@ def register(app: typer.Typer) -> None:
             )
             for path in paths:
                 reports.extend(import_any(kb, path))
+            _record(session, store, "kb.import", ", ".join(str(p) for p in paths), reports, replace)
         print_reports(reports, json)
         if reports and all(r.record_count == 0 and r.errors for r in reports):
             raise typer.Exit(ExitCode.USAGE)
@@ -129,6 +155,8 @@ def register(app: typer.Typer) -> None:
                 store=store, home=session.settings.home, progress=advance, replace=replace, limits=_limits()
             )
             reports = update_sources(kb, source)
+            wanted = ", ".join(source) if source else "default sources"
+            _record(session, store, "kb.update", wanted, reports, replace)
         print_reports(reports, json)
         if any(r.status in ("failed", "refused") for r in reports):
             raise typer.Exit(ExitCode.USAGE)

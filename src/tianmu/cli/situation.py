@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json as jsonlib
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from tianmu.cli.alerting import register_alerts
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
-from tianmu.identity.audittip import exported_tip
 from tianmu.readers import iter_events
 from tianmu.reports.json_report import incident_to_dict
 from tianmu.road.evidence import quarantine_lookup
@@ -38,14 +37,6 @@ from tianmu.situation import (
     trace,
     update_incidents,
 )
-from tianmu.situation.alerts import (
-    AlertConfig,
-    AlertTransports,
-    deliver,
-    load_config,
-    make_test_alert,
-    run_alerts,
-)
 from tianmu.situation.evidence import export_bundle, load_signer, verify_bundle
 from tianmu.situation.evidencekeys import public_key_path
 from tianmu.situation.tactics import TACTIC_NAMES
@@ -54,9 +45,6 @@ from tianmu.store.repository import list_findings
 __all__ = ["register"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="Alert rules (default: $TIANMU_HOME/alerts.toml).")
-]
 _STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -170,6 +158,7 @@ def _incidents(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         with session.store() as store:
             incident = set_incident(store, session.tenant, incident_id, assignee=assignee)
+            session.record("incident.update", incident.id, store=store, assignee=assignee)
         err_console.print(f"{incident.id} is assigned to {incident.assignee or 'nobody'}")
 
     @group.command("status")
@@ -183,6 +172,7 @@ def _incidents(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         with session.store() as store:
             incident = set_incident(store, session.tenant, incident_id, status=status)
+            session.record("incident.update", incident.id, store=store, status=status.value)
         err_console.print(f"{incident.id} is now {incident.status.value}")
 
     @group.command("correlate")
@@ -217,6 +207,15 @@ def _incidents(app: typer.Typer) -> None:
                 changes = update_incidents(store, tenant, findings, window=span, resolver=resolver)
                 created = {c.incident.id for c in changes if c.created}
                 updated = {c.incident.id for c in changes} - created
+            session.record(
+                "incident.correlate",
+                tenant,
+                store=store,
+                rebuild=rebuild,
+                window_hours=window,
+                created=sorted(created),
+                updated=sorted(updated),
+            )
         if json:
             _dump({"created": sorted(created), "updated": sorted(updated)})
             return
@@ -299,6 +298,14 @@ def _evidence(app: typer.Typer) -> None:
         manifest = export_bundle(
             incident, findings, target, signer, roots=root or [], quarantine=quarantine_lookup(config.home)
         )
+        # Evidence leaving the platform is part of its chain of custody: who exported what, where.
+        session.record(
+            "evidence.export",
+            incident.id,
+            output=str(target.resolve()),
+            files=len(manifest["files"]),
+            missing=len(manifest["missing"]),
+        )
         err_console.print(
             f"{target}: {len(manifest['files'])} file(s), signed with {signer.algorithm}"
             + (
@@ -343,91 +350,6 @@ def _evidence(app: typer.Typer) -> None:
             for problem in report.problems:
                 out_console.print(f"  - {problem}", highlight=False)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FINDINGS)
-
-
-def _alert_config(session: CliSession, path: Path | None) -> AlertConfig:
-    config_path = path or session.settings.home / "alerts.toml"
-    if not config_path.exists():
-        raise InputError("no alert configuration (see docs/situation.md for the format)", str(config_path))
-    # Every alert carries the audit chain's tip, read from the data directory before each delivery.
-    world = AlertTransports(audit_tip=partial(exported_tip, session.settings.home))
-    return load_config(config_path, transports=world)
-
-
-def _alerts(app: typer.Typer) -> None:
-    group = typer.Typer(
-        help="Early warning: alert rules delivered by webhook, syslog and email.", no_args_is_help=True
-    )
-    app.add_typer(group, name="alerts")
-
-    @group.command("test")
-    @cli_errors
-    def test_command(
-        ctx: typer.Context,
-        config: ConfigOpt = None,
-        channel: Annotated[list[str] | None, typer.Option(help="Only these channels.")] = None,
-    ) -> None:
-        """Send a test alert to every channel (or the named ones) and say what happened."""
-        session = CliSession.of(ctx)
-        loaded = _alert_config(session, config)
-        names = channel or list(loaded.channels)
-        unknown = [n for n in names if n not in loaded.channels]
-        if unknown:
-            raise InputError(f"unknown channel(s): {', '.join(unknown)}")
-        alert = make_test_alert(session.tenant, loaded.clock.now())
-        failed = 0
-        for name in names:
-            result = deliver(
-                loaded.channels[name], alert, loaded.retry, clock=loaded.clock, audit_tip=loaded.audit_tip
-            )
-            if result.ok:
-                out_console.print(f"[green]ok[/] {name} ({result.attempts} attempt(s))")
-            else:
-                failed += 1
-                out_console.print(f"[red]failed[/] {name}: {result.error}", highlight=False)
-        raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
-
-    @group.command("run")
-    @cli_errors
-    def run_command(ctx: typer.Context, config: ConfigOpt = None, json: JsonOpt = False) -> None:
-        """Evaluate the rules over the stored incidents and findings; deliver what changed since last time."""
-        session = CliSession.of(ctx)
-        loaded = _alert_config(session, config)
-        tenant = session.tenant
-        with session.store() as store:
-            results = run_alerts(
-                store,
-                tenant,
-                loaded,
-                incidents=load_incidents(store, tenant),
-                findings=open_findings(store, tenant),
-                assets=load_assets(store, tenant),
-            )
-        rows = [
-            {
-                "channel": r.channel,
-                "rule": r.alert.rule,
-                "subject": r.alert.subject,
-                "state": r.alert.state,
-                "ok": r.ok,
-                "attempts": r.attempts,
-                "error": r.error,
-            }
-            for r in results
-        ]
-        if json:
-            _dump(rows)
-        else:
-            for row in rows:
-                mark = "[green]sent[/]" if row["ok"] else f"[red]failed[/] ({row['error']})"
-                out_console.print(
-                    f"{mark} {row['rule']} → {row['channel']}: {row['subject']} [{row['state']}]",
-                    highlight=False,
-                )
-            out_console.print(
-                f"{sum(r.ok for r in results)} alert(s) delivered, {sum(not r.ok for r in results)} failed"
-            )
-        raise typer.Exit(ExitCode.FINDINGS if any(not r.ok for r in results) else ExitCode.OK)
 
 
 def _risk(app: typer.Typer) -> None:
@@ -513,5 +435,5 @@ def register(app: typer.Typer) -> None:
     _incidents(app)
     _trace(app)
     _evidence(app)
-    _alerts(app)
+    register_alerts(app)
     _risk(app)

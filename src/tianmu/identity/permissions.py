@@ -56,6 +56,10 @@ def role_may_grant(granter: Role, role: Role) -> bool:
     return _RANK[granter] >= _RANK[role] and (granter == Role.OWNER or role != Role.OWNER)
 
 
-def cli_principal(tenant: str) -> Principal:
-    """A local administrator at the command line: whoever holds the data directory owns every tenant."""
-    return Principal(user_id="cli", tenant=tenant, username="cli", role=Role.OWNER, via="cli")
+def cli_principal(tenant: str, os_user: str | None = None) -> Principal:
+    """A local administrator at the command line: whoever holds the data directory owns every tenant.
+
+    Named ``cli:<os_user>`` in the audit chain when the OS user is known (the CLI's `CliSession`
+    passes it), plain ``cli`` otherwise (set-up code and tests)."""
+    name = "cli" if os_user is None else f"cli:{os_user}"
+    return Principal(user_id="cli", tenant=tenant, username=name, role=Role.OWNER, via="cli")
