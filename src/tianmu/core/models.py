@@ -258,7 +258,8 @@ class Finding:
     - `evidence["fingerprint_extra"]`: what, beyond tenant, asset, kind and rule, makes two sightings
       different problems (e.g. the file path for malware, the source IP for a brute force).
     - `evidence["fingerprint_file"]`: the absolute path of the file a record finding rests on (a log
-      line, a sample; a correlation: the sorted list of its events' files), set by the road; it stands
+      line, a sample, the lockfile or package database that declared a vulnerable component; a
+      correlation: the sorted list of its events' files), set by the road; it stands
       for the asset in the fingerprint, so the same record is one finding whichever directory above
       it was assessed.
 
@@ -315,7 +316,8 @@ def finding_fingerprint(finding: Finding) -> str:
             comp.ecosystem,
             comp.name,
             comp.version,
-            comp.location.path if comp.location else None,
+            # Keyed on the file's absolute place, its path relative to the assessed root is left out.
+            comp.location.path if comp.location and "fingerprint_file" not in finding.evidence else None,
         ]
     if "fingerprint_extra" in finding.evidence:
         key["extra"] = finding.evidence["fingerprint_extra"]

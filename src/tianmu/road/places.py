@@ -9,7 +9,11 @@ in `fingerprint_extra` is made absolute too; what is displayed (`evidence["path"
 the assessed root. The stored row keeps the asset that first found it.
 
 Findings whose `fingerprint_extra` names their own file are re-keyed so (a malware sample, a rule's
-match at a line, an indicator at a path). A correlation (a brute force from one source over many lines)
+match at a line, an indicator at a path). A vulnerability found in a component is keyed on the absolute
+place of the file that declared it (a requirements.txt pin, a dpkg status entry): assessing `/x/app`
+after `/x` used to report every advisory of `/x/app/requirements.txt` again under a second asset.
+
+A correlation (a brute force from one source over many lines)
 is keyed on its group and the sorted absolute files its events come from: the same sum of the same
 files is one finding; assessing a parent whose other logs add events of the group is another sum.
 """
@@ -33,6 +37,9 @@ def key_on_files(findings: Iterable[Finding], root: Path) -> None:
     resolved = root.resolve()
     base = resolved if resolved.is_dir() else resolved.parent
     for finding in findings:
+        if finding.kind is FindingKind.VULNERABILITY:
+            _key_on_component_file(finding, base)
+            continue
         if finding.kind not in _RECORD_KINDS:
             continue
         evidence = finding.evidence
@@ -48,6 +55,15 @@ def key_on_files(findings: Iterable[Finding], root: Path) -> None:
         files = _correlated_files(finding, base)
         if files:
             evidence["fingerprint_file"] = files
+
+
+def _key_on_component_file(finding: Finding, base: Path) -> None:
+    """A component's finding: keyed on the absolute file the component was read from, when it has one
+    (a service's finding from a network scan has no file and keeps its asset)."""
+    location = finding.component.location if finding.component is not None else None
+    if location is None or not location.path:
+        return
+    finding.evidence["fingerprint_file"] = _absolute(base, location.path)
 
 
 def _absolute(base: Path, relative: str) -> str:
