@@ -8,7 +8,10 @@ from dataclasses import replace
 from html.parser import HTMLParser
 
 from report_data import ASSET, GO_STDLIB, STARTED
+from test_report_cyclonedx import bom
 from test_report_json import validate
+from test_report_sarif import sarif
+from test_report_sarif import validate as validate_sarif
 
 from tianmu.core.models import Assessment, Finding, FindingKind, Severity
 from tianmu.reports import render
@@ -124,3 +127,19 @@ def test_html_report_shows_the_backport_note_of_a_distribution_owned_package(ass
     page = render(replace(assessment, findings=marked), "html")
     assert page.count(f"Note: {note}") == 1
     assert "may have backported" not in render(assessment, "html")
+
+
+def test_cyclonedx_rates_an_unscored_advisory_unknown_and_keeps_the_rank(assessment: Assessment) -> None:
+    doc = bom(_with_unscored(assessment))
+    vulns = {v["id"]: v for v in doc["vulnerabilities"]}
+    plain = vulns["GO-2099-0001"]
+    assert plain["ratings"][0]["severity"] == "unknown" and "score" not in plain["ratings"][0]
+    assert {p["name"]: p["value"] for p in plain["properties"]}["tianmu:unscored_rank"] == "medium"
+    assert vulns["PYSEC-2021-98"]["ratings"][0]["severity"] == "medium"  # a published score stays
+
+
+def test_sarif_marks_unscored_results(assessment: Assessment) -> None:
+    log = sarif(_with_unscored(assessment))
+    validate_sarif(log)
+    flagged = {r["ruleId"] for r in log["runs"][0]["results"] if r["properties"].get("unscored")}
+    assert flagged == {f.rule_id for f in UNSCORED}

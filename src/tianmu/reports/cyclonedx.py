@@ -36,7 +36,7 @@ from packageurl import PackageURL
 import tianmu
 from tianmu.core.models import Assessment, AssetKind, Component, Finding, FindingKind
 
-from ._common import advisory_url, iso, vuln_details
+from ._common import advisory_url, is_unscored, iso, vuln_details
 
 __all__ = ["assessment_to_bom", "component_ref", "render_cyclonedx"]
 
@@ -136,7 +136,10 @@ def _vulnerability(findings: list[Finding], root_ref: str) -> Vulnerability:
     rating = VulnerabilityRating(
         source=_source(lead.rule_id),
         score=_score(lead.score),
-        severity=VulnerabilitySeverity(lead.severity.value),
+        # CycloneDX has a word for a severity nobody published; the rank Tianmu sorts by is a property.
+        severity=VulnerabilitySeverity.UNKNOWN
+        if is_unscored(lead)
+        else VulnerabilitySeverity(lead.severity.value),
         method=_method(details.cvss_vector),
         vector=details.cvss_vector,
     )
@@ -146,6 +149,8 @@ def _vulnerability(findings: list[Finding], root_ref: str) -> Vulnerability:
         for key in ("date_added", "due_date", "ransomware"):
             if details.kev_details.get(key) is not None:
                 props.append(Property(name=f"tianmu:kev:{key}", value=str(details.kev_details[key])))
+    if is_unscored(lead):
+        props.append(Property(name="tianmu:unscored_rank", value=lead.severity.value))
     if details.epss is not None:
         props.append(Property(name="tianmu:epss", value=f"{details.epss:g}"))
     if details.epss_percentile is not None:

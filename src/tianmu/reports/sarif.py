@@ -23,7 +23,7 @@ from urllib.parse import quote
 import tianmu
 from tianmu.core.models import Assessment, AssetKind, Finding, FindingKind, Location, Severity
 
-from ._common import advisory_url, finding_location, iso, jsonable, vuln_details
+from ._common import advisory_url, finding_location, is_unscored, iso, jsonable, vuln_details
 
 __all__ = ["SARIF_SCHEMA_URI", "assessment_to_sarif", "render_sarif"]
 
@@ -126,6 +126,9 @@ def _result_properties(finding: Finding) -> dict[str, Any]:
     }
     if finding.score is not None:
         props["score"] = finding.score
+    if is_unscored(finding):
+        # `severity` is then a rank from KEV/EPSS or the default, not a rating (docs/risk.md).
+        props["unscored"] = True
     if finding.aliases:
         props["aliases"] = list(finding.aliases)
     if finding.component is not None:
