@@ -210,6 +210,15 @@ def register(app: typer.Typer) -> None:
         )
         with session.store() as store, stage_progress({"sweep": port_count * len(targets)}) as advance:
             result = run_discover(store, targets, options, progress=advance, home=session.settings.home)
+            scanned: list[object] = [*targets] if targets else [nmap_xml]
+            session.record_run(
+                store,
+                "discover.run",
+                scanned,
+                saved=save,
+                findings=len(result.findings),
+                authorized=authorized,
+            )
         for note in result.notes:
             err_console.print(f"[dim]note:[/] {note}", markup=True, highlight=False)
         if result.self_connects:

@@ -361,6 +361,10 @@ def _register_user(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         with _identity(session) as identity:
             text, record = identity.create_token(_as_user(identity, tenant, username), name, scope, days)
+            # Identity records it as the user's own; who at this command line made it is said here.
+            session.record(
+                "token.issue", record.id, store=identity.store, tenant=tenant, user=username, name=name
+            )
         out_console.print(text)
         err_console.print(
             f"token {record.id} expires {record.expires_at:%Y-%m-%d}; scopes: {', '.join(record.scopes)}"

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tianmu.cli.console import ExitCode, err_console, out_console, progress_reporter
-from tianmu.cli.kb import print_reports
+from tianmu.cli.kb import print_reports, record_import
 from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
@@ -144,6 +144,8 @@ def register(app: typer.Typer) -> None:
                         store, taxii, home=home, user=user, password=password, token=token, progress=advance
                     )
                 )
+            where = [str(p) for p in paths or []] + ([taxii] if taxii else [])
+            record_import(session, store, "intel.import", ", ".join(where), reports, False)
         print_reports(reports, json)
         if any(r.status == "failed" for r in reports) or (
             reports and all(r.record_count == 0 and r.errors for r in reports)
@@ -162,6 +164,7 @@ def register(app: typer.Typer) -> None:
         conf = session.settings
         with session.store() as store, progress_reporter("Matching") as advance:
             matched = run_intel_match(store, paths, tenant=conf.tenant, home=conf.home, progress=advance)
+            session.record_run(store, "intel.match", paths, findings=len(matched.findings))
         findings, errors = matched.findings, matched.errors
         for error in errors:
             err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)

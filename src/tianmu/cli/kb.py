@@ -17,7 +17,7 @@ from tianmu.road.knowledge import default_sources, import_any, kb_status, update
 from tianmu.store.database import Store
 from tianmu.store.knowledge import ImportLimits, ImportReport, KbContext
 
-__all__ = ["print_reports", "register"]
+__all__ = ["print_reports", "record_import", "register"]
 
 
 def print_reports(reports: list[ImportReport], as_json: bool) -> None:
@@ -64,10 +64,10 @@ def _limits() -> ImportLimits:
     return ImportLimits.from_environment(os.environ)
 
 
-def _record(
+def record_import(
     session: CliSession, store: Store, action: str, target: str, reports: list[ImportReport], replace: bool
 ) -> None:
-    """One audit entry per import or update, with what it did to each source."""
+    """One audit entry per import or update (`action`), with what it did to each source."""
     failed = bool(reports) and all(r.status in ("failed", "refused") for r in reports)
     session.record(
         action,
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
             )
             for path in paths:
                 reports.extend(import_any(kb, path))
-            _record(session, store, "kb.import", ", ".join(str(p) for p in paths), reports, replace)
+            record_import(session, store, "kb.import", ", ".join(str(p) for p in paths), reports, replace)
         print_reports(reports, json)
         if reports and all(r.record_count == 0 and r.errors for r in reports):
             raise typer.Exit(ExitCode.USAGE)
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
             )
             reports = update_sources(kb, source)
             wanted = ", ".join(source) if source else "default sources"
-            _record(session, store, "kb.update", wanted, reports, replace)
+            record_import(session, store, "kb.update", wanted, reports, replace)
         print_reports(reports, json)
         if any(r.status in ("failed", "refused") for r in reports):
             raise typer.Exit(ExitCode.USAGE)

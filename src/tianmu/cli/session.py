@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,3 +128,11 @@ class CliSession:
                 outcome=outcome,
                 details={**details, "via": "cli"},
             )
+
+    def record_run(
+        self, store: Store, action: str, targets: Iterable[object], *, saved: bool = True, **details: Any
+    ) -> None:
+        """A run whose results were stored (`saved`) changed the situation: one entry naming its targets.
+        A run that stored nothing (`--no-save`) is not recorded."""
+        if saved:
+            self.record(action, ", ".join(str(t) for t in targets), store=store, **details)

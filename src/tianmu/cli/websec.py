@@ -84,6 +84,7 @@ def register(app: typer.Typer) -> None:
         )
         with session.store() as store, progress_reporter("Checking", total=len(urls)) as advance:
             result = run_web(store, urls, options, progress=advance, home=session.settings.home)
+            session.record_run(store, "web.check", urls, saved=save, findings=len(result.findings))
         _notes(result.errors, result.notes)
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
@@ -137,6 +138,7 @@ def register(app: typer.Typer) -> None:
         )
         with session.store() as store, progress_reporter("Checking", total=len(names)) as advance:
             result = run_domain(store, names, options, progress=advance, home=session.settings.home)
+            session.record_run(store, "domain.check", names, saved=save, findings=len(result.findings))
         _notes(result.errors, [])
         if json:
             out_console.file.write(jsonlib.dumps(result.as_json(), indent=2) + "\n")
