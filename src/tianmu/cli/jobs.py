@@ -19,6 +19,7 @@ from tianmu.core.errors import InputError
 from tianmu.jobs import JOB_KINDS, InProcessRunner, JobStatus, cancel, get_job, list_jobs, submit_job
 from tianmu.jobs.isolation import ProcessLimits, can_isolate
 from tianmu.jobs.models import Job
+from tianmu.store.database import Store
 
 __all__ = ["register"]
 
@@ -91,6 +92,15 @@ def _isolation_note(config: Settings) -> str:
     )
 
 
+def _record_submit(
+    session: CliSession, store: Store, job: Job, created: bool, params: dict[str, Any]
+) -> None:
+    # Right after the submission, before any wait: as the service does, a repeated idempotent
+    # submission changes nothing and is not recorded.
+    if created:
+        session.record("job.submit", job.id, store=store, kind=job.kind, params=params)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     @cli_errors
@@ -160,8 +170,15 @@ def register(app: typer.Typer) -> None:
             if runner is RunnerChoice.LOCAL:
                 local = InProcessRunner(store, config, workers=1)
                 job, _created = submit_job(
-                    store, local, kind, params, tenant=config.tenant, idempotency_key=key, submitted_by="cli"
+                    store,
+                    local,
+                    kind,
+                    params,
+                    tenant=config.tenant,
+                    idempotency_key=key,
+                    submitted_by=session.actor,
                 )
+                _record_submit(session, store, job, _created, params)
                 if job.id in local.futures:
                     local.wait(job.id)
                 local.shutdown()
@@ -171,8 +188,15 @@ def register(app: typer.Typer) -> None:
 
                 celery = CeleryRunner(create_celery(config))
                 job, _created = submit_job(
-                    store, celery, kind, params, tenant=config.tenant, idempotency_key=key, submitted_by="cli"
+                    store,
+                    celery,
+                    kind,
+                    params,
+                    tenant=config.tenant,
+                    idempotency_key=key,
+                    submitted_by=session.actor,
                 )
+                _record_submit(session, store, job, _created, params)
                 if wait:
                     deadline = time.monotonic() + timeout
                     while not JobStatus(job.status).finished and time.monotonic() < deadline:
@@ -239,6 +263,7 @@ def register(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         with session.store() as store:
             job = cancel(store, job_id, session.tenant)
+            session.record("job.cancel", job.id, store=store, kind=job.kind, status=job.status.value)
         out_console.print(
             f"{job.id}: {'cancelled' if job.status is JobStatus.CANCELLED else 'cancellation requested'}"
         )
