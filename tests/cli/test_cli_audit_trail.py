@@ -256,7 +256,7 @@ def _nmap_xml(home: Home) -> Path:
     return xml
 
 
-def _alerts(home: Home) -> None:
+def _alerts(home: Home) -> list[str]:
     # A receiver that is not there (a closed port on 127.0.0.1): the run fails, and is still audited.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -265,6 +265,7 @@ def _alerts(home: Home) -> None:
         f'[channels.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:{port}/hook"\nsecret = "k"\n'
         '[[rules]]\nname = "all"\non = ["incident"]\nmin_severity = "low"\n[retry]\nattempts = 1\n'
     )
+    return ["alerts", "run"]
 
 
 def _queued_job(home: Home) -> str:
@@ -288,7 +289,7 @@ AUDITED: dict[str, tuple[Args, str]] = {
         lambda h, _f: ["evidence", "export", _incident(h), "-o", str(h.tmp / "bundle.zip")],
         "evidence.export",
     ),
-    "alerts run": (lambda h, _f: (_alerts(h), ["alerts", "run"])[1], "alerts.run"),
+    "alerts run": (lambda h, _f: _alerts(h), "alerts.run"),
     "kb import": (lambda h, _f: ["kb", "import", str(FIXTURES / "cli" / "kb")], "kb.import"),
     "kb update": (lambda h, _f: ["kb", "update", "--source", "kev"], "kb.update"),
     "intel import": (
