@@ -26,6 +26,9 @@
    probability; 10 % is about the top 5 % of scored CVEs, 50 % the top 1 %); else MEDIUM by default,
    source `unknown`. EPSS never makes a finding critical: only exploitation seen in the wild does.
    A scored advisory listed in KEV is raised to at least HIGH (source `kev`) but stays scored.
+   The cut-offs and the ranking live in `tianmu.vulns.severity`; docs/risk.md states them.
+8. A PyPI package the distribution installed (`Component.distro_package`) is not reported with upstream
+   ranges as if they applied: `tianmu.vulns.backports` drops or marks its matches, and says so.
 
 `last_stats` holds counters of the latest run, including ranges skipped (GIT ranges, ranges of
 unordered ecosystems, ranges with unparsable bounds — see `ranges`).
