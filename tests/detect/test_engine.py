@@ -10,6 +10,7 @@ import pytest
 
 from tianmu.core.models import Asset, AssetKind, Event, FindingKind, Location, Severity
 from tianmu.detect.compiler import required_literals
+from tianmu.detect.correlation import correlate
 from tianmu.detect.engine import Detector, detect_paths, event_entities
 from tianmu.detect.kb import STARTER_RULES, load_rule_base
 
@@ -302,7 +303,7 @@ def test_correlation_types(
 
     result = engine.DetectResult()
     engine.scan_events(detector, events, Asset("h", AssetKind.HOST), None, result)
-    hits = engine.correlate(detector.correlations, result.sightings)
+    hits = correlate(detector.correlations, result.sightings)
     assert [tuple(h.group.values()) for h in hits] == expected
     assert not log.exists()
     assert all(
@@ -458,6 +459,6 @@ level: low
 
     result = engine.DetectResult()
     engine.scan_events(detector, [web, ssh, other], Asset("h", AssetKind.HOST), None, result)
-    hits = engine.correlate(detector.correlations, result.sightings)
+    hits = correlate(detector.correlations, result.sightings)
     assert [h.group for h in hits] == [{"attacker": "9.9.9.9"}]
     assert [e["path"] for s in hits[0].sightings for e in s.evidence] == ["access.log", "auth.log"]

@@ -12,6 +12,11 @@ Leaves over the same field that a rule ORs together (`Image|endswith: [list of 4
 into one test: a frozenset look-up for equality, one `str.endswith(tuple)` for suffixes, one regex for
 glob patterns.
 
+Regular expressions (`|re`) and wildcard patterns are matched with RE2, in time linear in the value
+(`tianmu.detect.patterns`): a hostile rule or log line cannot make a match backtrack for hours. An RE2
+call costs a few microseconds, so a leaf first checks that the value holds the literal its pattern
+cannot match without.
+
 `required_literals(plan)` gives a set of lower-case strings of which at least one must occur in the
 event's values for the rule to match, or None when no such set exists (a `not`, an `exists`, a number
 comparison...). The engine feeds all rules' sets to one Aho-Corasick automaton and evaluates only the
@@ -30,6 +35,8 @@ from typing import Any
 
 import ahocorasick_rs
 
+from tianmu.detect.patterns import UnsafePattern, compile_fullmatch, compile_search
+
 __all__ = [
     "CompiledCorrelation",
     "CompiledRule",
@@ -40,6 +47,7 @@ __all__ = [
     "plan_fields",
     "required_literals",
     "techniques_of",
+    "without_surrogates",
 ]
 
 Plan = tuple[Any, ...]
@@ -149,6 +157,22 @@ def _leaf(field: str | None, test: Callable[[str], bool], original: bool = False
     return match
 
 
+def without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (an undecodable byte a reader kept, a `\\udcff` escape in a JSON
+    log) replaced by U+FFFD: the Aho-Corasick automata are Rust, whose strings cannot hold one."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _automaton_test(automaton: Any) -> Callable[[str], bool]:
+    def test(value: str) -> bool:
+        try:
+            return bool(automaton.find_matches_as_indexes(value))
+        except UnicodeEncodeError:
+            return bool(automaton.find_matches_as_indexes(without_surrogates(value)))
+
+    return test
+
+
 def _string_test(kind: str, values: tuple[str, ...]) -> Callable[[str], bool]:
     base = kind.removesuffix("_cased")
     if base == "eq":
@@ -166,8 +190,7 @@ def _string_test(kind: str, values: tuple[str, ...]) -> Callable[[str], bool]:
         return lambda v: only in v
     if len(values) > _AUTOMATON_AT:
         # Long `contains` lists (SigmaHQ has rules with hundreds of names): one automaton pass.
-        automaton = ahocorasick_rs.AhoCorasick(list(values))
-        return lambda v: bool(automaton.find_matches_as_indexes(v))
+        return _automaton_test(ahocorasick_rs.AhoCorasick(list(values)))
     return lambda v: any(item in v for item in values)
 
 
@@ -201,6 +224,41 @@ def _cidr(networks: tuple[str, ...]) -> Callable[[str], bool]:
     return test
 
 
+def _glob_test(patterns: tuple[str, ...], literals: tuple[str, ...]) -> Callable[[str], bool]:
+    """Wildcard patterns (one RE2 alternation), behind the check for their literals (in the same case
+    as the value tested: exact, not a heuristic)."""
+    try:
+        fullmatch = compile_fullmatch(patterns)
+    except UnsafePattern as exc:
+        raise UnsupportedRule(f"wildcard pattern cannot be matched: {exc}") from exc
+    if len(literals) != len(patterns) or not all(literals):
+        return fullmatch
+    if len(literals) == 1:
+        only = literals[0]
+        return lambda v: only in v and fullmatch(v)
+    return lambda v: any(lit in v for lit in literals) and fullmatch(v)
+
+
+def _regex_leaf(field: str | None, source: str, flags: int) -> Matcher:
+    """A regular expression over the original values, tried only on values whose lower-cased text
+    holds the expression's required literal (the rule prefilter's own test, `_regex_literal`)."""
+    try:
+        search = compile_search(source, flags)
+    except UnsafePattern as exc:
+        raise UnsupportedRule(f"regular expression {source!r} cannot be matched: {exc}") from exc
+    literal = _regex_literal(source, flags)
+    if literal is None:
+        return _leaf(field, search, original=True)
+    if field is None:
+        return lambda view: any(literal in low and search(view[1][key]) for key, low in view[0].items())
+
+    def match(view: View) -> bool:
+        low = view[0].get(field)
+        return low is not None and literal in low and search(view[1][field])
+
+    return match
+
+
 def build(plan: Plan) -> Matcher:
     """Closures for a plan (see the module docstring)."""
     op = plan[0]
@@ -219,11 +277,9 @@ def build(plan: Plan) -> Matcher:
     if op == "str":
         return _leaf(plan[1], _string_test(plan[2], plan[3]), original=plan[2].endswith("_cased"))
     if op in ("glob", "glob_cased"):
-        compiled = re.compile("|".join(f"(?:{p})" for p in plan[2]), re.DOTALL)
-        return _leaf(plan[1], lambda v: compiled.fullmatch(v) is not None, original=op == "glob_cased")
+        return _leaf(plan[1], _glob_test(plan[2], plan[3]), original=op == "glob_cased")
     if op == "re":
-        regex = re.compile(plan[2], plan[3])
-        return _leaf(plan[1], lambda v: regex.search(v) is not None, original=True)
+        return _regex_leaf(plan[1], plan[2], plan[3])
     if op == "exists":
         field, wanted = plan[1], plan[2]
         return lambda view: (field in view[0]) is wanted

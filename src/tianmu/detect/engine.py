@@ -30,7 +30,14 @@ import ahocorasick_rs
 from tianmu.core.forking import fork_map
 from tianmu.core.models import Asset, Event, Finding, FindingKind, Severity
 from tianmu.core.walk import WalkRules, WalkSkips
-from tianmu.detect.compiler import CompiledCorrelation, CompiledRule, Matcher, View, build
+from tianmu.detect.compiler import (
+    CompiledCorrelation,
+    CompiledRule,
+    Matcher,
+    View,
+    build,
+    without_surrogates,
+)
 from tianmu.detect.correlation import CorrelationHit, Sighting, correlate
 from tianmu.detect.kb import RuleBase
 from tianmu.detect.logsource import event_source, rule_applies, sources_of
@@ -146,7 +153,11 @@ class Detector:
         if plan.automaton is not None:
             haystack = "\n".join(low.values())
             rules = plan.pattern_rules
-            for index in {m[0] for m in plan.automaton.find_matches_as_indexes(haystack, overlapping=True)}:
+            try:
+                found = plan.automaton.find_matches_as_indexes(haystack, overlapping=True)
+            except UnicodeEncodeError:
+                found = plan.automaton.find_matches_as_indexes(without_surrogates(haystack), overlapping=True)
+            for index in {m[0] for m in found}:
                 candidates.update(rules[index])
         view = (low, orig)
         self.evaluations += len(candidates)

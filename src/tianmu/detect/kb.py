@@ -58,7 +58,7 @@ STARTER_RULES = Path(__file__).resolve().parent / "rules"
 """Our own starter pack (Sigma YAML written for Tianmu), loaded with every rule base."""
 
 _RULE_SUFFIXES = (".yml", ".yaml")
-_CACHE_FORMAT = "3"
+_CACHE_FORMAT = "4"  # 4: patterns checked against RE2 at compile time
 
 
 def rule_files(path: Path) -> list[Path]:

@@ -28,6 +28,8 @@ from sigma.correlations import (
     SigmaCorrelationRule,
 )
 from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import PythonRegexEngine
 from sigma.rule import SigmaLevel, SigmaRule
 from sigma.types import (
     CompareOperators,
@@ -60,8 +62,15 @@ from tianmu.detect.compiler import (
     techniques_of,
 )
 from tianmu.detect.logsource import logsource_problem
+from tianmu.detect.patterns import pattern_problem
 
 __all__ = ["compile_files", "plan_condition"]
+
+# pySigma only compiles a rule's regular expressions to validate them (it never matches with them):
+# with Python's syntax, the dialect rules are written in, so that `_value_plan` translates `\Z`,
+# `{,n}`... to RE2 and refuses, with the rule's place and reason, what RE2 cannot match. Template
+# variables and external sources stay refused, as in pySigma's default (safe) policy.
+_PARSE_POLICY = SigmaPolicy(regex_engine=PythonRegexEngine())
 
 
 def _string_plan(field: str | None, value: SigmaString) -> Plan:
@@ -106,6 +115,9 @@ def _string_plan(field: str | None, value: SigmaString) -> Plan:
         ".*" if p is multi else "." if p is single else re.escape(norm(p)) for p in parts if p is not None
     )
     literal = max((norm(p) for p in parts if isinstance(p, str)), key=len, default="")
+    problem = pattern_problem(pattern, re.DOTALL)
+    if problem is not None:  # RE2's size limit, for a value of hundreds of kilobytes of wildcards
+        raise UnsupportedRule(f"wildcard value cannot be matched in linear time (RE2): {problem}")
     return ("glob" + suffix, field, (pattern,), (literal,))
 
 
@@ -135,6 +147,12 @@ def _value_plan(field: str | None, value: Any) -> Plan:
             re.compile(source, flags)
         except re.error as exc:
             raise UnsupportedRule(f"regular expression {source!r} is not valid in Python: {exc}") from exc
+        # Refused rather than matched by backtracking, which a hostile log line can keep busy for hours.
+        problem = pattern_problem(source, flags)
+        if problem is not None:
+            raise UnsupportedRule(
+                f"regular expression {source!r} refused: RE2 (linear-time matching) cannot take it: {problem}"
+            )
         return ("re", field, source, flags)
     if field is None:
         raise UnsupportedRule(f"keyword of type {type(value).__name__} is not supported")
@@ -344,10 +362,18 @@ def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase
                 source=SigmaRuleLocation(Path(name)),
                 resolve_references=False,
                 collect_filters=True,  # applied once, below, to the rules of every file
+                policy=_PARSE_POLICY,
             )
         except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
             base.unusable.append(Unusable(name, "", f"cannot be parsed: {exc}"))
             continue
+        # Errors of the file as a whole (an alias bomb, a recursive structure): pySigma drops the file's
+        # rules and says so only here.
+        # pySigma's message names the file resolved against the working directory: the file is ours to name.
+        base.unusable.extend(
+            Unusable(name, "", f"refused: {error.args[0] if error.args else error}")
+            for error in collection.errors
+        )
         for rule in collection.rules:
             parsed.append((name, rule))
         parsed.extend((name, flt) for flt in collection.filters)
