@@ -66,12 +66,6 @@ from tianmu.detect.patterns import pattern_problem
 
 __all__ = ["compile_files", "plan_condition"]
 
-# pySigma only compiles a rule's regular expressions to validate them (it never matches with them):
-# with Python's syntax, the dialect rules are written in, so that `_value_plan` translates `\Z`,
-# `{,n}`... to RE2 and refuses, with the rule's place and reason, what RE2 cannot match. Template
-# variables and external sources stay refused, as in pySigma's default (safe) policy.
-_PARSE_POLICY = SigmaPolicy(regex_engine=PythonRegexEngine())
-
 
 def _string_plan(field: str | None, value: SigmaString) -> Plan:
     cased = isinstance(value, SigmaCasedString)
@@ -341,6 +335,11 @@ def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorre
 
 def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase) -> list[Any]:
     parsed: list[Any] = []
+    # pySigma only compiles a rule's regular expressions to validate them (it never matches with them):
+    # with Python's syntax, the dialect rules are written in, so that `_value_plan` translates `\Z`,
+    # `{,n}`... to RE2 and refuses, with the rule's place and reason, what RE2 cannot match. Template
+    # variables and external sources stay refused, as in pySigma's default (safe) policy.
+    policy = SigmaPolicy(regex_engine=PythonRegexEngine())
     for file in files:
         name = display[file]
         try:
@@ -362,7 +361,7 @@ def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase
                 source=SigmaRuleLocation(Path(name)),
                 resolve_references=False,
                 collect_filters=True,  # applied once, below, to the rules of every file
-                policy=_PARSE_POLICY,
+                policy=policy,
             )
         except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
             base.unusable.append(Unusable(name, "", f"cannot be parsed: {exc}"))
