@@ -50,7 +50,9 @@ class InventoryEngine:
                 Path(os.path.abspath(file.path)) if single or root is None else match_path(root, file.relpath)
             )
             reader.read(Path(file.path), file.relpath, matched)
-        return reader.result, reader.result.errors
+        base = None if root is None else root.parent if single else root
+        result = reader.finish(base)
+        return result, result.errors
 
     def analyse(self, inputs: Inputs, job: JobContext) -> EngineResult:
         inventory, errors = self.read(inputs, job)

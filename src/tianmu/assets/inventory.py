@@ -16,6 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from tianmu.assets.interface import Extractor, InventoryResult, match_path
+from tianmu.assets.owners import link_distro_packages
 from tianmu.assets.python import installed_site
 from tianmu.assets.registry import default_extractors
 from tianmu.core.errors import InputError
@@ -74,6 +75,16 @@ class InventoryReader:
     def error(self, error: InputError) -> None:
         self.result.errors.append(error)
 
+    def finish(self, base: Path | None) -> InventoryResult:
+        """The result, with the Python distributions dpkg installed linked to their package (`base`:
+        the folder the locations are relative to; None when there is none)."""
+        if base is not None:
+            components, errors = link_distro_packages(self.result.components, base)
+            self.result.components = components
+            for error in errors:
+                self._add(error, error.path or "")
+        return self.result
+
     def _add(self, item: Component | Unresolved | InputError, display: str) -> None:
         result = self.result
         if isinstance(item, Component):
@@ -124,7 +135,7 @@ def scan_inventory(
             reader.error(entry)
             continue
         reader.read(*entry)
-    return reader.result
+    return reader.finish(root if root.is_dir() else root.parent)
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, str, Path] | InputError]:

@@ -17,7 +17,14 @@ from tianmu.assets.interface import Extracted, Extractor
 from tianmu.core.errors import ParseError
 from tianmu.core.models import Component, Location
 
-__all__ = ["ApkInstalledExtractor", "DpkgStatusExtractor", "read_os_release"]
+__all__ = [
+    "ApkInstalledExtractor",
+    "DpkgStatusExtractor",
+    "distro_ecosystem",
+    "dpkg_paragraphs",
+    "installed",
+    "read_os_release",
+]
 
 _OS_RELEASE_LIMIT = 64 * 1024
 _OS_RELEASE_PATHS = (("etc", "os-release"), ("usr", "lib", "os-release"))
@@ -51,7 +58,18 @@ def read_os_release(tree: Path) -> dict[str, str]:
     return {}
 
 
-def _paragraphs(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def distro_ecosystem(release: dict[str, str]) -> str:
+    """The OSV ecosystem of a dpkg system's packages, from its os-release: Ubuntu, else Debian."""
+    return "Ubuntu" if release.get("ID", "debian").lower() == "ubuntu" else "Debian"
+
+
+def installed(fields: dict[str, str], default: str = "") -> bool:
+    """A dpkg stanza whose package is installed: want install or hold, no error flag, installed."""
+    status = fields.get("Status", default).split()
+    return len(status) == 3 and status[1:] == ["ok", "installed"] and status[0] in ("install", "hold")
+
+
+def dpkg_paragraphs(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """RFC 822-style stanzas as (line of the first field, fields); continuation lines are skipped."""
     fields: dict[str, str] = {}
     first = 0
@@ -95,18 +113,12 @@ class DpkgStatusExtractor(Extractor):
         tree = _tree_above(path, 4 if in_status_d else 3)
         release = read_os_release(tree)
         distro_id = release.get("ID", "debian").lower()
-        ecosystem = "Ubuntu" if distro_id == "ubuntu" else "Debian"
+        ecosystem = distro_ecosystem(release)
         version_id = release.get("VERSION_ID") or None
         distro = f"{distro_id}-{version_id}" if version_id else None
         try:
-            for line, fields in _paragraphs(path):
-                status = fields.get("Status", "install ok installed" if in_status_d else "").split()
-                # want (install or hold), error flag ok, state installed
-                if (
-                    len(status) != 3
-                    or status[1:] != ["ok", "installed"]
-                    or status[0] not in ("install", "hold")
-                ):
+            for line, fields in dpkg_paragraphs(path):
+                if not installed(fields, "install ok installed" if in_status_d else ""):
                     continue
                 name, version = fields.get("Package"), fields.get("Version")
                 if not name or not version:
