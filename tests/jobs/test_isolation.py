@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -205,3 +206,47 @@ def test_a_runner_that_stops_without_waiting_gives_its_running_job_back(
     assert runner.wait(job.id, 30).status == "released"
     again = get_job(sqlite_store, job.id)
     assert again is not None and again.status is JobStatus.QUEUED and again.attempts == 0
+
+
+_PARENT = """
+import os, sys, time
+from pathlib import Path
+from tianmu.core.config import Settings
+from tianmu.jobs import execute_job, queue
+from tianmu.jobs.handlers import JOB_KINDS, JobKind
+from tianmu.store import Store
+
+def sleepy(ctx):
+    ctx.progress(f"pids {os.getpid()}")
+    time.sleep(3600)
+    return {}
+
+store = Store(sys.argv[1])
+settings = Settings(home=Path(sys.argv[2]), database_url=sys.argv[1], job_lease_seconds=5)
+job, _ = queue.submit(store, "sleepy", {})
+kinds = {**JOB_KINDS, "sleepy": JobKind("sleepy", "", lambda p: p, sleepy)}
+execute_job(store, settings, job.id, "doomed", lambda _id: None, kinds=kinds)
+"""
+
+
+def test_a_jobs_process_ends_when_its_runner_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    store = Store(url)
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, url, str(tmp_path / "home")])
+    try:
+        deadline = time.monotonic() + 60
+        child = None
+        while child is None and time.monotonic() < deadline and parent.poll() is None:
+            for job in queue.list_jobs(store, "default"):
+                if job.progress.startswith("pids "):
+                    child = int(job.progress.split()[1])
+            time.sleep(0.05)
+        assert child is not None and child != parent.pid
+    finally:
+        parent.send_signal(signal.SIGKILL)  # no clean-up runs: as `kill -9` of the service
+        parent.wait()
+        store.close()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)

@@ -3,7 +3,10 @@
 - `models`: Job, JobStatus and the guarantees (idempotent submission, exactly-once completion, no loss);
 - `queue`: the job table operations (submit, claim under a lease, renew, complete, cancel, reap);
 - `handlers`: the job kinds (assess, kb_import, kb_update, reassess, discover, web, domain), library calls;
-- `runner`: `execute_job`, the in-process runner, scheduling; `celery_app`: Celery workers.
+- `runner`: `execute_job`, the in-process runner (fair across tenants), scheduling; `celery_app`: Celery
+  workers;
+- `execute`, `isolation`: one claimed job run in a child process with memory and time limits, killed
+  on a cancel, its end recorded however it came.
 """
 
 from tianmu.jobs.handlers import JOB_KINDS, validate_params

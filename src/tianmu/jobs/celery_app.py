@@ -6,9 +6,13 @@ stays with the broker; independently, the lease reaper in every worker queues ag
 worker stopped renewing its lease, so recovery does not wait on the broker's redelivery timeout (an
 hour by default on Redis). Whichever delivery comes second finds the job done and does nothing.
 
+Each job runs as with the in-process runner (`runner.execute_job`): in a child forked by the pool
+process for that job, with the job's memory and time limits, killed on a cancel, and ending with its
+pool process.
+
 Each worker process keeps one `RuleCache` (the loaded malware rule sets) for every job it runs: the
 Celery app owns it, as it owns the process's store. A prefork child inherits the parent's (empty)
-cache and fills its own copy.
+cache and fills its own copy, from the rule files its jobs' processes report they loaded.
 """
 
 from __future__ import annotations

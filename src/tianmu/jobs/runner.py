@@ -1,9 +1,12 @@
 """Running jobs: one `execute_job` used by both runners, the in-process runner, and housekeeping.
 
-`execute_job` claims the job, keeps its lease alive from a heartbeat thread while the handler works,
-and records how it ended. The in-process runner (default for `tianmu serve` on one machine) runs jobs
-on a thread pool; the Celery runner (`tianmu.jobs.celery_app`) sends the job id to `tianmu worker`
-processes on any number of machines. Both share the database, so `tianmu jobs list` sees all.
+`execute_job` claims the job, keeps its lease alive from a heartbeat thread, runs the handler in a
+child process with the job's memory and time limits (`tianmu.jobs.isolation`; on this thread when
+TIANMU_JOB_ISOLATION is off), and records how it ended. The in-process runner (default for `tianmu
+serve` on one machine) runs jobs from worker threads, each taking the next job fairly across tenants
+(`queue.claim_next`); the Celery runner (`tianmu.jobs.celery_app`) sends the job id to `tianmu worker`
+processes on any number of machines, which run it through the same `execute_job`. Both share the
+database, so `tianmu jobs list` sees all.
 
 A runner owns what its jobs share for as long as it lives — the loaded malware rule sets
 (`RuleCache`) — and hands it to every job it runs; nothing of the kind is kept in a module.
@@ -15,21 +18,18 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from tianmu.core.config import Settings
-from tianmu.core.errors import TianmuError
 from tianmu.jobs import queue
-from tianmu.jobs.handlers import JOB_KINDS, JobContext, JobFailed, JobKind, validate_params
-from tianmu.jobs.isolation import ProcessLimits, Watch, can_isolate, run_in_child
-from tianmu.jobs.models import Job, JobCancelled, JobStatus
+from tianmu.jobs.execute import Dispatch, Outcome, run_claimed
+from tianmu.jobs.handlers import JOB_KINDS, JobKind, validate_params
+from tianmu.jobs.models import Job, JobStatus
 from tianmu.malware.rulecache import RuleCache
 from tianmu.store.database import Store
 from tianmu.store.schema import jobs
@@ -48,20 +48,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str], None]
-
 
 class Runner(Protocol):
     def dispatch(self, job_id: str) -> None:
         """Have the job executed (it is already queued in the database)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    job_id: str
-    status: str
-    """`done`, `failed`, `cancelled`, `skipped` (not ours to run), or `lost` (taken over meanwhile)."""
 
 
 def worker_name(label: str = "worker") -> str:
@@ -89,26 +80,6 @@ def submit_job(
     return job, created
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the lease every third of it, so a live worker never loses a long job."""
-
-    def __init__(self, store: Store, job: Job, lease: timedelta) -> None:
-        super().__init__(name=f"lease-{job.id[:8]}", daemon=True)
-        self.store, self.job, self.lease = store, job, lease
-        self.stop = threading.Event()
-        self.lost = False
-
-    def run(self) -> None:
-        while not self.stop.wait(self.lease.total_seconds() / 3):
-            try:
-                queue.renew(self.store, self.job, self.lease)
-            except queue.LeaseLost:
-                self.lost = True
-                return
-            except Exception:  # a database hiccup: try again next beat, the lease has slack
-                log.warning("could not renew the lease of job %s", self.job.id, exc_info=True)
-
-
 def execute_job(
     store: Store,
     settings: Settings,
@@ -131,152 +102,6 @@ def execute_job(
     if job is None:
         return Outcome(job_id, "skipped")
     return run_claimed(store, settings, job, dispatch, rules=rules, kinds=kinds, stopping=stopping)
-
-
-def run_claimed(
-    store: Store,
-    settings: Settings,
-    job: Job,
-    dispatch: Dispatch,
-    *,
-    rules: RuleCache | None = None,
-    kinds: Mapping[str, JobKind] | None = None,
-    stopping: threading.Event | None = None,
-) -> Outcome:
-    """Run a job this worker has claimed: in a child process with limits (`tianmu.jobs.isolation`),
-    or in this thread when TIANMU_JOB_ISOLATION is off or the platform cannot fork."""
-    known = JOB_KINDS if kinds is None else kinds
-    spec = known.get(job.kind)
-    if spec is None:
-        queue.fail(store, job, f"unknown job kind {job.kind!r}: this worker runs {', '.join(known)}")
-        return Outcome(job.id, "failed")
-    lease = timedelta(seconds=settings.job_lease_seconds)
-    ctx = JobContext(
-        store=store,
-        settings=settings,
-        job=job,
-        lease=lease,
-        dispatch=dispatch,
-        rules=rules if rules is not None else RuleCache(),
-    )
-    heartbeat = _Heartbeat(store, job, lease)
-    heartbeat.start()
-    try:
-        if can_isolate(settings):
-            return _isolated(ctx, spec, heartbeat, stopping or threading.Event())
-        return _run_handler(ctx, spec)
-    finally:
-        heartbeat.stop.set()
-        heartbeat.join()
-
-
-def _run_handler(ctx: JobContext, spec: JobKind, limits: ProcessLimits | None = None) -> Outcome:
-    """The handler, and the job's end written as it ended (`limits`: those of the child it runs in)."""
-    store, job = ctx.store, ctx.job
-    try:
-        result = spec.run(ctx)
-        if not ctx.completed:
-            with store.begin() as conn:
-                queue.complete(conn, job, result)
-        elif result != ctx.result:
-            with store.begin() as conn:
-                conn.execute(update(jobs).where(jobs.c.id == job.id).values(result=result))
-        return Outcome(job.id, "done")
-    except JobCancelled:
-        queue.mark_cancelled(store, job)
-        return Outcome(job.id, "cancelled")
-    except queue.LeaseLost:
-        return Outcome(job.id, "lost")
-    except JobFailed as exc:
-        queue.fail(store, job, str(exc), exc.result)
-        return Outcome(job.id, "failed")
-    except TianmuError as exc:
-        queue.fail(store, job, str(exc))
-        return Outcome(job.id, "failed")
-    except MemoryError:
-        if limits is not None:
-            raise  # the child reports it, and its parent records the limit that was hit
-        log.error("job %s (%s) ran out of memory", job.id, job.kind)
-        queue.fail(store, job, "ran out of memory (TIANMU_JOB_ISOLATION is off: no limit of its own)")
-        return Outcome(job.id, "failed")
-    except Exception as exc:  # a bug in a handler must not kill the worker: record it on the job
-        log.exception("job %s (%s) failed", job.id, job.kind)
-        queue.fail(store, job, f"internal error: {exc.__class__.__name__}: {exc}")
-        return Outcome(job.id, "failed")
-
-
-_STARTS = 3
-"""Forks of one job whose process never became ready (a lock inherited at fork) before it fails."""
-
-
-def _isolated(ctx: JobContext, spec: JobKind, heartbeat: _Heartbeat, stopping: threading.Event) -> Outcome:
-    """The handler in a child process under the job's limits; the job's end recorded however it ends.
-
-    The child inherits the runner's `RuleCache` as it is at the fork: rule sets the runner has loaded
-    cost the job nothing (copy-on-write pages), but what the child loads dies with it. So the child
-    reports the rule files it used and the runner loads them after the job (from its own data
-    directory only), for the next job's child to inherit.
-    """
-    store, job, rules = ctx.store, ctx.job, ctx.rules
-    limits = ProcessLimits.of(ctx.settings)
-
-    def prepare() -> None:
-        # The parent's pooled connections are the parent's: the child opens its own (SQLAlchemy's
-        # recipe for fork), and checks that it can before it says it is ready.
-        store.engine.dispose(close=False)
-        rules.after_fork()
-        with store.connect():
-            pass
-
-    def work(to_parent: Dispatch) -> dict[str, Any]:
-        # A job the handler queues goes to the parent's runner: this process's copy of it (its pool,
-        # its broker connection) is not the one that runs jobs.
-        ctx.dispatch = to_parent
-        outcome = _run_handler(ctx, spec, limits)
-        return {"status": outcome.status, "rules": [str(path) for path in rules.paths()]}
-
-    watch = Watch(
-        cancelled=lambda: queue.cancel_requested(store, job.id),
-        lost=lambda: heartbeat.lost,
-        stopping=stopping,
-        dispatch=ctx.dispatch,
-    )
-    for _start in range(_STARTS):
-        end = run_in_child(work, limits, watch, prepare=prepare)
-        if end.status != "stalled":
-            break
-        log.warning("job %s: %s; forking it again", job.id, end.reason)
-    _keep_rules(ctx, end.report.get("rules"))
-    if end.status in ("done", "failed", "cancelled", "lost"):
-        # The child wrote the job's end itself; or the lease was lost, and the job is another's.
-        return Outcome(job.id, end.status)
-    if end.status == "stopped":
-        queue.release(store, job)
-    elif end.status == "cancel":
-        queue.mark_cancelled(store, job)
-    else:  # memory, timeout, killed, crashed, stalled
-        log.warning("job %s (%s) failed: %s", job.id, job.kind, end.reason)
-        queue.fail(store, job, end.reason)
-    # Whatever the child managed to write before it ended (a `done` just before a kill) stands.
-    final = queue.get_job(store, job.id)
-    status = final.status.value if final is not None else "failed"
-    return Outcome(job.id, "released" if status == JobStatus.QUEUED.value else status)
-
-
-def _keep_rules(ctx: JobContext, reported: Any) -> None:
-    if not isinstance(reported, list):
-        return
-    home = ctx.settings.home.resolve()
-    for name in reported:
-        path = Path(str(name))
-        # Only compiled rule sets of the runner's own data directory: a child that read hostile input
-        # must not be able to have its parent deserialise a file of its choosing.
-        if not path.resolve().is_relative_to(home):
-            continue
-        try:
-            ctx.rules.load(path)
-        except Exception:  # the next job loads them itself; the runner must not fail for it
-            log.warning("could not keep the rule set %s loaded", path, exc_info=True)
 
 
 def reap(store: Store, dispatch: Dispatch, *, max_attempts: int = queue.MAX_ATTEMPTS) -> list[str]:
