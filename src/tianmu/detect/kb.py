@@ -34,7 +34,7 @@ import tianmu
 from tianmu.core.errors import KnowledgeBaseError
 from tianmu.core.models import utcnow
 from tianmu.detect.compiler import RuleBase, Unusable
-from tianmu.store.knowledge import ImportReport, KbContext
+from tianmu.store.knowledge import ImportMode, ImportReport, KbContext, kept_note, removal_refusal
 from tianmu.store.schema import kb_sources
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "Unusable",
     "active_rule_paths",
     "cache_dir",
+    "import_rule_set",
     "imported_rule_dirs",
     "load_rule_base",
     "rule_files",
@@ -259,70 +260,173 @@ class SigmaKnowledgeBase:
         )
 
     def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
-        source = f"sigma:{path.resolve().name if path.is_dir() else path.stem}"
-        files = list(_iter_sigma_files(path))
-        target = _rules_home(ctx.home) / _folder_name(source)
-        ctx.note(f"{source}: compiling {len(files)} rule files")
-        staging = Path(tempfile.mkdtemp(dir=ctx.home, prefix=".sigma-import-"))
-        try:
-            root = staging / target.name
-            for file in files:
-                relative = file.relative_to(path) if path.is_dir() else Path(file.name)
-                destination = root / relative
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(file, destination)
-            base = load_rule_base([root], cache_dir=cache_dir(ctx.home)) if files else RuleBase()
-            count = len(base.rules) + len(base.correlations)
-            if not count:
-                raise KnowledgeBaseError(f"{path}: no usable Sigma rule ({len(base.unusable)} unusable)")
-            with ctx.store.begin() as conn:
-                previous = conn.execute(
-                    select(kb_sources.c.digest, kb_sources.c.record_count).where(kb_sources.c.name == source)
-                ).first()
-                if previous is not None and previous.digest == base.digest and target.is_dir():
-                    return [
-                        ImportReport(
-                            source, "sigma", str(path), "unchanged", record_count=count, digest=base.digest
-                        )
-                    ]
-                if target.exists():
-                    shutil.rmtree(target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(root), target)
-                row = {
-                    "name": source,
-                    "kind": "sigma",
-                    "origin": str(path),
-                    "digest": base.digest,
-                    "version": None,
-                    "record_count": count,
-                    "imported_at": utcnow(),
-                    "details": {
-                        "files": base.files,
-                        "rules": len(base.rules),
-                        "correlations": len(base.correlations),
-                        "unusable": [[u.path, u.rule, u.reason] for u in base.unusable],
-                    },
-                }
-                conn.execute(delete(kb_sources).where(kb_sources.c.name == source))
-                conn.execute(insert(kb_sources).values(**row))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        old = previous.record_count if previous is not None else 0
-        status = "imported" if previous is None else "updated"
-        errors = [str(u) for u in base.unusable]
-        return [
-            ImportReport(
-                source,
-                "sigma",
-                str(path),
-                status,
-                added=max(0, count - old) if previous is not None else count,
-                errors=errors,
-                record_count=count,
-                digest=base.digest,
+        return [import_rule_set(ctx, path)]
+
+
+def _ids_by_file(base: RuleBase, root_name: str) -> dict[str, set[str]]:
+    """Rule ids (usable or not) of each rule file of a compiled set, by path relative to the set."""
+    prefix = root_name + "/"
+    found: dict[str, set[str]] = {}
+    for rule_id, file in _entries(base):
+        found.setdefault(file.removeprefix(prefix), set()).add(rule_id)
+    for unusable in base.unusable:
+        if unusable.rule:  # a file that could not be read at all names no rule
+            found.setdefault(unusable.path.removeprefix(prefix), set()).add(unusable.rule)
+    return found
+
+
+def _entries(base: RuleBase) -> list[tuple[str, str]]:
+    """(id, rule file) of each usable rule and correlation: the records of a Sigma source."""
+    return [(r.id, r.path) for r in base.rules] + [(c.id, c.path) for c in base.correlations]
+
+
+def _record_ids(base: RuleBase) -> set[str]:
+    return {rule_id for rule_id, _ in _entries(base)}
+
+
+def _stage(files: Sequence[Path], path: Path, root: Path) -> set[str]:
+    """Copy the import's rule files under `root`; their paths relative to it."""
+    relatives: set[str] = set()
+    for file in files:
+        relative = file.relative_to(path) if path.is_dir() else Path(file.name)
+        destination = root / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, destination)
+        relatives.add(relative.as_posix())
+    return relatives
+
+
+def _merge_stored(target: Path, root: Path, incoming: set[str], cache: Path) -> tuple[RuleBase, list[str]]:
+    """A merge: the stored files the import does not replace are copied beside its own, then compiled
+    (the stored set's compiled rules are reused for every unchanged file).
+
+    Rules are keyed by id: a stored file is replaced by the import's file of the same path, or dropped
+    when every rule it holds has come back in other files of the import (a rule moved). A stored file
+    that shares only some of its ids with the import is kept (a file is the unit stored), and said."""
+    for file in rule_files(target):
+        destination = root / file.relative_to(target)
+        if file.relative_to(target).as_posix() not in incoming:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, destination)
+    merged = load_rule_base([root], cache_dir=cache)
+    ids = _ids_by_file(merged, root.name)
+    new_ids = {rule_id for relative in incoming for rule_id in ids.get(relative, ())}
+    notes: list[str] = []
+    superseded = []
+    for relative, held in ids.items():
+        if relative in incoming or not held & new_ids or not (root / relative).is_file():
+            continue
+        if held <= new_ids:
+            superseded.append(relative)
+        else:
+            shared = ", ".join(sorted(held & new_ids)[:3])
+            notes.append(f"{relative}: kept: it also holds rules of this import ({shared}), now twice")
+    for relative in superseded:
+        (root / relative).unlink()
+    if superseded:
+        merged = load_rule_base([root], cache_dir=cache)
+    return merged, notes
+
+
+def import_rule_set(ctx: KbContext, path: Path, mode: ImportMode | None = None) -> ImportReport:
+    """`tianmu kb import` of a Sigma rule file or folder into its source `sigma:<name>`.
+
+    `mode` (default: the context's): a merge adds and updates rules by id and removes none, `--replace`
+    makes the import the whole source, an official copy that would remove most of it is refused."""
+    mode = mode or ctx.import_mode
+    source = f"sigma:{path.resolve().name if path.is_dir() else path.stem}"
+    files = list(_iter_sigma_files(path))
+    target = _rules_home(ctx.home) / _folder_name(source)
+    cache = cache_dir(ctx.home)
+    ctx.note(f"{source}: compiling {len(files)} rule files")
+    staging = Path(tempfile.mkdtemp(dir=ctx.home, prefix=".sigma-import-"))
+    try:
+        root = staging / target.name
+        incoming = _stage(files, path, root)
+        # The stored set first, from its cache entry: compiling another version of the set replaces it.
+        stored = target.is_dir()
+        before = load_rule_base([target], cache_dir=cache) if stored else RuleBase()
+        notes: list[str] = []
+        if not files:
+            base = RuleBase()
+        elif stored and mode is ImportMode.MERGE:
+            base, notes = _merge_stored(target, root, incoming, cache)
+        else:
+            base = load_rule_base([root], cache_dir=cache)
+        own = _record_ids_of(base, root.name, incoming)
+        if not own:
+            unusable = sum(
+                u.path.removeprefix(root.name + "/").split(":")[0] in incoming for u in base.unusable
             )
-        ]
+            raise KnowledgeBaseError(f"{path}: no usable Sigma rule ({unusable} unusable)")
+        old_ids, new_ids = _record_ids(before), _record_ids(base)
+        count, kept = len(new_ids), len(new_ids - own)
+        with ctx.store.begin() as conn:
+            previous = conn.execute(
+                select(kb_sources.c.digest, kb_sources.c.record_count).where(kb_sources.c.name == source)
+            ).first()
+            if previous is not None and previous.digest == base.digest and stored:
+                return ImportReport(
+                    source, "sigma", str(path), "unchanged", record_count=count, digest=base.digest
+                )
+            refusal = removal_refusal(source, mode, len(old_ids), len(old_ids & new_ids), ctx.limits)
+            if refusal is not None:
+                gone = sorted(old_ids - new_ids)
+                more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+                return ImportReport(
+                    source,
+                    "sigma",
+                    str(path),
+                    "refused",
+                    errors=[f"{refusal}; rules it would remove: {', '.join(gone[:5])}{more}"],
+                    record_count=len(old_ids),
+                )
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(root), target)
+            row = {
+                "name": source,
+                "kind": "sigma",
+                "origin": str(path),
+                "digest": base.digest,
+                "version": None,
+                "record_count": count,
+                "imported_at": utcnow(),
+                "details": {
+                    "files": base.files,
+                    "rules": len(base.rules),
+                    "correlations": len(base.correlations),
+                    "unusable": [[u.path, u.rule, u.reason] for u in base.unusable],
+                    "mode": str(mode),
+                    "kept": kept,
+                },
+            }
+            conn.execute(delete(kb_sources).where(kb_sources.c.name == source))
+            conn.execute(insert(kb_sources).values(**row))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    # A rule is updated when the file holding it changed content (wherever it now lives).
+    was = {rule_id: before.file_digests.get(file) for rule_id, file in _entries(before)}
+    updated = {i for i, file in _entries(base) if i in was and was[i] != base.file_digests.get(file)}
+    return ImportReport(
+        source,
+        "sigma",
+        str(path),
+        "imported" if previous is None else "updated",
+        added=len(new_ids - old_ids),
+        updated=len(updated),
+        removed=len(old_ids - new_ids),
+        errors=[str(u) for u in base.unusable] + notes + kept_note(source, mode, kept),
+        record_count=count,
+        digest=base.digest,
+    )
+
+
+def _record_ids_of(base: RuleBase, root_name: str, relatives: set[str]) -> set[str]:
+    """Ids of the usable rules and correlations of a set that sit in the given files."""
+    prefix = root_name + "/"
+    return {rule_id for rule_id, file in _entries(base) if file.removeprefix(prefix) in relatives}
 
 
 def active_rule_paths(

@@ -53,6 +53,7 @@ __all__ = [
     "file_digest",
     "json_depth_exceeds",
     "kb_status",
+    "kept_note",
     "load_json",
     "read_limited",
     "removal_refusal",
@@ -131,6 +132,15 @@ def removal_refusal(source: str, mode: ImportMode, now: int, after: int, limits:
         f"(records now {now}, after {after}; more than {limits.max_removed_fraction:.0%}); "
         "nothing was imported for it — pass --replace to make it authoritative"
     )
+
+
+def kept_note(source: str, mode: ImportMode, kept: int) -> list[str]:
+    """The report's line when a merge kept stored records the import did not hold (nothing for others)."""
+    if mode is not ImportMode.MERGE or kept <= 0:
+        return []
+    return [
+        f"{source}: merged: {kept} stored record(s) not in this import were kept (--replace removes them)"
+    ]
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
