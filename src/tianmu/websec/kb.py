@@ -2,10 +2,13 @@
 
 Tianmu's own starter checks ship with the package (`websec/checks/`); an organisation's checks are
 imported into the store (table `websec_checks`), so every machine of a deployment runs the same ones.
-A folder of templates is one source, `websec:<folder>`, authoritative for its templates (a template
-removed from the folder is removed from the store); a single file is its own additive source
-`websec:file:<stem>`. An import whose digest is unchanged is skipped; malformed templates are reported
-with file and line and the others imported. A stored template with a built-in check's id replaces it.
+A folder of templates is one source, `websec:<folder>`; a single file is its own source
+`websec:file:<stem>`. Templates are keyed by id, and an import follows the rule of every base
+(`tianmu.store.knowledge`): it merges by default (new and changed templates written, a stored one the
+import lacks kept, and counted in the report), `--replace` makes it the whole source (the others of
+that source removed), an official copy that would remove most of a source is refused. An import whose
+digest is unchanged is skipped; malformed templates are reported with file and line and the others
+imported. A stored template with a built-in check's id replaces it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from sqlalchemy import select
 from tianmu.core.errors import KnowledgeBaseError, ParseError
 from tianmu.core.models import utcnow
 from tianmu.store.database import Store
-from tianmu.store.knowledge import ImportReport, KbContext
+from tianmu.store.knowledge import (
+    ImportLimits,
+    ImportMode,
+    ImportReport,
+    KbContext,
+    kept_note,
+    removal_refusal,
+)
 from tianmu.store.schema import kb_sources, websec_checks
 from tianmu.websec.templates import CheckTemplate, load_templates, looks_like_template, parse_template
 
@@ -32,7 +42,9 @@ def _template_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
 
 
-def import_checks(store: Store, path: Path) -> ImportReport:
+def import_checks(
+    store: Store, path: Path, mode: ImportMode = ImportMode.MERGE, limits: ImportLimits | None = None
+) -> ImportReport:
     files = _template_files(path)
     if not files:
         raise KnowledgeBaseError(f"{path}: no check template (*.yaml) found")
@@ -47,19 +59,40 @@ def import_checks(store: Store, path: Path) -> ImportReport:
     now = utcnow()
     with store.begin() as conn:
         previous = conn.execute(
-            select(kb_sources.c.digest).where(kb_sources.c.name == source)
-        ).scalar_one_or_none()
-        if previous == digest:
+            select(kb_sources.c.digest, kb_sources.c.details, kb_sources.c.record_count).where(
+                kb_sources.c.name == source
+            )
+        ).first()
+        # After a merge that kept other templates, the same copy with --replace must still remove them.
+        merged_before = previous is not None and int((previous.details or {}).get("kept", 0)) > 0
+        if (
+            previous is not None
+            and previous.digest == digest
+            and (mode is ImportMode.MERGE or not merged_before)
+        ):
             return ImportReport(
                 source,
                 "websec",
                 str(path),
                 "unchanged",
                 errors=errors,
-                record_count=len(templates),
+                record_count=int(previous.record_count),
                 digest=digest,
             )
         stored = {r.id: r for r in conn.execute(select(websec_checks)).all()}
+        mine = {i for i, r in stored.items() if r.source == source}
+        refusal = removal_refusal(source, mode, len(mine), len(mine & texts.keys()), limits or ImportLimits())
+        if refusal is not None:
+            gone = sorted(mine - texts.keys())
+            more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+            return ImportReport(
+                source,
+                "websec",
+                str(path),
+                "refused",
+                errors=[f"{refusal}; templates it would remove: {', '.join(gone[:5])}{more}", *errors],
+                record_count=len(mine),
+            )
         added = updated = removed = 0
         for check_id, text in texts.items():
             row = stored.get(check_id)
@@ -70,29 +103,29 @@ def import_checks(store: Store, path: Path) -> ImportReport:
             elif row.content_hash != hashes[check_id] or row.source != source:
                 conn.execute(websec_checks.update().where(websec_checks.c.id == check_id).values(**values))
                 updated += 1
-        if path.is_dir():
-            gone = [i for i, r in stored.items() if r.source == source and i not in texts]
-            if gone:
-                conn.execute(websec_checks.delete().where(websec_checks.c.id.in_(gone)))
-            removed = len(gone)
+        missing = sorted(mine - texts.keys())
+        if mode is not ImportMode.MERGE and missing:
+            conn.execute(websec_checks.delete().where(websec_checks.c.id.in_(missing)))
+            removed = len(missing)
+        kept = len(missing) - removed
+        count = len(texts) + kept
         source_row = {
             "name": source,
             "kind": "websec",
             "origin": str(path),
             "digest": digest,
             "version": None,
-            "record_count": len(templates),
+            "record_count": count,
             "imported_at": now,
-            "details": {"errors": len(errors)},
+            "details": {"errors": len(errors), "mode": str(mode), "kept": kept},
         }
         if previous is None:
             conn.execute(kb_sources.insert().values(**source_row))
         else:
             conn.execute(kb_sources.update().where(kb_sources.c.name == source).values(**source_row))
     status = "imported" if previous is None else "updated" if added or updated or removed else "unchanged"
-    return ImportReport(
-        source, "websec", str(path), status, added, updated, removed, errors, len(templates), digest
-    )
+    errors += kept_note(source, mode, kept)
+    return ImportReport(source, "websec", str(path), status, added, updated, removed, errors, count, digest)
 
 
 def stored_checks(store: Store) -> tuple[list[CheckTemplate], list[str]]:
@@ -125,7 +158,7 @@ class WebCheckKnowledgeBase:
         return False
 
     def import_path(self, ctx: KbContext, path: Path) -> list[ImportReport]:
-        return [import_checks(ctx.store, path)]
+        return [import_checks(ctx.store, path, ctx.import_mode, ctx.limits)]
 
     def handles_source(self, source: str) -> bool:
         return source.startswith("websec:")
