@@ -30,6 +30,7 @@ _SNIFF = 64 * 1024
 # is not a missed dependency.
 _PACKAGE_TYPES = {"library", "framework", "application", None}
 _SCALARS = (str, int, float, bool)
+_END = ("end", None)  # never reached: the parser ends a damaged stream with an error first
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +159,11 @@ class CycloneDxExtractor(Extractor):
         purl_line: int | None = None
         name_at = 0
         children: list[Extracted] = []
-        for key in members(events):
-            event, value = value_of(events)
+        # The hottest loop of a large SBOM: the object's members read straight off the events.
+        for kind, key in events:
+            if kind != "map_key":
+                break  # end_map
+            event, value = next(events, _END)
             if key == "components" and event == "start_array":
                 if depth + 1 > run.limits.max_nesting:
                     run.too_deep += 1
