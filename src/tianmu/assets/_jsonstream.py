@@ -85,11 +85,13 @@ class JsonEvents:
                     parser.send(chunk)
             except _PARSER_ERRORS as exc:
                 failure = exc  # the events parsed before the damage are still delivered
+            began = depth
             for event, value in events:
                 if event in _OPEN:
                     depth += 1
                     if depth > self.max_depth:
-                        raise self._located(index, f"JSON nested deeper than {self.max_depth} levels")
+                        message = f"JSON nested deeper than {self.max_depth} levels"
+                        raise self._located(index, message, began)
                 elif event in _CLOSE:
                     depth -= 1
                 yield event, value
@@ -114,23 +116,28 @@ class JsonEvents:
                 read += len(chunk)
                 yield chunk
 
-    def _located(self, failed_chunk: int, reason: str) -> ParseError:
-        """The error at its line: parse again up to the chunk that failed, then one byte at a time."""
+    def _located(self, failed_chunk: int, reason: str, depth: int | None = None) -> ParseError:
+        """The error at its line: parse again up to the chunk that failed, then one byte at a time.
+
+        `depth`: for nesting past the limit, the depth where that chunk began (the bytes before it
+        are then only fed, never looked at event by event)."""
         events = ijson.sendable_list()
         parser = _parser(events)
-        depth, line = 0, 1
+        line = 1
         try:
             for index, chunk in enumerate(self._chunks()):
                 if index < failed_chunk:
                     parser.send(chunk)
-                    depth += _depth_change(events)
+                    del events[:]
                     line += chunk.count(b"\n")
                     continue
                 for at in range(len(chunk)):
                     parser.send(chunk[at : at + 1])
-                    depth += _depth_change(events)
-                    if depth > self.max_depth:
-                        return ParseError(reason, self.display, line)
+                    if depth is not None:
+                        depth += _depth_change(events)
+                        if depth > self.max_depth:
+                            return ParseError(reason, self.display, line)
+                    del events[:]
                     line += chunk[at] == 0x0A
                 break
             parser.close()
