@@ -7,11 +7,14 @@ the package installed, and pip's own installs under /usr/local that no package o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import BinaryIO
 
 import pytest
 
@@ -134,12 +137,13 @@ def test_the_lists_are_read_only_when_needed_and_python_packages_first(
 ) -> None:
     root = _fake_root(tmp_path / "root")
     opened: list[str] = []
+    open_regular = owners._open_regular
 
-    def spy(path: str, *args: Any, **kwargs: Any) -> Any:
+    def spy(path: str) -> BinaryIO | None:
         opened.append(Path(path).name)
-        return open(path, *args, **kwargs)
+        return open_regular(path)
 
-    monkeypatch.setattr(owners, "open", spy, raising=False)
+    monkeypatch.setattr(owners, "_open_regular", spy)
     shutil.rmtree(root / SITE)
     assert scan_inventory(root).components and opened == []  # no dist-packages distribution: no list
     crypto = root / SITE / "cryptography-38.0.4.dist-info"
@@ -148,6 +152,28 @@ def test_the_lists_are_read_only_when_needed_and_python_packages_first(
     assert _owned(scan_inventory(root).components)["cryptography"] == EXPECTED["cryptography"]
     # python3-cairo is read before python3-cryptography (sorted); found there: nothing else is read
     assert opened == ["python3-cairo:amd64.list", "python3-cryptography.list"]
+
+
+def test_a_fifo_or_a_symlink_among_the_lists_is_never_opened(tmp_path: Path) -> None:
+    root = _fake_root(tmp_path / "root")
+    info = root / "var" / "lib" / "dpkg" / "info"
+    os.mkfifo(info / "python3-aaa.list")  # sorted first: an open would block for ever
+    secret = tmp_path / "host-file"
+    secret.write_text("/usr/lib/python3/dist-packages/dropped-2.0.dist-info/METADATA\n")
+    (info / "python3-aab.list").symlink_to(secret)
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.alarm(20)
+    try:
+        result = scan_inventory(root)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert _owned(result.components) == EXPECTED
+    assert result.errors == []
+
+
+def _expired(_signum: int, _frame: FrameType | None) -> None:
+    raise AssertionError("still running after 20 s: a FIFO was opened")
 
 
 def test_list_limits_are_reported(tmp_path: Path) -> None:

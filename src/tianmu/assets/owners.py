@@ -23,9 +23,11 @@ for what is still unowned, each list under `OwnerLimits`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from tianmu.assets.interface import DEFAULT_MAX_BYTES
 from tianmu.assets.ospkg import distro_ecosystem, dpkg_paragraphs, installed, read_os_release
@@ -115,10 +117,12 @@ def _trees(components: Sequence[Component], base: Path) -> list[_Tree]:
 
 
 def _dpkg_tree(folder: str) -> str | None:
-    """The nearest folder at or above `folder` that holds a dpkg status file."""
+    """The nearest folder at or above `folder` that holds a dpkg status file (a regular file: in an
+    unpacked image, a symlink would lead to the scanning host's own)."""
     current = folder
     while True:
-        if os.path.isfile(os.path.join(current, *_STATUS)):
+        status = os.path.join(current, *_STATUS)
+        if os.path.isfile(status) and not os.path.islink(status):
             return current
         parent = os.path.dirname(current)
         if parent == current:
@@ -126,15 +130,34 @@ def _dpkg_tree(folder: str) -> str | None:
         current = parent
 
 
-def _lists(info: str, limits: OwnerLimits) -> Iterator[tuple[str, str]]:
-    """(package, path) of the tree's `.list` files: python and pypy packages first."""
+def _lists(info: str, limits: OwnerLimits, errors: list[InputError]) -> list[tuple[str, str]]:
+    """(package, path) of the tree's `.list` files, regular files only (a FIFO would block the read
+    for ever, a symlink lead out of the tree): python and pypy packages first."""
+    if os.path.islink(info):
+        raise OSError(0, "a symlink, not followed")
+    names: list[str] = []
     with os.scandir(info) as entries:
-        names = sorted(entry.name for entry in entries if entry.name.endswith(".list"))
-    first = [name for name in names if name.startswith(_FIRST)]
-    rest = [name for name in names if not name.startswith(_FIRST)]
-    for name in (first + rest)[: limits.max_lists]:
-        # Multi-Arch: same packages name their files `package:arch.list`.
-        yield name[: -len(".list")].split(":", 1)[0], os.path.join(info, name)
+        for entry in entries:
+            if entry.name.endswith(".list") and entry.is_file(follow_symlinks=False):
+                if len(names) == limits.max_lists:
+                    errors.append(
+                        InputError(f"more than {limits.max_lists} file lists: the rest not read", info)
+                    )
+                    break
+                names.append(entry.name)
+    names.sort(key=lambda name: (not name.startswith(_FIRST), name))
+    # Multi-Arch: same packages name their files `package:arch.list`.
+    return [(name[: -len(".list")].split(":", 1)[0], os.path.join(info, name)) for name in names]
+
+
+def _open_regular(path: str) -> BinaryIO | None:
+    """A regular file opened for reading, never through a symlink nor blocking on a FIFO swapped in
+    since the listing; None for anything else."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return open(descriptor, "rb")
 
 
 def _owners(tree: _Tree, limits: OwnerLimits, errors: list[InputError]) -> dict[bytes, str]:
@@ -143,7 +166,7 @@ def _owners(tree: _Tree, limits: OwnerLimits, errors: list[InputError]) -> dict[
     owners: dict[bytes, str] = {}
     info = os.path.join(tree.root, *_INFO)
     try:
-        lists = list(_lists(info, limits))
+        lists = _lists(info, limits, errors)
     except OSError as exc:
         errors.append(InputError(f"cannot list the dpkg file lists: {exc.strerror or exc}", info))
         return owners
@@ -151,7 +174,10 @@ def _owners(tree: _Tree, limits: OwnerLimits, errors: list[InputError]) -> dict[
         if not remaining:
             break
         try:
-            with open(path, "rb") as handle:
+            opened = _open_regular(path)
+            if opened is None:
+                continue
+            with opened as handle:
                 if os.fstat(handle.fileno()).st_size > limits.max_list_bytes:
                     errors.append(
                         InputError(f"file list larger than {limits.max_list_bytes} bytes: not read", path)
