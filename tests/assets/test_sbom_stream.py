@@ -16,6 +16,7 @@ import pytest
 
 from tianmu.assets import _jsonstream
 from tianmu.assets.inventory import scan_inventory
+from tianmu.assets.registry import default_extractors
 from tianmu.assets.sbom import CycloneDxExtractor, SbomLimits, SpdxExtractor
 from tianmu.core.errors import InputError, ParseError
 from tianmu.core.models import Component, Location, Unresolved
@@ -91,12 +92,18 @@ def test_components_past_the_limit_are_counted_and_reported_not_read(tmp_path: P
     ]
 
 
-def test_the_limit_reads_through_scan_inventory_with_its_default(tmp_path: Path) -> None:
+def test_the_limit_has_a_default_and_is_given_through_the_registry(tmp_path: Path) -> None:
     bom = tmp_path / "bom.json"
     _write_bom(bom, 3, indent=None)
     result = scan_inventory(bom)
     assert (len(result.components), result.errors) == (3, [])
     assert SbomLimits().max_components == 500_000
+    limited = default_extractors(sbom_limits=SbomLimits(max_components=2))
+    result = scan_inventory(bom, extractors=limited)
+    assert len(result.components) == 2
+    assert [str(e) for e in result.errors] == [
+        "bom.json: 3 components, only the first 2 read (limit max_components)"
+    ]
 
 
 def test_lines_are_right_far_into_the_file_and_across_chunks(tmp_path: Path) -> None:

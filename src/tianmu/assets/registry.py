@@ -21,7 +21,7 @@ from tianmu.assets.python import (
 )
 from tianmu.assets.ruby import GemfileLockExtractor
 from tianmu.assets.rust import CargoLockExtractor
-from tianmu.assets.sbom import CycloneDxExtractor, SpdxExtractor
+from tianmu.assets.sbom import CycloneDxExtractor, SbomLimits, SpdxExtractor
 from tianmu.core.errors import InputError
 
 __all__ = ["ALIASES", "EXTRACTORS", "default_extractors", "forced_extractor"]
@@ -91,9 +91,16 @@ def forced_extractor(name: str) -> Extractor:
     return _Forced(cls())
 
 
-def default_extractors(disabled: frozenset[str] | set[str] = frozenset()) -> list[Extractor]:
-    """One instance of every built-in extractor, minus those named in `disabled`."""
+def default_extractors(
+    disabled: frozenset[str] | set[str] = frozenset(), *, sbom_limits: SbomLimits | None = None
+) -> list[Extractor]:
+    """One instance of every built-in extractor, minus those named in `disabled`; the SBOM readers
+    under `sbom_limits` (settings read at the edge), else their defaults."""
     unknown = set(disabled) - EXTRACTORS.keys()
     if unknown:
         raise ValueError(f"unknown extractor(s): {', '.join(sorted(unknown))}")
-    return [cls() for name, cls in EXTRACTORS.items() if name not in disabled]
+    return [
+        cls(sbom_limits) if cls in (CycloneDxExtractor, SpdxExtractor) else cls()
+        for name, cls in EXTRACTORS.items()
+        if name not in disabled
+    ]
