@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from testsupport import free_port, serve_app
 from tianmu.cli.main import app
+from tianmu.cli.session import os_user
 from tianmu.core.config import Settings
 from tianmu.store.database import Store
 from tianmu.store.schema import identity_audit
@@ -84,8 +85,12 @@ def test_administration_and_audit_verify(env: dict[str, str]) -> None:
     code, out, _ = run("audit", "verify", "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"] and report["entries"] >= 5
-    code, out, _ = run("audit", "list", "--json", "--limit", "3")
-    assert [e["action"] for e in json.loads(out)] == ["token.create", "user.totp", "policy.set"]
+    code, out, _ = run("audit", "list", "--json", "--limit", "4")
+    entries = json.loads(out)
+    # A token made at the command line: the user's own (identity), and who made it here (the CLI).
+    assert [e["action"] for e in entries] == ["token.issue", "token.create", "user.totp", "policy.set"]
+    assert entries[0]["actor"] == f"cli:{os_user()}" and entries[0]["details"]["user"] == "alice"
+    assert entries[2]["actor"] == f"cli:{os_user()}"  # identity's own entry names the OS user too
 
     store = Store(Settings.from_env().database_url)
     with store.begin() as conn:
