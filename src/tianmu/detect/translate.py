@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -380,6 +381,14 @@ def _parse_files(files: Sequence[Path], display: dict[Path, str], base: RuleBase
 
 
 def _compile(files: Sequence[Path], display: dict[Path, str]) -> RuleBase:
+    with warnings.catch_warnings():
+        # Python's `re` warns of `[[` ("possible nested set") while the rules' expressions are checked;
+        # such a rule is refused with its reason (`pattern_problem`): the warning would say no more.
+        warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
+        return _compile_rules(files, display)
+
+
+def _compile_rules(files: Sequence[Path], display: dict[Path, str]) -> RuleBase:
     base = RuleBase(files=len(files))
     parsed = _parse_files(files, display, base)
     every = [item for _, item in parsed]
