@@ -216,3 +216,39 @@ def test_this_machines_dist_packages_are_linked_to_their_debian_packages() -> No
     # every distribution of /usr/lib/python3/dist-packages came from a package on a Debian system
     unowned = [name for name, package in owned.items() if package is None]
     assert len(unowned) <= len(owned) // 10, unowned
+
+
+def _alpine_root(root: Path) -> Path:
+    """An Alpine root: the apk database names each package's folders (F:) and files (R:)."""
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text("ID=alpine\nVERSION_ID=3.18.4\n")
+    (root / "lib" / "apk" / "db").mkdir(parents=True)
+    (root / "lib" / "apk" / "db" / "installed").write_text(
+        "C:Q1abc=\nP:python3\nV:3.11.6-r0\nA:x86_64\no:python3\n"
+        "F:usr/lib/python3.11\nR:os.py\n\n"
+        "C:Q1def=\nP:py3-cryptography\nV:41.0.3-r0\nA:x86_64\no:py3-cryptography\n"
+        "F:usr/lib/python3.11/site-packages/cryptography\nR:__init__.py\n"
+        "F:usr/lib/python3.11/site-packages/cryptography-41.0.3.dist-info\nR:METADATA\nZ:Q1xyz=\nR:RECORD\n\n"
+    )
+    site = root / "usr" / "lib" / "python3.11" / "site-packages"
+    for name, version in (("cryptography", "41.0.3"), ("requests", "2.31.0")):
+        (site / f"{name}-{version}.dist-info").mkdir(parents=True)
+        (site / f"{name}-{version}.dist-info" / "METADATA").write_text(_metadata(name, version))
+    venv = root / "app" / "venv" / "lib" / "python3.11" / "site-packages" / "flask-3.0.0.dist-info"
+    venv.mkdir(parents=True)
+    (venv / "METADATA").write_text(_metadata("flask", "3.0.0"))
+    return root
+
+
+def test_an_alpine_site_packages_distribution_is_linked_to_its_apk_package(tmp_path: Path) -> None:
+    root = _alpine_root(tmp_path / "alpine")
+    result = scan_inventory(root)
+    # requests was put there by pip (in no package), flask lives in the application's venv
+    assert _owned(result.components) == {
+        "cryptography": "Alpine/py3-cryptography@41.0.3-r0",
+        "requests": None,
+        "flask": None,
+    }
+    assert result.errors == []
+    site = scan_inventory(root / "usr" / "lib" / "python3.11" / "site-packages")
+    assert _owned(site.components)["cryptography"] == "Alpine/py3-cryptography@41.0.3-r0"
