@@ -110,6 +110,7 @@ def _run(session: CliSession, path: Path, options: AssessOptions) -> Assessment:
     try:
         with session.store() as store, progress_reporter("Reading inventory") as advance:
             result = assess(store, path, options, progress=advance)
+            session.record_run(store, "assess.run", [path], saved=options.save, findings=len(result.findings))
     except UnreadableTarget as exc:
         for error in exc.errors:
             err_console.print(f"[yellow]warning:[/] {error}", markup=True, highlight=False)

@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
                 engine = detection_engine(EngineSetup(store, conf.home, limits=job.limits), rules)
             with progress_reporter("Detecting") as advance:
                 result = run_detect(store, job, engine, progress=advance)
+            session.record_run(store, "detect.run", paths, saved=job.save, findings=len(result.findings))
         base = engine.base
         stats = result.stats
         if json:
