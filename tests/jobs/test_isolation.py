@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 from tianmu.core.config import Settings
 from tianmu.jobs import InProcessRunner, JobStatus, execute_job, get_job, queue
 from tianmu.jobs.handlers import JOB_KINDS, JobContext, JobKind
+from tianmu.jobs.isolation import ProcessLimits, Watch, run_in_child
 from tianmu.jobs.models import Job
 from tianmu.store import Store
 
@@ -250,3 +252,51 @@ def test_a_jobs_process_ends_when_its_runner_is_killed(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def _no_cancel() -> bool:
+    return False
+
+
+def test_a_child_that_never_gets_ready_is_killed_as_stalled() -> None:
+    def hang() -> None:  # as a child stuck on a lock another thread held at the fork
+        time.sleep(3600)
+
+    end = run_in_child(
+        lambda _dispatch: {"status": "done"},
+        ProcessLimits(),
+        Watch(cancelled=_no_cancel),
+        prepare=hang,
+        start_seconds=0.5,
+    )
+    assert (end.status, end.reason) == ("stalled", "the job's process did not start within 0.5 s")
+
+
+def test_a_child_reports_its_end_and_the_jobs_it_queued() -> None:
+    handed: list[str] = []
+
+    def work(dispatch: Callable[[str], None]) -> dict[str, Any]:
+        dispatch("job-1")
+        dispatch("job-2")
+        return {"status": "done", "rules": ["/data/a.yarc"], "pid": os.getpid()}
+
+    end = run_in_child(work, ProcessLimits(), Watch(cancelled=_no_cancel, dispatch=handed.append))
+    assert end.status == "done" and end.report["rules"] == ["/data/a.yarc"]
+    assert end.report["pid"] != os.getpid() and handed == ["job-1", "job-2"]
+
+
+def test_a_child_that_raises_or_exits_is_a_located_failure() -> None:
+    def leave(_dispatch: Callable[[str], None]) -> dict[str, Any]:
+        raise SystemExit("bye")
+
+    end = run_in_child(leave, ProcessLimits(), Watch(cancelled=_no_cancel))
+    assert (end.status, end.reason) == ("crashed", "internal error in the job's process: SystemExit: bye")
+
+    def vanish(_dispatch: Callable[[str], None]) -> dict[str, Any]:
+        os._exit(7)
+
+    end = run_in_child(vanish, ProcessLimits(), Watch(cancelled=_no_cancel))
+    assert (end.status, end.reason) == (
+        "crashed",
+        "the job's process ended with exit code 7 before it reported",
+    )

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tianmu.core.config import Settings
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
 """How often the parent asks whether the job was cancelled (one small SELECT)."""
-START_SECONDS = 30.0
+START_SECONDS = 10.0
 """A child that has not said it is ready by then hangs on a lock inherited from the parent."""
 _POLL_SECONDS = 0.1
 _READY = b"R\n"
@@ -140,6 +141,7 @@ def run_in_child(
     watch: Watch,
     *,
     prepare: Callable[[], None] = lambda: None,
+    start_seconds: float = START_SECONDS,
 ) -> ChildEnd:
     """Fork, run `prepare()` then `work(dispatch)` in the child under `limits`, and watch it to its end.
 
@@ -147,6 +149,7 @@ def run_in_child(
     database. The child talks to the parent through one pipe, a line at a time: ready, each job it
     dispatches, then its report. Never raises for what happens in the child.
     """
+    _warn_when_inheriting_most_of(limits)
     read_end, write_end = os.pipe()
     parent = os.getpid()
     pid = os.fork()
@@ -159,9 +162,33 @@ def run_in_child(
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     try:
-        return _watch(pid, read_end, limits, watch)
+        return _watch(pid, read_end, limits, watch, start_seconds)
     finally:
         os.close(read_end)
+
+
+def _address_space_mib() -> int | None:
+    """This process's address space (VmSize) in MiB, where /proc says it."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") >> 20
+
+
+def _warn_when_inheriting_most_of(limits: ProcessLimits) -> None:
+    # RLIMIT_AS counts what the child inherits (the parent's heap, its threads' stacks and malloc
+    # arenas): a runner grown close to the limit leaves its jobs little, and that must be visible.
+    if limits.memory_mb <= 0:
+        return
+    inherited = _address_space_mib()
+    if inherited is not None and inherited > limits.memory_mb * 3 // 4:
+        log.warning(
+            "this process's address space (%s MiB) is most of the job memory limit (%s MiB, "
+            "TIANMU_JOB_MEMORY_MB): its jobs inherit it and may fail early; raise the limit",
+            inherited,
+            limits.memory_mb,
+        )
 
 
 def _child(
@@ -210,7 +237,7 @@ def _send(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch) -> ChildEnd:
+def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch, start_seconds: float) -> ChildEnd:
     started = time.monotonic()
     deadline = started + limits.timeout_seconds if limits.timeout_seconds > 0 else None
     next_check = started + CHECK_SECONDS
@@ -228,9 +255,9 @@ def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch) -> Chil
         if deadline is not None and now >= deadline:
             _kill(pid)
             return ChildEnd("timeout", limits.time_reason())
-        if not lines.ready and now - started >= START_SECONDS:
+        if not lines.ready and now - started >= start_seconds:
             _kill(pid)
-            return ChildEnd("stalled", f"the job's process did not start within {START_SECONDS:g} s")
+            return ChildEnd("stalled", f"the job's process did not start within {start_seconds:g} s")
         if watch.stopping.is_set():
             _kill(pid)
             return ChildEnd("stopped", "the runner stopped")
