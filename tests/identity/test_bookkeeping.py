@@ -6,10 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from identity_helpers import login_principal
+from identity_helpers import login_principal, make_service
+from sqlalchemy import update
 
 from tianmu.core.clock import ManualClock
-from tianmu.identity import IdentityService, Principal, Role
+from tianmu.identity import IdentityService, Principal, Role, cli_principal
+from tianmu.store.database import Store
+from tianmu.store.schema import identity_tokens
 
 PASSWORD = "correct horse battery"
 
@@ -50,5 +53,22 @@ def test_a_use_not_recorded_under_a_lock_still_authenticates(
     finally:
         other.execute("ROLLBACK")
         other.close()
+    assert svc.token_principal(token).username == "alice"
+    assert _last_used(svc, principal, "ci") == clock.now()
+
+
+def test_a_token_row_locked_by_another_transaction_gives_way_on_both_databases(
+    store: Store, tmp_path: Path, clock: ManualClock
+) -> None:
+    # On PostgreSQL the bookkeeping write waits at most `lock_timeout`, on SQLite the busy timeout.
+    svc = make_service(store, tmp_path / "home", clock)
+    svc.create_tenant("acme")
+    svc.create_user(cli_principal("acme"), "acme", "alice", Role.ADMIN, password=PASSWORD)
+    principal = login_principal(svc, "acme", "alice", PASSWORD)
+    token, record = svc.create_token(principal, "ci")
+    with store.engine.connect() as other, other.begin():
+        other.execute(update(identity_tokens).where(identity_tokens.c.id == record.id).values(name="ci"))
+        assert svc.token_principal(token).username == "alice"
+        assert _last_used(svc, principal, "ci") is None
     assert svc.token_principal(token).username == "alice"
     assert _last_used(svc, principal, "ci") == clock.now()
