@@ -14,6 +14,7 @@ A runner owns what its jobs share for as long as it lives — the loaded malware
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -177,8 +178,10 @@ class InProcessRunner:
         self.workers = workers
         self.tick = tick
         self._lock = threading.Condition()
-        self._waiting: set[str] = set()
-        """Dispatched, not yet claimed by this runner."""
+        self._waiting: dict[str, int] = {}
+        """Dispatched, not yet claimed by this runner: job id → number of its latest dispatch."""
+        self._dispatches = itertools.count()
+        self._claiming = threading.Lock()
         self._running: set[str] = set()
         self._crew: _Crew | None = None
         self._stop = threading.Event()
@@ -193,7 +196,7 @@ class InProcessRunner:
             future = self.futures.get(job_id)
             if future is None or future.done():
                 self.futures[job_id] = Future()
-            self._waiting.add(job_id)
+            self._waiting[job_id] = next(self._dispatches)
             self._ensure_crew()
             self._lock.notify()
 
@@ -212,31 +215,33 @@ class InProcessRunner:
     def _next(self, crew: _Crew, worker: str) -> Job | None:
         """The job this worker runs next (claimed), or None when the crew is told to stop."""
         lease = timedelta(seconds=self.settings.job_lease_seconds)
-        with self._lock:
+        # One claim at a time in this runner, so two of its workers never judge the same job at
+        # once; but not under `_lock`, so a dispatch (an API request) never waits on the database.
+        with self._claiming:
             while True:
-                if crew.abandon.is_set() or (crew.draining.is_set() and not self._waiting):
-                    return None
-                if not self._waiting:
-                    self._lock.wait(self.tick)
-                    continue
-                # Claimed under the lock: two workers of this runner never judge the same job at once.
+                with self._lock:
+                    if crew.abandon.is_set() or (crew.draining.is_set() and not self._waiting):
+                        return None
+                    if not self._waiting:
+                        self._lock.wait(self.tick)
+                        continue
+                    candidates = dict(self._waiting)
                 job = queue.claim_next(
-                    self.store,
-                    worker,
-                    lease,
-                    among=self._waiting,
-                    max_attempts=self.settings.job_max_attempts,
+                    self.store, worker, lease, among=candidates, max_attempts=self.settings.job_max_attempts
                 )
-                if job is not None:
-                    self._waiting.discard(job.id)
-                    self._running.add(job.id)
-                    return job
-                # None of the waiting jobs can be claimed: each is finished, cancelled, or held by
-                # another worker's live lease. Not ours to run, as `execute_job` says of such a job.
-                for job_id in list(self._waiting):
-                    self._waiting.discard(job_id)
-                    if job_id not in self._running:
-                        self._resolve(Outcome(job_id, "skipped"))
+                with self._lock:
+                    if job is not None:
+                        self._waiting.pop(job.id, None)
+                        self._running.add(job.id)
+                        return job
+                    # None of them can be claimed: each is finished, cancelled, or held by another
+                    # worker's live lease — not ours to run, as `execute_job` says of such a job.
+                    # One dispatched again meanwhile (the reaper queued it again) is judged again.
+                    for job_id, dispatched in candidates.items():
+                        if self._waiting.get(job_id) == dispatched:
+                            del self._waiting[job_id]
+                            if job_id not in self._running:
+                                self._resolve(Outcome(job_id, "skipped"))
 
     def _resolve(self, outcome: Outcome) -> None:
         future = self.futures.get(outcome.job_id)
