@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,8 @@ def periodic_jobs(settings: Settings, now: datetime | None = None) -> list[tuple
     return due
 
 
+_ABANDON_SECONDS = 5.0
+"""How long `shutdown(wait=False)` waits for the running jobs' processes to be killed and released."""
 _KEEP_FUTURES = 10_000
 """Job ends an in-process runner remembers for `wait()` before it forgets those already ended."""
 
@@ -296,8 +299,10 @@ class InProcessRunner:
         return self.futures[job_id].result(timeout)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop. `wait`: run the dispatched jobs to their end first; otherwise kill the running jobs'
-        processes and queue their jobs again (the next start takes them from the beginning)."""
+        """Stop. `wait`: run the dispatched jobs to their end first, and return once they have ended.
+        Otherwise return at once: the running jobs' processes are killed and their jobs queued again
+        (the next start takes them from the beginning); a job run in-thread (isolation off) ends
+        when it ends, as a thread cannot be killed."""
         self._stop.set()
         with self._lock:
             crew, self._crew = self._crew, None
@@ -305,8 +310,11 @@ class InProcessRunner:
                 (crew.draining if wait else crew.abandon).set()
             self._lock.notify_all()
         if crew is not None:
+            # Without waiting, still give the watchers a moment to kill their children and queue
+            # the jobs again, before an exiting process takes the threads down mid-way.
+            until = None if wait else time.monotonic() + _ABANDON_SECONDS
             for thread in crew.threads:
-                thread.join()
+                thread.join(None if until is None else max(0.0, until - time.monotonic()))
         if self._housekeeper is not None:
             self._housekeeper.join()
             self._housekeeper = None
