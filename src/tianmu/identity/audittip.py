@@ -102,10 +102,15 @@ def exported_tip(home: Path) -> tuple[int, str]:
     """(seq, hash) of the tip file in the data directory `home`, to send out with alerts.
 
     Without a readable file this is the empty chain's tip, (0, GENESIS): to a receiver that was sent a
-    later tip before, the chain went back, which is what a deleted tip file beside a wiped log means.
+    later tip before, the chain went back, which is what a deleted tip file beside a wiped log means. A
+    hash that is not 64 hex digits is sent as "invalid".
     """
     tip = read_tip(home / TIP_FILE)
-    return (tip.seq, tip.entry_hash) if isinstance(tip, SignedTip) else (0, GENESIS)
+    if not isinstance(tip, SignedTip):
+        return (0, GENESIS)
+    # The file is anyone's with the data directory: what goes into a header or a syslog line is hex.
+    sound = len(tip.entry_hash) == 64 and all(c in "0123456789abcdef" for c in tip.entry_hash)
+    return (tip.seq, tip.entry_hash if sound else "invalid")
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:

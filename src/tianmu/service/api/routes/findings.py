@@ -15,9 +15,10 @@ from fastapi.responses import StreamingResponse
 
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, Severity, TriageStatus
+from tianmu.identity.audittip import exported_tip
 from tianmu.identity.models import Permission, Principal
 from tianmu.service.api.audit import AuditDep
-from tianmu.service.api.context import StoreDep
+from tianmu.service.api.context import SettingsDep, StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import (
     BulkTriage,
@@ -146,7 +147,11 @@ def triage_target(ids: list[int]) -> str:
 
 @router.get("/export", summary="Export the filtered findings (CSV or JSON)")
 def export_findings(
-    store: StoreDep, principal: Reader, filters: Filters, format: ExportFormat = ExportFormat.CSV
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: Reader,
+    filters: Filters,
+    format: ExportFormat = ExportFormat.CSV,
 ) -> StreamingResponse:
     def pages() -> Iterator[FindingPublic]:
         cursor: str | None = None
@@ -157,6 +162,9 @@ def export_findings(
             if cursor is None:
                 return
 
+    # As every alert does, an export carries the audit chain's tip: a copy of its progress kept outside.
+    seq, tip = exported_tip(settings.home)
+    audit_tip = {"X-Tianmu-Audit-Tip": f"seq={seq}; tip={tip}"}
     if format is ExportFormat.JSON:
 
         def as_json() -> Iterator[str]:
@@ -167,7 +175,7 @@ def export_findings(
                 )
             yield "]\n"
 
-        headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.json"'}
+        headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.json"', **audit_tip}
         return StreamingResponse(as_json(), media_type="application/json", headers=headers)
 
     def as_csv() -> Iterator[str]:
@@ -201,7 +209,7 @@ def export_findings(
             buffer.seek(0)
             buffer.truncate()
 
-    headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.csv"'}
+    headers = {"Content-Disposition": 'attachment; filename="tianmu-findings.csv"', **audit_tip}
     return StreamingResponse(as_csv(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
