@@ -207,15 +207,16 @@ def _incidents(app: typer.Typer) -> None:
                 changes = update_incidents(store, tenant, findings, window=span, resolver=resolver)
                 created = {c.incident.id for c in changes if c.created}
                 updated = {c.incident.id for c in changes} - created
-            session.record(
-                "incident.correlate",
-                tenant,
-                store=store,
-                rebuild=rebuild,
-                window_hours=window,
-                created=sorted(created),
-                updated=sorted(updated),
-            )
+            if created or updated:  # a correlation that changed no incident changed nothing
+                session.record(
+                    "incident.correlate",
+                    tenant,
+                    store=store,
+                    rebuild=rebuild,
+                    window_hours=window,
+                    created=sorted(created),
+                    updated=sorted(updated),
+                )
         if json:
             _dump({"created": sorted(created), "updated": sorted(updated)})
             return
