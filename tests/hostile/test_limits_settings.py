@@ -15,12 +15,14 @@ from typer.testing import CliRunner
 
 from tianmu.cli.main import app
 from tianmu.core.config import Settings
+from tianmu.intel.kb import import_feed
 from tianmu.jobs import InProcessRunner, submit_job
 from tianmu.readers.limits import ReadLimits
 from tianmu.road.engines import JobLimits
 from tianmu.store import Store
 from tianmu.store.schema import assessments
 
+DEMO = Path(__file__).resolve().parents[2] / "demo"
 _LONG = 50_000
 """A line over the lowered line limit and far under the default 1 MiB."""
 
@@ -82,6 +84,21 @@ def test_detect_takes_the_limits_from_the_environment(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert any("auth.log:4: line longer than 4096 bytes (skipped)" in e for e in report["errors"])
     assert any("the first 5 are findings (limit max_findings_per_rule)" in n for n in report["notes"])
+
+
+def test_intel_match_takes_the_line_limit_from_the_environment(tmp_path: Path) -> None:
+    logs = _logs(tmp_path / "logs")
+    home = tmp_path / "home"
+    env = _env(home, line_bytes=4096)
+    home.mkdir()
+    store = Store(f"sqlite:///{home / 'tianmu.db'}")
+    try:
+        import_feed(store, DEMO / "kb" / "intel", home=home)
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["intel", "match", str(logs), "--json"], env=env)
+    assert result.exit_code in (0, 1), result.output
+    assert "auth.log:4: line longer than 4096 bytes (skipped)" in result.output
 
 
 def test_an_assess_job_takes_the_limits_from_the_runners_settings(

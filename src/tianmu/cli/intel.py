@@ -20,6 +20,7 @@ from tianmu.intel.attack import technique_info
 from tianmu.intel.engine import IntelMatcher
 from tianmu.intel.kb import import_feed
 from tianmu.intel.taxii import pull_into
+from tianmu.road.engines import JobLimits
 from tianmu.road.logs import run_intel_match
 from tianmu.store.knowledge import ImportReport
 
@@ -163,7 +164,10 @@ def register(app: typer.Typer) -> None:
         session = CliSession.of(ctx)
         conf = session.settings
         with session.store() as store, progress_reporter("Matching") as advance:
-            matched = run_intel_match(store, paths, tenant=conf.tenant, home=conf.home, progress=advance)
+            limits = JobLimits.from_settings(conf)
+            matched = run_intel_match(
+                store, paths, tenant=conf.tenant, home=conf.home, progress=advance, limits=limits
+            )
             session.record_run(store, "intel.match", paths, findings=len(matched.findings))
         findings, errors = matched.findings, matched.errors
         for error in errors:
