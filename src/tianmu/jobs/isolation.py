@@ -242,10 +242,19 @@ def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch, start_s
     deadline = started + limits.timeout_seconds if limits.timeout_seconds > 0 else None
     next_check = started + CHECK_SECONDS
     lines = _Lines(watch.dispatch)
+    # poll, not select: a busy service's descriptors pass select's limit of 1024.
+    poller = select.poll()
+    poller.register(read_end, select.POLLIN)
+    open_ = True
     while True:
-        readable, _, _ = select.select([read_end], [], [], _POLL_SECONDS)
-        if readable:
-            lines.feed(os.read(read_end, 65536))
+        if not open_:
+            time.sleep(_POLL_SECONDS)
+        elif poller.poll(_POLL_SECONDS * 1000):
+            chunk = os.read(read_end, 65536)
+            if not chunk:  # every writer closed: the child is ending; wait for it without spinning
+                poller.unregister(read_end)
+                open_ = False
+            lines.feed(chunk)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             lines.feed(_drain(read_end))
