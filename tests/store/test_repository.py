@@ -19,6 +19,7 @@ from tianmu.core.models import (
     TriageStatus,
     utcnow,
 )
+from tianmu.core.serialize import component_to_dict
 from tianmu.store import Store
 from tianmu.store.repository import count_assessments, list_findings, save_assessment, set_status
 from tianmu.store.schema import assessments, components
@@ -154,3 +155,18 @@ def test_filters(store: Store) -> None:
     assert [s.finding.rule_id for s in high] == ["PYSEC-2021-98"]
     assert list_findings(store, "default", kinds=[FindingKind.MALWARE]) == []
     assert len(list_findings(store, "default", statuses=[TriageStatus.OPEN], limit=1)) == 1
+
+
+def test_the_os_package_that_owns_a_component_is_kept_with_its_findings(store: Store) -> None:
+    owned = replace(
+        DJANGO,
+        name="cryptography",
+        version="38.0.4",
+        purl="pkg:pypi/cryptography@38.0.4",
+        distro_package="Debian/python3-cryptography@38.0.4-3+deb12u1",
+    )
+    save_assessment(store, assessment(vuln("GHSA-x4qr-2fvf-3mr5", owned), comps=(owned,)))
+    (stored,) = list_findings(store, "default")
+    assert stored.finding.component is not None
+    assert stored.finding.component.distro_package == "Debian/python3-cryptography@38.0.4-3+deb12u1"
+    assert component_to_dict(owned)["distro_package"] == "Debian/python3-cryptography@38.0.4-3+deb12u1"

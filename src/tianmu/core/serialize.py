@@ -168,6 +168,7 @@ def component_to_dict(component: Component) -> dict[str, Any]:
         "direct": component.direct,
         "source_name": component.source_name,
         "distro_release": component.distro_release,
+        "distro_package": component.distro_package,
     }
 
 

@@ -116,6 +116,7 @@ def _component_json(component: Component | None) -> dict[str, Any] | None:
         "source_name": component.source_name,
         "distro_release": component.distro_release,
         "direct": component.direct,
+        "distro_package": component.distro_package,
     }
     return dict(jsonable(values))
 
@@ -133,6 +134,7 @@ def _component_from_json(data: dict[str, Any] | None) -> Component | None:
         source_name=data.get("source_name"),
         distro_release=data.get("distro_release"),
         direct=data.get("direct"),
+        distro_package=data.get("distro_package"),
     )
 
 
