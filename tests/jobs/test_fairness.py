@@ -7,31 +7,19 @@ waited behind every job tenant A had queued before it (a 2 GiB log upload made e
 
 from __future__ import annotations
 
-import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import update
 
 from tianmu.core.config import Settings
 from tianmu.jobs import InProcessRunner, JobStatus, get_job, queue
-from tianmu.jobs.handlers import JOB_KINDS, JobContext, JobKind
 from tianmu.store import Store
 from tianmu.store.schema import jobs
 
 LEASE = timedelta(seconds=30)
-
-
-def _any(params: dict[str, Any]) -> dict[str, Any]:
-    return params
-
-
-def _quick(ctx: JobContext) -> dict[str, Any]:
-    return {"pid": os.getpid()}
-
-
-KINDS = {**JOB_KINDS, "quick": JobKind("quick", "ends at once", _any, _quick)}
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cli"
 
 
 def test_the_tenant_with_fewest_running_jobs_goes_first(store: Store) -> None:
@@ -74,9 +62,11 @@ def test_the_in_process_runner_does_not_make_one_tenant_wait_for_anothers_queue(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path / "home", database_url="unused", job_lease_seconds=5)
-    a_jobs = [queue.submit(sqlite_store, "quick", {}, tenant="a")[0] for _ in range(5)]
-    b_job, _ = queue.submit(sqlite_store, "quick", {}, tenant="b")
-    runner = InProcessRunner(sqlite_store, settings, workers=1, kinds=KINDS)
+    target = shutil.copytree(FIXTURES / "target", tmp_path / "target")
+    params = {"path": str(target), "engines": []}
+    a_jobs = [queue.submit(sqlite_store, "assess", params, tenant="a")[0] for _ in range(5)]
+    b_job, _ = queue.submit(sqlite_store, "assess", params, tenant="b")
+    runner = InProcessRunner(sqlite_store, settings, workers=1)
     try:
         runner.start()  # takes up what is queued, as a restarted service does
         for job in [*a_jobs, b_job]:
