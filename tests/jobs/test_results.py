@@ -74,6 +74,7 @@ def test_a_job_that_read_nothing_fails_with_the_reason_and_stores_nothing(
     assert "none of the 1 inventory file(s) could be read" in job.error
     assert "bom.cdx.json:1: invalid JSON" in job.error
     assert job.result is not None and job.result["components"] == 0 and job.error_count == 1
+    assert not job.partial  # nothing was read: failed, not partly done
     with sqlite_store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(assessments)).scalar() == 0
 

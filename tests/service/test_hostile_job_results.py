@@ -56,6 +56,7 @@ def test_an_unreadable_sbom_upload_fails_with_the_reason(client: tuple[TestClien
     assert "bom.cdx.json:1: invalid JSON" in str(job["error"])
     result = job["result"]
     assert isinstance(result, dict) and result["components"] == 0 and result["error_count"] == 1
+    assert result["partial"] is False
 
 
 def test_a_partly_read_job_is_done_and_partial(client: tuple[TestClient, Platform], server: Path) -> None:

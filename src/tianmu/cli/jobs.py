@@ -47,7 +47,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 def _status(job: Job) -> str:
     """The state as users should read it: a `done` that read only part of its input says so."""
-    if job.partial:
+    if job.partial and job.status is JobStatus.DONE:
         return f"{job.status.value} (partial: {job.error_count} error(s))"
     return job.status.value
 

@@ -149,13 +149,15 @@ FIRST_ERRORS = 10
 """Errors a job's result quotes (the count is of them all; the assessment or report holds every one)."""
 
 
-def honest(result: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+def honest(result: dict[str, Any], errors: list[str], *, read_nothing: bool = False) -> dict[str, Any]:
     """`result` with what went wrong in it: `error_count`, the first errors, and `partial`.
 
     A job whose handler read something but not everything is `done` and `partial`: the user sees on
-    the job, not only deep in the stored assessment, that its counts are not the whole story.
+    the job, not only deep in the stored assessment, that its counts are not the whole story. One that
+    read nothing (`read_nothing`) is failed, not partial.
     """
-    return {**result, "error_count": len(errors), "errors": errors[:FIRST_ERRORS], "partial": bool(errors)}
+    partial = bool(errors) and not read_nothing
+    return {**result, "error_count": len(errors), "errors": errors[:FIRST_ERRORS], "partial": partial}
 
 
 def _run_assess(ctx: JobContext) -> dict[str, Any]:
@@ -196,7 +198,7 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
     except UnreadableTarget as exc:
         raise JobFailed(
             f"{exc}: " + "; ".join(exc.errors[:FIRST_ERRORS]) if exc.errors else str(exc),
-            honest({"components": 0, "findings": 0}, exc.errors),
+            honest({"components": 0, "findings": 0}, exc.errors, read_nothing=True),
         ) from exc
     # The job was marked done with this summary inside the transaction that stored the assessment.
     return dict(ctx.result) or honest(
@@ -208,8 +210,9 @@ def _kb_result(reports: list[ImportReport]) -> dict[str, Any]:
     """The import reports, with their errors counted; failed when no source gave anything usable."""
     errors = [f"{r.source}: {e}" for r in reports for e in r.errors]
     errors += [f"{r.source}: {r.status}" for r in reports if r.status in _UNUSABLE and not r.errors]
-    result = honest({"reports": [r.as_dict() for r in reports]}, errors)
-    if reports and all(r.status in _UNUSABLE for r in reports):
+    nothing = bool(reports) and all(r.status in _UNUSABLE for r in reports)
+    result = honest({"reports": [r.as_dict() for r in reports]}, errors, read_nothing=nothing)
+    if nothing:
         raise JobFailed("nothing could be imported: " + "; ".join(errors[:FIRST_ERRORS]), result)
     return result
 
