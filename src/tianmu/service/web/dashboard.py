@@ -8,7 +8,7 @@ trend and htmx only to spare full reloads. Forms that change data (triage) carry
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -33,6 +33,7 @@ from tianmu.service.api.resources import finding_public
 from tianmu.service.api.routes.findings import FindingFilters, triage_target
 from tianmu.service.api.routes.overview import overview_numbers
 from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, gettext_for, translations
+from tianmu.service.web.unscored import is_unscored_item, open_unscored_by_severity, unscored_page
 from tianmu.situation.repository import find_incident, load_incidents, posture_history
 from tianmu.situation.trace import trace
 from tianmu.store.queries import (
@@ -75,6 +76,8 @@ def is_web_link(value: object) -> bool:
 
 
 templates.env.tests["web_link"] = is_web_link
+# Wherever a severity is shown, an advisory that published none reads as unscored (`web/unscored.py`).
+templates.env.tests["unscored"] = is_unscored_item
 router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[Principal, Depends(require(Permission.SITUATION_READ))]
@@ -133,13 +136,15 @@ def overview_page(request: Request, store: StoreDep, principal: Reader) -> HTMLR
         "dashboard/overview.html",
         "overview",
         numbers=overview_numbers(store, principal.tenant),
+        unscored=open_unscored_by_severity(store, principal.tenant),
         posture=posture,
         posture_json=json.dumps([p.as_dict() for p in posture]).replace("</", "<\\/"),
     )
 
 
-def _query_string(params: Mapping[str, Any]) -> str:
-    pairs = [(k, v) for k, v in params.items() if k not in ("cursor", "lang", "done") and v not in ("", None)]
+def _query_string(params: Iterable[tuple[str, Any]]) -> str:
+    # Pairs, not a dict: a filter may repeat (severity=high&severity=critical) and every value counts.
+    pairs = [(k, v) for k, v in params if k not in ("cursor", "lang", "done") and v not in ("", None)]
     return urlencode(pairs)
 
 
@@ -150,13 +155,20 @@ def findings_page(
     principal: FindingsReader,
     filters: Annotated[FindingFilters, Depends()],
     cursor: str | None = None,
+    unscored: bool = False,
 ) -> HTMLResponse:
     try:
-        page = find_findings(store, principal.tenant, filters.query, limit=50, cursor=cursor)
+        if unscored:
+            page = unscored_page(store, principal.tenant, filters.query, limit=50, cursor=cursor)
+        else:
+            page = find_findings(store, principal.tenant, filters.query, limit=50, cursor=cursor)
     except InputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     q = filters.query
-    query_string = _query_string(dict(request.query_params.multi_items()))
+    params = request.query_params.multi_items()
+    query_string = _query_string(params)
+    # The API's export knows no unscored filter: its links carry the other filters, and the page says so.
+    export_query = _query_string([(k, v) for k, v in params if k != "unscored"])
     return _render(
         request,
         principal,
@@ -174,8 +186,10 @@ def findings_page(
             "sort": q.sort.value,
             "asset_id": q.asset_id,
             "kev": q.kev,
+            "unscored": unscored,
         },
         query_string=query_string,
+        export_query=export_query,
         back="/findings?" + query_string,
         can_triage=can(principal, Permission.FINDINGS_TRIAGE),
     )
