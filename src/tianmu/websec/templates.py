@@ -28,13 +28,21 @@ with `tianmu web --templates DIR`.
         words: ["text/html"]
         negative: true                    # true: the matcher holds when it does NOT match
 
-Errors name the file and line (`checks/x.yaml:7: matchers[1]: unknown type 'words'`); a directory is
-loaded with the bad templates reported and the good ones kept.
+Errors name the file, line and template (`checks/x.yaml:7: template 'x': matchers[1]: unknown type
+'words'`); a directory is loaded with the bad templates reported and the good ones kept.
+
+Regular expressions are written in Python's syntax and matched with RE2 (`tianmu.core.regex`), in time
+linear in the answer: the answer is the scanned site's, and a template may be imported from anywhere, so
+`(a+)+b` against a long body must not keep the check busy for hours. An expression RE2 cannot take
+(back-references, look-around, atomic groups, possessive quantifiers) refuses its template with the
+reason, at load; it is never matched by a backtracking engine. A matcher's expressions are searched in
+multi-line mode (`^` and `$` at every line), case-insensitively with `case-insensitive: true`.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,7 @@ import yaml
 
 from tianmu.core.errors import ParseError
 from tianmu.core.models import FindingKind, Severity
+from tianmu.core.regex import LinearPattern, UnsafePattern, compile_linear
 from tianmu.websec.client import WebResponse
 
 __all__ = [
@@ -76,7 +85,7 @@ class Matcher:
     type: str
     part: str = "body"
     words: tuple[str, ...] = ()
-    regex: tuple[re.Pattern[str], ...] = ()
+    regex: tuple[LinearPattern, ...] = ()
     status: tuple[int, ...] = ()
     name: str | None = None
     condition: str = "or"
@@ -106,7 +115,7 @@ class Matcher:
                     results = [w in hay for w in needle]
                     hit = all(results) if self.condition == "and" else any(results)
             else:
-                results = [p.search(text) is not None for p in self.regex]
+                results = [p.search(text) for p in self.regex]
                 hit = all(results) if self.condition == "and" else any(results)
         return hit != self.negative
 
@@ -163,6 +172,24 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     raise ValueError(f"{what} must be a string or a list of strings")
 
 
+def _regex(source: str, flags: int) -> LinearPattern:
+    try:
+        # Python's compiler says whether the expression is valid in the syntax templates are written in
+        # (compiling does not backtrack); RE2 then says whether it can be matched in linear time. Its
+        # warning of `[[` would say no more than the refusal below.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
+            re.compile(source, flags)
+    except re.error as exc:
+        raise ValueError(f"bad regex {source!r}: {exc}") from exc
+    try:
+        return compile_linear(source, flags)
+    except UnsafePattern as exc:
+        raise ValueError(
+            f"regex {source!r} refused: RE2 (linear-time matching) cannot take it: {exc}"
+        ) from exc
+
+
 def _matcher(raw: Any) -> Matcher:
     if not isinstance(raw, dict):
         raise ValueError("a matcher must be a mapping")
@@ -178,7 +205,7 @@ def _matcher(raw: Any) -> Matcher:
     insensitive = bool(raw.get("case-insensitive", False))
     status: tuple[int, ...] = ()
     words: tuple[str, ...] = ()
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[LinearPattern, ...] = ()
     if kind == "status":
         values = raw.get("status")
         if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
@@ -188,10 +215,7 @@ def _matcher(raw: Any) -> Matcher:
         words = _strings(raw.get("words"), "words")
     elif kind == "regex":
         flags = re.MULTILINE | (re.IGNORECASE if insensitive else 0)
-        try:
-            patterns = tuple(re.compile(p, flags) for p in _strings(raw.get("regex"), "regex"))
-        except re.error as exc:
-            raise ValueError(f"bad regex: {exc}") from exc
+        patterns = tuple(_regex(p, flags) for p in _strings(raw.get("regex"), "regex"))
     else:
         if not isinstance(raw.get("name"), str):
             raise ValueError("a header matcher needs `name`")
@@ -285,7 +309,7 @@ def parse_template(text: str, source: str) -> CheckTemplate:
         try:
             matchers.append(_matcher(raw))
         except ValueError as exc:
-            raise fail(f"matchers[{index}]: {exc}", f"matchers[{index}]") from exc
+            raise fail(f"template {data['id']!r}: matchers[{index}]: {exc}", f"matchers[{index}]") from exc
     condition = data.get("matchers-condition", "and")
     if condition not in ("and", "or"):
         raise fail("matchers-condition must be and/or", "matchers-condition")
