@@ -6,6 +6,10 @@ answers from the findings, with every assumption written here and in docs/risk.m
 - Each open finding gets an annual probability of leading to a loss, p:
   - a vulnerability with an EPSS probability (30-day) → 1 − (1 − EPSS)¹² ; listed in KEV → at least
     0.3; neither → by severity (critical 0.10, high 0.05, medium 0.02, low 0.005, info 0);
+  - an unscored vulnerability (its advisory publishes no severity, `risk.is_unscored`) that neither
+    KEV nor EPSS ranked → 0.0133, the medium 0.02 scaled as the risk model scales its base (30 against
+    45): its `medium` is a default, not a rating, and must not weigh as one. Ranked by KEV or EPSS, it
+    takes that rank's probability and the KEV floor or EPSS formula as any vulnerability;
   - internet-facing exposure keeps p; an asset tagged internal halves it (not for observed
     activity below: that is already happening);
   - observed activity (detection, malware, intel hit) → 0.9 for high and critical, 0.5 for medium,
@@ -32,9 +36,17 @@ from typing import Any
 
 from tianmu.core.models import Asset, Finding, FindingKind, Severity, TriageStatus
 
+from .risk import SEVERITY_BASE, UNSCORED_BASE, is_unscored
 from .tactics import TechniqueResolver, finding_tactics
 
-__all__ = ["CATEGORIES", "DEFAULT_ASSET_VALUES", "CategoryExposure", "InsuranceSummary", "insurance_summary"]
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_ASSET_VALUES",
+    "UNSCORED_P",
+    "CategoryExposure",
+    "InsuranceSummary",
+    "insurance_summary",
+]
 
 CATEGORIES = ("ransomware", "data-breach", "account-takeover", "business-interruption")
 DEFAULT_ASSET_VALUES = {1: 10_000.0, 2: 50_000.0, 3: 250_000.0, 4: 1_000_000.0, 5: 5_000_000.0}
@@ -45,6 +57,9 @@ _SEVERITY_P = {
     Severity.LOW: 0.005,
     Severity.INFO: 0.0,
 }
+UNSCORED_P = _SEVERITY_P[Severity.MEDIUM] * UNSCORED_BASE / SEVERITY_BASE[Severity.MEDIUM]
+"""The annual probability of an unscored vulnerability no KEV or EPSS ranked (module docstring)."""
+_RANKED = frozenset({"kev", "epss"})
 _KEV_FLOOR = 0.3
 _OBSERVED = frozenset({FindingKind.DETECTION, FindingKind.MALWARE, FindingKind.INTEL})
 _DRIVERS = 3
@@ -90,6 +105,8 @@ def _probability(finding: Finding, asset: Asset) -> float:
             return 0.9
         return 0.5 if finding.severity is Severity.MEDIUM else 0.2
     p = _SEVERITY_P[finding.severity]
+    if is_unscored(finding) and finding.data.get("severity_source") not in _RANKED:
+        p = UNSCORED_P
     epss = finding.data.get("epss") if finding.kind is FindingKind.VULNERABILITY else None
     if isinstance(epss, int | float) and not isinstance(epss, bool):
         p = 1.0 - (1.0 - max(0.0, min(1.0, float(epss)))) ** 12
