@@ -6,7 +6,9 @@ file that no reader understands is read again from its start on the same open fi
 for the engines that look for indicators in any text; so are the lines a reader could not parse (a mixed
 file: an access log followed by free text), as `text` events among the stream's events. Reading is
 bounded by `ReadLimits` (line size, decompressed size and ratio, EVTX spool); damage in one file stops
-that file's stream with a located error, never the pass. The live monitor feeds the same sinks.
+that file's stream with a located error, never the pass. A file deleted since the walk listed it (a
+live system changes as it is assessed) is counted in one note, not reported as an error per file. The
+live monitor feeds the same sinks.
 
 Large inputs are split into contiguous groups of files, each group parsed in a forked worker with its
 own sinks (the engines' compiled rules are inherited, never pickled); the partials come back in file
@@ -49,23 +51,35 @@ def run_event_pass(
         workers = min(len(files), os.cpu_count() or 1) if size > PARALLEL_FROM else 1
     groups = _groups(files, workers * _GROUPS_PER_WORKER if workers > 1 else 1)
 
-    def parse_group(group: Sequence[CollectedFile]) -> list[Any]:
+    def parse_group(group: Sequence[CollectedFile]) -> tuple[list[Any], int]:
         sinks = [engine.open(job) for engine in engines]
+        vanished = 0
         for file in group:
             if job.progress is not None and workers == 1:
                 job.progress(file.relpath)
+            if not os.path.lexists(file.path):
+                # Deleted since the walk listed it (a live system: a database's files, temporary
+                # folders): counted once in a note, not one "cannot open" error per file.
+                vanished += 1
+                continue
             _parse_file(file, sinks, limits)
-        return [sink.partial() for sink in sinks]
+        return [sink.partial() for sink in sinks], vanished
 
     per_group: list[list[Any]] = []
-    for done in fork_map(parse_group, groups, workers):
-        per_group.append(done)
+    vanished = 0
+    for partials, gone in fork_map(parse_group, groups, workers):
+        per_group.append(partials)
+        vanished += gone
         if job.progress is not None and workers > 1:
             job.progress(f"{len(per_group)}/{len(groups)} groups of logs")
-    return [
+    results = [
         engine.combine([partials[index] for partials in per_group], job)
         for index, engine in enumerate(engines)
     ]
+    if vanished:
+        # One note for the pass, on the first engine's result: the assessment's notes are one list.
+        results[0].notes.append(f"logs: {vanished} file(s) vanished between the walk and their reading")
+    return results
 
 
 def _parse_file(file: CollectedFile, sinks: Sequence[EventSink], limits: ReadLimits) -> None:
