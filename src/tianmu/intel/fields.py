@@ -3,16 +3,20 @@
 The matcher asks these helpers what a field value stands for (`observations("dst_ip", "1.2.3.4")` is an
 address; a URL field is also its host; Sysmon's `Hashes` is several digests), and compiles the
 file-name expressions of the base into one RE2 set.
+
+The file-name expressions (LOKI's filename IOCs and their false-positive expressions, STIX or MISP
+`filename` indicators) are a feed's, and the path is the attacker's: they are matched with RE2
+(`tianmu.core.regex`), in time linear in the path. An expression RE2 cannot take (back-reference,
+look-around, atomic group, possessive quantifier) is refused with its reason when the set is built
+(`PathPatterns.refused`) and never matched, by RE2 or by a backtracking engine.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import re2
-
+from tianmu.core.regex import LinearSet, UnsafePattern, compile_linear, compile_set
 from tianmu.intel.models import IntelRecord
 from tianmu.intel.normalize import NormalizeError, classify
 
@@ -21,6 +25,7 @@ __all__ = [
     "FIELD_KINDS",
     "HASH_BY_LENGTH",
     "PATH_FIELDS",
+    "PathPatterns",
     "compile_path_set",
     "event_entities",
     "excluded",
@@ -59,32 +64,45 @@ FIELD_KINDS: dict[str, str] = {
 ALL_FIELDS = IP_FIELDS + DOMAIN_FIELDS + URL_FIELDS + UA_FIELDS + HASH_FIELDS
 
 
-def compile_path_set(patterns: list[str]) -> Callable[[str], list[str]]:
-    """One RE2 set over every filename expression (a single automaton, no loop over indicators);
-    the rare expression RE2 cannot take (look-arounds, back-references) is tried with `re`."""
+@dataclass(frozen=True, slots=True)
+class PathPatterns:
+    """The filename expressions of a base in one RE2 set; called with a path, the expressions in it."""
+
+    matcher: LinearSet
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """`filename` indicators RE2 cannot take, each with the located reason; none of them matches."""
+        why = "refused: RE2 (linear-time matching) cannot take it"
+        return {
+            pattern: f"filename indicator {pattern!r} {why}: {reason}"
+            for pattern, reason in self.matcher.refused.items()
+        }
+
+    def __call__(self, text: str) -> list[str]:
+        return self.matcher.search(text)
+
+
+def compile_path_set(patterns: list[str]) -> PathPatterns:
+    """One RE2 set over every filename expression (a single automaton, no loop over indicators)."""
     # Case-sensitive, as LOKI matches them: the lists carry upper- and lower-case variants on purpose.
-    options = re2.Options()
-    regex_set = re2.Set.SearchSet(options)
-    in_set: list[str] = []
-    fallback: list[re.Pattern[str]] = []
-    for pattern in patterns:
-        try:
-            regex_set.Add(pattern)
-            in_set.append(pattern)
-        except Exception:  # re2 signals an unsupported expression with a bare error class
-            fallback.append(re.compile(pattern))
-    regex_set.Compile()
-
-    def match(text: str) -> list[str]:
-        hits = [in_set[i] for i in regex_set.Match(text) or ()] if in_set else []
-        return hits + [p.pattern for p in fallback if p.search(text)]
-
-    return match
+    return PathPatterns(compile_set(patterns))
 
 
 def excluded(record: IntelRecord, text: str) -> bool:
-    """LOKI's third field: a path that also matches the false-positive expression is no hit."""
-    return any(label.startswith("exclude:") and re.search(label[8:], text) for label in record.labels)
+    """LOKI's third field: a path that also matches the false-positive expression is no hit.
+
+    An exclusion RE2 cannot take excludes nothing: the hit is reported rather than hidden by an
+    expression that cannot be evaluated in linear time.
+    """
+    for label in record.labels:
+        if label.startswith("exclude:"):
+            try:
+                if compile_linear(label[8:]).search(text):
+                    return True
+            except UnsafePattern:
+                continue
+    return False
 
 
 def url_key_of(url: str) -> str:
