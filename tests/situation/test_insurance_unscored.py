@@ -30,9 +30,9 @@ def _breach(*findings: Finding) -> tuple[float, float]:
 def test_an_unscored_advisory_weighs_less_than_a_rated_medium() -> None:
     assert round(UNSCORED_P, 6) == round(0.02 * 30 / 45, 6)
     rated = _breach(_vuln("GHSA-x", Severity.MEDIUM, severity_source="ghsa"))
-    assert rated == (pytest.approx(0.02), pytest.approx(0.02 * VALUE))
+    assert rated == pytest.approx((0.02, 0.02 * VALUE))
     unscored = _breach(_vuln("GO-2099-0001", Severity.MEDIUM, unscored=True, severity_source="unknown"))
-    assert unscored == (pytest.approx(UNSCORED_P), pytest.approx(UNSCORED_P * VALUE))
+    assert unscored == pytest.approx((UNSCORED_P, UNSCORED_P * VALUE))
     # Stored before the flag existed: the unknown severity source says the same.
     legacy = _breach(_vuln("GO-2099-0002", Severity.MEDIUM, severity_source="unknown"))
     assert legacy[0] == pytest.approx(UNSCORED_P)
