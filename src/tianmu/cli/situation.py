@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from tianmu.cli.main import cli_errors
 from tianmu.cli.session import CliSession
 from tianmu.core.errors import InputError
 from tianmu.core.models import FindingKind, TriageStatus
+from tianmu.identity.audittip import exported_tip
 from tianmu.readers import iter_events
 from tianmu.reports.json_report import incident_to_dict
 from tianmu.road.evidence import quarantine_lookup
@@ -296,8 +298,15 @@ def _evidence(app: typer.Typer) -> None:
             findings = [r.finding for r in list_findings(store, config.tenant)]
         target = output or Path(f"{incident.id}.zip")
         signer = load_signer(config.home)
+        # The bundle records how far the audit chain had gone (read from the signed tip file).
         manifest = export_bundle(
-            incident, findings, target, signer, roots=root or [], quarantine=quarantine_lookup(config.home)
+            incident,
+            findings,
+            target,
+            signer,
+            roots=root or [],
+            quarantine=quarantine_lookup(config.home),
+            audit_tip=partial(exported_tip, config.home),
         )
         # Evidence leaving the platform is part of its chain of custody: who exported what, where.
         session.record(
@@ -308,7 +317,8 @@ def _evidence(app: typer.Typer) -> None:
             missing=len(manifest["missing"]),
         )
         err_console.print(
-            f"{target}: {len(manifest['files'])} file(s), signed with {signer.algorithm}"
+            f"{target}: {len(manifest['files'])} file(s), signed with {signer.algorithm}, "
+            + _tip_text(manifest["audit_tip"])
             + (
                 f"; {len(manifest['missing'])} record(s) could not be collected"
                 if manifest["missing"]
@@ -343,14 +353,22 @@ def _evidence(app: typer.Typer) -> None:
         elif report.ok:
             out_console.print(
                 f"[bold green]verified[/] {bundle}: incident {report.incident}, {report.files} file(s), "
-                f"{report.algorithm} key {report.key_id}"
-                + ("" if trusted else " (key not pinned: pass --key to check who signed)")
+                f"{report.algorithm} key {report.key_id}, {_tip_text(report.audit_tip)}"
+                + ("" if trusted else " (key not pinned: pass --key to check who signed)"),
+                highlight=False,
             )
         else:
-            out_console.print(f"[bold red]NOT verified[/] {bundle}")
+            out_console.print(f"[bold red]NOT verified[/] {bundle} ({_tip_text(report.audit_tip)})")
             for problem in report.problems:
                 out_console.print(f"  - {problem}", highlight=False)
         raise typer.Exit(ExitCode.OK if report.ok else ExitCode.FINDINGS)
+
+
+def _tip_text(tip: dict[str, Any] | None) -> str:
+    """How far the audit chain had gone when a bundle was made, as its manifest says."""
+    if tip is None:
+        return "no audit tip recorded"
+    return f"audit chain at entry {tip['seq']} ({tip['hash'][:16]})"
 
 
 def _risk(app: typer.Typer) -> None:

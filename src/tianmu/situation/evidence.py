@@ -4,8 +4,8 @@ A bundle holds the incident, its findings, the raw records they rest on (log lin
 XML, the event a detection kept) and file samples (the quarantined copy when there is one — still
 SM4-sealed, with its index entry — else the file itself when its SHA-256 still matches), plus
 
-- `manifest.json`: every other member's name, size and SM3 digest, the incident id and what could not
-  be collected and why;
+- `manifest.json`: every other member's name, size and SM3 digest, the incident id, what could not
+  be collected and why, and the audit chain's tip when the bundle was made (`audit_tip`: seq and hash);
 - `signature.json`: an SM2 signature (GB/T 32918, via `tianmu.gmcrypto`) over the exact manifest bytes
   and the signer's public key; Ed25519 (via `cryptography`) when SM2 is unavailable on the machine.
 
@@ -15,6 +15,11 @@ byte fails — in a member, the manifest, the signature or the zip headers. A bu
 only if the verifier pins the public key (`trusted_key`): an attacker can re-sign a forged bundle with
 a key of their own, so `tianmu evidence verify --key` (with the public key the installation writes,
 `tianmu.situation.evidencekeys`) is what an investigator uses.
+
+The audit tip is signed with the rest of the manifest: a bundle records how far the platform's audit
+chain had gone when it was made, so an investigator holding it can tell a later log that was cut back
+before that entry. The tip belongs to identity, which the situation floor may not import; the caller
+(the CLI) gives it as a plain (seq, hash) or a callable read just before signing, as alerts take it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +45,7 @@ from tianmu.gmcrypto import digest
 from tianmu.situation.evidencekeys import EvidenceSigner, load_signer, public_key_der, verify_signature
 
 __all__ = [
+    "AuditTipInput",
     "BundleReport",
     "EvidenceSigner",
     "QuarantineLookup",
@@ -54,6 +61,11 @@ SIGNATURE = "signature.json"
 MAX_SAMPLE = 64 * 1024 * 1024
 """Larger files are named in the manifest's `missing` list instead of copied."""
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+AuditTipInput = tuple[int, str] | Callable[[], tuple[int, str]]
+"""The audit chain's (seq, hash), or what reads it (`tianmu.identity.audittip.exported_tip` of the
+data directory, bound by the CLI)."""
 
 
 QuarantineLookup = Callable[[str], Sequence[tuple[str, Path]]]
@@ -64,6 +76,25 @@ composes both (`tianmu.road.evidence`) supplies it; `folder_quarantine` is the p
 
 def _sm3(data: bytes) -> str:
     return digest(data).hex()
+
+
+def _tip_record(tip: AuditTipInput) -> dict[str, Any]:
+    seq, entry_hash = tip() if callable(tip) else tip
+    # The tip file can be edited by whoever holds the data directory: an odd hash is signed as
+    # "invalid" rather than carried into the manifest as if it were one.
+    return {"seq": int(seq), "hash": entry_hash if _HASH.fullmatch(str(entry_hash)) else "invalid"}
+
+
+def _read_tip(value: object) -> dict[str, Any] | None:
+    """The manifest's `audit_tip` as written by `export_bundle`, or None when it is not of that shape."""
+    if not isinstance(value, dict) or set(value) != {"seq", "hash"}:
+        return None
+    seq, entry_hash = value["seq"], value["hash"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not isinstance(entry_hash, str):
+        return None
+    if entry_hash != "invalid" and not _HASH.fullmatch(entry_hash):
+        return None
+    return {"seq": seq, "hash": entry_hash}
 
 
 # --- writing --------------------------------------------------------------------------------------------
@@ -233,12 +264,14 @@ def export_bundle(
     *,
     roots: Sequence[Path] = (),
     quarantine: QuarantineLookup | None = None,
+    audit_tip: AuditTipInput | None = None,
 ) -> dict[str, Any]:
     """Write the incident's bundle to `output`; returns the manifest.
 
     `findings` are the incident's findings (others are ignored); `roots` are folders relative evidence
     paths are resolved against (besides a directory asset's own root); `quarantine` finds the
-    quarantined copy of a sample, carried instead of the file itself.
+    quarantined copy of a sample, carried instead of the file itself; `audit_tip` is the audit chain's
+    tip to sign into the manifest (read last, just before signing, when it is a callable).
     """
     wanted = set(incident.finding_fingerprints)
     chosen = [f for f in findings if f.fingerprint in wanted]
@@ -279,7 +312,7 @@ def export_bundle(
         missing.extend(lost)
     for fp in sorted(wanted - {f.fingerprint for f in chosen}):
         missing.append({"fingerprint": fp, "reason": "finding not in the store any more"})
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "incident": incident.id,
         "tenant": incident.tenant,
@@ -288,6 +321,8 @@ def export_bundle(
         "files": [{"name": name, "size": len(data), "sm3": _sm3(data)} for name, data in members],
         "missing": missing,
     }
+    if audit_tip is not None:
+        manifest["audit_tip"] = _tip_record(audit_tip)
     manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
     signature = {
         "algorithm": signer.algorithm,
@@ -317,6 +352,8 @@ class BundleReport:
     incident: str | None = None
     files: int = 0
     missing: list[dict[str, str]] = field(default_factory=list)
+    audit_tip: dict[str, Any] | None = None
+    """The audit chain's tip (seq, hash) signed into the manifest; None in a bundle made without one."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -327,6 +364,7 @@ class BundleReport:
             "incident": self.incident,
             "files": self.files,
             "missing": self.missing,
+            "audit_tip": self.audit_tip,
         }
 
 
@@ -374,6 +412,10 @@ def verify_bundle(path: Path, *, trusted_key: bytes | None = None) -> BundleRepo
     report.algorithm, report.key_id = algorithm, str(signature.get("key_id", ""))
     report.incident = manifest.get("incident") if isinstance(manifest, dict) else None
     report.missing = list(manifest.get("missing", [])) if isinstance(manifest, dict) else []
+    if isinstance(manifest, dict) and "audit_tip" in manifest:
+        report.audit_tip = _read_tip(manifest["audit_tip"])
+        if report.audit_tip is None:
+            report.problems.append("the manifest's audit_tip is not a (seq, hash) pair")
     if not verify_signature(algorithm, public_pem, contents[MANIFEST], raw_signature):
         report.problems.append("the signature does not match the manifest")
     if trusted_key is not None:
