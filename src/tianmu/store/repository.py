@@ -8,6 +8,11 @@ The fingerprint rule lives here in practice: a finding whose fingerprint is alre
 is the same problem found again, so only `last_seen`, the texts that advisories may have improved
 (severity, score, summary, data) and the assessment link move; `first_seen` and the triage status stay.
 A resolved finding that is found again is reopened, because the problem came back.
+
+A finding whose fingerprint is new may still be a problem the store knows under the fingerprint scheme
+from before findings were keyed on their files (`tianmu.store.legacy`): that row is given the new
+fingerprint and treated as found again, so its triage and first_seen stay and no old row stays open
+beside the new one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from tianmu.core.models import (
 )
 from tianmu.core.serialize import jsonable, storable
 from tianmu.store.database import Store
+from tianmu.store.legacy import adopt, predecessors
 from tianmu.store.schema import assessments, assets, components, findings
 
 __all__ = [
@@ -251,6 +257,8 @@ def _merge_findings(
         )
         for row in conn.execute(query):
             existing[row.fingerprint] = row
+    unseen = {fp: f for fp, f in by_fingerprint.items() if fp not in existing}
+    earlier = predecessors(conn, tenant, unseen, taken=by_fingerprint.keys()) if unseen else {}
 
     new_rows: list[dict[str, Any]] = []
     new = again = reopened = 0
@@ -275,6 +283,9 @@ def _merge_findings(
             "last_assessment_id": assessment_id,
         }
         stored = existing.get(fingerprint)
+        if stored is None and fingerprint in earlier:
+            # Known under its old fingerprint: re-keyed in place, then updated as any finding found again.
+            stored = adopt(conn, fingerprint, earlier[fingerprint])
         if stored is None:
             new += 1
             finding.first_seen = finding.last_seen = now
