@@ -186,3 +186,15 @@ def test_unscored_pages_skip_nothing_and_repeat_nothing(platform: Platform) -> N
             break
         cursor = page.next_cursor
     assert short == expected
+
+
+def test_asset_page_counts_unscored_within_each_severity(client: TestClient, platform: Platform) -> None:
+    viewer = bearer(platform, "victor")
+    assets = {a["name"]: a["id"] for a in client.get("/api/v1/assets", headers=viewer).json()}
+    html = client.get(f"/assets/{assets['/srv/api']}", headers=viewer).text
+    assert 'data-unscored="2"' in html and "(2 unscored)" in html and "(1 unscored)" in html
+    assert f"asset_id={assets['/srv/api']}&severity=medium&unscored=true" in html
+    assert "unscored)" not in client.get(f"/assets/{assets['/srv/shop']}", headers=viewer).text
+    # The Chinese dashboard says it too.
+    chinese = client.get(f"/assets/{assets['/srv/api']}", headers={**viewer, "Accept-Language": "zh-CN"}).text
+    assert "其中 2 个未评分" in chinese

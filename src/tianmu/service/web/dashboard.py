@@ -263,6 +263,7 @@ def asset_page(request: Request, asset_id: int, store: StoreDep, principal: Read
         summary=summary,
         findings=[finding_public(i) for i in found],
         components=list_components(store, principal.tenant, asset_id=asset_id, limit=5000),
+        unscored=open_unscored_by_severity(store, principal.tenant, asset_id),
         services=_services(store, principal.tenant, asset_id),
     )
 

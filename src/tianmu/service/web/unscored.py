@@ -50,8 +50,9 @@ def is_unscored_item(item: object) -> bool:
     return data.get("unscored") is True or data.get("severity_source") == "unknown"
 
 
-def open_unscored_by_severity(store: Store, tenant: str) -> dict[str, int]:
-    """Open unscored vulnerability findings per severity they were ranked at (others left out)."""
+def open_unscored_by_severity(store: Store, tenant: str, asset_id: int | None = None) -> dict[str, int]:
+    """Open unscored vulnerability findings per severity they were ranked at (others left out), of the
+    tenant or of one of its assets."""
     data = findings_table.c.data
     # The same JSON reads as the store's KEV filter: both databases answer without a schema change.
     if store.dialect == "postgresql":
@@ -71,6 +72,8 @@ def open_unscored_by_severity(store: Store, tenant: str) -> dict[str, int]:
         )
         .group_by(findings_table.c.severity)
     )
+    if asset_id is not None:
+        query = query.where(findings_table.c.asset_id == asset_id)
     with store.connect() as conn:
         return {str(severity): int(count) for severity, count in conn.execute(query) if count}
 
