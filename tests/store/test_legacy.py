@@ -1,8 +1,9 @@
 """Old-scheme rows found again under the new fingerprints (`tianmu.store.legacy`), on SQLite and PostgreSQL.
 
 The road's end-to-end cases are in tests/road/test_triage_upgrade.py; these are the places the road's
-tests do not reach (a host assessed as `/`, a single-file asset, an archive member) and the cost: the
-look-ups a save makes read the unique indexes and never scan a table of 20,000 findings.
+tests do not reach (a host assessed as `/`, a single-file asset, an archive member), the incidents and
+alert states that name a re-keyed finding, and the cost: the look-ups a save makes read the unique
+indexes and never scan a table of 20,000 findings.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tianmu.core.models import (
 )
 from tianmu.store import Store
 from tianmu.store.repository import save_assessment, set_status
-from tianmu.store.schema import findings
+from tianmu.store.schema import findings, situation_alert_state, situation_incidents
 
 HOST = Asset(name="/", kind=AssetKind.DIRECTORY)
 SRV = Asset(name="/srv", kind=AssetKind.REPOSITORY)
@@ -144,3 +145,41 @@ def test_a_save_looks_old_rows_up_in_the_indexes(store: Store) -> None:
         for statement, parameters in lookups:
             plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(explain + statement, parameters))
             assert "Seq Scan" not in plan and "SCAN findings" not in plan and "SCAN assets" not in plan, plan
+
+
+def test_incidents_and_alert_states_follow_a_re_keyed_finding(store: Store) -> None:
+    """An incident and an alert delivered about the old row name it by fingerprint: after the re-key
+    they name the new one, so the finding is not added to its incident again nor alerted about again."""
+    old = save(store, HOST, sample(HOST, "srv/dropper.bin"))[0]
+    old_fp = old_formula(old)
+    now = utcnow()
+    entry = {"fingerprint": old_fp, "title": "EICAR", "time": now.isoformat()}
+    with store.begin() as conn:
+        conn.execute(
+            insert(situation_incidents).values(
+                tenant="default",
+                key="INC-000000000001",
+                title="dropper",
+                severity="high",
+                status="open",
+                finding_fingerprints=[old_fp, "f" * 64],
+                timeline=[entry, {"fingerprint": "f" * 64}],
+                updated=now,
+            )
+        )
+        for subject in (f"finding:{old_fp}", "finding:" + "f" * 64):
+            conn.execute(
+                insert(situation_alert_state).values(
+                    tenant="default", rule="malware", subject=subject, state="high", delivered_at=now
+                )
+            )
+
+    new = save(store, SRV, sample(SRV, "dropper.bin", "/srv/dropper.bin"))[0]
+
+    with store.connect() as conn:
+        incident = conn.execute(select(situation_incidents)).one()
+        subjects = set(conn.execute(select(situation_alert_state.c.subject)).scalars())
+    assert incident.finding_fingerprints == [new.fingerprint, "f" * 64]
+    assert [e["fingerprint"] for e in incident.timeline] == [new.fingerprint, "f" * 64]
+    assert incident.timeline[0]["title"] == "EICAR"
+    assert subjects == {f"finding:{new.fingerprint}", "finding:" + "f" * 64}

@@ -36,7 +36,10 @@ price: an old row never found again (its file is gone) keeps its old fingerprint
 
 Why the old row is rewritten rather than its triage copied to a new row: its id (API links, bulk triage
 and their audit entries name findings by id), its first_seen (the problem is not new: risk ageing) and
-its asset (the one that first found it, as `road.places` keeps it) stay.
+its asset (the one that first found it, as `road.places` keeps it) stay. What names findings by
+fingerprint follows it (`rekey_references`): an incident's findings and timeline, so the finding is not
+added to its incident a second time, and the alert states `finding:<fp>` and `kev:<fp>`, so an alert
+already delivered about it is not sent again.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ from sqlalchemy import Connection, and_, delete, select, update
 
 from tianmu.core.models import AssetKind, Finding, FindingKind, TriageStatus
 from tianmu.core.serialize import storable
-from tianmu.store.schema import assets, findings
+from tianmu.store.schema import assets, findings, situation_alert_state, situation_incidents
 
-__all__ = ["Predecessor", "adopt", "old_fingerprint", "predecessors"]
+__all__ = ["Predecessor", "adopt", "old_fingerprint", "predecessors", "rekey_references"]
 
 _CHUNK = 500
 
@@ -160,6 +163,71 @@ def adopt(conn: Connection, fingerprint: str, rows: Iterable[Predecessor]) -> Pr
         .values(fingerprint=fingerprint, first_seen=first_seen)
     )
     return Predecessor(survivor.id, fingerprint, survivor.status, first_seen)
+
+
+def rekey_references(conn: Connection, tenant: str, renamed: Mapping[str, str]) -> None:
+    """Point the tenant's incidents and alert states at the new fingerprints (`renamed`: old to new)."""
+    if not renamed:
+        return
+    # Incidents hold fingerprints in JSON, which no index reaches; this runs only in the saves that
+    # re-keyed something, and reads the timelines of the incidents concerned alone.
+    listed = select(situation_incidents.c.id, situation_incidents.c.finding_fingerprints).where(
+        situation_incidents.c.tenant == tenant
+    )
+    concerned = [
+        row.id for row in conn.execute(listed) if set(row.finding_fingerprints or ()) & renamed.keys()
+    ]
+    for start in range(0, len(concerned), _CHUNK):
+        query = select(
+            situation_incidents.c.id,
+            situation_incidents.c.finding_fingerprints,
+            situation_incidents.c.timeline,
+        ).where(situation_incidents.c.id.in_(concerned[start : start + _CHUNK]))
+        for row in conn.execute(query).all():
+            fingerprints = list(dict.fromkeys(renamed.get(fp, fp) for fp in row.finding_fingerprints or ()))
+            timeline = [_renamed_entry(entry, renamed) for entry in row.timeline or ()]
+            conn.execute(
+                update(situation_incidents)
+                .where(situation_incidents.c.id == row.id)
+                .values(finding_fingerprints=fingerprints, timeline=timeline)
+            )
+    subjects = {
+        f"{prefix}:{old}": f"{prefix}:{new}" for old, new in renamed.items() for prefix in ("finding", "kev")
+    }
+    keys = list(subjects)
+    for start in range(0, len(keys), _CHUNK):
+        query = select(
+            situation_alert_state.c.id, situation_alert_state.c.rule, situation_alert_state.c.subject
+        ).where(
+            and_(
+                situation_alert_state.c.tenant == tenant,
+                situation_alert_state.c.subject.in_(keys[start : start + _CHUNK]),
+            )
+        )
+        for row in conn.execute(query).all():
+            new_subject = subjects[row.subject]
+            # Several old rows of one finding: the first state moved is kept, the others would collide.
+            taken = select(situation_alert_state.c.id).where(
+                and_(
+                    situation_alert_state.c.tenant == tenant,
+                    situation_alert_state.c.rule == row.rule,
+                    situation_alert_state.c.subject == new_subject,
+                )
+            )
+            if conn.execute(taken).first() is None:
+                conn.execute(
+                    update(situation_alert_state)
+                    .where(situation_alert_state.c.id == row.id)
+                    .values(subject=new_subject)
+                )
+            else:
+                conn.execute(delete(situation_alert_state).where(situation_alert_state.c.id == row.id))
+
+
+def _renamed_entry(entry: Any, renamed: Mapping[str, str]) -> Any:
+    if isinstance(entry, dict) and entry.get("fingerprint") in renamed:
+        return {**entry, "fingerprint": renamed[entry["fingerprint"]]}
+    return entry
 
 
 def _file(finding: Finding) -> str | list[Any] | None:

@@ -42,7 +42,7 @@ from tianmu.core.models import (
 )
 from tianmu.core.serialize import jsonable, storable
 from tianmu.store.database import Store
-from tianmu.store.legacy import adopt, predecessors
+from tianmu.store.legacy import adopt, predecessors, rekey_references
 from tianmu.store.schema import assessments, assets, components, findings
 
 __all__ = [
@@ -261,6 +261,7 @@ def _merge_findings(
     earlier = predecessors(conn, tenant, unseen, taken=by_fingerprint.keys()) if unseen else {}
 
     new_rows: list[dict[str, Any]] = []
+    renamed: dict[str, str] = {}
     new = again = reopened = 0
     for fingerprint, finding in by_fingerprint.items():
         values = {
@@ -286,6 +287,7 @@ def _merge_findings(
         if stored is None and fingerprint in earlier:
             # Known under its old fingerprint: re-keyed in place, then updated as any finding found again.
             stored = adopt(conn, fingerprint, earlier[fingerprint])
+            renamed.update((row.fingerprint, fingerprint) for row in earlier[fingerprint])
         if stored is None:
             new += 1
             finding.first_seen = finding.last_seen = now
@@ -312,6 +314,7 @@ def _merge_findings(
         finding.last_seen = now
     for start in range(0, len(new_rows), _CHUNK):
         conn.execute(insert(findings), new_rows[start : start + _CHUNK])
+    rekey_references(conn, tenant, renamed)
     return new, again, reopened
 
 
