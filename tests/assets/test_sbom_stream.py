@@ -273,3 +273,32 @@ def test_spdx_streamed_with_described_packages_listed_after_them(tmp_path: Path)
     assert [str(e) for e in limited if isinstance(e, InputError)] == [
         "image.spdx.json: 3 packages, only the first 1 read (limit max_components)"
     ]
+
+
+def _open_descriptors_on(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += Path(fd.readlink()) == path
+        except OSError:
+            continue  # the descriptor of the listing itself, closed by now
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_the_file_is_closed_whether_the_stream_ends_damaged_or_abandoned(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text('{"bomFormat": "CycloneDX", "components": [' + '{"name": "a"},' * 5000 + "}}")
+    with pytest.raises(ParseError):
+        for _ in _jsonstream.JsonEvents(damaged, "damaged.json"):
+            pass
+    assert _open_descriptors_on(damaged) == 0
+
+    whole = tmp_path / "bom.json"
+    _write_bom(whole, 50)
+    events = iter(_jsonstream.JsonEvents(whole, "bom.json"))
+    next(events)
+    assert _open_descriptors_on(whole) == 1  # it is being read
+    del events  # a reader that stops early (a limit reached) drops the stream
+    assert _open_descriptors_on(whole) == 0

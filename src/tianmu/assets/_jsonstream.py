@@ -15,6 +15,7 @@ not by the file. ijson gives no positions; two things make up for it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -74,32 +75,34 @@ class JsonEvents:
         depth = 0
         index = 0  # the chunk being parsed: where a failure is looked for again
         failure: Exception | None = None
-        chunks = self._chunks()
-        while failure is None:
-            chunk = next(chunks, None)
-            try:
+        # Closed however the iteration ends (damage, a limit, a reader that stops early), so the
+        # file is never left open behind a suspended generator.
+        with contextlib.closing(self._chunks()) as chunks:
+            while failure is None:
+                chunk = next(chunks, None)
+                try:
+                    if chunk is None:
+                        parser.close()
+                    else:
+                        self._slide(chunk)
+                        parser.send(chunk)
+                except _PARSER_ERRORS as exc:
+                    failure = exc  # the events parsed before the damage are still delivered
+                began = depth
+                for event, value in events:
+                    if event in _OPEN:
+                        depth += 1
+                        if depth > self.max_depth:
+                            message = f"JSON nested deeper than {self.max_depth} levels"
+                            raise self._located(index, message, began)
+                    elif event in _CLOSE:
+                        depth -= 1
+                    yield event, value
+                del events[:]
                 if chunk is None:
-                    parser.close()
-                else:
-                    self._slide(chunk)
-                    parser.send(chunk)
-            except _PARSER_ERRORS as exc:
-                failure = exc  # the events parsed before the damage are still delivered
-            began = depth
-            for event, value in events:
-                if event in _OPEN:
-                    depth += 1
-                    if depth > self.max_depth:
-                        message = f"JSON nested deeper than {self.max_depth} levels"
-                        raise self._located(index, message, began)
-                elif event in _CLOSE:
-                    depth -= 1
-                yield event, value
-            del events[:]
-            if chunk is None:
-                break
-            if failure is None:
-                index += 1
+                    break
+                if failure is None:
+                    index += 1
         if failure is not None:
             raise self._located(index, f"invalid JSON: {_reason(failure)}")
 
