@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class JsonEvents:
         if failure is not None:
             raise self._located(index, f"invalid JSON: {_reason(failure)}")
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _chunks(self) -> Generator[bytes]:
         """The file's bytes in chunks, less a UTF-8 byte-order mark; binary content is refused."""
         read = 0
         with self.path.open("rb") as handle:
