@@ -14,7 +14,7 @@ not-yet-valid indicators do not hit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tianmu.intel.fields import (
     ALL_FIELDS,
     HASH_BY_LENGTH,
     PATH_FIELDS,
+    PathPatterns,
     compile_path_set,
     event_entities,
     excluded,
@@ -81,7 +82,7 @@ class IntelMatcher:
         self.now = now or utcnow()
         self.records = RecordCache(store, self.now)
         self._has_v6 = bool(index.networks6) or any(":" in ip for ip in index.ips)
-        self._path_matcher: Callable[[str], list[str]] | None = None
+        self._path_matcher: PathPatterns | None = None
         self._seen_values: dict[tuple[str, str], tuple[tuple[tuple[str, str], str], ...]] = {}
 
     @classmethod
@@ -261,6 +262,12 @@ class IntelMatcher:
 
     # --- file paths (LOKI filename IOCs) -----------------------------------------------------------------
 
+    def path_patterns(self) -> PathPatterns:
+        """The filename indicators in one RE2 set, built on first use; `.refused` says which it left out."""
+        if self._path_matcher is None:
+            self._path_matcher = compile_path_set(sorted(self.index.filenames))
+        return self._path_matcher
+
     def match_path(self, path: str, field: str = "path") -> list[Sighting]:
         """Filename indicators (regular expressions) matching a file path, false positives excluded.
 
@@ -269,12 +276,11 @@ class IntelMatcher:
         """
         if not self.index.filenames:
             return []
-        if self._path_matcher is None:
-            self._path_matcher = compile_path_set(sorted(self.index.filenames))
+        matcher = self.path_patterns()
         forms = [path, path.replace("/", "\\")] if "/" in path else [path]
         found: dict[str, Sighting] = {}
         for text in forms:
-            for pattern in self._path_matcher(text):
+            for pattern in matcher(text):
                 record = self.record("filename", pattern)
                 if pattern in found or record is None or excluded(record, text):
                     continue

@@ -100,6 +100,7 @@ class IntelEngine:
             )
             return EngineResult(notes=[note])
         findings = list(matcher.match_findings(inputs.findings, job.asset))
+        notes: list[str] = []
         if matcher.index.filenames:
             names = [
                 str(Path(file.path).resolve())
@@ -110,7 +111,13 @@ class IntelEngine:
             for finding in swept:
                 relocate(finding, job.root)
             findings += swept
-        return EngineResult(findings=findings)
+            # Stored before import refused them (or by an older version): said, never matched by `re`.
+            refused = list(matcher.path_patterns().refused.values())
+            if refused:
+                notes.append(
+                    f"intel: {len(refused)} filename indicator(s) not matched: {'; '.join(refused[:3])}"
+                )
+        return EngineResult(findings=findings, notes=notes)
 
 
 class IntelSink:

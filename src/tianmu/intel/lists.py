@@ -337,12 +337,18 @@ def _read_filename_iocs(file: Path, result: FeedResult) -> None:
             confidence = min(100, int(fields[1]))
         try:
             entry = _entry("filename", fields[0], confidence, f"{file}:{number}")
-            exclude = ";".join(fields[2:]).strip()
-            if exclude:
-                normalize("filename", exclude)
         except NormalizeError as exc:
             result.errors.append(f"{file}:{number}: {exc}")
             continue
+        exclude = ";".join(fields[2:]).strip()
+        if exclude:
+            try:
+                normalize("filename", exclude)
+            except NormalizeError as exc:
+                # The indicator stands without its false-positive filter: a hit then is reported, never
+                # hidden by an expression that cannot be evaluated safely.
+                result.errors.append(f"{file}:{number}: false-positive expression dropped: {exc}")
+                exclude = ""
         entry.description = heading
         entry.labels = ["filename"] + ([f"exclude:{exclude}"] if exclude else [])
         result.entries.append(entry)

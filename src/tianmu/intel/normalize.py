@@ -15,6 +15,8 @@ import urllib.parse
 
 import idna
 
+from tianmu.core.regex import pattern_problem
+
 __all__ = [
     "HASH_TYPES",
     "INDICATOR_TYPES",
@@ -227,9 +229,14 @@ def normalize(kind: str, value: str) -> tuple[str, str]:
     if kind == "filename":
         text = value.strip()
         try:
-            re.compile(text, re.IGNORECASE)
+            re.compile(text)
         except re.error as exc:
             raise NormalizeError(f"not a valid file-name regular expression: {text!r} ({exc})") from exc
+        # Matched with RE2 (linear time, over attacker-named paths): refused here, with the reason, so
+        # an indicator that could never match is not stored as if it would.
+        problem = pattern_problem(text)
+        if problem is not None:
+            raise NormalizeError(f"file-name regular expression {text!r} refused: {problem}")
         return "filename", text
     if kind == "user-agent":
         text = value.strip()
