@@ -1,4 +1,4 @@
-"""The read and detection limits come from the settings (`TIANMU_LIMIT_*`), for every job (issue 21).
+"""The read, detection and SBOM limits come from the settings (`TIANMU_LIMIT_*`), for every job (issue 21).
 
 Before, `ReadLimits` and `DetectLimits` were fixed at their defaults: an operator could not lower them.
 Each test sets one limit low through the environment or the settings, feeds a log that crosses it, and
@@ -113,3 +113,23 @@ def test_an_assess_job_takes_the_limits_from_the_runners_settings(
     with sqlite_store.connect() as conn:
         (errors,) = conn.execute(select(assessments.c.errors)).one()
     assert any("auth.log:4: line longer than 4096 bytes (skipped)" in e for e in errors)
+
+
+def test_vulns_takes_the_sbom_component_limit_from_the_environment(tmp_path: Path) -> None:
+    target = tmp_path / "app"
+    target.mkdir()
+    components = [
+        {"type": "library", "name": f"pkg-{i}", "version": "1.0.0", "purl": f"pkg:npm/pkg-{i}@1.0.0"}
+        for i in range(30)
+    ]
+    bom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components}
+    (target / "bom.cdx.json").write_text(json.dumps(bom), encoding="utf-8")
+    env = _env(tmp_path / "home", sbom_components=12)
+    result = CliRunner().invoke(app, ["vulns", str(target), "--json", "--fail-on", "none"], env=env)
+    report = json.loads(result.stdout)
+    assert len(report["components"]) == 12, result.output
+    assert any("30 components, only the first 12 read" in e for e in report["errors"]), report["errors"]
+    plain = CliRunner().invoke(
+        app, ["vulns", str(target), "--json", "--fail-on", "none"], env=_env(tmp_path / "home2")
+    )
+    assert len(json.loads(plain.stdout)["components"]) == 30, plain.output

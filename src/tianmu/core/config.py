@@ -50,6 +50,8 @@ class Settings:
     """Findings one detection rule makes in one file (TIANMU_LIMIT_FINDINGS_PER_RULE)."""
     limit_sightings: int = 250_000
     """Sightings one detection pass keeps for correlations (TIANMU_LIMIT_SIGHTINGS)."""
+    limit_sbom_components: int = 500_000
+    """Components read from one SBOM; the rest are counted and reported (TIANMU_LIMIT_SBOM_COMPONENTS)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             limit_ratio=int(_positive(env, "TIANMU_LIMIT_RATIO", 1000)),
             limit_findings_per_rule=int(_positive(env, "TIANMU_LIMIT_FINDINGS_PER_RULE", 1000)),
             limit_sightings=int(_positive(env, "TIANMU_LIMIT_SIGHTINGS", 250_000)),
+            limit_sbom_components=int(_positive(env, "TIANMU_LIMIT_SBOM_COMPONENTS", 500_000)),
         )
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tianmu.assets.engine import InventoryEngine
-from tianmu.assets.registry import forced_extractor
+from tianmu.assets.registry import default_extractors, forced_extractor
 from tianmu.core.engine import FileClass, JobContext
 from tianmu.core.errors import InputError
 from tianmu.core.models import Assessment, utcnow
@@ -95,7 +95,11 @@ def assess(
     asset = asset_for_path(path, options.tenant)
     if options.file_format is not None and path.is_dir():
         raise InputError("--format names the format of one file: give a file, not a folder", str(path))
-    inventory = InventoryEngine([forced_extractor(options.file_format)] if options.file_format else None)
+    inventory = InventoryEngine(
+        [forced_extractor(options.file_format)]
+        if options.file_format
+        else default_extractors(sbom_limits=options.limits.sbom)
+    )
     setup = EngineSetup(store, options.home, rules=options.rules, limits=options.limits)
     engines = build_engines(setup, options.engines)
     # Only files some engine reads are kept: `vulns /` holds its package files, not every file.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tianmu.assets.sbom import SbomLimits
 from tianmu.core.config import Settings
 from tianmu.core.engine import Engine, EventEngine
 from tianmu.core.errors import InputError
@@ -42,13 +43,16 @@ class JobLimits:
     """Every log reader's limits (line size, decompressed size and ratio, EVTX spool, zip members)."""
     detect: DetectLimits = field(default_factory=DetectLimits)
     """The detection engine's (findings per rule per file, correlation sightings per pass)."""
+    sbom: SbomLimits = field(default_factory=SbomLimits)
+    """The SBOM readers' (components per SBOM, nesting)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobLimits:
         detect = DetectLimits(
             max_findings_per_rule=settings.limit_findings_per_rule, max_sightings=settings.limit_sightings
         )
-        return cls(read=ReadLimits.from_settings(settings), detect=detect)
+        sbom = SbomLimits(max_components=settings.limit_sbom_components)
+        return cls(read=ReadLimits.from_settings(settings), detect=detect, sbom=sbom)
 
 
 @dataclass(frozen=True, slots=True)
