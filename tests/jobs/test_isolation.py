@@ -3,7 +3,8 @@
 Before issue 21 the in-process runner ran every handler on a thread of the service: a job that
 allocated without end took the service with it, one that never ended held a worker for ever, and a
 cancel reached a running job only at its next progress step. Each test here failed on that code.
-The hostile jobs are kinds of this module, handed to the runner (`kinds=`), not entries of JOB_KINDS.
+The hostile jobs are kinds of this module, handed to the runner (`kinds=`), not entries of JOB_KINDS;
+they are module-level functions, as the fork server's children receive their work by reference.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,9 +26,11 @@ import pytest
 
 from tianmu.core.config import Settings
 from tianmu.jobs import InProcessRunner, JobStatus, execute_job, get_job, queue
+from tianmu.jobs.forkserver import ForkServer
 from tianmu.jobs.handlers import JOB_KINDS, JobContext, JobKind
 from tianmu.jobs.isolation import ProcessLimits, Watch, run_in_child
 from tianmu.jobs.models import Job
+from tianmu.malware.rulecache import RuleCache
 from tianmu.store import Store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cli"
@@ -65,12 +69,24 @@ def _segfault(ctx: JobContext) -> dict[str, Any]:
     return {}
 
 
+_HELD = threading.Lock()
+"""Held by a thread of the test's process while a job runs, as a C library's lock by a thread of the
+service: a job's process forked from this process would inherit it held."""
+
+
+def _locked(ctx: JobContext) -> dict[str, Any]:
+    # A guard, not a timing: an inherited held lock is never released, so waiting longer changes nothing.
+    acquired = _HELD.acquire(timeout=5)
+    return {"acquired": acquired, "parent_threads": len(os.listdir(f"/proc/{os.getppid()}/task"))}
+
+
 KINDS = {
     **JOB_KINDS,
     "hungry": JobKind("hungry", "allocates without end", _any, _hungry),
     "sleepy": JobKind("sleepy", "never ends, never reports", _any, _sleepy),
     "where": JobKind("where", "says which process ran it", _any, _where),
     "segfault": JobKind("segfault", "dies of a signal", _any, _segfault),
+    "locked": JobKind("locked", "takes a lock another thread holds", _any, _locked),
 }
 
 
@@ -210,18 +226,24 @@ def test_a_runner_that_stops_without_waiting_gives_its_running_job_back(
     assert again is not None and again.status is JobStatus.QUEUED and again.attempts == 0
 
 
-_PARENT = """
-import os, sys, time
-from pathlib import Path
-from tianmu.core.config import Settings
-from tianmu.jobs import execute_job, queue
-from tianmu.jobs.handlers import JOB_KINDS, JobKind
-from tianmu.store import Store
+_SLEEPY_KIND = """
+import os, time
 
 def sleepy(ctx):
     ctx.progress(f"pids {os.getpid()}")
     time.sleep(3600)
     return {}
+"""
+
+_PARENT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from sleepy_kind import sleepy
+from tianmu.core.config import Settings
+from tianmu.jobs import execute_job, queue
+from tianmu.jobs.handlers import JOB_KINDS, JobKind
+from tianmu.store import Store
 
 store = Store(sys.argv[1])
 settings = Settings(home=Path(sys.argv[2]), database_url=sys.argv[1], job_lease_seconds=5)
@@ -234,7 +256,9 @@ execute_job(store, settings, job.id, "doomed", lambda _id: None, kinds=kinds)
 def test_a_jobs_process_ends_when_its_runner_is_killed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     store = Store(url)
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT, url, str(tmp_path / "home")])
+    # The kind in a module of its own: a handler of `python -c` cannot be imported by the job's process.
+    (tmp_path / "sleepy_kind.py").write_text(_SLEEPY_KIND)
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, url, str(tmp_path / "home"), str(tmp_path)])
     try:
         deadline = time.monotonic() + 60
         child = None
@@ -254,49 +278,81 @@ def test_a_jobs_process_ends_when_its_runner_is_killed(tmp_path: Path) -> None:
     assert not _alive(child)
 
 
+def test_a_jobs_process_inherits_no_lock_held_by_the_runners_threads(
+    sqlite_store: Store, settings: Settings
+) -> None:
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:
+        with _HELD:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    runner = InProcessRunner(sqlite_store, settings, workers=1, kinds=KINDS)
+    try:
+        job, _ = queue.submit(sqlite_store, "locked", {})
+        runner.dispatch(job.id)
+        assert runner.wait(job.id, 60).status == "done"
+    finally:
+        release.set()
+        holder.join()
+        runner.shutdown()
+    done = get_job(sqlite_store, job.id)
+    assert done is not None and done.result is not None
+    # Forked from this process, the job would have found the lock held for ever; its process was
+    # forked by the fork server, which has one thread (this process has the holder's, the runner's...).
+    assert done.result == {"acquired": True, "parent_threads": 1}
+
+
 def _no_cancel() -> bool:
     return False
 
 
-def test_a_child_that_never_gets_ready_is_killed_as_stalled() -> None:
-    def hang() -> None:  # as a child stuck on a lock another thread held at the fork
-        time.sleep(3600)
-
-    end = run_in_child(
-        lambda _dispatch: {"status": "done"},
-        ProcessLimits(),
-        Watch(cancelled=_no_cancel),
-        prepare=hang,
-        start_seconds=0.5,
-    )
-    assert (end.status, end.reason) == ("stalled", "the job's process did not start within 0.5 s")
+def _report_and_queue(dispatch: Callable[[str], None], rules: RuleCache) -> dict[str, Any]:
+    dispatch("job-1")
+    dispatch("job-2")
+    return {"status": "done", "rules": ["/data/a.yarc"], "pid": os.getpid(), "loaded": len(rules)}
 
 
-def test_a_child_reports_its_end_and_the_jobs_it_queued() -> None:
+def _leave(_dispatch: Callable[[str], None], _rules: RuleCache) -> dict[str, Any]:
+    raise SystemExit("bye")
+
+
+def _vanish(_dispatch: Callable[[str], None], _rules: RuleCache) -> dict[str, Any]:
+    os._exit(7)
+
+
+@pytest.fixture
+def forks() -> Any:
+    server = ForkServer([__name__])
+    yield server
+    server.close()
+
+
+def test_a_child_reports_its_end_and_the_jobs_it_queued(forks: ForkServer) -> None:
     handed: list[str] = []
-
-    def work(dispatch: Callable[[str], None]) -> dict[str, Any]:
-        dispatch("job-1")
-        dispatch("job-2")
-        return {"status": "done", "rules": ["/data/a.yarc"], "pid": os.getpid()}
-
-    end = run_in_child(work, ProcessLimits(), Watch(cancelled=_no_cancel, dispatch=handed.append))
-    assert end.status == "done" and end.report["rules"] == ["/data/a.yarc"]
+    end = run_in_child(
+        _report_and_queue, ProcessLimits(), Watch(cancelled=_no_cancel, dispatch=handed.append), forks
+    )
+    assert end.status == "done" and end.report["rules"] == ["/data/a.yarc"] and end.report["loaded"] == 0
     assert end.report["pid"] != os.getpid() and handed == ["job-1", "job-2"]
 
 
-def test_a_child_that_raises_or_exits_is_a_located_failure() -> None:
-    def leave(_dispatch: Callable[[str], None]) -> dict[str, Any]:
-        raise SystemExit("bye")
-
-    end = run_in_child(leave, ProcessLimits(), Watch(cancelled=_no_cancel))
+def test_a_child_that_raises_or_exits_is_a_located_failure(forks: ForkServer) -> None:
+    end = run_in_child(_leave, ProcessLimits(), Watch(cancelled=_no_cancel), forks)
     assert (end.status, end.reason) == ("crashed", "internal error in the job's process: SystemExit: bye")
-
-    def vanish(_dispatch: Callable[[str], None]) -> dict[str, Any]:
-        os._exit(7)
-
-    end = run_in_child(vanish, ProcessLimits(), Watch(cancelled=_no_cancel))
+    end = run_in_child(_vanish, ProcessLimits(), Watch(cancelled=_no_cancel), forks)
     assert (end.status, end.reason) == (
         "crashed",
         "the job's process ended with exit code 7 before it reported",
     )
+
+
+def test_work_that_cannot_reach_a_process_is_a_located_failure(forks: ForkServer) -> None:
+    # A closure does not pickle: it cannot be sent to a process that was not forked from this one.
+    end = run_in_child(lambda _d, _r: {"status": "done"}, ProcessLimits(), Watch(cancelled=_no_cancel), forks)
+    assert end.status == "crashed" and end.reason.startswith("the job's work cannot be sent to its process")

@@ -6,13 +6,15 @@ stays with the broker; independently, the lease reaper in every worker queues ag
 worker stopped renewing its lease, so recovery does not wait on the broker's redelivery timeout (an
 hour by default on Redis). Whichever delivery comes second finds the job done and does nothing.
 
-Each job runs as with the in-process runner (`runner.execute_job`): in a child forked by the pool
-process for that job, with the job's memory and time limits, killed on a cancel, and ending with its
-pool process.
+Each job runs as with the in-process runner (`runner.execute_job`): in a child process of its own, with
+the job's memory and time limits, killed on a cancel, and ending with its pool process. The child is
+forked by the pool process's fork server (`ForkServer`, started at its first job by exec of a fresh
+interpreter), never by the pool process itself.
 
-Each worker process keeps one `RuleCache` (the loaded malware rule sets) for every job it runs: the
-Celery app owns it, as it owns the process's store. A prefork child inherits the parent's (empty)
-cache and fills its own copy, from the rule files its jobs' processes report they loaded.
+Each worker process keeps one fork server, which keeps the malware rule sets its jobs' processes
+loaded (they report the files), and one `RuleCache` for jobs run in the process when isolation is off:
+the Celery app owns both, as it owns the process's store. A prefork child starts a fork server of its
+own (the parent's handle forgets its server at a fork).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def create_celery(settings: Settings) -> Celery:
     )
     stores = _ProcessStore(settings)
     rules = RuleCache()
+    forks = runner.fork_server_for()
     celery_runner = CeleryRunner(app)
     # How this worker signs the jobs it holds (`tianmu jobs show`); TIANMU_WORKER_NAME names a machine.
     label = os.environ.get("TIANMU_WORKER_NAME") or "celery"
@@ -89,7 +92,13 @@ def create_celery(settings: Settings) -> Celery:
     @app.task(name=RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> str:
         outcome = runner.execute_job(
-            stores.get(), settings, job_id, runner.worker_name(label), celery_runner.dispatch, rules=rules
+            stores.get(),
+            settings,
+            job_id,
+            runner.worker_name(label),
+            celery_runner.dispatch,
+            rules=rules,
+            forks=forks,
         )
         return outcome.status
 
@@ -112,6 +121,7 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.beat_schedule = schedule
     app.conf.tianmu_stores = stores
     app.conf.tianmu_rules = rules
+    app.conf.tianmu_forks = forks
     return app
 
 

@@ -1,5 +1,9 @@
 """Executing one claimed job: its heartbeat, its handler (in a child process with limits, or in this
 thread), and the record of how it ended. `tianmu.jobs.runner` claims jobs and calls `run_claimed`.
+
+A child is forked by the runner's fork server (`tianmu.jobs.forkserver`), not by this process: what it
+runs is a `_JobWork`, sent pickled — the handler by reference, the job, the settings, the database URL
+— and the child opens its own database connections from the URL.
 """
 
 from __future__ import annotations
@@ -7,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ from sqlalchemy import update
 from tianmu.core.config import Settings
 from tianmu.core.errors import TianmuError
 from tianmu.jobs import queue
-from tianmu.jobs.handlers import JOB_KINDS, JobContext, JobFailed, JobKind
+from tianmu.jobs.forkserver import PRELOAD, ForkServer
+from tianmu.jobs.handlers import JOB_KINDS, Handler, JobContext, JobFailed, JobKind
 from tianmu.jobs.isolation import ProcessLimits, Watch, can_isolate, run_in_child
 from tianmu.jobs.models import Job, JobCancelled, JobStatus
 from tianmu.malware.rulecache import RuleCache
@@ -41,6 +46,9 @@ class Outcome:
     status: str
     """`done`, `failed`, `cancelled`, `skipped` (not ours to run), `lost` (taken over meanwhile), or
     `released` (the runner stopped and gave the job back to the queue)."""
+    rules_read: int = 0
+    """Rule sets the job's process read from disk; the others it found loaded (by the fork server, or
+    in this process's cache: with isolation off, concurrent jobs' reads are counted together)."""
 
 
 class _Heartbeat(threading.Thread):
@@ -72,9 +80,12 @@ def run_claimed(
     rules: RuleCache | None = None,
     kinds: Mapping[str, JobKind] | None = None,
     stopping: threading.Event | None = None,
+    forks: ForkServer | None = None,
 ) -> Outcome:
     """Run a job this worker has claimed: in a child process with limits (`tianmu.jobs.isolation`),
-    or in this thread when TIANMU_JOB_ISOLATION is off or the platform cannot fork."""
+    or in this thread when TIANMU_JOB_ISOLATION is off or the platform cannot fork.
+
+    `forks`: the runner's fork server; None (a one-off run) starts one for this job only."""
     known = JOB_KINDS if kinds is None else kinds
     spec = known.get(job.kind)
     if spec is None:
@@ -92,19 +103,27 @@ def run_claimed(
     heartbeat = _Heartbeat(store, job, lease)
     heartbeat.start()
     try:
-        if can_isolate(settings):
-            return _isolated(ctx, spec, heartbeat, stopping or threading.Event())
-        return _run_handler(ctx, spec)
+        if not can_isolate(settings):
+            before = ctx.rules.reads
+            outcome = _run_handler(ctx, spec.run)
+            return replace(outcome, rules_read=ctx.rules.reads - before)
+        if forks is not None:
+            return _isolated(ctx, spec.run, heartbeat, stopping or threading.Event(), forks)
+        own = ForkServer({*PRELOAD, spec.run.__module__} - {"__main__"})
+        try:
+            return _isolated(ctx, spec.run, heartbeat, stopping or threading.Event(), own)
+        finally:
+            own.close()
     finally:
         heartbeat.stop.set()
         heartbeat.join()
 
 
-def _run_handler(ctx: JobContext, spec: JobKind, limits: ProcessLimits | None = None) -> Outcome:
+def _run_handler(ctx: JobContext, handler: Handler, limits: ProcessLimits | None = None) -> Outcome:
     """The handler, and the job's end written as it ended (`limits`: those of the child it runs in)."""
     store, job = ctx.store, ctx.job
     try:
-        result = spec.run(ctx)
+        result = handler(ctx)
         if not ctx.completed:
             with store.begin() as conn:
                 queue.complete(conn, job, result)
@@ -135,75 +154,83 @@ def _run_handler(ctx: JobContext, spec: JobKind, limits: ProcessLimits | None = 
         return Outcome(job.id, "failed")
 
 
-_STARTS = 3
-"""Forks of one job whose process never became ready (a lock inherited at fork) before it fails."""
+@dataclass(frozen=True, slots=True)
+class _JobWork:
+    """A job's handler as its child runs it: everything it needs, by value, so that it pickles."""
+
+    handler: Handler
+    database_url: str
+    settings: Settings
+    job: Job
+    lease: timedelta
+    limits: ProcessLimits
+
+    def __call__(self, to_parent: Dispatch, rules: RuleCache) -> dict[str, Any]:
+        # A job the handler queues goes to the runner: it runs jobs, this process does not.
+        store = Store(self.database_url, migrate=False)
+        try:
+            ctx = JobContext(
+                store=store,
+                settings=self.settings,
+                job=self.job,
+                lease=self.lease,
+                dispatch=to_parent,
+                rules=rules,
+            )
+            before = rules.reads
+            outcome = _run_handler(ctx, self.handler, self.limits)
+            return {
+                "status": outcome.status,
+                "rules": [str(path) for path in rules.paths()],
+                "rules_read": rules.reads - before,
+            }
+        finally:
+            store.close()
 
 
-def _isolated(ctx: JobContext, spec: JobKind, heartbeat: _Heartbeat, stopping: threading.Event) -> Outcome:
+def _isolated(
+    ctx: JobContext, handler: Handler, heartbeat: _Heartbeat, stopping: threading.Event, forks: ForkServer
+) -> Outcome:
     """The handler in a child process under the job's limits; the job's end recorded however it ends.
 
-    The child inherits the runner's `RuleCache` as it is at the fork: rule sets the runner has loaded
-    cost the job nothing (copy-on-write pages), but what the child loads dies with it. So the child
-    reports the rule files it used and the runner loads them after the job (from its own data
-    directory only), for the next job's child to inherit.
+    The child inherits the fork server's loaded rule sets (copy-on-write pages, at no cost); what it
+    loads itself dies with it. So the child reports the rule files it used, and the fork server loads
+    them after the job (from the runner's data directory only) for the next jobs' children.
     """
-    store, job, rules = ctx.store, ctx.job, ctx.rules
+    store, job = ctx.store, ctx.job
     limits = ProcessLimits.of(ctx.settings)
-
-    def prepare() -> None:
-        # The parent's pooled connections are the parent's: the child opens its own (SQLAlchemy's
-        # recipe for fork), and checks that it can before it says it is ready.
-        store.engine.dispose(close=False)
-        rules.after_fork()
-        with store.connect():
-            pass
-
-    def work(to_parent: Dispatch) -> dict[str, Any]:
-        # A job the handler queues goes to the parent's runner: this process's copy of it (its pool,
-        # its broker connection) is not the one that runs jobs.
-        ctx.dispatch = to_parent
-        outcome = _run_handler(ctx, spec, limits)
-        return {"status": outcome.status, "rules": [str(path) for path in rules.paths()]}
-
+    work = _JobWork(handler, store.url, ctx.settings, job, ctx.lease, limits)
     watch = Watch(
         cancelled=lambda: queue.cancel_requested(store, job.id),
         lost=lambda: heartbeat.lost,
         stopping=stopping,
         dispatch=ctx.dispatch,
     )
-    for _start in range(_STARTS):
-        end = run_in_child(work, limits, watch, prepare=prepare)
-        if end.status != "stalled":
-            break
-        log.warning("job %s: %s; forking it again", job.id, end.reason)
-    _keep_rules(ctx, end.report.get("rules"))
+    end = run_in_child(work, limits, watch, forks)
+    _keep_rules(ctx, forks, end.report.get("rules"))
+    read = end.report.get("rules_read")
+    rules_read = read if isinstance(read, int) else 0
     if end.status in ("done", "failed", "cancelled", "lost"):
         # The child wrote the job's end itself; or the lease was lost, and the job is another's.
-        return Outcome(job.id, end.status)
+        return Outcome(job.id, end.status, rules_read)
     if end.status == "stopped":
         queue.release(store, job)
     elif end.status == "cancel":
         queue.mark_cancelled(store, job)
-    else:  # memory, timeout, killed, crashed, stalled
+    else:  # memory, timeout, killed, crashed
         log.warning("job %s (%s) failed: %s", job.id, job.kind, end.reason)
         queue.fail(store, job, end.reason)
     # Whatever the child managed to write before it ended (a `done` just before a kill) stands.
     final = queue.get_job(store, job.id)
     status = final.status.value if final is not None else "failed"
-    return Outcome(job.id, "released" if status == JobStatus.QUEUED.value else status)
+    return Outcome(job.id, "released" if status == JobStatus.QUEUED.value else status, rules_read)
 
 
-def _keep_rules(ctx: JobContext, reported: Any) -> None:
+def _keep_rules(ctx: JobContext, forks: ForkServer, reported: Any) -> None:
     if not isinstance(reported, list):
         return
     home = ctx.settings.home.resolve()
-    for name in reported:
-        path = Path(str(name))
-        # Only compiled rule sets of the runner's own data directory: a child that read hostile input
-        # must not be able to have its parent deserialise a file of its choosing.
-        if not path.resolve().is_relative_to(home):
-            continue
-        try:
-            ctx.rules.load(path)
-        except Exception:  # the next job loads them itself; the runner must not fail for it
-            log.warning("could not keep the rule set %s loaded", path, exc_info=True)
+    # Only compiled rule sets of the runner's own data directory: a child that read hostile input
+    # must not be able to have the fork server deserialise a file of its choosing.
+    kept = [path for path in (Path(str(name)) for name in reported) if path.resolve().is_relative_to(home)]
+    forks.load_rules(kept)

@@ -41,6 +41,7 @@ __all__ = [
     "FIRST_ERRORS",
     "JOB_KINDS",
     "PROGRESS_INTERVAL",
+    "Handler",
     "JobContext",
     "JobFailed",
     "JobKind",

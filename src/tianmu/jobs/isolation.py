@@ -1,24 +1,19 @@
 """One job's handler in a child process with memory and time limits, watched by the runner's thread.
 
 The service (dashboard, API, every tenant) and `tianmu worker` never parse what a job reads: an
-upload's SBOM or log is read in a child forked for that job, whose address space is limited to
-`TIANMU_JOB_MEMORY_MB` (RLIMIT_AS, the inherited part of the parent's included) and whose wall-clock
-time is limited to `TIANMU_JOB_TIMEOUT_SECONDS`. The parent keeps the job's lease alive, looks at the
-job's cancel flag about every second, and kills the child's process group (the child and any workers
-it forked) when the job is cancelled, runs out of time, loses its lease, or the runner stops. A child
-ends with its parent (`die_with_parent`), so a `kill -9` of the service leaves no job running.
+upload's SBOM or log is read in a child process made for that job, whose address space is limited to
+`TIANMU_JOB_MEMORY_MB` (RLIMIT_AS) and whose wall-clock time is limited to `TIANMU_JOB_TIMEOUT_SECONDS`.
+The runner's thread keeps the job's lease alive, looks at the job's cancel flag about every second,
+and kills the child's process group (the child and any workers it forked) when the job is cancelled,
+runs out of time, loses its lease, or the runner stops.
 
-Hand-written over `os.fork` rather than `multiprocessing.Process`: a job's child must itself fork
-workers (the log pass, the scan pool), which a daemonic Process may not, while a non-daemonic one is
-joined at the parent's exit (a service shutdown would wait hours for a job); and the child must lead
-a process group of its own so that one kill reaches its workers too.
-
-Forking a process that runs threads (uvicorn's, the other jobs' watchers) is safe here because the
-child touches only what is made fresh for it: the database pool (the caller's `prepare` disposes the
-engine without closing the parent's connections), the loaded rule sets' lock (`RuleCache.after_fork`)
-and logging (whose locks Python re-creates at fork). A C library lock held by another thread at the
-moment of the fork could still hang the child before it starts (SQLite's allocator mutex): so the child
-says when it is ready, and one that does not within START_SECONDS is killed and forked again.
+The child is not forked from the runner: a process with many threads (uvicorn's, the thread pool's,
+the heartbeats), any of which may hold a lock of a C library (SQLite's allocator mutex, OpenSSL's) at
+the moment of a fork, leaving it held for ever in the child. It is forked by the runner's fork server
+(`tianmu.jobs.zygote`, started once by exec of a fresh interpreter, one thread, handler modules
+imported), so it inherits no lock and nothing of the runner's: not its database connections, not its
+threads. Its work is sent to it pickled. It ends with the fork server (`die_with_parent`), which ends
+with the runner (its socket closes), so a `kill -9` of the service leaves no job running.
 """
 
 from __future__ import annotations
@@ -27,26 +22,28 @@ import contextlib
 import json
 import logging
 import os
-import resource
+import pickle
 import select
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tianmu.core.config import Settings
-from tianmu.core.forking import die_with_parent
+from tianmu.jobs.forkserver import ForkServer, ForkServerError
+from tianmu.jobs.zygote import MEMORY_EXIT, ChildRequest, request_header
+from tianmu.malware.rulecache import RuleCache
 
 __all__ = [
     "CHECK_SECONDS",
-    "START_SECONDS",
     "ChildEnd",
     "ProcessLimits",
     "Watch",
+    "Work",
     "can_isolate",
     "run_in_child",
 ]
@@ -55,16 +52,13 @@ log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
 """How often the parent asks whether the job was cancelled (one small SELECT)."""
-START_SECONDS = 10.0
-"""A child that has not said it is ready by then hangs on a lock inherited from the parent."""
 _POLL_SECONDS = 0.1
-_READY = b"R\n"
+_REAP_SECONDS = 30.0
+"""How long a kill waits for the fork server to say the child was reaped."""
 _DISPATCH = b"D "
 _REPORT_LIMIT = 1 << 20
 """Bytes of report the parent reads from a child (a list of rule files, a status): more is a bug."""
-_MEMORY_EXIT = 3
-_MEMORY_REPORT = b'{"status": "memory"}\n'
-"""Encoded beforehand: after a MemoryError the child may not be able to build a string."""
+_HEADER = request_header()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +114,7 @@ class ChildEnd:
 
     `status`: the child's own report (`done`, `failed`, `cancelled`, `lost`: it wrote the job's end
     itself), or what the parent saw: `memory`, `timeout`, `cancel` (killed on a cancel), `lost`,
-    `stopped` (the runner stopped), `stalled` (never ready), `killed` (by a signal), `crashed`.
+    `stopped` (the runner stopped), `killed` (by a signal), `crashed`.
     """
 
     status: str
@@ -130,148 +124,136 @@ class ChildEnd:
     """What the child reported besides its status (the rule files it loaded)."""
 
 
-Work = Callable[[Callable[[str], None]], dict[str, Any]]
-"""The child's work: given a `dispatch` that hands job ids to the parent's runner, it returns its
-report."""
+Work = Callable[[Callable[[str], None], RuleCache], dict[str, Any]]
+"""The child's work: given a `dispatch` that hands job ids to the runner, and the fork server's loaded
+rule sets, it returns its report. It must pickle."""
 
 
-def run_in_child(
-    work: Work,
-    limits: ProcessLimits,
-    watch: Watch,
-    *,
-    prepare: Callable[[], None] = lambda: None,
-    start_seconds: float = START_SECONDS,
-) -> ChildEnd:
-    """Fork, run `prepare()` then `work(dispatch)` in the child under `limits`, and watch it to its end.
+def run_in_child(work: Work, limits: ProcessLimits, watch: Watch, forks: ForkServer) -> ChildEnd:
+    """Have the fork server fork a child that runs `work(dispatch, rules)` under `limits`; watch it to
+    its end.
 
-    `work` returns the child's report (JSON-ready, with a `status`); it does its own writes to the
-    database. The child talks to the parent through one pipe, a line at a time: ready, each job it
-    dispatches, then its report. Never raises for what happens in the child.
+    `work` must pickle (a module-level function, or an object of a module-level class): it is sent to
+    the child, which was not forked from this process. It returns the child's report (JSON-ready, with
+    a `status`) and does its own writes to the database. The child talks to this process through its
+    socket, a line at a time: each job it dispatches, then its report; the server says on another
+    socket which pid the child has and how it ended. Never raises for what happens in the child.
     """
-    _warn_when_inheriting_most_of(limits)
-    read_end, write_end = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_end)
-        _child(work, prepare, limits, write_end, parent)
-    os.close(write_end)
-    # Also here: the parent may kill the group before the child has run its own setpgid (an error
-    # means the child did it first, or has already ended).
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
+    request = ChildRequest(work, limits.memory_mb, dict(os.environ), os.getcwd(), list(sys.path))
     try:
-        return _watch(pid, read_end, limits, watch, start_seconds)
-    finally:
-        os.close(read_end)
-
-
-def _address_space_mib() -> int | None:
-    """This process's address space (VmSize) in MiB, where /proc says it."""
+        payload = pickle.dumps(request)
+    except Exception as exc:  # a closure or a lambda: it cannot reach a process that was not forked
+        return ChildEnd("crashed", f"the job's work cannot be sent to its process: {exc}")
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") >> 20
+        control, child = forks.fork()
+    except (OSError, ForkServerError) as exc:
+        return ChildEnd("crashed", f"the job's process could not be started: {exc}")
+    with control, child:
+        # An error: the child is already gone, and the server says how it ended.
+        with contextlib.suppress(OSError):
+            child.sendall(_HEADER.pack(len(payload)) + payload)
+        return _watch(control, child, limits, watch)
 
 
-def _warn_when_inheriting_most_of(limits: ProcessLimits) -> None:
-    # RLIMIT_AS counts what the child inherits (the parent's heap, its threads' stacks and malloc
-    # arenas): a runner grown close to the limit leaves its jobs little, and that must be visible.
-    if limits.memory_mb <= 0:
-        return
-    inherited = _address_space_mib()
-    if inherited is not None and inherited > limits.memory_mb * 3 // 4:
+class _Server:
+    """What the fork server says of one child: its pid, then how it ended."""
+
+    def __init__(self, control: socket.socket, limits: ProcessLimits) -> None:
+        self.control = control
+        self.limits = limits
+        self.pid: int | None = None
+        self.status: int | None = None
+        self.gone = False
+        """The server's socket closed: it ended (and the child with it), or it ended the child."""
+        self._partial = b""
+
+    def read(self) -> None:
+        try:
+            data = self.control.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            self.gone = True
+            return
+        self._partial += data
+        while b"\n" in self._partial:
+            line, self._partial = self._partial.split(b"\n", 1)
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == b"P":
+                self.pid = int(parts[1])
+                _warn_when_inheriting_most_of(int(parts[2]), self.limits)
+            elif len(parts) == 2 and parts[0] == b"E":
+                self.status = int(parts[1])
+
+    def kill(self) -> None:
+        """SIGKILL the child's process group (its workers too), and wait until the server reaped it."""
+        if self.pid is not None:
+            # At once from here too: the server may be loading a rule set for a moment.
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.control.sendall(b"K")
+        deadline = time.monotonic() + _REAP_SECONDS
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        while self.status is None and not self.gone and time.monotonic() < deadline:
+            if poller.poll(_POLL_SECONDS * 1000):
+                self.read()
+
+
+def _warn_when_inheriting_most_of(inherited: int, limits: ProcessLimits) -> None:
+    # RLIMIT_AS counts what the child inherits (the fork server's modules and loaded rule sets): a
+    # server grown close to the limit leaves its jobs little, and that must be visible.
+    if limits.memory_mb > 0 and inherited > limits.memory_mb * 3 // 4:
         log.warning(
-            "this process's address space (%s MiB) is most of the job memory limit (%s MiB, "
+            "the job fork server's address space (%s MiB) is most of the job memory limit (%s MiB, "
             "TIANMU_JOB_MEMORY_MB): its jobs inherit it and may fail early; raise the limit",
             inherited,
             limits.memory_mb,
         )
 
 
-def _child(
-    work: Work,
-    prepare: Callable[[], None],
-    limits: ProcessLimits,
-    write_end: int,
-    parent: int,
-) -> None:
-    code = 1
-    try:
-        os.setpgid(0, 0)
-        die_with_parent(parent)
-        # The parent's handlers (uvicorn's, Celery's) are not the job's: a signal ends the job.
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(number, signal.SIG_DFL)
-        if limits.memory_mb > 0:
-            size = limits.memory_mb << 20
-            resource.setrlimit(resource.RLIMIT_AS, (size, size))
-        prepare()
-        os.write(write_end, _READY)
-        report = work(lambda job_id: _send(write_end, _DISPATCH + job_id.encode("ascii", "replace") + b"\n"))
-        _send(write_end, json.dumps(report).encode("utf-8") + b"\n")
-        code = 0
-    except MemoryError:
-        _send(write_end, _MEMORY_REPORT)
-        code = _MEMORY_EXIT
-    except BaseException as exc:  # reported to the parent, which records it on the job
-        try:
-            message = f"{exc.__class__.__name__}: {exc}"
-            _send(write_end, json.dumps({"status": "crashed", "reason": message}).encode("utf-8") + b"\n")
-        except BaseException:
-            pass  # nothing more can be said: the parent records the exit code
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            # A closed or broken stream must not change how the child ends.
-            with contextlib.suppress(BaseException):
-                stream.flush()
-        # Skip the parent's atexit handlers and finalisers inherited at fork (its database pool).
-        os._exit(code)
-
-
-def _send(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch, start_seconds: float) -> ChildEnd:
+def _watch(control: socket.socket, child: socket.socket, limits: ProcessLimits, watch: Watch) -> ChildEnd:
     started = time.monotonic()
     deadline = started + limits.timeout_seconds if limits.timeout_seconds > 0 else None
     next_check = started + CHECK_SECONDS
     lines = _Lines(watch.dispatch)
+    server = _Server(control, limits)
     # poll, not select: a busy service's descriptors pass select's limit of 1024.
     poller = select.poll()
-    poller.register(read_end, select.POLLIN)
-    open_ = True
+    poller.register(control, select.POLLIN)
+    poller.register(child, select.POLLIN)
     while True:
-        if not open_:
-            time.sleep(_POLL_SECONDS)
-        elif poller.poll(_POLL_SECONDS * 1000):
-            chunk = os.read(read_end, 65536)
-            if not chunk:  # every writer closed: the child is ending; wait for it without spinning
-                poller.unregister(read_end)
-                open_ = False
-            lines.feed(chunk)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            lines.feed(_drain(read_end))
+        for fd, _events in poller.poll(_POLL_SECONDS * 1000):
+            if fd == control.fileno():
+                server.read()
+                if server.gone or server.status is not None:
+                    poller.unregister(control)
+            else:
+                chunk = _recv(child)
+                if not chunk:  # every writer closed: the child is ending
+                    poller.unregister(child)
+                lines.feed(chunk)
+        if server.status is not None or server.gone:
+            lines.feed(_drain(child))
             lines.feed(b"\n")
-            return _ended(status, lines.report, limits)
+            if server.status is None:
+                if watch.stopping.is_set():
+                    return ChildEnd("stopped", "the runner stopped")
+                return ChildEnd("crashed", "the job fork server ended before the job's process reported")
+            return _ended(server.status, lines.report, limits)
         now = time.monotonic()
         if deadline is not None and now >= deadline:
-            _kill(pid)
+            server.kill()
             return ChildEnd("timeout", limits.time_reason())
-        if not lines.ready and now - started >= start_seconds:
-            _kill(pid)
-            return ChildEnd("stalled", f"the job's process did not start within {start_seconds:g} s")
         if watch.stopping.is_set():
-            _kill(pid)
+            server.kill()
             return ChildEnd("stopped", "the runner stopped")
         if watch.lost():
-            _kill(pid)
+            server.kill()
             return ChildEnd("lost", "another worker holds the job")
         if now >= next_check:
             next_check = now + CHECK_SECONDS
@@ -280,16 +262,22 @@ def _watch(pid: int, read_end: int, limits: ProcessLimits, watch: Watch, start_s
             except Exception:  # a database hiccup: ask again at the next check
                 cancelled = False
             if cancelled:
-                _kill(pid)
+                server.kill()
                 return ChildEnd("cancel", "cancelled")
 
 
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:  # reset: as closed
+        return b""
+
+
 class _Lines:
-    """The child's messages, a line each: ready, `D <job id>` (dispatched at once), the report."""
+    """The child's messages, a line each: `D <job id>` (dispatched at once), then the report."""
 
     def __init__(self, dispatch: Callable[[str], None]) -> None:
         self.dispatch = dispatch
-        self.ready = False
         self.report = b""
         self._partial = bytearray()
 
@@ -303,9 +291,7 @@ class _Lines:
             self._partial.clear()
 
     def _line(self, line: bytes) -> None:
-        if line == _READY:
-            self.ready = True
-        elif line.startswith(_DISPATCH):
+        if line.startswith(_DISPATCH):
             try:
                 self.dispatch(line[len(_DISPATCH) :].decode("ascii", "replace").strip())
             except Exception:  # the runner could not take it now: its housekeeping finds it queued
@@ -314,14 +300,14 @@ class _Lines:
             self.report = line
 
 
-def _drain(fd: int) -> bytes:
-    """What is left in the pipe once the child has ended (its workers may still hold the write end)."""
-    os.set_blocking(fd, False)
+def _drain(sock: socket.socket) -> bytes:
+    """What is left on the socket once the child has ended (its workers may still hold it open)."""
+    sock.setblocking(False)
     data = bytearray()
     while len(data) < _REPORT_LIMIT:
         try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
+            chunk = sock.recv(65536)
+        except (BlockingIOError, OSError):
             break
         if not chunk:
             break
@@ -329,21 +315,10 @@ def _drain(fd: int) -> bytes:
     return bytes(data)
 
 
-def _kill(pid: int) -> None:
-    """SIGKILL the child's process group (its workers too), and reap the child."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        with contextlib.suppress(OSError):  # already gone
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # reaped already
-        os.waitpid(pid, 0)
-
-
 def _ended(status: int, received: bytes, limits: ProcessLimits) -> ChildEnd:
     report = _report(received)
     told = str(report.get("status", ""))
-    if told == "memory" or (os.WIFEXITED(status) and os.WEXITSTATUS(status) == _MEMORY_EXIT):
+    if told == "memory" or (os.WIFEXITED(status) and os.WEXITSTATUS(status) == MEMORY_EXIT):
         return ChildEnd("memory", limits.memory_reason())
     if told == "crashed":
         return ChildEnd("crashed", f"internal error in the job's process: {report.get('reason', '')}")

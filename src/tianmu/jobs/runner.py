@@ -8,8 +8,10 @@ serve` on one machine) runs jobs from worker threads, each taking the next job f
 processes on any number of machines, which run it through the same `execute_job`. Both share the
 database, so `tianmu jobs list` sees all.
 
-A runner owns what its jobs share for as long as it lives — the loaded malware rule sets
-(`RuleCache`) — and hands it to every job it runs; nothing of the kind is kept in a module.
+A runner owns what its jobs share for as long as it lives — its fork server (`ForkServer`, which forks
+the jobs' processes and keeps the malware rule sets they load), and the loaded rule sets (`RuleCache`)
+of the jobs it runs on its own threads when isolation is off — and hands them to every job it runs;
+nothing of the kind is kept in a module.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from sqlalchemy import select
 from tianmu.core.config import Settings
 from tianmu.jobs import queue
 from tianmu.jobs.execute import Dispatch, Outcome, run_claimed
+from tianmu.jobs.forkserver import PRELOAD, ForkServer
 from tianmu.jobs.handlers import JOB_KINDS, JobKind, validate_params
+from tianmu.jobs.isolation import can_isolate
 from tianmu.jobs.models import Job, JobStatus
 from tianmu.malware.rulecache import RuleCache
 from tianmu.store.database import Store
@@ -41,6 +45,7 @@ __all__ = [
     "Outcome",
     "Runner",
     "execute_job",
+    "fork_server_for",
     "periodic_jobs",
     "reap",
     "run_claimed",
@@ -92,18 +97,30 @@ def execute_job(
     rules: RuleCache | None = None,
     kinds: Mapping[str, JobKind] | None = None,
     stopping: threading.Event | None = None,
+    forks: ForkServer | None = None,
 ) -> Outcome:
     """Run one job to its end if it is ours to run. Never raises for a job's own failure.
 
     `rules`: the runner's loaded rule sets, kept across its jobs; None (a one-off run) loads them for
     this job only. `kinds`: the job kinds this worker runs (default `JOB_KINDS`). `stopping`: set when
     the runner stops without waiting; a job in a child process is then killed and queued again.
+    `forks`: the runner's fork server (`fork_server_for`); None starts one for this job only.
     """
     lease = timedelta(seconds=settings.job_lease_seconds)
     job = queue.claim(store, job_id, worker, lease, max_attempts=settings.job_max_attempts)
     if job is None:
         return Outcome(job_id, "skipped")
-    return run_claimed(store, settings, job, dispatch, rules=rules, kinds=kinds, stopping=stopping)
+    return run_claimed(
+        store, settings, job, dispatch, rules=rules, kinds=kinds, stopping=stopping, forks=forks
+    )
+
+
+def fork_server_for(kinds: Mapping[str, JobKind] | None = None) -> ForkServer:
+    """A fork server that imports, before its first fork, the modules of these kinds' handlers."""
+    known = JOB_KINDS if kinds is None else kinds
+    # A handler of a script run as __main__ cannot be imported by name; its jobs fail with the reason.
+    modules = [kind.run.__module__ for kind in known.values() if kind.run.__module__ != "__main__"]
+    return ForkServer([*PRELOAD, *modules])
 
 
 def reap(store: Store, dispatch: Dispatch, *, max_attempts: int = queue.MAX_ATTEMPTS) -> list[str]:
@@ -161,7 +178,8 @@ class InProcessRunner:
     should run next across tenants (`queue.claim_next`: the tenant with the fewest running jobs, then
     the oldest job), among the jobs handed to this runner. Jobs left queued by a previous process are
     picked up on `start()`. The runner keeps one `RuleCache` (its own, or the one given) for every job
-    it runs, as long as it lives.
+    it runs, as long as it lives, and one fork server (`ForkServer`, started on first use and
+    stopped by `shutdown`), which forks its jobs' processes and keeps the rule sets they load.
     """
 
     def __init__(
@@ -178,6 +196,7 @@ class InProcessRunner:
         # `is not None`: an empty cache has length 0 and is falsy.
         self.rules = rules if rules is not None else RuleCache()
         self.kinds = JOB_KINDS if kinds is None else kinds
+        self.forks = fork_server_for(self.kinds)
         self.workers = workers
         self.tick = tick
         self._lock = threading.Condition()
@@ -271,6 +290,7 @@ class InProcessRunner:
                     rules=self.rules,
                     kinds=self.kinds,
                     stopping=crew.abandon,
+                    forks=self.forks,
                 )
             except Exception as exc:  # recording the end failed (the database): the reaper revives it
                 log.exception("job %s: its end could not be recorded", job.id)
@@ -285,6 +305,15 @@ class InProcessRunner:
             self.dispatch(job_id)
         self._housekeeper = threading.Thread(target=self._housekeeping, name="tianmu-jobs", daemon=True)
         self._housekeeper.start()
+        if can_isolate(self.settings):
+            # In the background: the fork server's imports (about 2 s) overlap the first claim.
+            threading.Thread(target=self._start_forks, name="tianmu-forks", daemon=True).start()
+
+    def _start_forks(self) -> None:
+        try:
+            self.forks.start()
+        except Exception:  # the first job starts it again, and fails with the reason if it cannot
+            log.exception("could not start the job fork server")
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(self.tick):
@@ -318,6 +347,9 @@ class InProcessRunner:
         if self._housekeeper is not None:
             self._housekeeper.join()
             self._housekeeper = None
+        # After the watchers: they have killed their children. A child still running (its watcher
+        # past the wait above) is killed by the server as it ends.
+        self.forks.close()
 
 
 def _unfinished(store: Store) -> list[str]:
