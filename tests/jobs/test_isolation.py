@@ -356,3 +356,32 @@ def test_work_that_cannot_reach_a_process_is_a_located_failure(forks: ForkServer
     # A closure does not pickle: it cannot be sent to a process that was not forked from this one.
     end = run_in_child(lambda _d, _r: {"status": "done"}, ProcessLimits(), Watch(cancelled=_no_cancel), forks)
     assert end.status == "crashed" and end.reason.startswith("the job's work cannot be sent to its process")
+
+
+def test_a_dead_fork_server_fails_its_running_job_and_the_next_job_starts_another(
+    sqlite_store: Store, settings: Settings
+) -> None:
+    runner = InProcessRunner(sqlite_store, settings, workers=1, kinds=KINDS)
+    try:
+        job, _ = queue.submit(sqlite_store, "sleepy", {})
+        runner.dispatch(job.id)
+        pids = [int(p) for p in _running(sqlite_store, job).progress.split()[1:]]
+        server = runner.forks.pid
+        assert server is not None
+        os.kill(server, signal.SIGKILL)
+        assert runner.wait(job.id, 60).status == "failed"
+        after, _ = queue.submit(sqlite_store, "where", {})
+        runner.dispatch(after.id)
+        assert runner.wait(after.id, 60).status == "done"
+        assert runner.forks.pid not in (None, server)
+    finally:
+        runner.shutdown()
+    failed = get_job(sqlite_store, job.id)
+    assert failed is not None and failed.error == (
+        "the job fork server ended before the job's process reported"
+    )
+    # The job's process ends with its server (die_with_parent), and the runner ends its group.
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)

@@ -185,15 +185,18 @@ class _Server:
             elif len(parts) == 2 and parts[0] == b"E":
                 self.status = int(parts[1])
 
-    def kill(self) -> None:
-        """SIGKILL the child's process group (its workers too), and wait until the server reaped it."""
+    def kill_group(self) -> None:
         if self.pid is not None:
-            # At once from here too: the server may be loading a rule set for a moment.
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except OSError:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # already gone
                     os.kill(self.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL the child's process group (its workers too), and wait until the server reaped it."""
+        # At once from here too: the server may be loading a rule set for a moment.
+        self.kill_group()
         with contextlib.suppress(OSError):
             self.control.sendall(b"K")
         deadline = time.monotonic() + _REAP_SECONDS
@@ -241,6 +244,9 @@ def _watch(control: socket.socket, child: socket.socket, limits: ProcessLimits, 
             lines.feed(_drain(child))
             lines.feed(b"\n")
             if server.status is None:
+                # The server died (its child with it, by die_with_parent): the workers the child
+                # started are still in its group, and nobody else would end them.
+                server.kill_group()
                 if watch.stopping.is_set():
                     return ChildEnd("stopped", "the runner stopped")
                 return ChildEnd("crashed", "the job fork server ended before the job's process reported")
