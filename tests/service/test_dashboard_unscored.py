@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from platform_data import T0, Platform, _save, bearer, build_platform
 
 from tianmu.core.models import Asset, AssetKind, Component, Finding, FindingKind, Location, Severity
-from tianmu.service.web.unscored import unscored_page
 from tianmu.store.queries import FindingQuery, find_findings
 
 
@@ -112,9 +111,31 @@ def test_filter_selects_only_unscored(client: TestClient, platform: Platform) ->
         _rules(client.get("/findings", headers=viewer, params={"unscored": "true", "kind": "detection"}).text)
         == set()
     )
-    # The export API has no such filter: its link leaves it out, and the page says so.
-    assert 'href="/api/v1/findings/export?format=csv&severity=medium"' in mediums
-    assert "exports hold scored findings too" in mediums
+    # The export honours the filter, so its link carries it (before, it left it out and said so).
+    assert 'href="/api/v1/findings/export?format=csv&unscored=true&amp;severity=medium"' in mediums
+    assert "exports hold scored findings too" not in mediums
+
+
+def test_api_list_and_export_filter_unscored(client: TestClient, platform: Platform) -> None:
+    viewer = bearer(platform, "victor")
+    unscored = {"GO-2024-0001", "GO-2024-0002", "GO-2024-0003"}
+    listed = client.get("/api/v1/findings", headers=viewer, params={"unscored": "true"}).json()
+    assert {i["rule"] for i in listed["items"]} == unscored
+    scored = client.get("/api/v1/findings", headers=viewer, params={"unscored": "false"}).json()["items"]
+    every = client.get("/api/v1/findings", headers=viewer, params={"limit": 1000}).json()["items"]
+    assert {i["rule"] for i in scored} == {i["rule"] for i in every} - unscored
+    assert "GHSA-rated-medium" in {i["rule"] for i in scored}
+    exported = client.get(
+        "/api/v1/findings/export", headers=viewer, params={"format": "json", "unscored": "true"}
+    ).json()
+    assert {d["id"] for d in exported} == unscored
+    csv_text = client.get(
+        "/api/v1/findings/export",
+        headers=viewer,
+        params={"format": "csv", "unscored": "true", "severity": "medium"},
+    ).text
+    assert "GO-2024-0001" in csv_text and "GO-2024-0002" in csv_text
+    assert "GO-2024-0003" not in csv_text and "GHSA-rated-medium" not in csv_text
 
 
 def test_finding_page_says_unscored_and_how_ranked(client: TestClient, platform: Platform) -> None:
@@ -138,6 +159,7 @@ def test_overview_counts_unscored_within_each_severity(client: TestClient, platf
     bars = html.split('data-testid="by-severity"', 1)[1].split("</section>", 1)[0]
     # 4 open mediums (PyYAML, the GHSA-rated one and two unscored), 2 of them unscored.
     assert api["by_severity"]["medium"] == 4
+    assert api["unscored"] == {"critical": 0, "high": 1, "medium": 2, "low": 0, "info": 0}
     medium = bars.split('data-severity="medium"', 1)[1].split("</a>", 1)[0]
     assert 'data-value="4"' in medium and 'data-unscored="2"' in medium and "(2 unscored)" in medium
     high = bars.split('data-severity="high"', 1)[1].split("</a>", 1)[0]
@@ -159,33 +181,19 @@ def _kev_row(html: str, rule: str) -> str:
 
 def test_unscored_pages_skip_nothing_and_repeat_nothing(platform: Platform) -> None:
     store = platform.app.state.store
-    query = FindingQuery()
-    every = [i.id for i in find_findings(store, "acme", query, limit=100).items]
-    expected = [
-        i.id
-        for i in find_findings(store, "acme", query, limit=100).items
-        if i.finding.rule_id.startswith("GO-")
-    ]
+    every = find_findings(store, "acme", FindingQuery(), limit=100).items
+    expected = [i.id for i in every if i.finding.rule_id.startswith("GO-")]
     assert len(every) > len(expected) == 3
+    # The store's own condition: one finding per page, in the ordinary order, none lost or repeated.
     seen: list[int] = []
     cursor = None
     while True:
-        page = unscored_page(store, "acme", query, limit=1, cursor=cursor)
+        page = find_findings(store, "acme", FindingQuery(unscored=True), limit=1, cursor=cursor)
         seen.extend(i.id for i in page.items)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert seen == expected
-    # A scan limit ends a page early, with a cursor to go on from, and still loses nothing.
-    short: list[int] = []
-    cursor = None
-    for _ in range(20):
-        page = unscored_page(store, "acme", query, limit=50, cursor=cursor, scan_limit=1)
-        short.extend(i.id for i in page.items)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert short == expected
 
 
 def test_asset_page_counts_unscored_within_each_severity(client: TestClient, platform: Platform) -> None:

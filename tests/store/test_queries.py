@@ -242,3 +242,70 @@ def _explain(store: Store, q: FindingQuery) -> str:
     finally:
         store.connect = original  # type: ignore[method-assign]
     return captured[0]
+
+
+def _unscored_case(asset: Asset, n: int, severity: Severity, score: float | None, **data: object) -> Finding:
+    found = _vuln(asset, n, severity)
+    return Finding(
+        kind=found.kind,
+        rule_id=found.rule_id,
+        title=found.title,
+        severity=severity,
+        asset=asset,
+        component=found.component,
+        score=score,
+        data=data,
+    )
+
+
+def test_unscored_filter_and_counts_in_sql(store: Store) -> None:
+    """The store selects unscored findings itself (before, FindingQuery had no such condition and the
+    dashboard paged through every finding in Python); exactly those `is_unscored` names."""
+    from tianmu.situation.risk import is_unscored  # the rule the SQL must agree with
+
+    cases = [
+        _unscored_case(SHOP, 1, Severity.MEDIUM, None, unscored=True, severity_source="unknown"),
+        _unscored_case(SHOP, 2, Severity.MEDIUM, None, severity_source="unknown"),  # stored before the flag
+        _unscored_case(SHOP, 3, Severity.HIGH, None, unscored=True, kev=True),
+        _unscored_case(SHOP, 4, Severity.MEDIUM, None, severity_source="ghsa"),  # rated
+        _unscored_case(SHOP, 5, Severity.HIGH, 7.5, unscored=True),  # a score: not unscored
+        _unscored_case(SHOP, 6, Severity.LOW, None, unscored="yes"),  # not the flag's JSON type
+        _unscored_case(SHOP, 7, Severity.LOW, None, unscored=False),
+        _unscored_case(SHOP, 8, Severity.LOW, None),  # no data at all
+    ]
+    _save(store, SHOP, cases, T0)
+    _save(store, GATEWAY, [_detection(GATEWAY, 1)], T0)
+    rival = _unscored_case(RIVAL, 9, Severity.MEDIUM, None, unscored=True)
+    _save(store, RIVAL, [rival], T0)
+
+    def rules(unscored: bool | None, **extra: object) -> set[str]:
+        query = FindingQuery(unscored=unscored, **extra)  # type: ignore[arg-type]
+        return {i.finding.rule_id for i in find_findings(store, "acme", query, limit=1000).items}
+
+    everything = find_findings(store, "acme", limit=1000).items
+    expected = {i.finding.rule_id for i in everything if is_unscored(i.finding)}
+    assert expected == {"PYSEC-2026-001", "PYSEC-2026-002", "PYSEC-2026-003"}
+    assert rules(True) == expected
+    assert rules(False) == {i.finding.rule_id for i in everything} - expected
+    assert "tianmu-ssh-bruteforce-1" in rules(False)
+    assert rules(True, severities=(Severity.MEDIUM,)) == {"PYSEC-2026-001", "PYSEC-2026-002"}
+    assert rules(True, kev=True) == {"PYSEC-2026-003"}
+    # Pages of one: the store's cursor, nothing lost or repeated.
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = find_findings(store, "acme", FindingQuery(unscored=True), limit=1, cursor=cursor)
+        seen += [i.finding.rule_id for i in page.items]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert sorted(seen) == sorted(expected)
+    numbers = overview(store, "acme")
+    assert numbers["unscored"] == {"critical": 0, "high": 1, "medium": 2, "low": 0, "info": 0}
+    bulk_set_status(
+        store,
+        "acme",
+        [i.id for i in everything if i.finding.rule_id == "PYSEC-2026-003"],
+        TriageStatus.FALSE_POSITIVE,
+    )
+    assert overview(store, "acme")["unscored"]["high"] == 0  # open findings only
+    assert overview(store, "globex")["unscored"]["medium"] == 1

@@ -45,6 +45,7 @@ __all__ = [
     "list_assets",
     "list_components",
     "overview",
+    "unscored_condition",
 ]
 
 
@@ -70,6 +71,8 @@ class FindingQuery:
     text: str | None = None
     """Case-insensitive substring of the rule id or the title."""
     kev: bool | None = None
+    unscored: bool | None = None
+    """Only (True) or never (False) vulnerabilities whose advisories publish no severity."""
     sort: FindingSort = FindingSort.LAST_SEEN
 
 
@@ -143,6 +146,29 @@ def _kev_filter(query: Select[Any], kev: bool | None, dialect: str) -> Select[An
     return query.where(flag.is_(True) if kev else or_(flag.is_(None), flag.is_(False)))
 
 
+def unscored_condition(dialect: str) -> ColumnElement[bool]:
+    """SQL true exactly for the findings `tianmu.situation.risk.is_unscored` calls unscored: a
+    vulnerability without a score whose data says `unscored: true` (or, stored before that flag,
+    `severity_source: "unknown"`). Never NULL, so its negation selects every other finding."""
+    data = findings.c.data
+    # The JSON type, not a truthy value: `"unscored": "yes"` or `1` is not the flag the engine writes.
+    if dialect == "postgresql":
+        # A missing key reads as NULL, and NULL would make the negation drop the finding too.
+        flag = and_(
+            func.coalesce(func.json_typeof(data["unscored"]), "") == "boolean",
+            func.coalesce(data["unscored"].as_string(), "") == "true",
+        )
+        source: Any = data["severity_source"].as_string()
+    else:
+        flag = func.coalesce(func.json_type(data, "$.unscored"), "") == "true"
+        source = func.json_extract(data, "$.severity_source")
+    return and_(
+        findings.c.kind == FindingKind.VULNERABILITY.value,
+        findings.c.score.is_(None),
+        or_(flag, func.coalesce(source, "") == "unknown"),
+    )
+
+
 def find_findings(
     store: Store,
     tenant: str,
@@ -165,6 +191,9 @@ def find_findings(
         .where(and_(*_filters(tenant, q)))
     )
     statement = _kev_filter(statement, q.kev, store.dialect)
+    if q.unscored is not None:
+        unscored = unscored_condition(store.dialect)
+        statement = statement.where(unscored if q.unscored else ~unscored)
     if cursor:
         statement = statement.where(tuple_(*keys) < tuple_(*_decode_cursor(cursor, q.sort)))
     statement = statement.order_by(*[k.desc() for k in keys]).limit(limit + 1)
@@ -218,6 +247,7 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
         # 100,000 findings each pass costs tens of milliseconds on PostgreSQL.
         kev_flag = _kev_filter(select(findings.c.id), True, store.dialect).whereclause
         by_severity = {s.value: 0 for s in Severity}
+        unscored = {s.value: 0 for s in Severity}
         by_kind = {k.value: 0 for k in FindingKind}
         kev_open = 0
         counts = select(
@@ -225,11 +255,13 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
             findings.c.kind,
             func.count(),
             func.sum(case((kev_flag, 1), else_=0)),  # type: ignore[arg-type]
+            func.sum(case((unscored_condition(store.dialect), 1), else_=0)),
         ).where(open_)
-        for rank, kind, count, kev_count in conn.execute(
+        for rank, kind, count, kev_count, unscored_count in conn.execute(
             counts.group_by(findings.c.severity_rank, findings.c.kind)
         ):
             by_severity[_RANK_TO_SEVERITY[int(rank)].value] += int(count)
+            unscored[_RANK_TO_SEVERITY[int(rank)].value] += int(unscored_count or 0)
             by_kind[str(kind)] = by_kind.get(str(kind), 0) + int(count)
             kev_open += int(kev_count or 0)
         weight = func.sum(
@@ -267,6 +299,8 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
         "assets": int(asset_count or 0),
         "open_findings": sum(by_severity.values()),
         "by_severity": by_severity,
+        # Of each severity's open findings, those ranked there with no published severity.
+        "unscored": unscored,
         "by_kind": by_kind,
         "kev_open": kev_open,
         "kev": kev.items,

@@ -33,7 +33,7 @@ from tianmu.service.api.resources import finding_public
 from tianmu.service.api.routes.findings import FindingFilters, triage_target
 from tianmu.service.api.routes.overview import overview_numbers
 from tianmu.service.web.i18n import COOKIE, LANGUAGES, choose_language, gettext_for, translations
-from tianmu.service.web.unscored import is_unscored_item, open_unscored_by_severity, unscored_page
+from tianmu.service.web.unscored import is_unscored_item, open_unscored_by_severity
 from tianmu.situation.repository import find_incident, load_incidents, posture_history
 from tianmu.situation.trace import trace
 from tianmu.store.queries import (
@@ -130,13 +130,14 @@ def _check_csrf(request: Request, token: str) -> None:
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request, store: StoreDep, principal: Reader) -> HTMLResponse:
     posture = posture_history(store, principal.tenant, limit=30)
+    numbers = overview_numbers(store, principal.tenant)
     return _render(
         request,
         principal,
         "dashboard/overview.html",
         "overview",
-        numbers=overview_numbers(store, principal.tenant),
-        unscored=open_unscored_by_severity(store, principal.tenant),
+        numbers=numbers,
+        unscored={sev: n for sev, n in numbers["unscored"].items() if n},
         posture=posture,
         posture_json=json.dumps([p.as_dict() for p in posture]).replace("</", "<\\/"),
     )
@@ -155,20 +156,14 @@ def findings_page(
     principal: FindingsReader,
     filters: Annotated[FindingFilters, Depends()],
     cursor: str | None = None,
-    unscored: bool = False,
 ) -> HTMLResponse:
     try:
-        if unscored:
-            page = unscored_page(store, principal.tenant, filters.query, limit=50, cursor=cursor)
-        else:
-            page = find_findings(store, principal.tenant, filters.query, limit=50, cursor=cursor)
+        page = find_findings(store, principal.tenant, filters.query, limit=50, cursor=cursor)
     except InputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     q = filters.query
     params = request.query_params.multi_items()
     query_string = _query_string(params)
-    # The API's export knows no unscored filter: its links carry the other filters, and the page says so.
-    export_query = _query_string([(k, v) for k, v in params if k != "unscored"])
     return _render(
         request,
         principal,
@@ -186,10 +181,10 @@ def findings_page(
             "sort": q.sort.value,
             "asset_id": q.asset_id,
             "kev": q.kev,
-            "unscored": unscored,
+            "unscored": q.unscored is True,
         },
         query_string=query_string,
-        export_query=export_query,
+        export_query=query_string,
         back="/findings?" + query_string,
         can_triage=can(principal, Permission.FINDINGS_TRIAGE),
     )

@@ -70,6 +70,9 @@ class FindingFilters:
         until: Annotated[datetime | None, Query(description="Last seen before (ISO 8601).")] = None,
         q: Annotated[str | None, Query(max_length=200, description="Text in the rule id or title.")] = None,
         kev: Annotated[bool | None, Query(description="Only (or never) CISA KEV-listed flaws.")] = None,
+        unscored: Annotated[
+            bool | None, Query(description="Only (or never) flaws whose advisories publish no severity.")
+        ] = None,
         sort: Annotated[FindingSort, Query()] = FindingSort.LAST_SEEN,
     ) -> None:
         minimum = _choices("min_severity", [min_severity] if min_severity else [], Severity)
@@ -83,6 +86,7 @@ class FindingFilters:
             until=until,
             text=q or None,
             kev=kev,
+            unscored=unscored,
             sort=sort,
         )
 
