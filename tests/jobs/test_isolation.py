@@ -80,8 +80,20 @@ def _locked(ctx: JobContext) -> dict[str, Any]:
     return {"acquired": acquired, "parent_threads": len(os.listdir(f"/proc/{os.getppid()}/task"))}
 
 
+def _open_files(ctx: JobContext) -> dict[str, Any]:
+    """The files the job's process has open as its handler starts (it has not used the database yet)."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # the listing's own descriptor, closed meanwhile
+    return {"open": targets}
+
+
 KINDS = {
     **JOB_KINDS,
+    "files": JobKind("files", "says which files its process has open", _any, _open_files),
     "hungry": JobKind("hungry", "allocates without end", _any, _hungry),
     "sleepy": JobKind("sleepy", "never ends, never reports", _any, _sleepy),
     "where": JobKind("where", "says which process ran it", _any, _where),
@@ -385,3 +397,18 @@ def test_a_dead_fork_server_fails_its_running_job_and_the_next_job_starts_anothe
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_a_jobs_process_holds_nothing_of_the_runners(sqlite_store: Store, settings: Settings) -> None:
+    database = sqlite_store.engine.url.database
+    assert database is not None
+    job, _ = queue.submit(sqlite_store, "files", {})
+    # This process holds the database open (its pool); forked from it, the job's process would too.
+    with sqlite_store.connect():
+        ours = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+        assert os.path.realpath(database) in ours
+        outcome = execute_job(sqlite_store, settings, job.id, "w", lambda _id: None, kinds=KINDS)
+    assert outcome.status == "done"
+    done = get_job(sqlite_store, job.id)
+    assert done is not None and done.result is not None
+    assert not [name for name in done.result["open"] if name.startswith(os.path.realpath(database))]
