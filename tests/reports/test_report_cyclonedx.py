@@ -119,3 +119,17 @@ def test_malformed_purl_keeps_the_component(assessment: Assessment) -> None:
     assert "purl" not in component
     assert {p["name"]: p["value"] for p in component["properties"]}["tianmu:purl"] == "not a purl"
     assert doc["vulnerabilities"][0]["affects"] == [{"ref": "not a purl|requirements.txt:3"}]
+
+
+def test_asset_label_beside_the_path(assessment: Assessment) -> None:
+    """The root component keeps the resolved path as name and bom-ref and says the label beside it
+    (before, only the path)."""
+    labelled = replace(assessment, asset=replace(assessment.asset, label="git@example.org:acme/shop.git"))
+    root = bom(labelled)["metadata"]["component"]
+    assert root["name"] == "/srv/shop" and root["bom-ref"].endswith(":/srv/shop")
+    assert root["description"] == "git@example.org:acme/shop.git (/srv/shop)"
+    props = {p["name"]: p["value"] for p in root["properties"]}
+    assert props["tianmu:label"] == "git@example.org:acme/shop.git"
+    plain = bom(assessment)["metadata"]["component"]
+    assert plain["description"] == "/srv/shop"
+    assert {p["name"]: p["value"] for p in plain["properties"]}["tianmu:label"] == "/srv/shop"

@@ -151,3 +151,25 @@ def test_paths_become_uri_references(assessment: Assessment) -> None:
     uris = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in log["runs"][0]["results"]]
     assert uris[0] == {"uri": "sub%20dir/requirements%231.txt", "uriBaseId": "%SRCROOT%"}
     assert uris[1] == {"uri": "file:///opt/app/requirements.txt"}
+
+
+def test_asset_label_beside_the_path(assessment: Assessment) -> None:
+    """The label people gave (host name for `/`, a remote, a folder's name) is shown with the path; the
+    path stays the name tools group by (before, SARIF carried the resolved path alone)."""
+    root = replace(assessment.asset, name="/", kind=AssetKind.HOST, label="web-01")
+    finding = Finding(
+        kind=FindingKind.EXPOSURE,
+        rule_id="tianmu/open-redis",
+        title="Redis reachable without authentication",
+        severity=Severity.HIGH,
+        asset=root,
+        evidence={"port": 6379},
+    )
+    log = sarif(Assessment(target="/", asset=root, started=STARTED, findings=[finding]))
+    validate(log)
+    run = log["runs"][0]
+    assert run["properties"]["asset"] == {"name": "/", "label": "web-01", "kind": "host"}
+    logical = run["results"][0]["locations"][0]["logicalLocations"][0]
+    assert logical == {"name": "/", "kind": "host", "properties": {"label": "web-01"}}
+    # No label: the name stands for itself.
+    assert sarif(assessment)["runs"][0]["properties"]["asset"]["label"] == "/srv/shop"

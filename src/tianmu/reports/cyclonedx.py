@@ -187,7 +187,12 @@ def assessment_to_bom(assessment: Assessment) -> Bom:
         name=asset.name,
         type=_ASSET_TYPES.get(asset.kind, ComponentType.APPLICATION),
         bom_ref=f"asset:{asset.kind.value}:{asset.name}",
-        properties=[Property(name="tianmu:target", value=assessment.target)],
+        # The name and bom-ref stay the resolved path (the identity); people read the label beside it.
+        description=asset.display,
+        properties=[
+            Property(name="tianmu:target", value=assessment.target),
+            Property(name="tianmu:label", value=asset.label or asset.name),
+        ],
     )
     tool = CdxComponent(
         name="Tianmu",

@@ -74,7 +74,12 @@ def _locations(finding: Finding) -> list[dict[str, Any]]:
     location = finding_location(finding)
     if location is not None:
         return [_physical(location)]
-    return [{"logicalLocations": [{"name": finding.asset.name, "kind": finding.asset.kind.value}]}]
+    asset = finding.asset
+    logical: dict[str, Any] = {"name": asset.name, "kind": asset.kind.value}
+    if asset.label and asset.label != asset.name:
+        # The name stays the resolved path (the identity tools group by); the label is what people say.
+        logical["properties"] = {"label": asset.label}
+    return [{"logicalLocations": [logical]}]
 
 
 def _message(finding: Finding) -> str:
@@ -226,7 +231,11 @@ def assessment_to_sarif(assessment: Assessment) -> dict[str, Any]:
         "columnKind": "unicodeCodePoints",
         "properties": {
             "target": assessment.target,
-            "asset": {"name": assessment.asset.name, "kind": assessment.asset.kind.value},
+            "asset": {
+                "name": assessment.asset.name,
+                "label": assessment.asset.label or assessment.asset.name,
+                "kind": assessment.asset.kind.value,
+            },
             "knowledge_bases": [jsonable(kb) for kb in assessment.knowledge_bases],
         },
     }

@@ -271,6 +271,7 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
             select(
                 assets.c.id,
                 assets.c.name,
+                assets.c.label,
                 assets.c.kind,
                 assets.c.criticality,
                 weight,
@@ -278,7 +279,7 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
             )
             .join(findings, findings.c.asset_id == assets.c.id)
             .where(open_)
-            .group_by(assets.c.id, assets.c.name, assets.c.kind, assets.c.criticality)
+            .group_by(assets.c.id, assets.c.name, assets.c.label, assets.c.kind, assets.c.criticality)
             .order_by(weight.desc(), assets.c.id)
             .limit(top_assets)
         ).all()
@@ -310,6 +311,7 @@ def overview(store: Store, tenant: str, *, newest: int = 10, top_assets: int = 1
             {
                 "id": int(r.id),
                 "name": r.name,
+                "label": r.label or r.name,
                 "kind": r.kind,
                 "criticality": int(r.criticality),
                 "open_findings": int(r.n),

@@ -64,6 +64,8 @@ class BulkTriage(BaseModel):
 class AssetPublic(BaseModel):
     id: int
     name: str
+    label: str
+    """What people call the asset (host name, remote, folder name); `name` is its resolved path."""
     kind: AssetKind
     criticality: int
     tags: list[str]
@@ -120,6 +122,7 @@ def asset_public(summary: AssetSummary) -> AssetPublic:
     return AssetPublic(
         id=summary.id,
         name=a.name,
+        label=a.label or a.name,
         kind=a.kind,
         criticality=a.criticality,
         tags=list(a.tags),
