@@ -46,11 +46,16 @@ from tianmu.store.legacy import adopt, predecessors, rekey_references
 from tianmu.store.schema import assessments, assets, components, findings
 
 __all__ = [
+    "MAX_NOTES",
+    "MAX_NOTE_CHARS",
     "SaveHook",
     "SaveResult",
+    "StoredAssessment",
     "StoredFinding",
+    "bounded_notes",
     "count_assessments",
     "finding_from_row",
+    "list_assessments",
     "list_findings",
     "save_assessment",
     "set_status",
@@ -58,6 +63,31 @@ __all__ = [
 ]
 
 _CHUNK = 500
+
+MAX_NOTES = 200
+"""Notes kept per stored assessment, the last one saying how many more there were."""
+MAX_NOTE_CHARS = 2000
+
+
+def bounded_notes(notes: Iterable[str]) -> list[str]:
+    """The notes as stored: at most MAX_NOTES texts of at most MAX_NOTE_CHARS characters each.
+
+    A walk of a hostile tree can note without end (every vanished file, every refused ignore file);
+    the row must stay small, and saying how many were left out keeps the stored view honest.
+    """
+    kept: list[str] = []
+    extra = 0
+    for note in notes:
+        if len(kept) < MAX_NOTES:
+            text = storable(str(note))
+            kept.append(text if len(text) <= MAX_NOTE_CHARS else text[: MAX_NOTE_CHARS - 1] + "…")
+        else:
+            extra += 1
+    if extra:
+        # The last kept note gives its place to the count, so the list is still at most MAX_NOTES long.
+        extra += 1
+        kept[-1] = f"{extra} more notes"
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +239,7 @@ def _save_once(store: Store, assessment: Assessment, also: SaveHook | None) -> S
                 component_count=len(assessment.components),
                 finding_counts={},
                 errors=jsonable(list(assessment.errors)),
+                notes=bounded_notes(assessment.notes),
             )
         )
         assert result.inserted_primary_key is not None
@@ -391,3 +422,44 @@ def count_assessments(store: Store, tenant: str) -> int:
                 select(func.count()).select_from(assessments).where(assessments.c.tenant == tenant)
             ).scalar_one()
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAssessment:
+    id: int
+    asset_id: int
+    target: str
+    started: datetime
+    finished: datetime | None
+    tianmu_version: str
+    components: int
+    open_by_severity: dict[str, int]
+    errors: list[str]
+    notes: list[str]
+
+
+def list_assessments(
+    store: Store, tenant: str, *, asset_id: int | None = None, limit: int = 20
+) -> list[StoredAssessment]:
+    """The tenant's stored assessments, newest first, with their errors and notes as saved."""
+    query = select(assessments).where(assessments.c.tenant == tenant)
+    if asset_id is not None:
+        query = query.where(assessments.c.asset_id == asset_id)
+    query = query.order_by(assessments.c.started.desc(), assessments.c.id.desc()).limit(limit)
+    with store.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        StoredAssessment(
+            id=int(r.id),
+            asset_id=int(r.asset_id),
+            target=r.target,
+            started=r.started,
+            finished=r.finished,
+            tianmu_version=r.tianmu_version,
+            components=int(r.component_count),
+            open_by_severity=dict(r.finding_counts or {}),
+            errors=list(r.errors or []),
+            notes=list(r.notes or []),
+        )
+        for r in rows
+    ]

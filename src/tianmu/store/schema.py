@@ -113,6 +113,9 @@ assessments = Table(
     Column("finding_counts", JSON, nullable=False, default=dict),
     # Open findings by severity at the end of the run: the posture history the trend is drawn from.
     Column("errors", JSON, nullable=False, default=list),
+    # What the run left out or stopped at (pseudo file systems, a refused .tianmuignore, limits hit),
+    # bounded by `repository.bounded_notes` (revision 0004).
+    Column("notes", JSON, nullable=False, default=list, server_default="[]"),
     Index("ix_assessments_tenant_started", "tenant", "started"),
 )
 

@@ -45,6 +45,7 @@ from tianmu.store.queries import (
     list_assets,
     list_components,
 )
+from tianmu.store.repository import list_assessments
 from tianmu.store.schema import services as services_table
 
 __all__ = ["is_web_link", "router", "templates"]
@@ -260,6 +261,7 @@ def asset_page(request: Request, asset_id: int, store: StoreDep, principal: Read
         components=list_components(store, principal.tenant, asset_id=asset_id, limit=5000),
         unscored=open_unscored_by_severity(store, principal.tenant, asset_id),
         services=_services(store, principal.tenant, asset_id),
+        latest=next(iter(list_assessments(store, principal.tenant, asset_id=asset_id, limit=1)), None),
     )
 
 

@@ -14,6 +14,7 @@ from tianmu.service.api.context import StoreDep
 from tianmu.service.api.deps import CsrfChecked, require
 from tianmu.service.api.resources import AssetPublic, AssetUpdate, asset_public
 from tianmu.store.queries import get_asset, list_assets, list_components
+from tianmu.store.repository import list_assessments
 from tianmu.store.schema import assets as assets_table
 
 __all__ = ["components_router", "router"]
@@ -86,6 +87,33 @@ def asset_components(
     if get_asset(store, principal.tenant, asset_id) is None:
         raise HTTPException(status_code=404, detail=f"no asset {asset_id}")
     return list_components(store, principal.tenant, asset_id=asset_id, limit=limit, offset=offset)
+
+
+@router.get("/{asset_id}/assessments", summary="One asset's stored assessments, newest first")
+def asset_assessments(
+    asset_id: int,
+    store: StoreDep,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[dict[str, Any]]:
+    if get_asset(store, principal.tenant, asset_id) is None:
+        raise HTTPException(status_code=404, detail=f"no asset {asset_id}")
+    return [
+        {
+            "id": a.id,
+            "asset_id": a.asset_id,
+            "target": a.target,
+            "started": a.started.isoformat(),
+            "finished": a.finished.isoformat() if a.finished else None,
+            "tianmu_version": a.tianmu_version,
+            "components": a.components,
+            "open_by_severity": a.open_by_severity,
+            "errors": a.errors,
+            # What the run left out (pseudo file systems, a refused .tianmuignore, limits hit).
+            "notes": a.notes,
+        }
+        for a in list_assessments(store, principal.tenant, asset_id=asset_id, limit=limit)
+    ]
 
 
 @components_router.get("", summary="Search the tenant's software inventory")
