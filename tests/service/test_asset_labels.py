@@ -76,3 +76,19 @@ def test_dashboard_names_assets_by_label_and_path_escaped(client: TestClient, pl
     assert HOSTILE not in overview
     # No label: the path alone, as before.
     assert '<span class="mono">/srv/shop</span>' in listing
+
+
+def test_findings_name_their_asset_by_label(client: TestClient, platform: Platform) -> None:
+    viewer = bearer(platform, "victor")
+    items = client.get("/api/v1/findings", headers=viewer, params={"limit": 1000}).json()["items"]
+    by_rule = {i["rule"]: i for i in items}
+    assert by_rule["PYSEC-2026-1"]["asset_label"] == "web-01.example.org"
+    assert by_rule["PYSEC-2026-1"]["detail"]["asset"]["name"] == "/"
+    assert by_rule["PYSEC-2026-2"]["asset_label"] == HOSTILE
+    page = client.get(f"/findings/{by_rule['PYSEC-2026-1']['id']}", headers=viewer).text
+    assert (
+        '<span data-testid="asset-label">web-01.example.org</span> <span class="muted mono">(/)</span>'
+        in page
+    )
+    odd = client.get(f"/findings/{by_rule['PYSEC-2026-2']['id']}", headers=viewer).text
+    assert HOSTILE not in odd and "(/srv/odd)" in odd

@@ -186,7 +186,12 @@ def find_findings(
     if q.sort is FindingSort.SEVERITY:
         keys = [findings.c.severity_rank, *keys]
     statement = (
-        select(findings, assets.c.name.label("asset_name"), assets.c.kind.label("asset_kind"))
+        select(
+            findings,
+            assets.c.name.label("asset_name"),
+            assets.c.kind.label("asset_kind"),
+            assets.c.label.label("asset_label"),
+        )
         .join(assets, assets.c.id == findings.c.asset_id)
         .where(and_(*_filters(tenant, q)))
     )
@@ -214,7 +219,12 @@ def find_findings(
 def get_finding(store: Store, tenant: str, finding_id: int) -> PagedFinding | None:
     """One finding of the tenant by id, or None (also when the id belongs to another tenant)."""
     statement = (
-        select(findings, assets.c.name.label("asset_name"), assets.c.kind.label("asset_kind"))
+        select(
+            findings,
+            assets.c.name.label("asset_name"),
+            assets.c.kind.label("asset_kind"),
+            assets.c.label.label("asset_label"),
+        )
         .join(assets, assets.c.id == findings.c.asset_id)
         .where(findings.c.tenant == tenant, findings.c.id == finding_id)
     )

@@ -370,7 +370,12 @@ def list_findings(
     limit: int | None = None,
 ) -> list[StoredFinding]:
     query = (
-        select(findings, assets.c.name.label("asset_name"), assets.c.kind.label("asset_kind"))
+        select(
+            findings,
+            assets.c.name.label("asset_name"),
+            assets.c.kind.label("asset_kind"),
+            assets.c.label.label("asset_label"),
+        )
         .join(assets, assets.c.id == findings.c.asset_id)
         .where(findings.c.tenant == tenant)
     )
@@ -400,7 +405,13 @@ def finding_from_row(row: Any) -> Finding:
         rule_id=row.rule_id,
         title=row.title,
         severity=Severity(row.severity),
-        asset=Asset(name=row.asset_name, kind=AssetKind(row.asset_kind), tenant=row.tenant),
+        # A reader that joins no label (an older query) gets the asset called by its path.
+        asset=Asset(
+            name=row.asset_name,
+            kind=AssetKind(row.asset_kind),
+            tenant=row.tenant,
+            label=getattr(row, "asset_label", None) or "",
+        ),
         score=row.score,
         summary=row.summary,
         component=_component_from_json(row.component),

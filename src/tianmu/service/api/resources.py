@@ -44,6 +44,7 @@ class FindingPublic(BaseModel):
     first_seen: datetime | None
     last_seen: datetime | None
     fingerprint: str
+    asset_label: str = Field(description="What people call the finding's asset (its path when unlabelled).")
     detail: dict[str, Any] = Field(description="The whole finding as in the JSON report.")
 
 
@@ -113,6 +114,7 @@ def finding_public(item: PagedFinding) -> FindingPublic:
         first_seen=f.first_seen,
         last_seen=f.last_seen,
         fingerprint=f.fingerprint,
+        asset_label=f.asset.label or f.asset.name,
         detail=finding_to_dict(f),
     )
 
