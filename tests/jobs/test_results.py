@@ -146,3 +146,12 @@ def test_cli_shows_a_partial_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     listed = cli.invoke(app, ["jobs", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     assert "done (partial: 1 error(s))" in listed.stdout and "sbom/bom.cdx.json:1" in listed.stdout
+
+
+def test_a_job_says_what_its_run_left_out(sqlite_store: Store, settings: Settings, tmp_path: Path) -> None:
+    target = _tree(tmp_path / "target", requirements=True)
+    (target / ".tianmuignore").write_text("*\n", encoding="utf-8")  # a job never honours one
+    job = get_job(sqlite_store, _run(sqlite_store, settings, "assess", {"path": str(target), "engines": []}))
+    assert job is not None and job.result is not None, job
+    notes = job.result["notes"]
+    assert any(".tianmuignore" in note for note in notes), notes

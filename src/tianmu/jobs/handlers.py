@@ -167,10 +167,13 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
     def finish(conn: Connection, saved: SaveResult) -> None:
         # The errors as stored with the assessment, read in its own transaction: the job is marked
         # done (and partial) with exactly what was stored, in one commit.
-        stored = conn.execute(
-            select(assessments.c.errors).where(assessments.c.id == saved.assessment_id)
-        ).scalar()
-        errors = [str(e) for e in stored] if isinstance(stored, list) else []
+        row = conn.execute(
+            select(assessments.c.errors, assessments.c.notes).where(assessments.c.id == saved.assessment_id)
+        ).one()
+        errors = [str(e) for e in row.errors] if isinstance(row.errors, list) else []
+        # What the run left out or capped (pseudo file systems, a refused .tianmuignore, vanished files,
+        # limits hit) belongs on the job too, or "done" would read as "everything was looked at".
+        notes = [str(n) for n in row.notes][:FIRST_ERRORS] if isinstance(row.notes, list) else []
         summary = {
             "assessment_id": saved.assessment_id,
             "asset_id": saved.asset_id,
@@ -179,6 +182,7 @@ def _run_assess(ctx: JobContext) -> dict[str, Any]:
             "reopened": saved.reopened,
             "components": saved.components,
             "findings": saved.findings,
+            "notes": notes,
         }
         ctx.complete_in(conn, honest(summary, errors))
 
