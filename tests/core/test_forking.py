@@ -69,7 +69,8 @@ import os, sys, time
 from tianmu.core.forking import fork_map
 
 def work(item):
-    print(os.getpid(), flush=True)
+    # One write(2) per line: two workers printing at once never interleave their digits and newlines.
+    os.write(1, f"{os.getpid()}\\n".encode())
     time.sleep(60)
     return item
 

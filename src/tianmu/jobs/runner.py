@@ -226,6 +226,10 @@ class InProcessRunner:
         # Made on first use and again after a shutdown, so one runner can serve an app started twice.
         if self._crew is None:
             self._crew = _Crew()
+            if can_isolate(self.settings):
+                # With the first job, not at start: a service (or a test) that runs no job never pays
+                # for the server's interpreter; in the background, its imports (~2 s) overlap the claim.
+                threading.Thread(target=self._start_forks, name="tianmu-forks", daemon=True).start()
         crew = self._crew
         crew.threads = [t for t in crew.threads if t.is_alive()]
         while len(crew.threads) < self.workers:
@@ -305,9 +309,6 @@ class InProcessRunner:
             self.dispatch(job_id)
         self._housekeeper = threading.Thread(target=self._housekeeping, name="tianmu-jobs", daemon=True)
         self._housekeeper.start()
-        if can_isolate(self.settings):
-            # In the background: the fork server's imports (about 2 s) overlap the first claim.
-            threading.Thread(target=self._start_forks, name="tianmu-forks", daemon=True).start()
 
     def _start_forks(self) -> None:
         try:
