@@ -7,11 +7,20 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tianmu.core.config import Settings
+from tianmu.core.models import Assessment
+from tianmu.store.database import open_store
+from tianmu.store.repository import save_assessment
+
+from .scenario import DB01, WEB01, scenario_findings
 
 
 @dataclass
@@ -134,3 +143,16 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
     state.port = port
     yield state
     controller.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A data directory whose store holds the scenario's findings, as the engines would have saved them."""
+    values = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
+    findings = scenario_findings()
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    with open_store(Settings.from_env(values)) as store:
+        for asset in (WEB01, DB01):
+            mine = [f for f in findings if f.asset.name == asset.name]
+            save_assessment(store, Assessment(asset.name, asset, now, now, findings=mine))
+    return values

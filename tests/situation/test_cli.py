@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,32 +12,15 @@ from typer.testing import CliRunner
 
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
-from tianmu.core.config import Settings
-from tianmu.core.models import Assessment
-from tianmu.store.database import open_store
-from tianmu.store.repository import save_assessment
 
 from .conftest import HttpReceiver
-from .scenario import ATTACKER, DB01, WEB01, scenario_findings, write_scenario_files
+from .scenario import ATTACKER, write_scenario_files
 
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setattr(out_console, "width", 200)
     return CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A data directory whose store holds the scenario's findings, as the engines would have saved them."""
-    values = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
-    findings = scenario_findings()
-    now = datetime(2026, 11, 24, tzinfo=UTC)
-    with open_store(Settings.from_env(values)) as store:
-        for asset in (WEB01, DB01):
-            mine = [f for f in findings if f.asset.name == asset.name]
-            save_assessment(store, Assessment(asset.name, asset, now, now, findings=mine))
-    return values
 
 
 def _incidents(runner: CliRunner, env: dict[str, str]) -> list[dict[str, object]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,10 @@ from typer.testing import CliRunner
 
 from tianmu.cli.console import out_console
 from tianmu.cli.main import app
-from tianmu.core.config import Settings
-from tianmu.core.models import Assessment
 from tianmu.situation import correlate, export_bundle, load_signer, verify_bundle
 from tianmu.situation.evidence import MANIFEST, _zip_bytes
-from tianmu.store.database import open_store
-from tianmu.store.repository import save_assessment
 
-from .scenario import DB01, WEB01, scenario_findings, write_scenario_files
+from .scenario import scenario_findings, write_scenario_files
 
 TIP = (41, "ab" * 32)
 
@@ -88,18 +83,6 @@ def test_a_rewritten_tip_breaks_the_signature(tmp_path: Path) -> None:
     report = verify_bundle(path)
     assert not report.ok
     assert "the signature does not match the manifest" in report.problems
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    values = {"TIANMU_HOME": str(tmp_path / "home"), "TIANMU_DATABASE_URL": "", "TIANMU_TENANT": ""}
-    findings = scenario_findings()
-    now = datetime(2026, 11, 24, tzinfo=UTC)
-    with open_store(Settings.from_env(values)) as store:
-        for asset in (WEB01, DB01):
-            mine = [f for f in findings if f.asset.name == asset.name]
-            save_assessment(store, Assessment(asset.name, asset, now, now, findings=mine))
-    return values
 
 
 def test_cli_export_signs_the_current_tip_and_verify_shows_it(
